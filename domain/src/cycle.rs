@@ -1,0 +1,599 @@
+//! The `BackupCycle` aggregate: one backup attempt of one instance, climbing the ladder
+//! `CycleStarted → Captured → Secured → Verified → RestoreTested`, or ending in `Failed`.
+//!
+//! Rules enforced here (so every processor and adapter gets them):
+//! - the ladder order: an outcome for a stage whose prerequisite rung is not reached is refused
+//!   with [`CycleError::OutOfOrder`];
+//! - idempotence: an outcome for a stage that already succeeded or failed produces no event
+//!   (at-least-once delivery runs processors twice; the second run must be harmless);
+//! - `Failed` is terminal: a success arriving after it is refused with [`CycleError::AlreadyFailed`].
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CycleId, InstanceId, TenantId};
+use crate::ladder::{FailureReason, LockMode, ManifestCounts, Rung, Stage, Trigger};
+use crate::EVENT_VERSION;
+
+/// A cycle began for an instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CycleStarted {
+    /// This cycle.
+    pub cycle_id: CycleId,
+    /// Whose backup key encrypts the copy.
+    pub tenant_id: TenantId,
+    /// The PBX being backed up.
+    pub instance_id: InstanceId,
+    /// Scheduled or manual: auditors ask who asked for a copy.
+    pub trigger: Trigger,
+    /// When.
+    pub started_at: DateTime<Utc>,
+}
+
+/// The PBX made the backup and its bytes were streamed into the vault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Captured {
+    /// The tenant key version the PBX encrypted with (verify and restore must use this one).
+    pub key_version: u32,
+    /// The file name on the PBX.
+    pub pbx_file_name: String,
+    /// Where the copy lives in the vault.
+    pub object_key: String,
+    /// The exact stored version (S3 version id): later stages read this version, not "latest".
+    pub version_id: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// SHA-256 of the bytes, computed while they streamed in (lowercase hex).
+    pub sha256: String,
+    /// Object Lock mode requested at write.
+    pub lock_mode: LockMode,
+    /// Object Lock retain-until requested at write.
+    pub retain_until: DateTime<Utc>,
+    /// What the live PBX reported; the restore test compares the restored data to it.
+    pub manifest: ManifestCounts,
+    /// When.
+    pub captured_at: DateTime<Utc>,
+}
+
+/// The stored copy read back byte for byte and is under Object Lock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Secured {
+    /// The SHA-256 of the bytes read back (equal to the captured one).
+    pub sha256: String,
+    /// The lock found on the stored version.
+    pub lock_mode: LockMode,
+    /// The retain-until found on the stored version.
+    pub retain_until: DateTime<Utc>,
+    /// When.
+    pub secured_at: DateTime<Utc>,
+}
+
+/// The archive opened with the tenant key and every entry decrypted, authenticated and inflated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Verified {
+    /// Entries checked.
+    pub entries: u64,
+    /// Bytes after decryption and inflation.
+    pub inflated_bytes: u64,
+    /// Tables found under `DbTables/`.
+    pub tables: Vec<String>,
+    /// When.
+    pub verified_at: DateTime<Utc>,
+}
+
+/// The backup was restored into a clean, isolated sandbox and the data matched the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RestoreTested {
+    /// Which sandbox adapter ran it (e.g. `process`), and its throwaway id.
+    pub sandbox: String,
+    /// The measured recovery time, in milliseconds.
+    pub duration_ms: u64,
+    /// What landed in the restored database.
+    pub counts: ManifestCounts,
+    /// When.
+    pub restore_tested_at: DateTime<Utc>,
+}
+
+/// A stage failed; terminal for the cycle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Failed {
+    /// The stage that failed.
+    pub stage: Stage,
+    /// A stable reason code.
+    pub reason: FailureReason,
+    /// A human explanation. Never contains a secret.
+    pub detail: String,
+    /// Whether trying again later may succeed (a 500, a timeout) or needs a person (bad
+    /// credentials, a corrupt copy).
+    pub retryable: bool,
+    /// When.
+    pub failed_at: DateTime<Utc>,
+}
+
+/// Everything that can happen to a cycle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub enum BackupCycleEvent {
+    /// See [`CycleStarted`].
+    CycleStarted(CycleStarted),
+    /// See [`Captured`].
+    Captured(Captured),
+    /// See [`Secured`].
+    Secured(Secured),
+    /// See [`Verified`].
+    Verified(Verified),
+    /// See [`RestoreTested`].
+    RestoreTested(RestoreTested),
+    /// See [`Failed`].
+    Failed(Failed),
+}
+
+impl DomainEvent for BackupCycleEvent {
+    fn event_type(&self) -> String {
+        match self {
+            BackupCycleEvent::CycleStarted(_) => "CycleStarted",
+            BackupCycleEvent::Captured(_) => "Captured",
+            BackupCycleEvent::Secured(_) => "Secured",
+            BackupCycleEvent::Verified(_) => "Verified",
+            BackupCycleEvent::RestoreTested(_) => "RestoreTested",
+            BackupCycleEvent::Failed(_) => "Failed",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION.to_owned()
+    }
+}
+
+/// What a processor asks of a cycle.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackupCycleCommand {
+    /// Begin the cycle.
+    Start(CycleStarted),
+    /// Record the capture stage's success.
+    RecordCaptured(Captured),
+    /// Record the secure stage's success.
+    RecordSecured(Secured),
+    /// Record the verify stage's success.
+    RecordVerified(Verified),
+    /// Record the restore-test stage's success.
+    RecordRestoreTested(RestoreTested),
+    /// Record a stage's failure.
+    RecordFailure(Failed),
+}
+
+/// Why a cycle refused a command.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CycleError {
+    /// The stage's prerequisite rung is not reached.
+    #[error("stage {stage} needs the cycle at {needs}, but it is at {at:?}")]
+    OutOfOrder {
+        /// The stage whose outcome arrived.
+        stage: Stage,
+        /// The rung it needs.
+        needs: Rung,
+        /// Where the cycle is (`None`: not started).
+        at: Option<Rung>,
+    },
+    /// The cycle already failed; nothing climbs after `Failed`.
+    #[error("the cycle already failed at stage {0}")]
+    AlreadyFailed(Stage),
+    /// A second `Start` with different facts (another instance or tenant).
+    #[error("the cycle was already started for another instance")]
+    StartConflict,
+}
+
+/// State of one cycle, rebuilt from its events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupCycle {
+    /// Set by `CycleStarted`.
+    pub started: Option<CycleStarted>,
+    /// The highest rung reached (`None` before start).
+    pub rung: Option<Rung>,
+    /// Set by `Captured`: later stages need the object and key version.
+    pub captured: Option<Captured>,
+    /// Set by `Failed`.
+    pub failed: Option<Failed>,
+}
+
+impl BackupCycle {
+    /// Whether the cycle can still move (started and not failed).
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Decides what a stage outcome does: `Ok(true)` emit, `Ok(false)` already done (no event).
+    fn admit(&self, stage: Stage) -> Result<bool, CycleError> {
+        if let Some(failed) = &self.failed {
+            return Err(CycleError::AlreadyFailed(failed.stage));
+        }
+        match self.rung {
+            Some(rung) if rung >= stage.reaches() => Ok(false),
+            Some(rung) if rung == stage.requires() => Ok(true),
+            at => Err(CycleError::OutOfOrder {
+                stage,
+                needs: stage.requires(),
+                at,
+            }),
+        }
+    }
+
+    /// Whether a failure of `stage` is news: not if the cycle already failed or already passed
+    /// the stage (a duplicate processor's late failure).
+    fn admit_failure(&self, stage: Stage) -> Result<bool, CycleError> {
+        if self.failed.is_some() {
+            return Ok(false);
+        }
+        match self.rung {
+            Some(rung) if rung >= stage.reaches() => Ok(false),
+            Some(rung) if rung == stage.requires() => Ok(true),
+            at => Err(CycleError::OutOfOrder {
+                stage,
+                needs: stage.requires(),
+                at,
+            }),
+        }
+    }
+}
+
+impl Aggregate for BackupCycle {
+    const TYPE: &'static str = "BackupCycle";
+    type Command = BackupCycleCommand;
+    type Event = BackupCycleEvent;
+    type Error = CycleError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = match command {
+            BackupCycleCommand::Start(started) => match &self.started {
+                Some(existing)
+                    if existing.instance_id == started.instance_id
+                        && existing.tenant_id == started.tenant_id =>
+                {
+                    None
+                }
+                Some(_) => return Err(CycleError::StartConflict),
+                None => Some(BackupCycleEvent::CycleStarted(started)),
+            },
+            BackupCycleCommand::RecordCaptured(e) => self
+                .admit(Stage::Capture)?
+                .then_some(BackupCycleEvent::Captured(e)),
+            BackupCycleCommand::RecordSecured(e) => self
+                .admit(Stage::Secure)?
+                .then_some(BackupCycleEvent::Secured(e)),
+            BackupCycleCommand::RecordVerified(e) => self
+                .admit(Stage::Verify)?
+                .then_some(BackupCycleEvent::Verified(e)),
+            BackupCycleCommand::RecordRestoreTested(e) => self
+                .admit(Stage::RestoreTest)?
+                .then_some(BackupCycleEvent::RestoreTested(e)),
+            BackupCycleCommand::RecordFailure(e) => self
+                .admit_failure(e.stage)?
+                .then_some(BackupCycleEvent::Failed(e)),
+        };
+        if let Some(event) = event {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            BackupCycleEvent::CycleStarted(e) => {
+                self.started = Some(e);
+                self.rung = Some(Rung::Started);
+            }
+            BackupCycleEvent::Captured(e) => {
+                self.captured = Some(e);
+                self.rung = Some(Rung::Captured);
+            }
+            BackupCycleEvent::Secured(_) => self.rung = Some(Rung::Secured),
+            BackupCycleEvent::Verified(_) => self.rung = Some(Rung::Verified),
+            BackupCycleEvent::RestoreTested(_) => self.rung = Some(Rung::RestoreTested),
+            BackupCycleEvent::Failed(e) => self.failed = Some(e),
+        }
+    }
+}
+
+/// Example payloads for tests of this crate and others (deterministic, no secrets).
+pub mod examples {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// A fixed instant.
+    pub fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    /// A `CycleStarted` for a fixed tenant and instance.
+    pub fn started() -> CycleStarted {
+        let tenant = TenantId::new("acme").unwrap_or_else(|_| unreachable!());
+        CycleStarted {
+            cycle_id: CycleId(uuid::Uuid::from_u128(1)),
+            instance_id: InstanceId::for_name(&tenant, "hq"),
+            tenant_id: tenant,
+            trigger: Trigger::Scheduled,
+            started_at: at(),
+        }
+    }
+
+    /// A `Captured` with plausible values.
+    pub fn captured() -> Captured {
+        Captured {
+            key_version: 1,
+            pbx_file_name: "restorable-1.zip".into(),
+            object_key: "acme/hq/1.zip".into(),
+            version_id: "v1".into(),
+            size: 4096,
+            sha256: "ab".repeat(32),
+            lock_mode: LockMode::Compliance,
+            retain_until: at() + chrono::Duration::days(30),
+            manifest: ManifestCounts {
+                extensions: 12,
+                queues: 2,
+                ring_groups: 1,
+                ivrs: 1,
+                trunks: 1,
+                settings: 10,
+            },
+            captured_at: at(),
+        }
+    }
+
+    /// A `Secured` matching [`captured`].
+    pub fn secured() -> Secured {
+        Secured {
+            sha256: "ab".repeat(32),
+            lock_mode: LockMode::Compliance,
+            retain_until: at() + chrono::Duration::days(30),
+            secured_at: at(),
+        }
+    }
+
+    /// A `Verified`.
+    pub fn verified() -> Verified {
+        Verified {
+            entries: 20,
+            inflated_bytes: 10_000,
+            tables: vec!["dn".into(), "extension".into()],
+            verified_at: at(),
+        }
+    }
+
+    /// A `RestoreTested`.
+    pub fn restore_tested() -> RestoreTested {
+        RestoreTested {
+            sandbox: "process".into(),
+            duration_ms: 900,
+            counts: captured().manifest,
+            restore_tested_at: at(),
+        }
+    }
+
+    /// A `Failed` at `stage`.
+    pub fn failed(stage: Stage, reason: FailureReason) -> Failed {
+        Failed {
+            stage,
+            reason,
+            detail: format!("{reason} for the test"),
+            retryable: false,
+            failed_at: at(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::examples::*;
+    use super::BackupCycleCommand as C;
+    use super::BackupCycleEvent as E;
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<BackupCycle>;
+
+    fn climbed_to(rung: Rung) -> Vec<E> {
+        let all = [
+            E::CycleStarted(started()),
+            E::Captured(captured()),
+            E::Secured(secured()),
+            E::Verified(verified()),
+            E::RestoreTested(restore_tested()),
+        ];
+        all.into_iter().take(rung as usize + 1).collect()
+    }
+
+    #[test]
+    fn start_emits_cycle_started() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(C::Start(started()))
+            .then_expect_events(vec![E::CycleStarted(started())]);
+    }
+
+    #[test]
+    fn a_repeated_start_emits_nothing() {
+        Given::with(())
+            .given(climbed_to(Rung::Started))
+            .when(C::Start(started()))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_start_for_another_instance_is_refused() {
+        let mut other = started();
+        other.instance_id = InstanceId::random();
+        let result = Given::with(())
+            .given(climbed_to(Rung::Started))
+            .when(C::Start(other))
+            .inspect_result();
+        assert_eq!(result, Err(CycleError::StartConflict));
+    }
+
+    #[test]
+    fn each_stage_climbs_one_rung_in_order() {
+        let steps = [
+            (
+                Rung::Started,
+                C::RecordCaptured(captured()),
+                E::Captured(captured()),
+            ),
+            (
+                Rung::Captured,
+                C::RecordSecured(secured()),
+                E::Secured(secured()),
+            ),
+            (
+                Rung::Secured,
+                C::RecordVerified(verified()),
+                E::Verified(verified()),
+            ),
+            (
+                Rung::Verified,
+                C::RecordRestoreTested(restore_tested()),
+                E::RestoreTested(restore_tested()),
+            ),
+        ];
+        for (from, command, event) in steps {
+            Given::with(())
+                .given(climbed_to(from))
+                .when(command)
+                .then_expect_events(vec![event]);
+        }
+    }
+
+    #[test]
+    fn a_repeated_stage_outcome_emits_nothing() {
+        let repeats = [
+            (Rung::Captured, C::RecordCaptured(captured())),
+            (Rung::Secured, C::RecordSecured(secured())),
+            (Rung::Verified, C::RecordVerified(verified())),
+            (
+                Rung::RestoreTested,
+                C::RecordRestoreTested(restore_tested()),
+            ),
+            (Rung::Verified, C::RecordCaptured(captured())),
+        ];
+        for (at, command) in repeats {
+            Given::with(())
+                .given(climbed_to(at))
+                .when(command)
+                .then_expect_events(vec![]);
+        }
+    }
+
+    #[test]
+    fn skipping_a_rung_is_refused() {
+        let result = Given::with(())
+            .given(climbed_to(Rung::Started))
+            .when(C::RecordVerified(verified()))
+            .inspect_result();
+        assert_eq!(
+            result,
+            Err(CycleError::OutOfOrder {
+                stage: Stage::Verify,
+                needs: Rung::Secured,
+                at: Some(Rung::Started),
+            })
+        );
+    }
+
+    #[test]
+    fn an_outcome_before_start_is_refused() {
+        let result = Given::with(())
+            .given_no_previous_events()
+            .when(C::RecordCaptured(captured()))
+            .inspect_result();
+        assert_eq!(
+            result,
+            Err(CycleError::OutOfOrder {
+                stage: Stage::Capture,
+                needs: Rung::Started,
+                at: None,
+            })
+        );
+    }
+
+    #[test]
+    fn a_failure_is_recorded_at_its_stage() {
+        let failure = failed(Stage::Secure, FailureReason::ChecksumMismatch);
+        Given::with(())
+            .given(climbed_to(Rung::Captured))
+            .when(C::RecordFailure(failure.clone()))
+            .then_expect_events(vec![E::Failed(failure)]);
+    }
+
+    #[test]
+    fn a_repeated_failure_emits_nothing() {
+        let failure = failed(Stage::Capture, FailureReason::PbxAuth);
+        let mut history = climbed_to(Rung::Started);
+        history.push(E::Failed(failure.clone()));
+        Given::with(())
+            .given(history)
+            .when(C::RecordFailure(failure))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_late_failure_of_a_passed_stage_emits_nothing() {
+        Given::with(())
+            .given(climbed_to(Rung::Secured))
+            .when(C::RecordFailure(failed(
+                Stage::Capture,
+                FailureReason::VaultWrite,
+            )))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_failure_of_a_stage_not_yet_reached_is_refused() {
+        let result = Given::with(())
+            .given(climbed_to(Rung::Started))
+            .when(C::RecordFailure(failed(
+                Stage::Verify,
+                FailureReason::WrongKey,
+            )))
+            .inspect_result();
+        assert!(matches!(result, Err(CycleError::OutOfOrder { .. })));
+    }
+
+    #[test]
+    fn nothing_climbs_after_failed() {
+        let mut history = climbed_to(Rung::Started);
+        history.push(E::Failed(failed(
+            Stage::Capture,
+            FailureReason::CaptureTimeout,
+        )));
+        let result = Given::with(())
+            .given(history)
+            .when(C::RecordCaptured(captured()))
+            .inspect_result();
+        assert_eq!(result, Err(CycleError::AlreadyFailed(Stage::Capture)));
+    }
+
+    #[test]
+    fn a_restore_test_can_fail_after_verified() {
+        let failure = failed(Stage::RestoreTest, FailureReason::IntegrityViolation);
+        Given::with(())
+            .given(climbed_to(Rung::Verified))
+            .when(C::RecordFailure(failure.clone()))
+            .then_expect_events(vec![E::Failed(failure)]);
+    }
+
+    #[test]
+    fn events_carry_type_and_version() {
+        let event = E::Captured(captured());
+        assert_eq!(event.event_type(), "Captured");
+        assert_eq!(event.event_version(), EVENT_VERSION);
+    }
+}

@@ -1,0 +1,521 @@
+//! The `Instance` aggregate: one enrolled PBX — where it is, its sealed API credentials, its
+//! schedule, whether managed backups are stopped, and the cycle in flight.
+//!
+//! Rules: enrolment happens once (a repeat with the same facts is a no-op); a stopped instance
+//! opens no cycle; at most one cycle is in flight per instance (opening a second is refused with
+//! [`InstanceError::CycleInFlight`]); every command is idempotent.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CycleId, InstanceId, TenantId};
+use crate::ladder::Trigger;
+use crate::EVENT_VERSION;
+
+/// The PBX API client id and secret, sealed by the key-sealing port. Opaque to the domain.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct SealedCredentials(pub String);
+
+impl std::fmt::Debug for SealedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedCredentials(..)")
+    }
+}
+
+/// How often an instance is captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Schedule {
+    /// Minutes between the starts of two scheduled cycles.
+    pub interval_minutes: u32,
+}
+
+impl Schedule {
+    /// Once a day.
+    pub const DAILY: Schedule = Schedule {
+        interval_minutes: 24 * 60,
+    };
+
+    /// The interval as a duration.
+    pub fn interval(self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.interval_minutes))
+    }
+}
+
+/// A PBX was enrolled for managed backups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InstanceEnrolled {
+    /// This instance.
+    pub instance_id: InstanceId,
+    /// Its tenant (whose key encrypts its backups).
+    pub tenant_id: TenantId,
+    /// A display name.
+    pub name: String,
+    /// The PBX's FQDN as the customer knows it.
+    pub fqdn: String,
+    /// Base URL of the PBX API (`https://<fqdn>` in production).
+    pub api_url: String,
+    /// The API client id and secret, sealed.
+    pub credentials: SealedCredentials,
+    /// How often to capture.
+    pub schedule: Schedule,
+    /// When.
+    pub enrolled_at: DateTime<Utc>,
+}
+
+/// The PBX moved (new URL or new API credentials).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EndpointChanged {
+    /// The new base URL.
+    pub api_url: String,
+    /// The new sealed credentials.
+    pub credentials: SealedCredentials,
+    /// When.
+    pub changed_at: DateTime<Utc>,
+}
+
+/// Managed backups were stopped for the instance; stored copies stay until retain-until.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InstanceStopped {
+    /// When.
+    pub stopped_at: DateTime<Utc>,
+}
+
+/// Managed backups were resumed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InstanceResumed {
+    /// When.
+    pub resumed_at: DateTime<Utc>,
+}
+
+/// A cycle was opened for the instance (the pipeline starts it from this event).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CycleOpened {
+    /// The cycle.
+    pub cycle_id: CycleId,
+    /// Why.
+    pub trigger: Trigger,
+    /// When.
+    pub opened_at: DateTime<Utc>,
+}
+
+/// The cycle in flight ended (reached its last rung or failed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CycleClosed {
+    /// The cycle.
+    pub cycle_id: CycleId,
+    /// When.
+    pub closed_at: DateTime<Utc>,
+}
+
+/// Everything that can happen to an instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub enum InstanceEvent {
+    /// See [`InstanceEnrolled`].
+    InstanceEnrolled(InstanceEnrolled),
+    /// See [`EndpointChanged`].
+    EndpointChanged(EndpointChanged),
+    /// See [`InstanceStopped`].
+    InstanceStopped(InstanceStopped),
+    /// See [`InstanceResumed`].
+    InstanceResumed(InstanceResumed),
+    /// See [`CycleOpened`].
+    CycleOpened(CycleOpened),
+    /// See [`CycleClosed`].
+    CycleClosed(CycleClosed),
+}
+
+impl DomainEvent for InstanceEvent {
+    fn event_type(&self) -> String {
+        match self {
+            InstanceEvent::InstanceEnrolled(_) => "InstanceEnrolled",
+            InstanceEvent::EndpointChanged(_) => "EndpointChanged",
+            InstanceEvent::InstanceStopped(_) => "InstanceStopped",
+            InstanceEvent::InstanceResumed(_) => "InstanceResumed",
+            InstanceEvent::CycleOpened(_) => "CycleOpened",
+            InstanceEvent::CycleClosed(_) => "CycleClosed",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION.to_owned()
+    }
+}
+
+/// What an operator or the scheduler asks of an instance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InstanceCommand {
+    /// Enrol the PBX.
+    Enrol(InstanceEnrolled),
+    /// Point at a new URL / credentials (a no-op when nothing changed).
+    ChangeEndpoint(EndpointChanged),
+    /// Stop managed backups.
+    Stop {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Resume managed backups.
+    Resume {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Open a cycle.
+    OpenCycle(CycleOpened),
+    /// Close the cycle in flight.
+    CloseCycle(CycleClosed),
+}
+
+/// Why an instance refused a command.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InstanceError {
+    /// The instance is not enrolled.
+    #[error("the instance is not enrolled")]
+    NotEnrolled,
+    /// A second enrolment with different facts.
+    #[error("the instance is already enrolled with other settings")]
+    AlreadyEnrolled,
+    /// Managed backups are stopped for the instance.
+    #[error("managed backups are stopped for this instance")]
+    Stopped,
+    /// Another cycle is in flight.
+    #[error("cycle {0} is still in flight for this instance")]
+    CycleInFlight(CycleId),
+    /// The schedule interval must be at least one minute.
+    #[error("the schedule interval must be at least one minute")]
+    InvalidSchedule,
+}
+
+/// State of one instance, rebuilt from its events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Set by enrolment (and updated by endpoint changes).
+    pub enrolled: Option<InstanceEnrolled>,
+    /// Whether managed backups are stopped.
+    pub stopped: bool,
+    /// The cycle in flight, if any.
+    pub open_cycle: Option<CycleId>,
+    /// When the last cycle was opened (the scheduler counts the interval from it).
+    pub last_opened_at: Option<DateTime<Utc>>,
+}
+
+impl Instance {
+    fn enrolled(&self) -> Result<&InstanceEnrolled, InstanceError> {
+        self.enrolled.as_ref().ok_or(InstanceError::NotEnrolled)
+    }
+
+    /// Whether the scheduler should open a cycle at `now`.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        let Some(enrolled) = &self.enrolled else {
+            return false;
+        };
+        !self.stopped
+            && self.open_cycle.is_none()
+            && self
+                .last_opened_at
+                .is_none_or(|last| now - last >= enrolled.schedule.interval())
+    }
+}
+
+impl Aggregate for Instance {
+    const TYPE: &'static str = "Instance";
+    type Command = InstanceCommand;
+    type Event = InstanceEvent;
+    type Error = InstanceError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = match command {
+            InstanceCommand::Enrol(enrol) => {
+                if enrol.schedule.interval_minutes == 0 {
+                    return Err(InstanceError::InvalidSchedule);
+                }
+                match &self.enrolled {
+                    None => Some(InstanceEvent::InstanceEnrolled(enrol)),
+                    Some(existing)
+                        if existing.tenant_id == enrol.tenant_id && existing.name == enrol.name =>
+                    {
+                        None
+                    }
+                    Some(_) => return Err(InstanceError::AlreadyEnrolled),
+                }
+            }
+            InstanceCommand::ChangeEndpoint(change) => {
+                let enrolled = self.enrolled()?;
+                (enrolled.api_url != change.api_url || enrolled.credentials != change.credentials)
+                    .then_some(InstanceEvent::EndpointChanged(change))
+            }
+            InstanceCommand::Stop { at } => {
+                self.enrolled()?;
+                (!self.stopped).then_some(InstanceEvent::InstanceStopped(InstanceStopped {
+                    stopped_at: at,
+                }))
+            }
+            InstanceCommand::Resume { at } => {
+                self.enrolled()?;
+                self.stopped
+                    .then_some(InstanceEvent::InstanceResumed(InstanceResumed {
+                        resumed_at: at,
+                    }))
+            }
+            InstanceCommand::OpenCycle(open) => {
+                self.enrolled()?;
+                match self.open_cycle {
+                    Some(current) if current == open.cycle_id => None,
+                    Some(current) => return Err(InstanceError::CycleInFlight(current)),
+                    None if self.stopped => return Err(InstanceError::Stopped),
+                    None => Some(InstanceEvent::CycleOpened(open)),
+                }
+            }
+            InstanceCommand::CloseCycle(close) => {
+                self.enrolled()?;
+                (self.open_cycle == Some(close.cycle_id))
+                    .then_some(InstanceEvent::CycleClosed(close))
+            }
+        };
+        if let Some(event) = event {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            InstanceEvent::InstanceEnrolled(e) => self.enrolled = Some(e),
+            InstanceEvent::EndpointChanged(e) => {
+                if let Some(enrolled) = &mut self.enrolled {
+                    enrolled.api_url = e.api_url;
+                    enrolled.credentials = e.credentials;
+                }
+            }
+            InstanceEvent::InstanceStopped(_) => self.stopped = true,
+            InstanceEvent::InstanceResumed(_) => self.stopped = false,
+            InstanceEvent::CycleOpened(e) => {
+                self.open_cycle = Some(e.cycle_id);
+                self.last_opened_at = Some(e.opened_at);
+            }
+            InstanceEvent::CycleClosed(_) => self.open_cycle = None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceCommand as C;
+    use super::InstanceEvent as E;
+    use super::*;
+    use crate::cycle::examples::at;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<Instance>;
+
+    fn enrolled() -> InstanceEnrolled {
+        let tenant = TenantId::new("acme").unwrap_or_else(|_| unreachable!());
+        InstanceEnrolled {
+            instance_id: InstanceId::for_name(&tenant, "hq"),
+            tenant_id: tenant,
+            name: "hq".into(),
+            fqdn: "hq.acme.example".into(),
+            api_url: "https://hq.acme.example".into(),
+            credentials: SealedCredentials("sealed".into()),
+            schedule: Schedule::DAILY,
+            enrolled_at: at(),
+        }
+    }
+
+    fn opened(n: u128) -> CycleOpened {
+        CycleOpened {
+            cycle_id: CycleId(uuid::Uuid::from_u128(n)),
+            trigger: Trigger::Scheduled,
+            opened_at: at(),
+        }
+    }
+
+    fn closed(n: u128) -> CycleClosed {
+        CycleClosed {
+            cycle_id: CycleId(uuid::Uuid::from_u128(n)),
+            closed_at: at(),
+        }
+    }
+
+    #[test]
+    fn enrol_emits_enrolled() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(C::Enrol(enrolled()))
+            .then_expect_events(vec![E::InstanceEnrolled(enrolled())]);
+    }
+
+    #[test]
+    fn a_repeated_enrolment_emits_nothing() {
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled())])
+            .when(C::Enrol(enrolled()))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_conflicting_enrolment_is_refused() {
+        let mut other = enrolled();
+        other.name = "branch".into();
+        let result = Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled())])
+            .when(C::Enrol(other))
+            .inspect_result();
+        assert_eq!(result, Err(InstanceError::AlreadyEnrolled));
+    }
+
+    #[test]
+    fn a_zero_interval_is_refused() {
+        let mut bad = enrolled();
+        bad.schedule.interval_minutes = 0;
+        let result = Given::with(())
+            .given_no_previous_events()
+            .when(C::Enrol(bad))
+            .inspect_result();
+        assert_eq!(result, Err(InstanceError::InvalidSchedule));
+    }
+
+    #[test]
+    fn commands_on_an_unknown_instance_are_refused() {
+        let result = Given::with(())
+            .given_no_previous_events()
+            .when(C::OpenCycle(opened(1)))
+            .inspect_result();
+        assert_eq!(result, Err(InstanceError::NotEnrolled));
+    }
+
+    #[test]
+    fn stop_and_resume_are_idempotent() {
+        let stopped = E::InstanceStopped(InstanceStopped { stopped_at: at() });
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled())])
+            .when(C::Stop { at: at() })
+            .then_expect_events(vec![stopped.clone()]);
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled()), stopped.clone()])
+            .when(C::Stop { at: at() })
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled()), stopped])
+            .when(C::Resume { at: at() })
+            .then_expect_events(vec![E::InstanceResumed(InstanceResumed {
+                resumed_at: at(),
+            })]);
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled())])
+            .when(C::Resume { at: at() })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_stopped_instance_opens_no_cycle() {
+        let result = Given::with(())
+            .given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::InstanceStopped(InstanceStopped { stopped_at: at() }),
+            ])
+            .when(C::OpenCycle(opened(1)))
+            .inspect_result();
+        assert_eq!(result, Err(InstanceError::Stopped));
+    }
+
+    #[test]
+    fn one_cycle_in_flight_at_most() {
+        let result = Given::with(())
+            .given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::CycleOpened(opened(1)),
+            ])
+            .when(C::OpenCycle(opened(2)))
+            .inspect_result();
+        assert_eq!(
+            result,
+            Err(InstanceError::CycleInFlight(CycleId(
+                uuid::Uuid::from_u128(1)
+            )))
+        );
+    }
+
+    #[test]
+    fn reopening_the_same_cycle_emits_nothing() {
+        Given::with(())
+            .given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::CycleOpened(opened(1)),
+            ])
+            .when(C::OpenCycle(opened(1)))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn closing_frees_the_instance_for_the_next_cycle() {
+        Given::with(())
+            .given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::CycleOpened(opened(1)),
+            ])
+            .when(C::CloseCycle(closed(1)))
+            .then_expect_events(vec![E::CycleClosed(closed(1))]);
+        Given::with(())
+            .given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::CycleOpened(opened(1)),
+                E::CycleClosed(closed(1)),
+            ])
+            .when(C::OpenCycle(opened(2)))
+            .then_expect_events(vec![E::CycleOpened(opened(2))]);
+    }
+
+    #[test]
+    fn closing_a_cycle_that_is_not_open_emits_nothing() {
+        Given::with(())
+            .given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::CycleOpened(opened(1)),
+            ])
+            .when(C::CloseCycle(closed(7)))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_unchanged_endpoint_emits_nothing() {
+        let same = EndpointChanged {
+            api_url: enrolled().api_url,
+            credentials: enrolled().credentials,
+            changed_at: at(),
+        };
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled())])
+            .when(C::ChangeEndpoint(same))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn due_follows_schedule_stop_and_cycle_in_flight() {
+        let mut instance = Instance::default();
+        instance.apply(E::InstanceEnrolled(enrolled()));
+        assert!(instance.is_due(at()));
+        instance.apply(E::CycleOpened(opened(1)));
+        assert!(!instance.is_due(at() + chrono::Duration::days(2)));
+        instance.apply(E::CycleClosed(closed(1)));
+        assert!(!instance.is_due(at() + chrono::Duration::hours(23)));
+        assert!(instance.is_due(at() + chrono::Duration::hours(24)));
+        instance.apply(E::InstanceStopped(InstanceStopped { stopped_at: at() }));
+        assert!(!instance.is_due(at() + chrono::Duration::days(2)));
+    }
+
+    #[test]
+    fn sealed_credentials_do_not_debug_print() {
+        let printed = format!("{:?}", enrolled());
+        assert!(!printed.contains("sealed\""), "{printed}");
+    }
+}

@@ -1,0 +1,180 @@
+//! The pipeline's wiring: the event store and the adapters behind each port, plus the settings
+//! every stage reads. One `Pipeline` is shared (cheaply cloned) by all consumers of a process.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use restorable_domain::ids::TenantId;
+use restorable_domain::instance::{Instance, SealedCredentials};
+use restorable_domain::tenant_key::TenantKey;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::sealing::{KeySealer, LocalKeySealer, SealedSecret};
+use crate::store::{Store, StoreError};
+use crate::vault::{LocalVault, Vault};
+
+/// Why the pipeline could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The event store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vault directory.
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
+    /// The master key file.
+    #[error("key sealing: {0}")]
+    Sealing(#[from] crate::sealing::SealError),
+}
+
+/// Tunables of the stages.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long capture waits for the PBX to list the backup it asked for.
+    pub capture_deadline: Duration,
+    /// How often capture asks the PBX whether the backup is there.
+    pub poll_interval: Duration,
+    /// Object Lock retention of every stored copy.
+    pub retention: chrono::Duration,
+    /// Remove the backup from the PBX's own disk once it is in the vault.
+    pub delete_from_pbx: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            capture_deadline: Duration::from_secs(30 * 60),
+            poll_interval: Duration::from_secs(5),
+            retention: chrono::Duration::days(30),
+            delete_from_pbx: true,
+        }
+    }
+}
+
+/// The PBX API credentials as sealed together (serialized only inside a sealed blob).
+#[derive(Deserialize)]
+pub struct PbxCredentials {
+    /// OAuth client id.
+    pub client_id: SecretString,
+    /// OAuth client secret.
+    pub client_secret: SecretString,
+}
+
+/// Everything a stage needs.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// The event store.
+    pub store: Store,
+    /// Where copies are kept.
+    pub vault: Arc<dyn Vault>,
+    /// Seals tenant passwords and PBX credentials.
+    pub sealer: Arc<dyn KeySealer>,
+    /// Stage tunables.
+    pub settings: Settings,
+}
+
+impl Pipeline {
+    /// The embedded default: everything under `data_dir` (`events.db`, `vault/`, `master.key`).
+    ///
+    /// # Errors
+    /// When a part cannot be opened; the error names it.
+    pub async fn embedded(data_dir: &Path, settings: Settings) -> Result<Self, SetupError> {
+        let store = Store::open(data_dir).await?;
+        let vault = LocalVault::open(data_dir.join("vault"))?;
+        let sealer = LocalKeySealer::open_or_create(&data_dir.join("master.key"))?;
+        Ok(Self {
+            store,
+            vault: Arc::new(vault),
+            sealer: Arc::new(sealer),
+            settings,
+        })
+    }
+
+    /// The sealing context of a tenant's backup password (like a KMS encryption context).
+    pub fn password_context(tenant: &TenantId) -> String {
+        format!("tenant-password/{tenant}")
+    }
+
+    /// The sealing context of an instance's PBX credentials.
+    pub fn credentials_context(tenant: &TenantId, instance: &str) -> String {
+        format!("pbx-credentials/{tenant}/{instance}")
+    }
+
+    /// Unseals the backup password of `tenant` at `version`.
+    ///
+    /// # Errors
+    /// A message naming what is missing or failed (never the secret).
+    pub async fn tenant_password(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+    ) -> Result<SecretString, String> {
+        let key: TenantKey = self
+            .store
+            .load(tenant.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let sealed = key
+            .version(version)
+            .ok_or_else(|| format!("tenant {tenant} has no key version {version}"))?;
+        self.sealer
+            .unseal(
+                &Self::password_context(tenant),
+                &SealedSecret::from_string(sealed.0.clone()),
+            )
+            .await
+            .map_err(|e| format!("tenant {tenant} key version {version}: {e}"))
+    }
+
+    /// Unseals an instance's PBX credentials.
+    ///
+    /// # Errors
+    /// A message naming what failed (never the secret).
+    pub async fn pbx_credentials(&self, instance: &Instance) -> Result<PbxCredentials, String> {
+        let enrolled = instance
+            .enrolled
+            .as_ref()
+            .ok_or("the instance is not enrolled")?;
+        let context =
+            Self::credentials_context(&enrolled.tenant_id, &enrolled.instance_id.to_string());
+        let plain = self
+            .sealer
+            .unseal(
+                &context,
+                &SealedSecret::from_string(enrolled.credentials.0.clone()),
+            )
+            .await
+            .map_err(|e| format!("PBX credentials: {e}"))?;
+        serde_json::from_str(plain.expose_secret())
+            .map_err(|_| "PBX credentials: unsealed, but not in the expected form".to_owned())
+    }
+
+    /// Seals PBX credentials for an instance.
+    ///
+    /// # Errors
+    /// The sealer's error.
+    pub async fn seal_credentials(
+        &self,
+        tenant: &TenantId,
+        instance: &str,
+        credentials: &PbxCredentials,
+    ) -> Result<SealedCredentials, crate::sealing::SealError> {
+        let json = zeroize::Zeroizing::new(
+            serde_json::json!({
+                "client_id": credentials.client_id.expose_secret(),
+                "client_secret": credentials.client_secret.expose_secret(),
+            })
+            .to_string(),
+        );
+        let sealed = self
+            .sealer
+            .seal(
+                &Self::credentials_context(tenant, instance),
+                &SecretString::from(json.as_str()),
+            )
+            .await?;
+        Ok(SealedCredentials(sealed.as_str().to_owned()))
+    }
+}

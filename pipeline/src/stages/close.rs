@@ -1,0 +1,52 @@
+//! The close stage: when a cycle reaches its last rung or fails, the instance's cycle in flight
+//! is closed, so the scheduler may open the next one.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use restorable_domain::cycle::BackupCycle;
+use restorable_domain::instance::{CycleClosed, InstanceCommand};
+
+use super::is_cycle_event;
+use crate::context::Pipeline;
+use crate::store::{LoggedEvent, StoreError};
+use crate::transport::Consumer;
+
+/// See the module documentation.
+pub struct CloseStage {
+    pipeline: Pipeline,
+}
+
+impl CloseStage {
+    /// A close stage over `pipeline`.
+    pub fn new(pipeline: Pipeline) -> Self {
+        Self { pipeline }
+    }
+}
+
+#[async_trait]
+impl Consumer for CloseStage {
+    fn name(&self) -> &'static str {
+        "close"
+    }
+
+    fn wants(&self, event: &LoggedEvent) -> bool {
+        ["Verified", "RestoreTested", "Failed"]
+            .iter()
+            .any(|t| is_cycle_event(event, t))
+    }
+
+    async fn react(&self, event: LoggedEvent) -> Result<(), StoreError> {
+        let cycle: BackupCycle = super::load_cycle(&self.pipeline, &event).await?;
+        let Some(started) = cycle.started else {
+            return Ok(());
+        };
+        let close = InstanceCommand::CloseCycle(CycleClosed {
+            cycle_id: started.cycle_id,
+            closed_at: Utc::now(),
+        });
+        self.pipeline
+            .store
+            .instance(&started.instance_id.to_string(), close)
+            .await
+    }
+}

@@ -1,0 +1,143 @@
+//! The secure stage: `Captured` → `Secured`. Reads the exact stored version back, byte for byte,
+//! hashing as it reads (large buffers, each byte hashed once), compares with the SHA-256 taken
+//! at capture, and checks the version is under a compliance-mode Object Lock at least until the
+//! retain-until asked for at capture.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use restorable_domain::cycle::{BackupCycleCommand, Captured, Secured};
+use restorable_domain::ladder::{FailureReason, LockMode, Stage};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::capture::domain_lock_mode;
+use super::{is_cycle_event, record, StageFailure};
+use crate::context::Pipeline;
+use crate::store::{LoggedEvent, StoreError};
+use crate::transport::Consumer;
+use crate::vault::VaultError;
+
+/// Read-back buffer: large reads keep hashing near the machine's limit.
+const READ_BUFFER: usize = 4 << 20;
+
+/// See the module documentation.
+pub struct SecureStage {
+    pipeline: Pipeline,
+}
+
+impl SecureStage {
+    /// A secure stage over `pipeline`.
+    pub fn new(pipeline: Pipeline) -> Self {
+        Self { pipeline }
+    }
+}
+
+#[async_trait]
+impl Consumer for SecureStage {
+    fn name(&self) -> &'static str {
+        "secure"
+    }
+
+    fn wants(&self, event: &LoggedEvent) -> bool {
+        is_cycle_event(event, "Captured")
+    }
+
+    async fn react(&self, event: LoggedEvent) -> Result<(), StoreError> {
+        let cycle = super::load_cycle(&self.pipeline, &event).await?;
+        let Some(captured) = &cycle.captured else {
+            return Ok(());
+        };
+        if cycle.is_failed() || cycle.rung > Some(restorable_domain::ladder::Rung::Captured) {
+            return Ok(());
+        }
+        let outcome = secure(&self.pipeline, captured)
+            .await
+            .map(BackupCycleCommand::RecordSecured);
+        record(&self.pipeline, &event.aggregate_id, Stage::Secure, outcome).await
+    }
+}
+
+fn vault_failure(error: VaultError) -> StageFailure {
+    match error {
+        VaultError::NotFound { .. } => {
+            StageFailure::permanent(FailureReason::ObjectMissing, error.to_string())
+        }
+        other => StageFailure::transient(FailureReason::Internal, format!("vault: {other}")),
+    }
+}
+
+/// Reads a stored copy back and returns its SHA-256 (lowercase hex) and length.
+///
+/// # Errors
+/// The vault's error.
+pub async fn read_back(
+    pipeline: &Pipeline,
+    key: &str,
+    version_id: &str,
+) -> Result<(String, u64), VaultError> {
+    let mut reader = pipeline.vault.open(key, version_id).await?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buffer).await.map_err(VaultError::Io)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+async fn secure(pipeline: &Pipeline, captured: &Captured) -> Result<Secured, StageFailure> {
+    let (sha256, size) = read_back(pipeline, &captured.object_key, &captured.version_id)
+        .await
+        .map_err(vault_failure)?;
+    if sha256 != captured.sha256 || size != captured.size {
+        return Err(StageFailure::permanent(
+            FailureReason::ChecksumMismatch,
+            format!(
+                "read back {size} bytes with SHA-256 {sha256}; captured {} bytes with {}",
+                captured.size, captured.sha256
+            ),
+        ));
+    }
+    let head = pipeline
+        .vault
+        .head(&captured.object_key)
+        .await
+        .map_err(vault_failure)?
+        .filter(|h| h.version_id == captured.version_id)
+        .ok_or_else(|| {
+            StageFailure::permanent(FailureReason::ObjectMissing, "the captured version is gone")
+        })?;
+    let Some(lock) = head.lock else {
+        return Err(StageFailure::permanent(
+            FailureReason::NotLocked,
+            "the stored copy has no Object Lock",
+        ));
+    };
+    let mode = domain_lock_mode(&lock.mode);
+    if mode != LockMode::Compliance {
+        return Err(StageFailure::permanent(
+            FailureReason::NotLocked,
+            format!("the stored copy is locked in {mode:?} mode, not compliance"),
+        ));
+    }
+    if lock.retain_until < captured.retain_until {
+        return Err(StageFailure::permanent(
+            FailureReason::NotLocked,
+            format!(
+                "the stored copy is locked until {}, short of {}",
+                lock.retain_until, captured.retain_until
+            ),
+        ));
+    }
+    Ok(Secured {
+        sha256,
+        lock_mode: mode,
+        retain_until: lock.retain_until,
+        secured_at: Utc::now(),
+    })
+}

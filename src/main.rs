@@ -1,1 +1,49 @@
-fn main() {}
+//! `restorable`: managed, encrypted, immutable and restore-tested backups for fleets of 3CX PBXes.
+//!
+//! Thin wiring only: parse the command line, set up logging, hand over to a command module.
+//!
+//! # Layout
+//! - `cli`: the clap definitions (every flag, with its environment fallback).
+//! - `demo`: `restorable demo` — a simulated fleet up the ladder, ending in a fleet table.
+//! - `runner`: runs the stages in this process until given cycles close, reporting each event.
+//! - `commands`: enrol, backup-now, serve, verify, events, fleet, rotate-key.
+//! - `sim`: `restorable pbx-sim` — simulated PBXes for demos and tests.
+//! - `history`: decoding the event log into typed events.
+//! - `table`: the fleet table as text.
+
+mod cli;
+mod commands;
+mod demo;
+mod history;
+mod runner;
+mod sim;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let default_level = match cli.command {
+        cli::Command::Serve(_) | cli::Command::PbxSim(_) => "info",
+        // The demo reports every rung itself; stage warnings would repeat them.
+        cli::Command::Demo(_) => "error",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    match commands::dispatch(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

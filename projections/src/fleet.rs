@@ -1,0 +1,290 @@
+//! The fleet view: one row per enrolled instance, answering "can we recover this customer?" at a
+//! glance — how far the latest copy climbed, when each rung was last reached, and whether the
+//! instance is Healthy or Needs attention (latest cycle failed, or no Secured copy within the
+//! expected interval: stale).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use restorable_domain::cycle::{BackupCycleEvent, Failed};
+use restorable_domain::ids::{CycleId, InstanceId, TenantId};
+use restorable_domain::instance::InstanceEvent;
+use restorable_domain::ladder::Rung;
+use serde::Serialize;
+
+use crate::AnyEvent;
+
+/// Healthy, or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Status {
+    /// The latest copy did not fail and a Secured copy is recent enough.
+    Healthy,
+    /// The latest cycle failed, or no Secured copy within the expected interval.
+    NeedsAttention,
+    /// Managed backups are stopped for this instance.
+    Stopped,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Healthy => "Healthy",
+            Status::NeedsAttention => "Needs attention",
+            Status::Stopped => "Stopped",
+        })
+    }
+}
+
+/// One instance in the fleet view.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FleetRow {
+    /// The instance.
+    pub instance_id: InstanceId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// Its display name.
+    pub name: String,
+    /// Its FQDN.
+    pub fqdn: String,
+    /// Whether managed backups are stopped.
+    pub stopped: bool,
+    /// The schedule interval (for staleness).
+    pub interval: Duration,
+    /// Cycles started so far.
+    pub cycles: u64,
+    /// The latest cycle.
+    pub last_cycle: Option<CycleId>,
+    /// When it started.
+    pub last_cycle_at: Option<DateTime<Utc>>,
+    /// The highest rung the latest cycle reached.
+    pub last_rung: Option<Rung>,
+    /// The latest cycle's failure, if it failed.
+    pub last_failure: Option<Failed>,
+    /// When a copy was last Secured.
+    pub last_secured: Option<DateTime<Utc>>,
+    /// When a copy was last Verified.
+    pub last_verified: Option<DateTime<Utc>>,
+    /// When a copy was last Restore-Tested.
+    pub last_restore_tested: Option<DateTime<Utc>>,
+}
+
+impl FleetRow {
+    /// The status at `now`. A Secured copy older than twice the interval (or none after the
+    /// first cycle had time to finish) makes an instance stale.
+    pub fn status(&self, now: DateTime<Utc>) -> Status {
+        if self.stopped {
+            return Status::Stopped;
+        }
+        if self.last_failure.is_some() {
+            return Status::NeedsAttention;
+        }
+        let Some(first_expected) = self.last_cycle_at else {
+            return Status::NeedsAttention; // never captured
+        };
+        let stale_after = self.interval * 2;
+        match self.last_secured {
+            Some(secured) if now - secured <= stale_after => Status::Healthy,
+            None if now - first_expected <= stale_after => Status::Healthy,
+            _ => Status::NeedsAttention,
+        }
+    }
+}
+
+/// The fleet view.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FleetView {
+    rows: BTreeMap<InstanceId, FleetRow>,
+    cycle_owner: HashMap<String, InstanceId>,
+}
+
+impl FleetView {
+    /// Builds the view from a whole history, in commit order.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a AnyEvent>) -> Self {
+        let mut view = Self::default();
+        for event in events {
+            view.apply(event);
+        }
+        view
+    }
+
+    /// Folds one event in.
+    pub fn apply(&mut self, event: &AnyEvent) {
+        match event {
+            AnyEvent::Instance(id, e) => self.apply_instance(id, e),
+            AnyEvent::Cycle(id, e) => self.apply_cycle(id, e),
+            AnyEvent::TenantKey(..) => {}
+        }
+    }
+
+    fn apply_instance(&mut self, id: &str, event: &InstanceEvent) {
+        match event {
+            InstanceEvent::InstanceEnrolled(e) => {
+                self.rows.insert(
+                    e.instance_id,
+                    FleetRow {
+                        instance_id: e.instance_id,
+                        tenant_id: e.tenant_id.clone(),
+                        name: e.name.clone(),
+                        fqdn: e.fqdn.clone(),
+                        stopped: false,
+                        interval: e.schedule.interval(),
+                        cycles: 0,
+                        last_cycle: None,
+                        last_cycle_at: None,
+                        last_rung: None,
+                        last_failure: None,
+                        last_secured: None,
+                        last_verified: None,
+                        last_restore_tested: None,
+                    },
+                );
+            }
+            InstanceEvent::InstanceStopped(_) | InstanceEvent::InstanceResumed(_) => {
+                let stopped = matches!(event, InstanceEvent::InstanceStopped(_));
+                if let Some(row) = id.parse().ok().and_then(|id| self.rows.get_mut(&id)) {
+                    row.stopped = stopped;
+                }
+            }
+            InstanceEvent::EndpointChanged(_)
+            | InstanceEvent::CycleOpened(_)
+            | InstanceEvent::CycleClosed(_) => {}
+        }
+    }
+
+    fn apply_cycle(&mut self, cycle_id: &str, event: &BackupCycleEvent) {
+        if let BackupCycleEvent::CycleStarted(e) = event {
+            self.cycle_owner.insert(cycle_id.to_owned(), e.instance_id);
+        }
+        let Some(row) = self
+            .cycle_owner
+            .get(cycle_id)
+            .and_then(|owner| self.rows.get_mut(owner))
+        else {
+            return;
+        };
+        let is_latest = row.last_cycle.is_some_and(|c| c.to_string() == cycle_id);
+        match event {
+            BackupCycleEvent::CycleStarted(e) => {
+                row.cycles += 1;
+                row.last_cycle = Some(e.cycle_id);
+                row.last_cycle_at = Some(e.started_at);
+                row.last_rung = Some(Rung::Started);
+                row.last_failure = None;
+            }
+            BackupCycleEvent::Captured(_) if is_latest => row.last_rung = Some(Rung::Captured),
+            BackupCycleEvent::Secured(e) => {
+                row.last_secured = row.last_secured.max(Some(e.secured_at));
+                if is_latest {
+                    row.last_rung = Some(Rung::Secured);
+                }
+            }
+            BackupCycleEvent::Verified(e) => {
+                row.last_verified = row.last_verified.max(Some(e.verified_at));
+                if is_latest {
+                    row.last_rung = Some(Rung::Verified);
+                }
+            }
+            BackupCycleEvent::RestoreTested(e) => {
+                row.last_restore_tested = row.last_restore_tested.max(Some(e.restore_tested_at));
+                if is_latest {
+                    row.last_rung = Some(Rung::RestoreTested);
+                }
+            }
+            BackupCycleEvent::Failed(e) if is_latest => row.last_failure = Some(e.clone()),
+            BackupCycleEvent::Captured(_) | BackupCycleEvent::Failed(_) => {}
+        }
+    }
+
+    /// Rows ordered by tenant, then name.
+    pub fn rows(&self) -> Vec<&FleetRow> {
+        let mut rows: Vec<_> = self.rows.values().collect();
+        rows.sort_by(|a, b| (&a.tenant_id, &a.name).cmp(&(&b.tenant_id, &b.name)));
+        rows
+    }
+
+    /// One instance's row.
+    pub fn row(&self, instance: &InstanceId) -> Option<&FleetRow> {
+        self.rows.get(instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use restorable_domain::cycle::examples;
+    use restorable_domain::instance::{InstanceEnrolled, InstanceStopped, SealedCredentials, Schedule};
+    use restorable_domain::ladder::{FailureReason, Stage};
+
+    fn enrolled() -> InstanceEnrolled {
+        let started = examples::started();
+        InstanceEnrolled {
+            instance_id: started.instance_id,
+            tenant_id: started.tenant_id,
+            name: "hq".into(),
+            fqdn: "hq.example".into(),
+            api_url: "https://hq.example".into(),
+            credentials: SealedCredentials("x".into()),
+            schedule: Schedule::DAILY,
+            enrolled_at: examples::at(),
+        }
+    }
+
+    fn history(cycle_events: Vec<BackupCycleEvent>) -> Vec<AnyEvent> {
+        let cycle = examples::started().cycle_id.to_string();
+        let instance = enrolled().instance_id.to_string();
+        let mut all = vec![AnyEvent::Instance(instance, InstanceEvent::InstanceEnrolled(enrolled()))];
+        all.extend(cycle_events.into_iter().map(|e| AnyEvent::Cycle(cycle.clone(), e)));
+        all
+    }
+
+    #[test]
+    fn a_verified_copy_is_healthy_and_shows_its_rung() {
+        let view = FleetView::from_events(&history(vec![
+            BackupCycleEvent::CycleStarted(examples::started()),
+            BackupCycleEvent::Captured(examples::captured()),
+            BackupCycleEvent::Secured(examples::secured()),
+            BackupCycleEvent::Verified(examples::verified()),
+        ]));
+        let row = view.row(&enrolled().instance_id).expect("row");
+        assert_eq!(row.last_rung, Some(Rung::Verified));
+        assert_eq!(row.status(examples::at()), Status::Healthy);
+        assert_eq!(row.cycles, 1);
+    }
+
+    #[test]
+    fn a_failed_latest_cycle_needs_attention_and_names_the_reason() {
+        let view = FleetView::from_events(&history(vec![
+            BackupCycleEvent::CycleStarted(examples::started()),
+            BackupCycleEvent::Failed(examples::failed(Stage::Capture, FailureReason::PbxAuth)),
+        ]));
+        let row = view.row(&enrolled().instance_id).expect("row");
+        assert_eq!(row.last_rung, Some(Rung::Started));
+        assert_eq!(row.last_failure.as_ref().map(|f| f.reason), Some(FailureReason::PbxAuth));
+        assert_eq!(row.status(examples::at()), Status::NeedsAttention);
+    }
+
+    #[test]
+    fn no_secured_copy_within_two_intervals_is_stale() {
+        let view = FleetView::from_events(&history(vec![
+            BackupCycleEvent::CycleStarted(examples::started()),
+            BackupCycleEvent::Captured(examples::captured()),
+            BackupCycleEvent::Secured(examples::secured()),
+        ]));
+        let row = view.row(&enrolled().instance_id).expect("row");
+        assert_eq!(row.status(examples::at() + Duration::hours(47)), Status::Healthy);
+        assert_eq!(row.status(examples::at() + Duration::hours(49)), Status::NeedsAttention);
+    }
+
+    #[test]
+    fn a_stopped_instance_says_so() {
+        let mut events = history(vec![]);
+        events.push(AnyEvent::Instance(
+            enrolled().instance_id.to_string(),
+            InstanceEvent::InstanceStopped(InstanceStopped { stopped_at: examples::at() }),
+        ));
+        let view = FleetView::from_events(&events);
+        let row = view.row(&enrolled().instance_id).expect("row");
+        assert_eq!(row.status(examples::at()), Status::Stopped);
+    }
+}

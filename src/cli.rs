@@ -164,7 +164,11 @@ pub struct EventsArgs {
     #[command(flatten)]
     pub data: DataDir,
     /// A cycle id.
-    #[arg(long, conflicts_with = "instance", required_unless_present = "instance")]
+    #[arg(
+        long,
+        conflicts_with = "instance",
+        required_unless_present = "instance"
+    )]
     pub cycle: Option<String>,
     /// An instance id or `TENANT/NAME`.
     #[arg(long)]

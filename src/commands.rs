@@ -18,7 +18,8 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, Command};
-use crate::{demo, history, runner, sim, table};
+use crate::{demo, history, sim, table};
+use restorable_pipeline::driver;
 
 /// Runs the chosen subcommand.
 ///
@@ -56,10 +57,15 @@ fn instance_id(given: &str) -> Result<InstanceId> {
 
 fn read_secret_file(path: &std::path::Path, what: &str) -> Result<SecretString> {
     let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("reading the {what} file {}", path.display()))?,
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the {what} file {}", path.display()))?,
     );
     let trimmed = text.trim_end_matches(['\n', '\r']);
-    anyhow::ensure!(!trimmed.is_empty(), "the {what} file {} is empty", path.display());
+    anyhow::ensure!(
+        !trimmed.is_empty(),
+        "the {what} file {} is empty",
+        path.display()
+    );
     Ok(SecretString::from(trimmed.to_owned()))
 }
 
@@ -80,7 +86,9 @@ async fn enrol_command(args: cli::EnrolArgs) -> Result<ExitCode> {
                 client_id: SecretString::from(args.client_id),
                 client_secret: read_secret_file(&args.client_secret_file, "client secret")?,
             },
-            schedule: Schedule { interval_minutes: args.interval_minutes },
+            schedule: Schedule {
+                interval_minutes: args.interval_minutes,
+            },
         },
     )
     .await?;
@@ -107,10 +115,10 @@ async fn backup_now(args: cli::BackupNowArgs) -> Result<ExitCode> {
     };
     let pipeline = open(&args.data, settings).await?;
     let instance = instance_id(&args.instance)?;
-    let from = pipeline.store.read_after(0, i64::MAX).await?.last().map_or(0, |e| e.position);
+    let from = driver::head_position(&pipeline).await?;
     let cycle = open_cycle(&pipeline, instance, Trigger::Manual).await?;
     println!("cycle {cycle}");
-    runner::run_until_closed(
+    driver::run_until_closed(
         &pipeline,
         HashSet::from([cycle]),
         from,
@@ -118,12 +126,16 @@ async fn backup_now(args: cli::BackupNowArgs) -> Result<ExitCode> {
         |_| {},
     )
     .await?;
-    let state: restorable_domain::cycle::BackupCycle = pipeline.store.load(&cycle.to_string()).await?;
+    let state: restorable_domain::cycle::BackupCycle =
+        pipeline.store.load(&cycle.to_string()).await?;
     pipeline.store.close().await;
     let rung = state.rung.map_or("-", |r| r.label());
     match state.failed {
         Some(failed) => {
-            println!("reached {rung}; FAILED at {}: {} ({})", failed.stage, failed.reason, failed.detail);
+            println!(
+                "reached {rung}; FAILED at {}: {} ({})",
+                failed.stage, failed.reason, failed.detail
+            );
             Ok(ExitCode::FAILURE)
         }
         None => {
@@ -146,7 +158,9 @@ async fn serve(args: cli::ServeArgs) -> Result<ExitCode> {
         shutdown.clone(),
     ));
     tracing::info!(data_dir = %args.data.data_dir.display(), "serving; Ctrl-C to stop");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     tracing::info!("stopping: finishing the current batch of each stage");
     shutdown.cancel();
     stages.await?;
@@ -157,8 +171,10 @@ async fn serve(args: cli::ServeArgs) -> Result<ExitCode> {
 
 async fn verify(args: cli::VerifyArgs) -> Result<ExitCode> {
     let password = read_secret_file(&args.password_file, "password")?;
-    let file = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
-    let outcome = tokio::task::spawn_blocking(move || verify_archive(file, &password, CORE_TABLES)).await?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("opening {}", args.file.display()))?;
+    let outcome =
+        tokio::task::spawn_blocking(move || verify_archive(file, &password, CORE_TABLES)).await?;
     match outcome {
         Ok(report) => {
             println!(
@@ -179,7 +195,12 @@ async fn verify(args: cli::VerifyArgs) -> Result<ExitCode> {
 async fn events(args: cli::EventsArgs) -> Result<ExitCode> {
     let pipeline = open(&args.data, Settings::default()).await?;
     let (aggregate, id) = match (&args.cycle, &args.instance) {
-        (Some(cycle), _) => ("BackupCycle", cycle.parse::<restorable_domain::ids::CycleId>()?.to_string()),
+        (Some(cycle), _) => (
+            "BackupCycle",
+            cycle
+                .parse::<restorable_domain::ids::CycleId>()?
+                .to_string(),
+        ),
         (None, Some(instance)) => ("Instance", instance_id(instance)?.to_string()),
         (None, None) => anyhow::bail!("give --cycle or --instance"),
     };
@@ -206,7 +227,10 @@ async fn fleet(data: cli::DataDir) -> Result<ExitCode> {
 async fn rotate_key(args: cli::RotateKeyArgs) -> Result<ExitCode> {
     let pipeline = open(&args.data, Settings::default()).await?;
     let version = rotate_tenant_key(&pipeline, &TenantId::new(&args.tenant)?).await?;
-    println!("tenant {} now encrypts new backups with key version {version}", args.tenant);
+    println!(
+        "tenant {} now encrypts new backups with key version {version}",
+        args.tenant
+    );
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -20,7 +20,8 @@ use restorable_projections::AnyEvent;
 use secrecy::SecretString;
 
 use crate::cli::DemoArgs;
-use crate::{history, runner, table};
+use crate::{history, table};
+use restorable_pipeline::driver;
 
 /// The demo fleet's faults, by position (cycled for larger fleets): each lands on its own rung.
 const DEMO_FAULTS: [Option<Fault>; 12] = [
@@ -58,7 +59,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     for index in 0..args.fleet {
         let name = format!("pbx-{:02}", index + 1);
         let mut config = SimPbxConfig::new(&name, index as u64 + 1);
-        config.fault = if args.no_faults { None } else { DEMO_FAULTS[index % DEMO_FAULTS.len()] };
+        config.fault = if args.no_faults {
+            None
+        } else {
+            DEMO_FAULTS[index % DEMO_FAULTS.len()]
+        };
         config.padding_bytes = args.padding_bytes;
         config.extensions = args.extensions;
         let pbx = RunningPbx::start(config, sim_dir.path())
@@ -67,7 +72,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         fleet.push((TenantId::new(TENANTS[index % TENANTS.len()])?, pbx));
     }
 
-    let start_position = pipeline.store.read_after(0, i64::MAX).await?.last().map_or(0, |e| e.position);
+    let start_position = driver::head_position(&pipeline).await?;
     let mut cycles = HashSet::new();
     for (tenant, pbx) in &fleet {
         let config = pbx.config();
@@ -97,17 +102,22 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     let names = fleet_names(&pipeline).await?;
     let progress = ProgressBar::new(cycles.len() as u64).with_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cycles done {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cycles done {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     progress.enable_steady_tick(Duration::from_millis(120));
     let mut owners = std::collections::HashMap::<String, String>::new();
-    let result = runner::run_until_closed(
+    let result = driver::run_until_closed(
         &pipeline,
         cycles.clone(),
         start_position,
         Duration::from_secs(args.capture_deadline_secs.max(60) * 10),
-        |event| report(event, &names, &mut owners, &cycles, &progress),
+        |logged| match history::decode(logged) {
+            Ok(event) => report(&event, &names, &mut owners, &cycles, &progress),
+            Err(error) => tracing::warn!(%error, "event not shown"),
+        },
     )
     .await;
     progress.finish_and_clear();
@@ -118,7 +128,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     let view = history::fleet(&pipeline.store).await?;
     print!("{}", table::render(&view, Utc::now()));
-    println!("\nData directory: {} (run again to continue the history)", args.data.data_dir.display());
+    println!(
+        "\nData directory: {} (run again to continue the history)",
+        args.data.data_dir.display()
+    );
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -128,7 +141,12 @@ async fn fleet_names(pipeline: &Pipeline) -> Result<std::collections::HashMap<St
     Ok(view
         .rows()
         .into_iter()
-        .map(|row| (row.instance_id.to_string(), format!("{}/{}", row.tenant_id, row.name)))
+        .map(|row| {
+            (
+                row.instance_id.to_string(),
+                format!("{}/{}", row.tenant_id, row.name),
+            )
+        })
         .collect())
 }
 
@@ -141,17 +159,32 @@ fn report(
 ) {
     match event {
         AnyEvent::Cycle(id, BackupCycleEvent::CycleStarted(started)) => {
-            let name = names.get(&started.instance_id.to_string()).cloned().unwrap_or_default();
+            let name = names
+                .get(&started.instance_id.to_string())
+                .cloned()
+                .unwrap_or_default();
             owners.insert(id.clone(), name);
         }
         AnyEvent::Cycle(id, event) => {
             let name = owners.get(id).cloned().unwrap_or_else(|| id.clone());
             let line = match event {
-                BackupCycleEvent::Captured(e) => format!("captured   {} bytes, sha256 {}…", e.size, &e.sha256[..12]),
-                BackupCycleEvent::Secured(_) => "secured    read back intact, under compliance lock".into(),
-                BackupCycleEvent::Verified(e) => format!("verified   {} entries, {} tables", e.entries, e.tables.len()),
-                BackupCycleEvent::RestoreTested(e) => format!("restore-tested in {} ms", e.duration_ms),
-                BackupCycleEvent::Failed(e) => format!("FAILED     {} at {}: {}", e.reason, e.stage, e.detail),
+                BackupCycleEvent::Captured(e) => {
+                    format!("captured   {} bytes, sha256 {}…", e.size, &e.sha256[..12])
+                }
+                BackupCycleEvent::Secured(_) => {
+                    "secured    read back intact, under compliance lock".into()
+                }
+                BackupCycleEvent::Verified(e) => format!(
+                    "verified   {} entries, {} tables",
+                    e.entries,
+                    e.tables.len()
+                ),
+                BackupCycleEvent::RestoreTested(e) => {
+                    format!("restore-tested in {} ms", e.duration_ms)
+                }
+                BackupCycleEvent::Failed(e) => {
+                    format!("FAILED     {} at {}: {}", e.reason, e.stage, e.detail)
+                }
                 BackupCycleEvent::CycleStarted(_) => return,
             };
             let line = format!("{name:<16} {line}");

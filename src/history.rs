@@ -16,7 +16,10 @@ pub fn decode(event: &LoggedEvent) -> Result<AnyEvent> {
         "BackupCycle" => AnyEvent::Cycle(id, event.decode()?),
         "Instance" => AnyEvent::Instance(id, event.decode()?),
         "TenantKey" => AnyEvent::TenantKey(id, event.decode()?),
-        other => anyhow::bail!("unknown aggregate type {other:?} at position {}", event.position),
+        other => anyhow::bail!(
+            "unknown aggregate type {other:?} at position {}",
+            event.position
+        ),
     })
 }
 
@@ -35,7 +38,9 @@ pub async fn read_after(store: &Store, mut position: i64) -> Result<(Vec<AnyEven
         for logged in &batch {
             match decode(logged) {
                 Ok(event) => events.push(event),
-                Err(error) => tracing::warn!(%error, "skipping an event the read side cannot decode"),
+                Err(error) => {
+                    tracing::warn!(%error, "skipping an event the read side cannot decode")
+                }
             }
         }
     }

@@ -5,7 +5,6 @@
 //! # Layout
 //! - `cli`: the clap definitions (every flag, with its environment fallback).
 //! - `demo`: `restorable demo` — a simulated fleet up the ladder, ending in a fleet table.
-//! - `runner`: runs the stages in this process until given cycles close, reporting each event.
 //! - `commands`: enrol, backup-now, serve, verify, events, fleet, rotate-key.
 //! - `sim`: `restorable pbx-sim` — simulated PBXes for demos and tests.
 //! - `history`: decoding the event log into typed events.
@@ -15,7 +14,6 @@ mod cli;
 mod commands;
 mod demo;
 mod history;
-mod runner;
 mod sim;
 mod table;
 

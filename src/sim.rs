@@ -13,12 +13,16 @@ fn parse_fault(spec: &str, count: usize) -> Result<(usize, Fault)> {
     let (index, fault) = spec
         .split_once('=')
         .with_context(|| format!("--fault {spec:?}: expected INDEX=FAULT, e.g. 2=flipped-byte"))?;
-    let index: usize = index.parse().with_context(|| format!("--fault {spec:?}: bad index"))?;
+    let index: usize = index
+        .parse()
+        .with_context(|| format!("--fault {spec:?}: bad index"))?;
     anyhow::ensure!(
         (1..=count).contains(&index),
         "--fault {spec:?}: index must be between 1 and {count}"
     );
-    let fault: Fault = fault.parse().map_err(|e| anyhow::anyhow!("--fault {spec:?}: {e}"))?;
+    let fault: Fault = fault
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--fault {spec:?}: {e}"))?;
     Ok((index - 1, fault))
 }
 
@@ -42,7 +46,8 @@ pub async fn run(args: PbxSimArgs) -> Result<ExitCode> {
     };
     let mut running = Vec::new();
     for (index, fault) in faults.into_iter().enumerate() {
-        let mut config = SimPbxConfig::new(&format!("pbx-{:02}", index + 1), args.seed + index as u64);
+        let mut config =
+            SimPbxConfig::new(&format!("pbx-{:02}", index + 1), args.seed + index as u64);
         config.fault = fault;
         config.extensions = args.extensions;
         config.padding_bytes = args.padding_bytes;
@@ -50,7 +55,8 @@ pub async fn run(args: PbxSimArgs) -> Result<ExitCode> {
             RunningPbx::start(config, &work_dir).await?
         } else {
             let port = args.port + u16::try_from(index).context("too many PBXes")?;
-            RunningPbx::start_on(config, SocketAddr::from(([127, 0, 0, 1], port)), &work_dir).await?
+            RunningPbx::start_on(config, SocketAddr::from(([127, 0, 0, 1], port)), &work_dir)
+                .await?
         };
         let config = pbx.config();
         // A simulator's credentials are test fixtures, printed so they can be enrolled by hand.
@@ -64,8 +70,13 @@ pub async fn run(args: PbxSimArgs) -> Result<ExitCode> {
         );
         running.push(pbx);
     }
-    tracing::info!(count = running.len(), "simulated PBXes running; Ctrl-C to stop");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tracing::info!(
+        count = running.len(),
+        "simulated PBXes running; Ctrl-C to stop"
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     for pbx in running {
         pbx.shutdown().await;
     }

@@ -7,10 +7,15 @@ use restorable_projections::fleet::{FleetRow, FleetView};
 /// The ladder as four marks: Captured, Secured, Verified, Restore-Tested.
 fn ladder(row: &FleetRow) -> String {
     let reached = row.last_rung.unwrap_or(Rung::Started);
-    [Rung::Captured, Rung::Secured, Rung::Verified, Rung::RestoreTested]
-        .iter()
-        .map(|rung| if reached >= *rung { '■' } else { '·' })
-        .collect()
+    [
+        Rung::Captured,
+        Rung::Secured,
+        Rung::Verified,
+        Rung::RestoreTested,
+    ]
+    .iter()
+    .map(|rung| if reached >= *rung { '■' } else { '·' })
+    .collect()
 }
 
 fn reason(row: &FleetRow) -> String {
@@ -22,7 +27,16 @@ fn reason(row: &FleetRow) -> String {
 
 /// Renders the view at `now`.
 pub fn render(view: &FleetView, now: DateTime<Utc>) -> String {
-    let header = ["TENANT", "INSTANCE", "LAST CYCLE", "CYCLES", "LADDER", "RUNG", "STATUS", "REASON"];
+    let header = [
+        "TENANT",
+        "INSTANCE",
+        "LAST CYCLE",
+        "CYCLES",
+        "LADDER",
+        "RUNG",
+        "STATUS",
+        "REASON",
+    ];
     let rows: Vec<[String; 8]> = view
         .rows()
         .into_iter()

@@ -5,6 +5,7 @@
 //! - [`context`]: the [`Pipeline`](context::Pipeline) a process shares — store, adapters, settings.
 //! - [`store`]: the event store on SQLite with the project's migrations and a global event log.
 //! - [`transport`]: the in-process, at-least-once delivery of the log to consumers.
+//! - [`driver`]: runs the stages in-process until given cycles close.
 //! - [`stages`]: start, capture, secure, verify and close — one consumer each.
 //! - [`enrolment`]: enrolling PBXes, issuing tenant keys, opening cycles.
 //! - [`scheduler`]: opens a cycle for every instance that is due.
@@ -15,6 +16,7 @@
 
 pub mod archive;
 pub mod context;
+pub mod driver;
 pub mod enrolment;
 pub mod pbx_client;
 pub mod scheduler;

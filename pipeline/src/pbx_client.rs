@@ -43,6 +43,14 @@ pub enum PbxError {
         /// The XAPI error code, if the body had one.
         code: Option<String>,
     },
+    /// The connection broke after the request was sent (the answer never completed).
+    #[error("the PBX's answer to {call} broke off: {detail}")]
+    BrokenOff {
+        /// The call.
+        call: &'static str,
+        /// What the connection said.
+        detail: String,
+    },
     /// The PBX answered something that does not follow the API.
     #[error("the PBX's answer to {call} does not follow the API: {detail}")]
     Protocol {
@@ -58,7 +66,7 @@ impl PbxError {
     pub fn retryable(&self) -> bool {
         match self {
             PbxError::Unauthorized { .. } | PbxError::Protocol { .. } => false,
-            PbxError::Unreachable { .. } => true,
+            PbxError::Unreachable { .. } | PbxError::BrokenOff { .. } => true,
             PbxError::Status { status, .. } => *status >= 500 || *status == 429,
         }
     }
@@ -327,7 +335,12 @@ impl PbxClient {
             .bearer_auth(self.token.expose_secret())
             .send()
             .await
-            .map_err(|e| unreachable_from(CALL, &e))?;
+            .map_err(|e| match unreachable_from(CALL, &e) {
+                PbxError::Unreachable { call, detail } if !e.is_connect() => {
+                    PbxError::BrokenOff { call, detail }
+                }
+                other => other,
+            })?;
         if !response.status().is_success() {
             return Err(status_error(CALL, response).await);
         }

@@ -65,6 +65,7 @@ fn pbx_failure(error: PbxError) -> StageFailure {
     let reason = match &error {
         PbxError::Unauthorized { .. } => FailureReason::PbxAuth,
         PbxError::Unreachable { .. } => FailureReason::PbxUnreachable,
+        PbxError::BrokenOff { .. } => FailureReason::DownloadTruncated,
         PbxError::Status { .. } | PbxError::Protocol { .. } => FailureReason::PbxError,
     };
     StageFailure {
@@ -225,10 +226,12 @@ async fn download_into_vault(
         .download(&entry.download_link)
         .await
         .map_err(|e| match e {
-            PbxError::Protocol { detail, .. } => StageFailure::transient(
-                FailureReason::DownloadTruncated,
-                format!("download of {}: {detail}", entry.file_name),
-            ),
+            PbxError::Protocol { detail, .. } | PbxError::BrokenOff { detail, .. } => {
+                StageFailure::transient(
+                    FailureReason::DownloadTruncated,
+                    format!("download of {}: {detail}", entry.file_name),
+                )
+            }
             other => pbx_failure(other),
         })?;
     let expected = download.content_length;

@@ -213,7 +213,9 @@ impl FleetView {
 mod tests {
     use super::*;
     use restorable_domain::cycle::examples;
-    use restorable_domain::instance::{InstanceEnrolled, InstanceStopped, SealedCredentials, Schedule};
+    use restorable_domain::instance::{
+        InstanceEnrolled, InstanceStopped, Schedule, SealedCredentials,
+    };
     use restorable_domain::ladder::{FailureReason, Stage};
 
     fn enrolled() -> InstanceEnrolled {
@@ -233,8 +235,15 @@ mod tests {
     fn history(cycle_events: Vec<BackupCycleEvent>) -> Vec<AnyEvent> {
         let cycle = examples::started().cycle_id.to_string();
         let instance = enrolled().instance_id.to_string();
-        let mut all = vec![AnyEvent::Instance(instance, InstanceEvent::InstanceEnrolled(enrolled()))];
-        all.extend(cycle_events.into_iter().map(|e| AnyEvent::Cycle(cycle.clone(), e)));
+        let mut all = vec![AnyEvent::Instance(
+            instance,
+            InstanceEvent::InstanceEnrolled(enrolled()),
+        )];
+        all.extend(
+            cycle_events
+                .into_iter()
+                .map(|e| AnyEvent::Cycle(cycle.clone(), e)),
+        );
         all
     }
 
@@ -260,7 +269,10 @@ mod tests {
         ]));
         let row = view.row(&enrolled().instance_id).expect("row");
         assert_eq!(row.last_rung, Some(Rung::Started));
-        assert_eq!(row.last_failure.as_ref().map(|f| f.reason), Some(FailureReason::PbxAuth));
+        assert_eq!(
+            row.last_failure.as_ref().map(|f| f.reason),
+            Some(FailureReason::PbxAuth)
+        );
         assert_eq!(row.status(examples::at()), Status::NeedsAttention);
     }
 
@@ -272,8 +284,14 @@ mod tests {
             BackupCycleEvent::Secured(examples::secured()),
         ]));
         let row = view.row(&enrolled().instance_id).expect("row");
-        assert_eq!(row.status(examples::at() + Duration::hours(47)), Status::Healthy);
-        assert_eq!(row.status(examples::at() + Duration::hours(49)), Status::NeedsAttention);
+        assert_eq!(
+            row.status(examples::at() + Duration::hours(47)),
+            Status::Healthy
+        );
+        assert_eq!(
+            row.status(examples::at() + Duration::hours(49)),
+            Status::NeedsAttention
+        );
     }
 
     #[test]
@@ -281,7 +299,9 @@ mod tests {
         let mut events = history(vec![]);
         events.push(AnyEvent::Instance(
             enrolled().instance_id.to_string(),
-            InstanceEvent::InstanceStopped(InstanceStopped { stopped_at: examples::at() }),
+            InstanceEvent::InstanceStopped(InstanceStopped {
+                stopped_at: examples::at(),
+            }),
         ));
         let view = FleetView::from_events(&events);
         let row = view.row(&enrolled().instance_id).expect("row");

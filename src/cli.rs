@@ -42,6 +42,22 @@ pub enum Command {
     Fleet(DataDir),
     /// Rotate a tenant's backup key (older backups keep their version).
     RotateKey(RotateKeyArgs),
+    /// Restore-test a Verified cycle now, whatever the cadence.
+    RestoreTest(RestoreTestArgs),
+}
+
+/// `restorable restore-test`.
+#[derive(Args)]
+pub struct RestoreTestArgs {
+    /// State directory.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The cycle.
+    #[arg(long)]
+    pub cycle: String,
+    /// Hard time limit of the restore test, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub time_limit_secs: u64,
 }
 
 /// `restorable demo`.
@@ -120,6 +136,12 @@ pub struct EnrolArgs {
     /// Minutes between scheduled backups.
     #[arg(long, default_value_t = 24 * 60)]
     pub interval_minutes: u32,
+    /// Restore-test every Nth verified cycle.
+    #[arg(long, default_value_t = 7)]
+    pub restore_every: u32,
+    /// Restore-test when the last Restore-Tested copy is at least this many hours old.
+    #[arg(long, default_value_t = 7 * 24)]
+    pub restore_max_age_hours: u32,
 }
 
 /// `restorable backup-now`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use restorable_domain::ids::{InstanceId, TenantId};
-use restorable_domain::instance::Schedule;
+use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pipeline::archive::{verify_archive, CORE_TABLES};
 use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
@@ -36,6 +36,7 @@ pub async fn dispatch(cli: cli::Cli) -> Result<ExitCode> {
         Command::Events(args) => events(args).await,
         Command::Fleet(data) => fleet(data).await,
         Command::RotateKey(args) => rotate_key(args).await,
+        Command::RestoreTest(args) => restore_test(args).await,
     }
 }
 
@@ -88,6 +89,10 @@ async fn enrol_command(args: cli::EnrolArgs) -> Result<ExitCode> {
             },
             schedule: Schedule {
                 interval_minutes: args.interval_minutes,
+            },
+            restore_policy: RestorePolicy {
+                every_nth_verified: args.restore_every,
+                max_age_hours: args.restore_max_age_hours,
             },
         },
     )
@@ -233,4 +238,26 @@ async fn rotate_key(args: cli::RotateKeyArgs) -> Result<ExitCode> {
     );
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn restore_test(args: cli::RestoreTestArgs) -> Result<ExitCode> {
+    let settings = Settings {
+        restore_time_limit: Duration::from_secs(args.time_limit_secs),
+        ..Settings::default()
+    };
+    let pipeline = open(&args.data, settings).await?;
+    let cycle: restorable_domain::ids::CycleId = args.cycle.parse()?;
+    restorable_pipeline::stages::restore_test::restore_test_now(&pipeline, &cycle.to_string()).await?;
+    let state: restorable_domain::cycle::BackupCycle = pipeline.store.load(&cycle.to_string()).await?;
+    pipeline.store.close().await;
+    match state.failed {
+        Some(failed) => {
+            println!("FAILED at {}: {} ({})", failed.stage, failed.reason, failed.detail);
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            println!("reached {}", state.rung.map_or("-", |r| r.label()));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -11,7 +11,7 @@ use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use restorable_domain::cycle::BackupCycleEvent;
 use restorable_domain::ids::{CycleId, TenantId};
-use restorable_domain::instance::{Instance, Schedule};
+use restorable_domain::instance::{Instance, RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
 use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
@@ -36,7 +36,7 @@ const DEMO_FAULTS: [Option<Fault>; 12] = [
     Some(Fault::WrongPassword),
     Some(Fault::MissingTable),
     Some(Fault::DanglingForeignKey),
-    None,
+    Some(Fault::ManifestMismatch),
 ];
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
@@ -88,6 +88,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
                     client_secret: SecretString::from(config.client_secret.clone()),
                 },
                 schedule: Schedule::DAILY,
+                restore_policy: RestorePolicy::default(),
             },
         )
         .await

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CycleId, InstanceId, TenantId};
-use crate::ladder::Trigger;
+use crate::ladder::{Rung, Trigger};
 use crate::EVENT_VERSION;
 
 /// The PBX API client id and secret, sealed by the key-sealing port. Opaque to the domain.
@@ -45,6 +45,25 @@ impl Schedule {
     }
 }
 
+/// When a verified copy also gets a restore test: every Nth verified cycle, or whenever the last
+/// Restore-Tested copy is older than `max_age_hours` (default: weekly), and always the first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RestorePolicy {
+    /// Restore-test every Nth verified cycle (1: every cycle).
+    pub every_nth_verified: u32,
+    /// Restore-test when the last Restore-Tested copy is at least this old.
+    pub max_age_hours: u32,
+}
+
+impl Default for RestorePolicy {
+    fn default() -> Self {
+        Self {
+            every_nth_verified: 7,
+            max_age_hours: 7 * 24,
+        }
+    }
+}
+
 /// A PBX was enrolled for managed backups.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InstanceEnrolled {
@@ -62,6 +81,8 @@ pub struct InstanceEnrolled {
     pub credentials: SealedCredentials,
     /// How often to capture.
     pub schedule: Schedule,
+    /// How often a verified copy is also restore-tested.
+    pub restore_policy: RestorePolicy,
     /// When.
     pub enrolled_at: DateTime<Utc>,
 }
@@ -107,6 +128,10 @@ pub struct CycleOpened {
 pub struct CycleClosed {
     /// The cycle.
     pub cycle_id: CycleId,
+    /// The highest rung it reached.
+    pub reached: Rung,
+    /// Whether it ended in `Failed`.
+    pub failed: bool,
     /// When.
     pub closed_at: DateTime<Utc>,
 }
@@ -200,6 +225,10 @@ pub struct Instance {
     pub open_cycle: Option<CycleId>,
     /// When the last cycle was opened (the scheduler counts the interval from it).
     pub last_opened_at: Option<DateTime<Utc>>,
+    /// Verified cycles closed since the last Restore-Tested one.
+    pub verified_since_restore_test: u32,
+    /// When a copy of this instance was last Restore-Tested.
+    pub last_restore_tested_at: Option<DateTime<Utc>>,
 }
 
 impl Instance {
@@ -217,6 +246,25 @@ impl Instance {
             && self
                 .last_opened_at
                 .is_none_or(|last| now - last >= enrolled.schedule.interval())
+    }
+}
+
+impl Instance {
+    /// Whether the cycle in flight, now Verified, should also be restore-tested at `now`.
+    /// The same answer for every stage that asks while the cycle is open, so the restore-test
+    /// stage and the close stage agree on where the cycle ends.
+    pub fn restore_test_due(&self, now: DateTime<Utc>) -> bool {
+        let Some(enrolled) = &self.enrolled else {
+            return false;
+        };
+        let policy = enrolled.restore_policy;
+        match self.last_restore_tested_at {
+            None => true,
+            Some(last) => {
+                now - last >= chrono::Duration::hours(i64::from(policy.max_age_hours))
+                    || self.verified_since_restore_test + 1 >= policy.every_nth_verified
+            }
+        }
     }
 }
 
@@ -302,7 +350,15 @@ impl Aggregate for Instance {
                 self.open_cycle = Some(e.cycle_id);
                 self.last_opened_at = Some(e.opened_at);
             }
-            InstanceEvent::CycleClosed(_) => self.open_cycle = None,
+            InstanceEvent::CycleClosed(e) => {
+                self.open_cycle = None;
+                if e.reached == Rung::RestoreTested {
+                    self.verified_since_restore_test = 0;
+                    self.last_restore_tested_at = Some(e.closed_at);
+                } else if e.reached >= Rung::Verified {
+                    self.verified_since_restore_test += 1;
+                }
+            }
         }
     }
 }
@@ -327,6 +383,10 @@ mod tests {
             api_url: "https://hq.acme.example".into(),
             credentials: SealedCredentials("sealed".into()),
             schedule: Schedule::DAILY,
+            restore_policy: RestorePolicy {
+                every_nth_verified: 3,
+                max_age_hours: 48,
+            },
             enrolled_at: at(),
         }
     }
@@ -340,9 +400,15 @@ mod tests {
     }
 
     fn closed(n: u128) -> CycleClosed {
+        closed_at(n, Rung::Verified, at())
+    }
+
+    fn closed_at(n: u128, reached: Rung, when: DateTime<Utc>) -> CycleClosed {
         CycleClosed {
             cycle_id: CycleId(uuid::Uuid::from_u128(n)),
-            closed_at: at(),
+            reached,
+            failed: false,
+            closed_at: when,
         }
     }
 
@@ -511,6 +577,37 @@ mod tests {
         assert!(instance.is_due(at() + chrono::Duration::hours(24)));
         instance.apply(E::InstanceStopped(InstanceStopped { stopped_at: at() }));
         assert!(!instance.is_due(at() + chrono::Duration::days(2)));
+    }
+
+    #[test]
+    fn the_first_verified_copy_is_restore_tested() {
+        let mut instance = Instance::default();
+        instance.apply(E::InstanceEnrolled(enrolled()));
+        assert!(instance.restore_test_due(at()));
+    }
+
+    #[test]
+    fn restore_tests_follow_every_nth_verified_cycle() {
+        let mut instance = Instance::default();
+        instance.apply(E::InstanceEnrolled(enrolled()));
+        instance.apply(E::CycleClosed(closed_at(1, Rung::RestoreTested, at())));
+        let soon = at() + chrono::Duration::hours(1);
+        assert!(!instance.restore_test_due(soon), "1st verified after a restore test");
+        instance.apply(E::CycleClosed(closed_at(2, Rung::Verified, soon)));
+        assert!(!instance.restore_test_due(soon), "2nd");
+        instance.apply(E::CycleClosed(closed_at(3, Rung::Verified, soon)));
+        assert!(instance.restore_test_due(soon), "3rd verified cycle: due");
+        instance.apply(E::CycleClosed(closed_at(4, Rung::Started, soon)));
+        assert!(instance.restore_test_due(soon), "a failed capture does not count");
+    }
+
+    #[test]
+    fn restore_tests_are_due_when_the_last_one_is_too_old() {
+        let mut instance = Instance::default();
+        instance.apply(E::InstanceEnrolled(enrolled()));
+        instance.apply(E::CycleClosed(closed_at(1, Rung::RestoreTested, at())));
+        assert!(!instance.restore_test_due(at() + chrono::Duration::hours(47)));
+        assert!(instance.restore_test_due(at() + chrono::Duration::hours(48)));
     }
 
     #[test]

@@ -11,6 +11,8 @@ use restorable_domain::tenant_key::TenantKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::sandbox::process::ProcessSandboxes;
+use crate::sandbox::{RestoreFailure, RestoreSandbox, Sandbox};
 use crate::sealing::{KeySealer, LocalKeySealer, SealedSecret};
 use crate::store::{Store, StoreError};
 use crate::vault::{LocalVault, Vault};
@@ -40,6 +42,8 @@ pub struct Settings {
     pub retention: chrono::Duration,
     /// Remove the backup from the PBX's own disk once it is in the vault.
     pub delete_from_pbx: bool,
+    /// Hard time limit of one restore test (provision to destroy).
+    pub restore_time_limit: Duration,
 }
 
 impl Default for Settings {
@@ -49,7 +53,27 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(5),
             retention: chrono::Duration::days(30),
             delete_from_pbx: true,
+            restore_time_limit: Duration::from_secs(10 * 60),
         }
+    }
+}
+
+/// The sandbox of a machine that cannot run restore tests (no PostgreSQL, no `nobody` user):
+/// every restore test fails `sandbox_provision` with the reason, so the ladder says so.
+struct Unavailable(String);
+
+#[async_trait::async_trait]
+impl RestoreSandbox for Unavailable {
+    fn kind(&self) -> &'static str {
+        "unavailable"
+    }
+
+    async fn sweep_leftovers(&self) -> usize {
+        0
+    }
+
+    async fn provision(&self) -> Result<Box<dyn Sandbox>, RestoreFailure> {
+        Err(RestoreFailure::Provision(self.0.clone()))
     }
 }
 
@@ -71,6 +95,8 @@ pub struct Pipeline {
     pub vault: Arc<dyn Vault>,
     /// Seals tenant passwords and PBX credentials.
     pub sealer: Arc<dyn KeySealer>,
+    /// Where restore tests run.
+    pub sandbox: Arc<dyn RestoreSandbox>,
     /// Stage tunables.
     pub settings: Settings,
 }
@@ -84,10 +110,15 @@ impl Pipeline {
         let store = Store::open(data_dir).await?;
         let vault = LocalVault::open(data_dir.join("vault"))?;
         let sealer = LocalKeySealer::open_or_create(&data_dir.join("master.key"))?;
+        let sandbox: Arc<dyn RestoreSandbox> = match ProcessSandboxes::discover(data_dir.join("sandboxes")) {
+            Ok(sandboxes) => Arc::new(sandboxes),
+            Err(failure) => Arc::new(Unavailable(failure.to_string())),
+        };
         Ok(Self {
             store,
             vault: Arc::new(vault),
             sealer: Arc::new(sealer),
+            sandbox,
             settings,
         })
     }

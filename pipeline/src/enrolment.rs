@@ -6,7 +6,8 @@
 use chrono::Utc;
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{
-    CycleOpened, EndpointChanged, Instance, InstanceCommand, InstanceEnrolled, Schedule,
+    CycleOpened, EndpointChanged, Instance, InstanceCommand, InstanceEnrolled, RestorePolicy,
+    Schedule,
 };
 use restorable_domain::ladder::Trigger;
 use restorable_domain::tenant_key::{SealedPassword, TenantKey, TenantKeyCommand};
@@ -40,6 +41,8 @@ pub struct EnrolRequest {
     pub credentials: PbxCredentials,
     /// How often to capture it.
     pub schedule: Schedule,
+    /// How often a verified copy is also restore-tested.
+    pub restore_policy: RestorePolicy,
 }
 
 /// Makes sure `tenant` has a backup key; issues version 1 if it has none.
@@ -132,6 +135,7 @@ pub async fn enrol(
             api_url: request.api_url,
             credentials,
             schedule: request.schedule,
+            restore_policy: request.restore_policy,
             enrolled_at: Utc::now(),
         })
     };

@@ -6,8 +6,9 @@
 //! - [`store`]: the event store on SQLite with the project's migrations and a global event log.
 //! - [`transport`]: the in-process, at-least-once delivery of the log to consumers.
 //! - [`driver`]: runs the stages in-process until given cycles close.
-//! - [`stages`]: start, capture, secure, verify and close — one consumer each.
+//! - [`stages`]: start, capture, secure, verify, restore-test and close — one consumer each.
 //! - [`enrolment`]: enrolling PBXes, issuing tenant keys, opening cycles.
+//! - [`sandbox`]: the restore sandbox port and its process adapter (the Restore-Tested rung).
 //! - [`scheduler`]: opens a cycle for every instance that is due.
 //! - [`pbx_client`]: the 3CX XAPI client.
 //! - [`vault`]: the object store port and its write-once local adapter.
@@ -19,6 +20,7 @@ pub mod context;
 pub mod driver;
 pub mod enrolment;
 pub mod pbx_client;
+pub mod sandbox;
 pub mod scheduler;
 pub mod sealing;
 pub mod stages;

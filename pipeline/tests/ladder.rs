@@ -69,6 +69,7 @@ impl Harness {
                     client_secret: SecretString::from(config.client_secret.clone()),
                 },
                 schedule: Schedule { interval_minutes },
+                restore_policy: restorable_domain::instance::RestorePolicy::default(),
             },
         )
         .await

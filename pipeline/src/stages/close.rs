@@ -1,12 +1,15 @@
 //! The close stage: when a cycle reaches its last rung or fails, the instance's cycle in flight
-//! is closed, so the scheduler may open the next one.
+//! is closed (with how far it got), so the scheduler may open the next one. A Verified cycle
+//! whose restore test is planned closes after the test, not at Verified.
 
 use async_trait::async_trait;
 use chrono::Utc;
-use restorable_domain::cycle::BackupCycle;
+use restorable_domain::cycle::{BackupCycle, BackupCycleEvent};
 use restorable_domain::instance::{CycleClosed, InstanceCommand};
+use restorable_domain::ladder::Rung;
 
 use super::is_cycle_event;
+use super::restore_test::planned;
 use crate::context::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
@@ -37,11 +40,18 @@ impl Consumer for CloseStage {
 
     async fn react(&self, event: LoggedEvent) -> Result<(), StoreError> {
         let cycle: BackupCycle = super::load_cycle(&self.pipeline, &event).await?;
-        let Some(started) = cycle.started else {
+        let Some(started) = &cycle.started else {
             return Ok(());
         };
+        if let BackupCycleEvent::Verified(verified) = event.decode()? {
+            if planned(&self.pipeline, &cycle, verified.verified_at).await? {
+                return Ok(()); // the restore test closes it
+            }
+        }
         let close = InstanceCommand::CloseCycle(CycleClosed {
             cycle_id: started.cycle_id,
+            reached: cycle.rung.unwrap_or(Rung::Started),
+            failed: cycle.is_failed(),
             closed_at: Utc::now(),
         });
         self.pipeline

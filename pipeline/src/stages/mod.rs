@@ -6,7 +6,8 @@
 //! CycleStarted         ─► capture ─► RecordCaptured | Failed     (Captured)
 //! Captured             ─► secure  ─► RecordSecured  | Failed     (Secured)
 //! Secured              ─► verify  ─► RecordVerified | Failed     (Verified)
-//! Verified | Failed    ─► close   ─► Instance CloseCycle         (CycleClosed)
+//! Verified (when due)  ─► restore_test ─► RecordRestoreTested | Failed (RestoreTested)
+//! last rung | Failed   ─► close   ─► Instance CloseCycle         (CycleClosed)
 //! ```
 //!
 //! A stage's own failure (bad credentials, a corrupt copy) becomes a `Failed` event with a stable
@@ -14,6 +15,7 @@
 
 pub mod capture;
 pub mod close;
+pub mod restore_test;
 pub mod secure;
 pub mod start;
 pub mod verify;
@@ -67,12 +69,15 @@ pub fn consumers(pipeline: &Pipeline) -> Vec<Arc<dyn Consumer>> {
         Arc::new(capture::CaptureStage::new(pipeline.clone())),
         Arc::new(secure::SecureStage::new(pipeline.clone())),
         Arc::new(verify::VerifyStage::new(pipeline.clone())),
+        Arc::new(restore_test::RestoreTestStage::new(pipeline.clone())),
         Arc::new(close::CloseStage::new(pipeline.clone())),
     ]
 }
 
-/// Runs every stage in this process until `shutdown` is cancelled.
+/// Runs every stage in this process until `shutdown` is cancelled. First destroys any restore
+/// sandbox an earlier, killed run left behind.
 pub async fn run_all(pipeline: &Pipeline, shutdown: CancellationToken) {
+    pipeline.sandbox.sweep_leftovers().await;
     let mut tasks = tokio::task::JoinSet::new();
     for consumer in consumers(pipeline) {
         tasks.spawn(run_consumer(

@@ -1,0 +1,507 @@
+//! The process sandbox (the restore sandbox adapter that runs here). Each restore test gets:
+//! - a fresh network namespace (`unshare --net`): only a downed loopback inside, so nothing in
+//!   the sandbox can reach the live PBX, the host's services or the internet;
+//! - a throwaway PostgreSQL cluster (`initdb` into a fresh directory, run as the unprivileged
+//!   `nobody` user, listening on a Unix socket only) with database `database_single` and the
+//!   3CX-shaped schema of [`super::schema`];
+//! - the backup's `DbTables/*.csv` streamed into it with `COPY`, straight out of the decrypted
+//!   archive (no plaintext copy of the archive is ever written);
+//! - limits: the caller's time limit, a file-size limit and PostgreSQL's own resource settings.
+//!
+//! The server is started with a parent-death signal, so a worker killed mid-test takes its
+//! sandbox server down with it; its directory is removed by [`ProcessSandboxes::sweep_leftovers`]
+//! on the next start. Everything of one sandbox lives under `<root>/<id>/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use restorable_domain::ladder::ManifestCounts;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolCopyExt, PgPoolOptions};
+use sqlx::{ConnectOptions, Row};
+use std::io::Read;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::schema;
+use super::{RestoreFailure, RestoreSandbox, Sandbox};
+use crate::archive::PositionedReader;
+
+/// How long a fresh cluster may take to accept connections.
+const START_LIMIT: Duration = Duration::from_secs(20);
+/// Chunk size when streaming a decrypted table into `COPY`.
+const COPY_CHUNK: usize = 256 << 10;
+/// The largest file a sandbox's PostgreSQL may write (RLIMIT_FSIZE).
+const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// Makes process sandboxes under a root directory.
+#[derive(Clone, Debug)]
+pub struct ProcessSandboxes {
+    root: PathBuf,
+    pg_bin: PathBuf,
+    /// The unprivileged user the cluster runs as, when we are root (PostgreSQL refuses root).
+    run_as: Option<(u32, u32)>,
+}
+
+fn provision_error(what: &str, detail: impl std::fmt::Display) -> RestoreFailure {
+    RestoreFailure::Provision(format!("{what}: {detail}"))
+}
+
+/// The newest PostgreSQL server binaries on this machine (`RESTORABLE_PG_BIN` overrides).
+fn find_pg_bin() -> Result<PathBuf, RestoreFailure> {
+    if let Some(dir) = std::env::var_os("RESTORABLE_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| provision_error("no PostgreSQL server under /usr/lib/postgresql (install postgresql)", e))?
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("postgres").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| provision_error("no PostgreSQL server binaries", "install postgresql"))
+}
+
+/// uid and gid of `nobody` from /etc/passwd.
+fn nobody() -> Result<(u32, u32), RestoreFailure> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| provision_error("reading /etc/passwd", e))?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&"nobody") && fields.len() > 3)
+                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+                .flatten()
+        })
+        .ok_or_else(|| provision_error("no 'nobody' user", "needed to run the sandbox unprivileged"))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+impl ProcessSandboxes {
+    /// Process sandboxes kept under `root`, with the machine's PostgreSQL.
+    ///
+    /// # Errors
+    /// [`RestoreFailure::Provision`] when PostgreSQL or the `nobody` user is missing.
+    pub fn discover(root: impl Into<PathBuf>) -> Result<Self, RestoreFailure> {
+        let run_as = if is_root() { Some(nobody()?) } else { None };
+        Ok(Self { root: root.into(), pg_bin: find_pg_bin()?, run_as })
+    }
+
+    /// Where the sandboxes live.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Provisions a sandbox and returns the concrete type (tests use its socket directory).
+    ///
+    /// # Errors
+    /// [`RestoreFailure::Provision`]; nothing is left behind.
+    pub async fn provision_process(&self) -> Result<ProcessSandbox, RestoreFailure> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let dir = self.root.join(&id);
+        let mut sandbox = ProcessSandbox { id, dir, server: None, connection: None };
+        match self.start(&mut sandbox).await {
+            Ok(()) => Ok(sandbox),
+            Err(failure) => {
+                sandbox.destroy().await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// `setpriv` prefix: drop to the unprivileged user (when root) and die with our process.
+    fn unprivileged(&self, command: &mut Command) {
+        command.arg("--pdeathsig").arg("KILL");
+        if let Some((uid, gid)) = self.run_as {
+            command
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups");
+        }
+        command.arg("--");
+    }
+
+    async fn start(&self, sandbox: &mut ProcessSandbox) -> Result<(), RestoreFailure> {
+        std::fs::create_dir_all(&self.root).map_err(|e| provision_error("creating the sandbox root", e))?;
+        let pgdata = sandbox.dir.join("pgdata");
+        let socket = sandbox.dir.join("socket");
+        for dir in [&sandbox.dir, &socket] {
+            std::fs::create_dir(dir).map_err(|e| provision_error("creating the sandbox directory", e))?;
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                    .map_err(|e| provision_error("handing the sandbox to the unprivileged user", e))?;
+            }
+        }
+
+        let mut initdb = Command::new("setpriv");
+        self.unprivileged(&mut initdb);
+        initdb
+            .arg(self.pg_bin.join("initdb"))
+            .arg("-D")
+            .arg(&pgdata)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"])
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let output = initdb.output().await.map_err(|e| provision_error("running initdb", e))?;
+        if !output.status.success() {
+            return Err(provision_error("initdb failed", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+
+        let log = std::fs::File::create(sandbox.dir.join("server.log"))
+            .map_err(|e| provision_error("creating the server log", e))?;
+        let mut server = Command::new("unshare");
+        server.arg("--net").arg("--").arg("setpriv");
+        self.unprivileged(&mut server);
+        server
+            .arg("prlimit")
+            .arg(format!("--fsize={MAX_FILE_BYTES}"))
+            .arg("--nofile=1024")
+            .arg("--")
+            .arg(self.pg_bin.join("postgres"))
+            .arg("-D")
+            .arg(&pgdata)
+            .arg("-k")
+            .arg(&socket)
+            .args(["-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off", "-c", "shared_buffers=32MB", "-c", "max_connections=8"])
+            .args(["-c", "temp_file_limit=1GB", "-c", "max_wal_size=256MB"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        sandbox.server = Some(server.spawn().map_err(|e| provision_error("starting the sandbox server", e))?);
+
+        let admin = sandbox.wait_until_ready(&socket).await?;
+        let created = sqlx::raw_sql("CREATE DATABASE database_single").execute(&admin).await;
+        admin.close().await;
+        created.map_err(|e| provision_error("creating database_single", e))?;
+        let restore_db = sandbox.connect(&socket, "database_single").await?;
+        sandbox.connection = Some(restore_db);
+        sandbox
+            .execute(&schema::create_tables_sql())
+            .await
+            .map_err(|e| provision_error("creating the 3CX schema", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RestoreSandbox for ProcessSandboxes {
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    async fn sweep_leftovers(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let mut swept = 0;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            kill_server_of(&dir).await;
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => swept += 1,
+                Err(error) => tracing::error!(dir = %dir.display(), %error, "could not remove a leftover sandbox"),
+            }
+        }
+        if swept > 0 {
+            tracing::warn!(swept, "destroyed sandboxes left behind by an earlier run");
+        }
+        swept
+    }
+
+    async fn provision(&self) -> Result<Box<dyn Sandbox>, RestoreFailure> {
+        Ok(Box::new(self.provision_process().await?))
+    }
+}
+
+/// Kills the PostgreSQL server of a leftover sandbox directory, if one still runs.
+async fn kill_server_of(dir: &Path) {
+    let Ok(pid_file) = std::fs::read_to_string(dir.join("pgdata/postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = pid_file.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+        return;
+    };
+    let owned = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()))
+        .unwrap_or(false);
+    if owned {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status().await;
+    }
+}
+
+/// One process sandbox.
+pub struct ProcessSandbox {
+    id: String,
+    dir: PathBuf,
+    server: Option<Child>,
+    connection: Option<PgPool>,
+}
+
+fn database_failure(table: &str, error: &sqlx::Error) -> RestoreFailure {
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned())
+        .unwrap_or_default();
+    let message = format!("{table}: {error}");
+    if code.starts_with("23") {
+        RestoreFailure::Integrity(message)
+    } else {
+        RestoreFailure::Rejected(message)
+    }
+}
+
+/// What the archive reader hands to the loader.
+enum Piece {
+    Table(&'static str),
+    Chunk(Bytes),
+    End,
+    Missing(&'static str),
+    Failed(String),
+}
+
+impl ProcessSandbox {
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.join("socket")
+    }
+
+    async fn connect(&self, socket: &Path, database: &str) -> Result<PgPool, RestoreFailure> {
+        let options = PgConnectOptions::new()
+            .socket(socket)
+            .username("postgres")
+            .database(database)
+            .disable_statement_logging();
+        PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| provision_error("connecting to the sandbox", e))
+    }
+
+    async fn wait_until_ready(&mut self, socket: &Path) -> Result<PgPool, RestoreFailure> {
+        let deadline = tokio::time::Instant::now() + START_LIMIT;
+        loop {
+            if let Some(status) = self.server.as_mut().and_then(|s| s.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                return Err(provision_error(&format!("the sandbox server exited ({status})"), tail));
+            }
+            if let Ok(connection) = self.connect(socket, "postgres").await {
+                return Ok(connection);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(provision_error("the sandbox server did not start", format!("within {START_LIMIT:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let pool = self.connection.as_ref().ok_or(sqlx::Error::PoolClosed)?;
+        sqlx::raw_sql(sql).execute(pool).await.map(|_| ())
+    }
+
+    fn connection(&self) -> Result<PgPool, RestoreFailure> {
+        self.connection
+            .clone()
+            .ok_or_else(|| RestoreFailure::Rejected("the sandbox has no connection".into()))
+    }
+}
+
+/// Reads `DbTables/<table>.csv` of every schema table out of the archive, decrypting as it
+/// goes, and sends it in chunks (runs on a blocking thread).
+fn read_tables(archive: std::fs::File, password: SecretString, out: mpsc::Sender<Piece>) {
+    let send = |piece| out.blocking_send(piece).is_ok();
+    let reader = match PositionedReader::new(std::sync::Arc::new(archive)) {
+        Ok(reader) => reader,
+        Err(e) => {
+            send(Piece::Failed(format!("reading the archive: {e}")));
+            return;
+        }
+    };
+    let mut zip = match zip::ZipArchive::new(reader) {
+        Ok(zip) => zip,
+        Err(e) => {
+            send(Piece::Failed(format!("opening the archive: {e}")));
+            return;
+        }
+    };
+    let mut buffer = vec![0u8; COPY_CHUNK];
+    for (table, _) in schema::TABLES {
+        let name = format!("DbTables/{table}.csv");
+        let mut entry = match zip.by_name_decrypt(&name, password.expose_secret().as_bytes()) {
+            Ok(entry) => entry,
+            Err(zip::result::ZipError::FileNotFound) => {
+                if !send(Piece::Missing(table)) {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                send(Piece::Failed(format!("{name}: {e}")));
+                return;
+            }
+        };
+        if !send(Piece::Table(table)) {
+            return;
+        }
+        loop {
+            match entry.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if !send(Piece::Chunk(Bytes::copy_from_slice(&buffer[..n]))) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    send(Piece::Failed(format!("{name}: {e}")));
+                    return;
+                }
+            }
+        }
+        if !send(Piece::End) {
+            return;
+        }
+    }
+}
+
+#[async_trait]
+impl Sandbox for ProcessSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn restore(&mut self, archive: std::fs::File, password: &SecretString) -> Result<(), RestoreFailure> {
+        let (sender, mut pieces) = mpsc::channel(8);
+        let password = password.clone();
+        let reader = tokio::task::spawn_blocking(move || read_tables(archive, password, sender));
+        let connection = self.connection()?;
+        let mut copy = None;
+        let mut table = "";
+        while let Some(piece) = pieces.recv().await {
+            match piece {
+                Piece::Table(name) => {
+                    table = name;
+                    let statement = format!("COPY {name} FROM STDIN WITH (FORMAT csv, HEADER true)");
+                    copy = Some(connection.copy_in_raw(&statement).await.map_err(|e| database_failure(name, &e))?);
+                }
+                Piece::Chunk(bytes) => {
+                    if let Some(copy) = copy.as_mut() {
+                        copy.send(bytes).await.map_err(|e| database_failure(table, &e))?;
+                    }
+                }
+                Piece::End => {
+                    if let Some(copy) = copy.take() {
+                        copy.finish().await.map_err(|e| database_failure(table, &e))?;
+                    }
+                }
+                Piece::Missing(name) if schema::REQUIRED_TABLES.contains(&name) => {
+                    return Err(RestoreFailure::Rejected(format!("DbTables/{name}.csv is missing")));
+                }
+                Piece::Missing(_) => {}
+                Piece::Failed(detail) => return Err(RestoreFailure::Rejected(detail)),
+            }
+        }
+        reader
+            .await
+            .map_err(|e| RestoreFailure::Rejected(format!("the archive reader stopped: {e}")))?;
+        for foreign_key in schema::FOREIGN_KEYS {
+            let (table, column, referenced, referenced_column) = *foreign_key;
+            sqlx::raw_sql(&schema::foreign_key_sql(*foreign_key))
+                .execute(&connection)
+                .await
+                .map_err(|e| {
+                    let detail = e
+                        .as_database_error()
+                        .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+                        .and_then(|d| d.detail().map(str::to_owned))
+                        .unwrap_or_else(|| e.to_string());
+                    match database_failure(table, &e) {
+                        RestoreFailure::Integrity(_) => RestoreFailure::Integrity(format!(
+                            "{table}.{column} references a missing {referenced}.{referenced_column}: {detail}"
+                        )),
+                        other => other,
+                    }
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn inspect(&mut self) -> Result<ManifestCounts, RestoreFailure> {
+        let connection = self.connection()?;
+        let present: Vec<String> = sqlx::query("SELECT name FROM parameter WHERE name = ANY($1)")
+            .bind(schema::REQUIRED_SETTINGS)
+            .fetch_all(&connection)
+            .await
+            .map_err(|e| database_failure("parameter", &e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let missing: Vec<&str> = schema::REQUIRED_SETTINGS
+            .iter()
+            .filter(|name| !present.iter().any(|p| p == *name))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(RestoreFailure::Rejected(format!(
+                "settings a PBX cannot start without are missing: {}",
+                missing.join(", ")
+            )));
+        }
+        let row = sqlx::query(schema::COUNTS_SQL)
+            .fetch_one(&connection)
+            .await
+            .map_err(|e| database_failure("counts", &e))?;
+        let count = |i: usize| row.get::<i64, _>(i).max(0) as u64;
+        Ok(ManifestCounts {
+            extensions: count(0),
+            queues: count(1),
+            ring_groups: count(2),
+            ivrs: count(3),
+            trunks: count(4),
+            settings: count(5),
+        })
+    }
+
+    async fn destroy(&mut self) {
+        if let Some(pool) = self.connection.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
+        }
+        if let Some(mut server) = self.server.take() {
+            let _ = server.start_kill();
+            let _ = server.wait().await;
+        }
+        if self.dir.exists() {
+            if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+                tracing::error!(dir = %self.dir.display(), %error, "could not remove a sandbox");
+            }
+        }
+    }
+}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine, and nothing that is already there.
-# - 7z (p7zip-full): the verify tests check archives written by another tool.
+# - 7z (p7zip-full): the verify tests check archives written by another tool;
+# - PostgreSQL server binaries (postgresql): each restore test runs a throwaway cluster;
+# - unshare, setpriv, prlimit (util-linux): the restore sandbox's namespace and limits.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -10,6 +12,10 @@ as_root() {
 
 missing=()
 command -v 7z >/dev/null 2>&1 || missing+=(p7zip-full)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+for tool in unshare setpriv prlimit; do
+  command -v "$tool" >/dev/null 2>&1 || { missing+=(util-linux); break; }
+done
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"

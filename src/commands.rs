@@ -247,12 +247,17 @@ async fn restore_test(args: cli::RestoreTestArgs) -> Result<ExitCode> {
     };
     let pipeline = open(&args.data, settings).await?;
     let cycle: restorable_domain::ids::CycleId = args.cycle.parse()?;
-    restorable_pipeline::stages::restore_test::restore_test_now(&pipeline, &cycle.to_string()).await?;
-    let state: restorable_domain::cycle::BackupCycle = pipeline.store.load(&cycle.to_string()).await?;
+    restorable_pipeline::stages::restore_test::restore_test_now(&pipeline, &cycle.to_string())
+        .await?;
+    let state: restorable_domain::cycle::BackupCycle =
+        pipeline.store.load(&cycle.to_string()).await?;
     pipeline.store.close().await;
     match state.failed {
         Some(failed) => {
-            println!("FAILED at {}: {} ({})", failed.stage, failed.reason, failed.detail);
+            println!(
+                "FAILED at {}: {} ({})",
+                failed.stage, failed.reason, failed.detail
+            );
             Ok(ExitCode::FAILURE)
         }
         None => {

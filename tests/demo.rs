@@ -42,7 +42,8 @@ async fn the_demo_lands_every_pbx_on_its_rung_and_a_second_run_continues_the_his
     let first = demo(dir.path(), &[]);
     let stdout = String::from_utf8_lossy(&first.stdout);
     let expected = [
-        ("pbx-01", "Verified", "Healthy", ""),
+        ("pbx-01", "Restore-Tested", "Healthy", ""),
+        ("pbx-03", "Restore-Tested", "Healthy", ""),
         (
             "pbx-02",
             "Started",
@@ -85,7 +86,18 @@ async fn the_demo_lands_every_pbx_on_its_rung_and_a_second_run_continues_the_his
             "Needs attention",
             "structure_incomplete at verify",
         ),
-        ("pbx-11", "Verified", "Healthy", ""),
+        (
+            "pbx-11",
+            "Verified",
+            "Needs attention",
+            "integrity_violation at restore_test",
+        ),
+        (
+            "pbx-12",
+            "Verified",
+            "Needs attention",
+            "manifest_mismatch at restore_test",
+        ),
     ];
     for (name, rung, status, reason) in expected {
         let line = table_line(&stdout, name);

@@ -592,13 +592,19 @@ mod tests {
         instance.apply(E::InstanceEnrolled(enrolled()));
         instance.apply(E::CycleClosed(closed_at(1, Rung::RestoreTested, at())));
         let soon = at() + chrono::Duration::hours(1);
-        assert!(!instance.restore_test_due(soon), "1st verified after a restore test");
+        assert!(
+            !instance.restore_test_due(soon),
+            "1st verified after a restore test"
+        );
         instance.apply(E::CycleClosed(closed_at(2, Rung::Verified, soon)));
         assert!(!instance.restore_test_due(soon), "2nd");
         instance.apply(E::CycleClosed(closed_at(3, Rung::Verified, soon)));
         assert!(instance.restore_test_due(soon), "3rd verified cycle: due");
         instance.apply(E::CycleClosed(closed_at(4, Rung::Started, soon)));
-        assert!(instance.restore_test_due(soon), "a failed capture does not count");
+        assert!(
+            instance.restore_test_due(soon),
+            "a failed capture does not count"
+        );
     }
 
     #[test]

@@ -110,10 +110,11 @@ impl Pipeline {
         let store = Store::open(data_dir).await?;
         let vault = LocalVault::open(data_dir.join("vault"))?;
         let sealer = LocalKeySealer::open_or_create(&data_dir.join("master.key"))?;
-        let sandbox: Arc<dyn RestoreSandbox> = match ProcessSandboxes::discover(data_dir.join("sandboxes")) {
-            Ok(sandboxes) => Arc::new(sandboxes),
-            Err(failure) => Arc::new(Unavailable(failure.to_string())),
-        };
+        let sandbox: Arc<dyn RestoreSandbox> =
+            match ProcessSandboxes::discover(data_dir.join("sandboxes")) {
+                Ok(sandboxes) => Arc::new(sandboxes),
+                Err(failure) => Arc::new(Unavailable(failure.to_string())),
+            };
         Ok(Self {
             store,
             vault: Arc::new(vault),

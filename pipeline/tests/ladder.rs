@@ -2,163 +2,35 @@
 //! store, the local vault and sealer, and the stages driven as in production. Every fault lands
 //! on its rung with its reason; nothing climbs that did not earn it.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use restorable_domain::cycle::{BackupCycle, BackupCycleEvent};
-use restorable_domain::ids::{CycleId, InstanceId, TenantId};
-use restorable_domain::instance::{Instance, InstanceCommand, Schedule};
+use common::{one_cycle, Harness};
+
+use restorable_domain::cycle::BackupCycle;
+use restorable_domain::ids::TenantId;
+use restorable_domain::instance::{Instance, InstanceCommand};
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
-use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
+use restorable_pbx_sim::Fault;
 use restorable_pipeline::archive::{verify_archive, ArchiveFault, CORE_TABLES};
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
-use restorable_pipeline::driver::{head_position, run_until_closed};
-use restorable_pipeline::enrolment::{enrol, open_cycle, rotate_tenant_key, EnrolRequest};
-use restorable_pipeline::stages::{capture::CaptureStage, start::StartStage};
-use restorable_pipeline::transport::{run_consumer, Consumer};
+use restorable_pipeline::driver::head_position;
+use restorable_pipeline::enrolment::{open_cycle, rotate_tenant_key};
 use restorable_pipeline::{scheduler, stages};
-use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    data: std::path::PathBuf,
-    sims: tempfile::TempDir,
-    pipeline: Pipeline,
-}
-
-impl Harness {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        let settings = Settings {
-            capture_deadline: Duration::from_secs(2),
-            poll_interval: Duration::from_millis(50),
-            ..Settings::default()
-        };
-        let pipeline = Pipeline::embedded(&data, settings).await.expect("pipeline");
-        Self {
-            _dir: dir,
-            data,
-            sims: tempfile::tempdir().expect("tempdir"),
-            pipeline,
-        }
-    }
-
-    async fn pbx(&self, name: &str, fault: Option<Fault>) -> RunningPbx {
-        let mut config = SimPbxConfig::new(name, 7);
-        config.fault = fault;
-        config.backup_delay = Duration::from_millis(20);
-        RunningPbx::start(config, self.sims.path())
-            .await
-            .expect("simulator")
-    }
-
-    async fn enrol(&self, pbx: &RunningPbx, interval_minutes: u32) -> InstanceId {
-        let config = pbx.config();
-        enrol(
-            &self.pipeline,
-            EnrolRequest {
-                tenant: TenantId::new("acme").expect("tenant"),
-                name: config.name.clone(),
-                fqdn: format!("{}.example", config.name),
-                api_url: pbx.base_url(),
-                credentials: PbxCredentials {
-                    client_id: SecretString::from(config.client_id.clone()),
-                    client_secret: SecretString::from(config.client_secret.clone()),
-                },
-                schedule: Schedule { interval_minutes },
-                restore_policy: restorable_domain::instance::RestorePolicy::default(),
-            },
-        )
-        .await
-        .expect("enrol")
-    }
-
-    async fn drive(&self, cycles: &[CycleId]) {
-        let cycles: HashSet<_> = cycles.iter().copied().collect();
-        run_until_closed(&self.pipeline, cycles, 0, Duration::from_secs(60), |_| {})
-            .await
-            .expect("cycles close");
-    }
-
-    async fn cycle(&self, id: CycleId) -> BackupCycle {
-        self.pipeline
-            .store
-            .load(&id.to_string())
-            .await
-            .expect("load cycle")
-    }
-
-    async fn cycle_events(&self, id: CycleId) -> Vec<String> {
-        let history = self
-            .pipeline
-            .store
-            .history("BackupCycle", &id.to_string())
-            .await
-            .expect("history");
-        history.into_iter().map(|e| e.event_type).collect()
-    }
-
-    /// Runs only start and capture until the cycle is captured (or failed).
-    async fn capture_only(&self, id: CycleId) {
-        let shutdown = CancellationToken::new();
-        let consumers: Vec<Arc<dyn Consumer>> = vec![
-            Arc::new(StartStage::new(self.pipeline.clone())),
-            Arc::new(CaptureStage::new(self.pipeline.clone())),
-        ];
-        let tasks: Vec<_> = consumers
-            .into_iter()
-            .map(|c| {
-                tokio::spawn(run_consumer(
-                    self.pipeline.store.clone(),
-                    c,
-                    shutdown.clone(),
-                ))
-            })
-            .collect();
-        let notify = self.pipeline.store.committed();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let notified = notify.notified();
-            let cycle = self.cycle(id).await;
-            if cycle.captured.is_some() || cycle.is_failed() {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "capture did not finish"
-            );
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-        }
-        shutdown.cancel();
-        for task in tasks {
-            task.await.expect("consumer");
-        }
-    }
-}
-
-async fn one_cycle(fault: Option<Fault>) -> (Harness, RunningPbx, CycleId) {
-    let harness = Harness::new().await;
-    let pbx = harness.pbx("pbx-one", fault).await;
-    let instance = harness.enrol(&pbx, 60).await;
-    let cycle = open_cycle(&harness.pipeline, instance, Trigger::Manual)
-        .await
-        .expect("open");
-    harness.drive(&[cycle]).await;
-    (harness, pbx, cycle)
-}
 
 #[tokio::test]
 async fn a_healthy_pbx_climbs_to_verified_with_an_honest_record() {
     let (harness, pbx, cycle_id) = one_cycle(None).await;
     assert_eq!(
         harness.cycle_events(cycle_id).await,
-        ["CycleStarted", "Captured", "Secured", "Verified"]
+        [
+            "CycleStarted",
+            "Captured",
+            "Secured",
+            "Verified",
+            "RestoreTested"
+        ]
     );
     let cycle = harness.cycle(cycle_id).await;
     let captured = cycle.captured.expect("captured");
@@ -316,17 +188,40 @@ async fn a_missing_core_table_fails_verify_with_structure_incomplete() {
 }
 
 #[tokio::test]
-async fn a_dangling_foreign_key_still_reaches_verified() {
+async fn a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation(
+) {
     // Verified checks the archive, not the data's integrity: the restore test catches this one.
-    let (harness, _pbx, cycle_id) = one_cycle(Some(Fault::DanglingForeignKey)).await;
-    let cycle = harness.cycle(cycle_id).await;
-    assert_eq!((cycle.rung, cycle.failed), (Some(Rung::Verified), None));
+    assert_lands(
+        Fault::DanglingForeignKey,
+        Rung::Verified,
+        Stage::RestoreTest,
+        FailureReason::IntegrityViolation,
+    )
+    .await;
 }
 
 #[tokio::test]
-async fn a_slow_download_still_reaches_verified() {
+async fn counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_table() {
+    let (harness, _pbx, cycle_id) = one_cycle(Some(Fault::ManifestMismatch)).await;
+    let failed = harness.cycle(cycle_id).await.failed.expect("failed");
+    assert_eq!(
+        (failed.stage, failed.reason),
+        (Stage::RestoreTest, FailureReason::ManifestMismatch)
+    );
+    assert!(
+        failed.detail.contains("queues: restored"),
+        "{}",
+        failed.detail
+    );
+}
+
+#[tokio::test]
+async fn a_slow_download_still_reaches_the_top_rung() {
     let (harness, _pbx, cycle_id) = one_cycle(Some(Fault::SlowDownload)).await;
-    assert_eq!(harness.cycle(cycle_id).await.rung, Some(Rung::Verified));
+    assert_eq!(
+        harness.cycle(cycle_id).await.rung,
+        Some(Rung::RestoreTested)
+    );
 }
 
 async fn captured_then_tampered(tamper: impl FnOnce(&std::path::Path, &str)) -> BackupCycle {
@@ -404,7 +299,14 @@ async fn redelivering_every_event_produces_no_second_event() {
     // Wait until every consumer has caught up with the log again.
     let head = head_position(&harness.pipeline).await.expect("head");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    for consumer in ["start", "capture", "secure", "verify", "close"] {
+    for consumer in [
+        "start",
+        "capture",
+        "secure",
+        "verify",
+        "restore_test",
+        "close",
+    ] {
         while harness
             .pipeline
             .store
@@ -430,7 +332,10 @@ async fn redelivering_every_event_produces_no_second_event() {
         .expect("read")
         .len();
     assert_eq!(after, before, "redelivery added events");
-    assert_eq!(harness.cycle(cycle_id).await.rung, Some(Rung::Verified));
+    assert_eq!(
+        harness.cycle(cycle_id).await.rung,
+        Some(Rung::RestoreTested)
+    );
 }
 
 #[tokio::test]
@@ -535,5 +440,4 @@ async fn after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_
         verify_archive(open_old().await, &v2, CORE_TABLES),
         Err(ArchiveFault::WrongKey)
     ));
-    let _ = BackupCycleEvent::CycleStarted; // the event type the history is made of
 }

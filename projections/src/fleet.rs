@@ -214,7 +214,7 @@ mod tests {
     use super::*;
     use restorable_domain::cycle::examples;
     use restorable_domain::instance::{
-        InstanceEnrolled, InstanceStopped, Schedule, SealedCredentials,
+        InstanceEnrolled, InstanceStopped, RestorePolicy, Schedule, SealedCredentials,
     };
     use restorable_domain::ladder::{FailureReason, Stage};
 
@@ -228,6 +228,7 @@ mod tests {
             api_url: "https://hq.example".into(),
             credentials: SealedCredentials("x".into()),
             schedule: Schedule::DAILY,
+            restore_policy: RestorePolicy::default(),
             enrolled_at: examples::at(),
         }
     }

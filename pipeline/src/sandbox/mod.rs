@@ -124,7 +124,9 @@ pub fn manifest_difference(restored: &ManifestCounts, manifest: &ManifestCounts)
     let differences: Vec<String> = pairs
         .iter()
         .filter(|(_, restored, manifest)| restored != manifest)
-        .map(|(name, restored, manifest)| format!("{name}: restored {restored}, manifest {manifest}"))
+        .map(|(name, restored, manifest)| {
+            format!("{name}: restored {restored}, manifest {manifest}")
+        })
         .collect();
     (!differences.is_empty()).then(|| differences.join("; "))
 }
@@ -212,7 +214,11 @@ mod tests {
         fn id(&self) -> &str {
             "s1"
         }
-        async fn restore(&mut self, _: std::fs::File, _: &SecretString) -> Result<(), RestoreFailure> {
+        async fn restore(
+            &mut self,
+            _: std::fs::File,
+            _: &SecretString,
+        ) -> Result<(), RestoreFailure> {
             match self.behaviour {
                 "hang" => std::future::pending().await,
                 "reject" => Err(RestoreFailure::Rejected("bad".into())),
@@ -223,16 +229,25 @@ mod tests {
             if self.behaviour == "panic" {
                 panic!("inspector bug");
             }
-            Ok(ManifestCounts { queues: 2, ..ManifestCounts::default() })
+            Ok(ManifestCounts {
+                queues: 2,
+                ..ManifestCounts::default()
+            })
         }
         async fn destroy(&mut self) {
             self.destroyed.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    async fn run(behaviour: &'static str, manifest: ManifestCounts) -> (Result<RestoreReport, RestoreFailure>, usize) {
+    async fn run(
+        behaviour: &'static str,
+        manifest: ManifestCounts,
+    ) -> (Result<RestoreReport, RestoreFailure>, usize) {
         let destroyed = Arc::new(AtomicUsize::new(0));
-        let sandboxes = Scripted { destroyed: destroyed.clone(), behaviour };
+        let sandboxes = Scripted {
+            destroyed: destroyed.clone(),
+            behaviour,
+        };
         let file = tempfile::tempfile().expect("file");
         let result = restore_test(
             &sandboxes,
@@ -246,7 +261,10 @@ mod tests {
     }
 
     fn two_queues() -> ManifestCounts {
-        ManifestCounts { queues: 2, ..ManifestCounts::default() }
+        ManifestCounts {
+            queues: 2,
+            ..ManifestCounts::default()
+        }
     }
 
     #[tokio::test]
@@ -259,29 +277,50 @@ mod tests {
     #[tokio::test]
     async fn destroy_runs_after_a_rejection() {
         let (result, destroyed) = run("reject", two_queues()).await;
-        assert_eq!(result.expect_err("fails").reason(), FailureReason::RestoreRejected);
+        assert_eq!(
+            result.expect_err("fails").reason(),
+            FailureReason::RestoreRejected
+        );
         assert_eq!(destroyed, 1);
     }
 
     #[tokio::test]
     async fn destroy_runs_after_the_time_limit() {
         let (result, destroyed) = run("hang", two_queues()).await;
-        assert_eq!(result.expect_err("fails").reason(), FailureReason::RestoreTimeout);
+        assert_eq!(
+            result.expect_err("fails").reason(),
+            FailureReason::RestoreTimeout
+        );
         assert_eq!(destroyed, 1);
     }
 
     #[tokio::test]
     async fn destroy_runs_after_a_panic_in_the_inspector() {
         let (result, destroyed) = run("panic", two_queues()).await;
-        assert_eq!(result.expect_err("fails").reason(), FailureReason::RestoreRejected);
+        assert_eq!(
+            result.expect_err("fails").reason(),
+            FailureReason::RestoreRejected
+        );
         assert_eq!(destroyed, 1);
     }
 
     #[tokio::test]
     async fn a_count_that_differs_from_the_manifest_is_named() {
-        let (result, _) = run("ok", ManifestCounts { queues: 3, ..ManifestCounts::default() }).await;
+        let (result, _) = run(
+            "ok",
+            ManifestCounts {
+                queues: 3,
+                ..ManifestCounts::default()
+            },
+        )
+        .await;
         let failure = result.expect_err("mismatch");
         assert_eq!(failure.reason(), FailureReason::ManifestMismatch);
-        assert!(failure.to_string().contains("queues: restored 2, manifest 3"), "{failure}");
+        assert!(
+            failure
+                .to_string()
+                .contains("queues: restored 2, manifest 3"),
+            "{failure}"
+        );
     }
 }

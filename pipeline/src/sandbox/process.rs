@@ -56,7 +56,12 @@ fn find_pg_bin() -> Result<PathBuf, RestoreFailure> {
         return Ok(PathBuf::from(dir));
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|e| provision_error("no PostgreSQL server under /usr/lib/postgresql (install postgresql)", e))?
+        .map_err(|e| {
+            provision_error(
+                "no PostgreSQL server under /usr/lib/postgresql (install postgresql)",
+                e,
+            )
+        })?
         .flatten()
         .filter_map(|entry| {
             let version = entry.file_name().to_string_lossy().parse().ok()?;
@@ -73,7 +78,8 @@ fn find_pg_bin() -> Result<PathBuf, RestoreFailure> {
 
 /// uid and gid of `nobody` from /etc/passwd.
 fn nobody() -> Result<(u32, u32), RestoreFailure> {
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| provision_error("reading /etc/passwd", e))?;
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| provision_error("reading /etc/passwd", e))?;
     passwd
         .lines()
         .find_map(|line| {
@@ -82,7 +88,9 @@ fn nobody() -> Result<(u32, u32), RestoreFailure> {
                 .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
                 .flatten()
         })
-        .ok_or_else(|| provision_error("no 'nobody' user", "needed to run the sandbox unprivileged"))
+        .ok_or_else(|| {
+            provision_error("no 'nobody' user", "needed to run the sandbox unprivileged")
+        })
 }
 
 fn is_root() -> bool {
@@ -104,7 +112,11 @@ impl ProcessSandboxes {
     /// [`RestoreFailure::Provision`] when PostgreSQL or the `nobody` user is missing.
     pub fn discover(root: impl Into<PathBuf>) -> Result<Self, RestoreFailure> {
         let run_as = if is_root() { Some(nobody()?) } else { None };
-        Ok(Self { root: root.into(), pg_bin: find_pg_bin()?, run_as })
+        Ok(Self {
+            root: root.into(),
+            pg_bin: find_pg_bin()?,
+            run_as,
+        })
     }
 
     /// Where the sandboxes live.
@@ -119,7 +131,12 @@ impl ProcessSandboxes {
     pub async fn provision_process(&self) -> Result<ProcessSandbox, RestoreFailure> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let dir = self.root.join(&id);
-        let mut sandbox = ProcessSandbox { id, dir, server: None, connection: None };
+        let mut sandbox = ProcessSandbox {
+            id,
+            dir,
+            server: None,
+            connection: None,
+        };
         match self.start(&mut sandbox).await {
             Ok(()) => Ok(sandbox),
             Err(failure) => {
@@ -142,14 +159,17 @@ impl ProcessSandboxes {
     }
 
     async fn start(&self, sandbox: &mut ProcessSandbox) -> Result<(), RestoreFailure> {
-        std::fs::create_dir_all(&self.root).map_err(|e| provision_error("creating the sandbox root", e))?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| provision_error("creating the sandbox root", e))?;
         let pgdata = sandbox.dir.join("pgdata");
         let socket = sandbox.dir.join("socket");
         for dir in [&sandbox.dir, &socket] {
-            std::fs::create_dir(dir).map_err(|e| provision_error("creating the sandbox directory", e))?;
+            std::fs::create_dir(dir)
+                .map_err(|e| provision_error("creating the sandbox directory", e))?;
             if let Some((uid, gid)) = self.run_as {
-                std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-                    .map_err(|e| provision_error("handing the sandbox to the unprivileged user", e))?;
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| {
+                    provision_error("handing the sandbox to the unprivileged user", e)
+                })?;
             }
         }
 
@@ -159,12 +179,27 @@ impl ProcessSandboxes {
             .arg(self.pg_bin.join("initdb"))
             .arg("-D")
             .arg(&pgdata)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "--no-instructions",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        let output = initdb.output().await.map_err(|e| provision_error("running initdb", e))?;
+        let output = initdb
+            .output()
+            .await
+            .map_err(|e| provision_error("running initdb", e))?;
         if !output.status.success() {
-            return Err(provision_error("initdb failed", String::from_utf8_lossy(&output.stderr).trim()));
+            return Err(provision_error(
+                "initdb failed",
+                String::from_utf8_lossy(&output.stderr).trim(),
+            ));
         }
 
         let log = std::fs::File::create(sandbox.dir.join("server.log"))
@@ -182,17 +217,37 @@ impl ProcessSandboxes {
             .arg(&pgdata)
             .arg("-k")
             .arg(&socket)
-            .args(["-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "shared_buffers=32MB", "-c", "max_connections=8"])
+            .args([
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+            ])
+            .args([
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "shared_buffers=32MB",
+                "-c",
+                "max_connections=8",
+            ])
             .args(["-c", "temp_file_limit=1GB", "-c", "max_wal_size=256MB"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
-        sandbox.server = Some(server.spawn().map_err(|e| provision_error("starting the sandbox server", e))?);
+        sandbox.server = Some(
+            server
+                .spawn()
+                .map_err(|e| provision_error("starting the sandbox server", e))?,
+        );
 
         let admin = sandbox.wait_until_ready(&socket).await?;
-        let created = sqlx::raw_sql("CREATE DATABASE database_single").execute(&admin).await;
+        let created = sqlx::raw_sql("CREATE DATABASE database_single")
+            .execute(&admin)
+            .await;
         admin.close().await;
         created.map_err(|e| provision_error("creating database_single", e))?;
         let restore_db = sandbox.connect(&socket, "database_single").await?;
@@ -224,7 +279,9 @@ impl RestoreSandbox for ProcessSandboxes {
             kill_server_of(&dir).await;
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => swept += 1,
-                Err(error) => tracing::error!(dir = %dir.display(), %error, "could not remove a leftover sandbox"),
+                Err(error) => {
+                    tracing::error!(dir = %dir.display(), %error, "could not remove a leftover sandbox")
+                }
             }
         }
         if swept > 0 {
@@ -238,19 +295,45 @@ impl RestoreSandbox for ProcessSandboxes {
     }
 }
 
+/// Processes whose command line names a path under `root` (sandbox servers and backends).
+pub fn leftover_processes(root: &Path) -> Vec<u32> {
+    let needle = root.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(&needle)
+                .then_some(pid)
+        })
+        .collect()
+}
+
 /// Kills the PostgreSQL server of a leftover sandbox directory, if one still runs.
 async fn kill_server_of(dir: &Path) {
     let Ok(pid_file) = std::fs::read_to_string(dir.join("pgdata/postmaster.pid")) else {
         return;
     };
-    let Some(pid) = pid_file.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+    let Some(pid) = pid_file
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<u32>().ok())
+    else {
         return;
     };
     let owned = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()))
         .unwrap_or(false);
     if owned {
-        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status().await;
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .status()
+            .await;
     }
 }
 
@@ -260,6 +343,21 @@ pub struct ProcessSandbox {
     dir: PathBuf,
     server: Option<Child>,
     connection: Option<PgPool>,
+}
+
+impl Drop for ProcessSandbox {
+    /// The safety net when a sandbox is dropped without [`Sandbox::destroy`] (a provision cut
+    /// short by the time limit, a panic): kill the server and remove the directory.
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.start_kill();
+        }
+        if self.dir.exists() {
+            if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+                tracing::error!(dir = %self.dir.display(), %error, "could not remove a dropped sandbox");
+            }
+        }
+    }
 }
 
 fn database_failure(table: &str, error: &sqlx::Error) -> RestoreFailure {
@@ -308,16 +406,26 @@ impl ProcessSandbox {
     async fn wait_until_ready(&mut self, socket: &Path) -> Result<PgPool, RestoreFailure> {
         let deadline = tokio::time::Instant::now() + START_LIMIT;
         loop {
-            if let Some(status) = self.server.as_mut().and_then(|s| s.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .server
+                .as_mut()
+                .and_then(|s| s.try_wait().ok().flatten())
+            {
                 let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
                 let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
-                return Err(provision_error(&format!("the sandbox server exited ({status})"), tail));
+                return Err(provision_error(
+                    &format!("the sandbox server exited ({status})"),
+                    tail,
+                ));
             }
             if let Ok(connection) = self.connect(socket, "postgres").await {
                 return Ok(connection);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(provision_error("the sandbox server did not start", format!("within {START_LIMIT:?}")));
+                return Err(provision_error(
+                    "the sandbox server did not start",
+                    format!("within {START_LIMIT:?}"),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -398,7 +506,11 @@ impl Sandbox for ProcessSandbox {
         &self.id
     }
 
-    async fn restore(&mut self, archive: std::fs::File, password: &SecretString) -> Result<(), RestoreFailure> {
+    async fn restore(
+        &mut self,
+        archive: std::fs::File,
+        password: &SecretString,
+    ) -> Result<(), RestoreFailure> {
         let (sender, mut pieces) = mpsc::channel(8);
         let password = password.clone();
         let reader = tokio::task::spawn_blocking(move || read_tables(archive, password, sender));
@@ -409,21 +521,33 @@ impl Sandbox for ProcessSandbox {
             match piece {
                 Piece::Table(name) => {
                     table = name;
-                    let statement = format!("COPY {name} FROM STDIN WITH (FORMAT csv, HEADER true)");
-                    copy = Some(connection.copy_in_raw(&statement).await.map_err(|e| database_failure(name, &e))?);
+                    let statement =
+                        format!("COPY {name} FROM STDIN WITH (FORMAT csv, HEADER true)");
+                    copy = Some(
+                        connection
+                            .copy_in_raw(&statement)
+                            .await
+                            .map_err(|e| database_failure(name, &e))?,
+                    );
                 }
                 Piece::Chunk(bytes) => {
                     if let Some(copy) = copy.as_mut() {
-                        copy.send(bytes).await.map_err(|e| database_failure(table, &e))?;
+                        copy.send(bytes)
+                            .await
+                            .map_err(|e| database_failure(table, &e))?;
                     }
                 }
                 Piece::End => {
                     if let Some(copy) = copy.take() {
-                        copy.finish().await.map_err(|e| database_failure(table, &e))?;
+                        copy.finish()
+                            .await
+                            .map_err(|e| database_failure(table, &e))?;
                     }
                 }
                 Piece::Missing(name) if schema::REQUIRED_TABLES.contains(&name) => {
-                    return Err(RestoreFailure::Rejected(format!("DbTables/{name}.csv is missing")));
+                    return Err(RestoreFailure::Rejected(format!(
+                        "DbTables/{name}.csv is missing"
+                    )));
                 }
                 Piece::Missing(_) => {}
                 Piece::Failed(detail) => return Err(RestoreFailure::Rejected(detail)),

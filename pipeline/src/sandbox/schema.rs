@@ -36,7 +36,15 @@ pub const TABLES: &[(&str, &str)] = &[
 
 /// Tables a backup cannot be restored without (the rest are loaded when present).
 pub const REQUIRED_TABLES: &[&str] = &[
-    "parameter", "tenant", "dn", "extension", "users", "queue", "ringgroup", "ivr", "gateway",
+    "parameter",
+    "tenant",
+    "dn",
+    "extension",
+    "users",
+    "queue",
+    "ringgroup",
+    "ivr",
+    "gateway",
     "externalline",
 ];
 
@@ -62,7 +70,14 @@ pub const FOREIGN_KEYS: &[(&str, &str, &str, &str)] = &[
 
 /// Settings (`parameter.name`) a 3CX PBX cannot start without.
 pub const REQUIRED_SETTINGS: &[&str] = &[
-    "FQDN", "VERSION", "SIPPORT", "TUNNELPORT", "RTPPORTSTART", "RTPPORTEND", "TIMEZONE", "LANGUAGE",
+    "FQDN",
+    "VERSION",
+    "SIPPORT",
+    "TUNNELPORT",
+    "RTPPORTSTART",
+    "RTPPORTEND",
+    "TIMEZONE",
+    "LANGUAGE",
 ];
 
 /// The restored counts, in the order of `ManifestCounts`' fields.
@@ -80,7 +95,9 @@ pub fn create_tables_sql() -> String {
 }
 
 /// The DDL adding one foreign key.
-pub fn foreign_key_sql((table, column, referenced, referenced_column): (&str, &str, &str, &str)) -> String {
+pub fn foreign_key_sql(
+    (table, column, referenced, referenced_column): (&str, &str, &str, &str),
+) -> String {
     format!(
         "ALTER TABLE {table} ADD CONSTRAINT fk_{table}_{column}_{referenced} \
          FOREIGN KEY ({column}) REFERENCES {referenced} ({referenced_column})"

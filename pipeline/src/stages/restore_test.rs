@@ -29,7 +29,10 @@ pub struct RestoreTestStage {
 impl RestoreTestStage {
     /// A restore-test stage over `pipeline`.
     pub fn new(pipeline: Pipeline) -> Self {
-        Self { pipeline, one_at_a_time: Arc::new(Semaphore::new(1)) }
+        Self {
+            pipeline,
+            one_at_a_time: Arc::new(Semaphore::new(1)),
+        }
     }
 }
 
@@ -37,11 +40,18 @@ impl RestoreTestStage {
 ///
 /// # Errors
 /// A store failure.
-pub async fn planned(pipeline: &Pipeline, cycle: &BackupCycle, verified_at: chrono::DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn planned(
+    pipeline: &Pipeline,
+    cycle: &BackupCycle,
+    verified_at: chrono::DateTime<Utc>,
+) -> Result<bool, StoreError> {
     let Some(started) = &cycle.started else {
         return Ok(false);
     };
-    let instance: Instance = pipeline.store.load(&started.instance_id.to_string()).await?;
+    let instance: Instance = pipeline
+        .store
+        .load(&started.instance_id.to_string())
+        .await?;
     Ok(instance.open_cycle == Some(started.cycle_id) && instance.restore_test_due(verified_at))
 }
 
@@ -66,9 +76,21 @@ impl Consumer for RestoreTestStage {
         if !planned(&self.pipeline, &cycle, verified.verified_at).await? {
             return Ok(());
         }
-        let _permit = self.one_at_a_time.acquire().await.map_err(|e| StoreError::Rejected(e.to_string()))?;
-        let outcome = run(&self.pipeline, &cycle).await.map(BackupCycleCommand::RecordRestoreTested);
-        record(&self.pipeline, &event.aggregate_id, Stage::RestoreTest, outcome).await
+        let _permit = self
+            .one_at_a_time
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let outcome = run(&self.pipeline, &cycle)
+            .await
+            .map(BackupCycleCommand::RecordRestoreTested);
+        record(
+            &self.pipeline,
+            &event.aggregate_id,
+            Stage::RestoreTest,
+            outcome,
+        )
+        .await
     }
 }
 
@@ -82,18 +104,25 @@ pub async fn restore_test_now(pipeline: &Pipeline, cycle_id: &str) -> Result<(),
     if cycle.is_failed() || cycle.rung != Some(Rung::Verified) {
         return Err(StoreError::Rejected(format!(
             "cycle {cycle_id} is at {} — only a Verified copy can be restore-tested",
-            cycle.rung.map_or("nothing".to_owned(), |r| r.label().to_owned())
+            cycle
+                .rung
+                .map_or("nothing".to_owned(), |r| r.label().to_owned())
                 + if cycle.is_failed() { " (failed)" } else { "" }
         )));
     }
     pipeline.sandbox.sweep_leftovers().await;
-    let outcome = run(pipeline, &cycle).await.map(BackupCycleCommand::RecordRestoreTested);
+    let outcome = run(pipeline, &cycle)
+        .await
+        .map(BackupCycleCommand::RecordRestoreTested);
     record(pipeline, cycle_id, Stage::RestoreTest, outcome).await
 }
 
 async fn run(pipeline: &Pipeline, cycle: &BackupCycle) -> Result<RestoreTested, StageFailure> {
     let (Some(started), Some(captured)) = (&cycle.started, &cycle.captured) else {
-        return Err(StageFailure::permanent(FailureReason::Internal, "the cycle has no captured copy"));
+        return Err(StageFailure::permanent(
+            FailureReason::Internal,
+            "the cycle has no captured copy",
+        ));
     };
     let password = pipeline
         .tenant_password(&started.tenant_id, captured.key_version)
@@ -114,7 +143,10 @@ async fn run(pipeline: &Pipeline, cycle: &BackupCycle) -> Result<RestoreTested, 
     .await
     .map_err(|failure| StageFailure {
         reason: failure.reason(),
-        retryable: matches!(failure.reason(), FailureReason::SandboxProvision | FailureReason::RestoreTimeout),
+        retryable: matches!(
+            failure.reason(),
+            FailureReason::SandboxProvision | FailureReason::RestoreTimeout
+        ),
         detail: failure.to_string(),
     })?;
     Ok(RestoreTested {

@@ -1,0 +1,156 @@
+//! The shared harness of the pipeline's integration tests: a data directory, the embedded
+//! pipeline over it, simulated PBXes over real HTTP, and ways to drive cycles.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use restorable_domain::cycle::BackupCycle;
+use restorable_domain::ids::{CycleId, InstanceId, TenantId};
+use restorable_domain::instance::Schedule;
+use restorable_domain::ladder::Trigger;
+use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
+use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
+use restorable_pipeline::driver::run_until_closed;
+use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
+use restorable_pipeline::stages::{capture::CaptureStage, start::StartStage};
+use restorable_pipeline::transport::{run_consumer, Consumer};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+pub struct Harness {
+    _dir: tempfile::TempDir,
+    pub data: std::path::PathBuf,
+    sims: tempfile::TempDir,
+    pub pipeline: Pipeline,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with(Settings::default()).await
+    }
+
+    pub async fn with(defaults: Settings) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let settings = Settings {
+            capture_deadline: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(50),
+            ..defaults
+        };
+        let pipeline = Pipeline::embedded(&data, settings).await.expect("pipeline");
+        Self {
+            _dir: dir,
+            data,
+            sims: tempfile::tempdir().expect("tempdir"),
+            pipeline,
+        }
+    }
+
+    pub async fn pbx(&self, name: &str, fault: Option<Fault>) -> RunningPbx {
+        let mut config = SimPbxConfig::new(name, 7);
+        config.fault = fault;
+        config.backup_delay = Duration::from_millis(20);
+        RunningPbx::start(config, self.sims.path())
+            .await
+            .expect("simulator")
+    }
+
+    pub async fn enrol(&self, pbx: &RunningPbx, interval_minutes: u32) -> InstanceId {
+        let config = pbx.config();
+        enrol(
+            &self.pipeline,
+            EnrolRequest {
+                tenant: TenantId::new("acme").expect("tenant"),
+                name: config.name.clone(),
+                fqdn: format!("{}.example", config.name),
+                api_url: pbx.base_url(),
+                credentials: PbxCredentials {
+                    client_id: SecretString::from(config.client_id.clone()),
+                    client_secret: SecretString::from(config.client_secret.clone()),
+                },
+                schedule: Schedule { interval_minutes },
+                restore_policy: restorable_domain::instance::RestorePolicy::default(),
+            },
+        )
+        .await
+        .expect("enrol")
+    }
+
+    pub async fn drive(&self, cycles: &[CycleId]) {
+        let cycles: HashSet<_> = cycles.iter().copied().collect();
+        run_until_closed(&self.pipeline, cycles, 0, Duration::from_secs(60), |_| {})
+            .await
+            .expect("cycles close");
+    }
+
+    pub async fn cycle(&self, id: CycleId) -> BackupCycle {
+        self.pipeline
+            .store
+            .load(&id.to_string())
+            .await
+            .expect("load cycle")
+    }
+
+    pub async fn cycle_events(&self, id: CycleId) -> Vec<String> {
+        let history = self
+            .pipeline
+            .store
+            .history("BackupCycle", &id.to_string())
+            .await
+            .expect("history");
+        history.into_iter().map(|e| e.event_type).collect()
+    }
+
+    /// Runs only start and capture until the cycle is captured (or failed).
+    pub async fn capture_only(&self, id: CycleId) {
+        let shutdown = CancellationToken::new();
+        let consumers: Vec<Arc<dyn Consumer>> = vec![
+            Arc::new(StartStage::new(self.pipeline.clone())),
+            Arc::new(CaptureStage::new(self.pipeline.clone())),
+        ];
+        let tasks: Vec<_> = consumers
+            .into_iter()
+            .map(|c| {
+                tokio::spawn(run_consumer(
+                    self.pipeline.store.clone(),
+                    c,
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        let notify = self.pipeline.store.committed();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let notified = notify.notified();
+            let cycle = self.cycle(id).await;
+            if cycle.captured.is_some() || cycle.is_failed() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "capture did not finish"
+            );
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        shutdown.cancel();
+        for task in tasks {
+            task.await.expect("consumer");
+        }
+    }
+}
+
+pub async fn one_cycle(fault: Option<Fault>) -> (Harness, RunningPbx, CycleId) {
+    let harness = Harness::new().await;
+    let pbx = harness.pbx("pbx-one", fault).await;
+    let instance = harness.enrol(&pbx, 60).await;
+    let cycle = open_cycle(&harness.pipeline, instance, Trigger::Manual)
+        .await
+        .expect("open");
+    harness.drive(&[cycle]).await;
+    (harness, pbx, cycle)
+}

@@ -1,0 +1,156 @@
+//! The process sandbox against real PostgreSQL in real network namespaces: no network out,
+//! healthy copies restore and match the live PBX, and nothing is left behind — no directory, no
+//! server process, no namespace (it dies with its last process) — after success, failure, a
+//! time limit, or a killed worker.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{one_cycle, Harness};
+use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
+use restorable_pbx_sim::Fault;
+use restorable_pipeline::context::Settings;
+use restorable_pipeline::enrolment::open_cycle;
+use restorable_pipeline::sandbox::process::{leftover_processes, ProcessSandboxes};
+use restorable_pipeline::sandbox::Sandbox;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// Nothing of any sandbox is left under `root`: no directory, and (within a few seconds, the
+/// time a killed server's backends take to notice) no process.
+fn assert_nothing_left(root: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(root)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "sandbox directories left: {leftovers:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !leftover_processes(root).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sandbox processes left: {:?}",
+            leftover_processes(root)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_cannot_reach_anything_outside_it() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let sandboxes =
+        ProcessSandboxes::discover(root.path()).expect("PostgreSQL and unshare on this machine");
+    let mut sandbox = sandboxes.provision_process().await.expect("provision");
+
+    // A listener on the host's loopback: reachable from the host, as the control shows...
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+    let host = std::process::Command::new("bash")
+        .args(["-c", &probe])
+        .status()
+        .expect("bash");
+    assert!(
+        host.success(),
+        "the control probe from the host must connect"
+    );
+
+    // ...but not from inside the sandbox, where the restored PBX's database runs.
+    let options = PgConnectOptions::new()
+        .socket(sandbox.socket_dir())
+        .username("postgres")
+        .database("database_single");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("connect over the socket");
+    let inside = sqlx::raw_sql(&format!("COPY (SELECT 1) TO PROGRAM 'bash -c \"{probe}\"'"))
+        .execute(&pool)
+        .await;
+    let error = inside.expect_err("a connection out of the sandbox must fail");
+    assert!(error.to_string().contains("program"), "{error}");
+    // The probe itself works inside (so its failure is the network's, not the probe's).
+    sqlx::raw_sql("COPY (SELECT 1) TO PROGRAM 'bash -c \"exit 0\"'")
+        .execute(&pool)
+        .await
+        .expect("a program runs inside the sandbox");
+    pool.close().await;
+
+    sandbox.destroy().await;
+    assert_nothing_left(root.path());
+}
+
+#[tokio::test]
+async fn a_healthy_copy_restores_matches_the_live_pbx_and_leaves_nothing() {
+    let (harness, pbx, cycle_id) = one_cycle(None).await;
+    let cycle = harness.cycle(cycle_id).await;
+    assert_eq!(cycle.rung, Some(Rung::RestoreTested), "{:?}", cycle.failed);
+    let history = harness
+        .pipeline
+        .store
+        .history("BackupCycle", &cycle_id.to_string())
+        .await
+        .expect("history");
+    let restore_tested: serde_json::Value =
+        serde_json::from_str(&history.last().expect("event").payload).expect("json");
+    let counts = &restore_tested["RestoreTested"]["counts"];
+    let truth = pbx.true_counts();
+    assert_eq!(counts["extensions"], truth.extensions);
+    assert_eq!(counts["queues"], truth.queues);
+    assert_eq!(counts["ivrs"], truth.ivrs);
+    assert_eq!(counts["settings"], truth.settings);
+    assert!(
+        restore_tested["RestoreTested"]["duration_ms"]
+            .as_u64()
+            .expect("duration")
+            > 0
+    );
+    assert!(restore_tested["RestoreTested"]["sandbox"]
+        .as_str()
+        .expect("sandbox")
+        .starts_with("process:"));
+    assert_nothing_left(&harness.data.join("sandboxes"));
+}
+
+#[tokio::test]
+async fn a_failed_restore_leaves_nothing() {
+    let (harness, _pbx, cycle_id) = one_cycle(Some(Fault::DanglingForeignKey)).await;
+    let failed = harness.cycle(cycle_id).await.failed.expect("failed");
+    assert_eq!(
+        (failed.stage, failed.reason),
+        (Stage::RestoreTest, FailureReason::IntegrityViolation)
+    );
+    assert!(
+        failed.detail.contains("queue2dn.fkiddn"),
+        "{}",
+        failed.detail
+    );
+    assert_nothing_left(&harness.data.join("sandboxes"));
+}
+
+#[tokio::test]
+async fn a_restore_past_its_time_limit_fails_with_restore_timeout_and_leaves_nothing() {
+    let harness = Harness::with(Settings {
+        restore_time_limit: Duration::from_millis(300),
+        ..Settings::default()
+    })
+    .await;
+    let pbx = harness.pbx("pbx-slow", None).await;
+    let instance = harness.enrol(&pbx, 60).await;
+    let cycle_id = open_cycle(&harness.pipeline, instance, Trigger::Manual)
+        .await
+        .expect("open");
+    harness.drive(&[cycle_id]).await;
+    let cycle = harness.cycle(cycle_id).await;
+    let failed = cycle.failed.expect("failed");
+    assert_eq!(
+        (cycle.rung, failed.reason),
+        (Some(Rung::Verified), FailureReason::RestoreTimeout)
+    );
+    assert!(failed.retryable);
+    assert_nothing_left(&harness.data.join("sandboxes"));
+}

@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use restorable_pipeline::sandbox::process::leftover_processes;
+use restorable_pipeline::sandbox::process::{leftover_processes, sandbox_root};
 
 #[test]
 fn a_killed_worker_leaves_nothing_after_the_next_start() {
     let data = tempfile::tempdir().expect("tempdir");
-    let sandboxes = data.path().join("sandboxes");
+    let sandboxes = sandbox_root(data.path());
     let bin = env!("CARGO_BIN_EXE_restorable");
     let demo = |data: &Path| {
         std::process::Command::new(bin)

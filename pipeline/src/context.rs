@@ -11,7 +11,7 @@ use restorable_domain::tenant_key::TenantKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::sandbox::process::ProcessSandboxes;
+use crate::sandbox::process::{sandbox_root, ProcessSandboxes};
 use crate::sandbox::{RestoreFailure, RestoreSandbox, Sandbox};
 use crate::sealing::{KeySealer, LocalKeySealer, SealedSecret};
 use crate::store::{Store, StoreError};
@@ -102,7 +102,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The embedded default: everything under `data_dir` (`events.db`, `vault/`, `master.key`).
+    /// The embedded default: everything under `data_dir` (`events.db`, `vault/`, `master.key`);
+    /// restore sandboxes under [`sandbox_root`] of it.
     ///
     /// # Errors
     /// When a part cannot be opened; the error names it.
@@ -111,7 +112,7 @@ impl Pipeline {
         let vault = LocalVault::open(data_dir.join("vault"))?;
         let sealer = LocalKeySealer::open_or_create(&data_dir.join("master.key"))?;
         let sandbox: Arc<dyn RestoreSandbox> =
-            match ProcessSandboxes::discover(data_dir.join("sandboxes")) {
+            match ProcessSandboxes::discover(sandbox_root(data_dir)) {
                 Ok(sandboxes) => Arc::new(sandboxes),
                 Err(failure) => Arc::new(Unavailable(failure.to_string())),
             };

@@ -86,6 +86,13 @@ CREATE TABLE consumer_checkpoints
 "#,
 )];
 
+/// Events joined with their global position; callers add `WHERE` and `ORDER BY`.
+const LOGGED_EVENTS: &str = "SELECT l.position, e.aggregate_type, e.aggregate_id, e.sequence, \
+     e.event_type, e.event_version, e.payload \
+     FROM event_log l JOIN events e \
+     ON e.aggregate_type = l.aggregate_type AND e.aggregate_id = l.aggregate_id \
+     AND e.sequence = l.sequence";
+
 /// One event with its global position, as the transport hands it to consumers.
 #[derive(Clone, Debug)]
 pub struct LoggedEvent {
@@ -278,14 +285,9 @@ impl Store {
         position: i64,
         limit: i64,
     ) -> Result<Vec<LoggedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT l.position, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, \
-                    e.event_version, e.payload \
-             FROM event_log l JOIN events e \
-               ON e.aggregate_type = l.aggregate_type AND e.aggregate_id = l.aggregate_id \
-              AND e.sequence = l.sequence \
-             WHERE l.position > ? ORDER BY l.position LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "{LOGGED_EVENTS} WHERE l.position > ? ORDER BY l.position LIMIT ?"
+        ))
         .bind(position)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -302,14 +304,9 @@ impl Store {
         aggregate_type: &str,
         id: &str,
     ) -> Result<Vec<LoggedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT l.position, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, \
-                    e.event_version, e.payload \
-             FROM event_log l JOIN events e \
-               ON e.aggregate_type = l.aggregate_type AND e.aggregate_id = l.aggregate_id \
-              AND e.sequence = l.sequence \
-             WHERE l.aggregate_type = ? AND l.aggregate_id = ? ORDER BY l.position",
-        )
+        let rows = sqlx::query(&format!(
+            "{LOGGED_EVENTS} WHERE l.aggregate_type = ? AND l.aggregate_id = ? ORDER BY l.position"
+        ))
         .bind(aggregate_type)
         .bind(id)
         .fetch_all(&self.pool)

@@ -22,10 +22,56 @@ use std::path::{Component, Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Size of the chunks an upload is read, hashed and written in.
 const CHUNK: usize = 1 << 20;
+
+/// Read-back chunk size and how many chunks may wait: large sequential reads on a blocking
+/// thread, overlapping with the consumer (the Secured rung hashes while the next chunk loads).
+const READ_AHEAD_CHUNK: usize = 4 << 20;
+const READ_AHEAD_DEPTH: usize = 3;
+
+/// Streams a file through a blocking reader thread that keeps a few chunks ahead.
+fn read_ahead(mut file: fs::File) -> impl AsyncRead + Unpin + Send {
+    use std::io::Read;
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(READ_AHEAD_DEPTH);
+    tokio::task::spawn_blocking(move || loop {
+        let mut chunk = vec![0u8; READ_AHEAD_CHUNK];
+        let mut filled = 0;
+        let result = loop {
+            match file.read(&mut chunk[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == chunk.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        chunk.truncate(filled);
+        let done = filled == 0 || result.is_err();
+        let message = result.map(|()| bytes::Bytes::from(chunk));
+        if (filled > 0 || message.is_err()) && sender.blocking_send(message).is_err() {
+            return; // the reader was dropped
+        }
+        if done {
+            return;
+        }
+    });
+    tokio_util::io::StreamReader::new(tokio_stream_from(receiver))
+}
+
+/// The channel as a stream of chunks.
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<io::Result<bytes::Bytes>>,
+) -> impl futures_util::Stream<Item = io::Result<bytes::Bytes>> + Unpin + Send {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
 /// Longest key accepted (S3's limit).
 const MAX_KEY_LEN: usize = 1024;
 
@@ -459,8 +505,7 @@ impl Vault for LocalVault {
         version_id: &str,
     ) -> Result<Box<dyn AsyncRead + Unpin + Send>, VaultError> {
         let file = self.open_seekable(key, version_id).await?;
-        let file = tokio::fs::File::from_std(file);
-        Ok(Box::new(BufReader::with_capacity(CHUNK, file)))
+        Ok(Box::new(read_ahead(file)))
     }
 
     async fn open_seekable(&self, key: &str, version_id: &str) -> Result<fs::File, VaultError> {

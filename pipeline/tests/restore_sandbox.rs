@@ -13,7 +13,7 @@ use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::Fault;
 use restorable_pipeline::context::Settings;
 use restorable_pipeline::enrolment::open_cycle;
-use restorable_pipeline::sandbox::process::{leftover_processes, ProcessSandboxes};
+use restorable_pipeline::sandbox::process::{leftover_processes, sandbox_root, ProcessSandboxes};
 use restorable_pipeline::sandbox::Sandbox;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -113,7 +113,7 @@ async fn a_healthy_copy_restores_matches_the_live_pbx_and_leaves_nothing() {
         .as_str()
         .expect("sandbox")
         .starts_with("process:"));
-    assert_nothing_left(&harness.data.join("sandboxes"));
+    assert_nothing_left(&sandbox_root(&harness.data));
 }
 
 #[tokio::test]
@@ -129,7 +129,7 @@ async fn a_failed_restore_leaves_nothing() {
         "{}",
         failed.detail
     );
-    assert_nothing_left(&harness.data.join("sandboxes"));
+    assert_nothing_left(&sandbox_root(&harness.data));
 }
 
 #[tokio::test]
@@ -152,5 +152,137 @@ async fn a_restore_past_its_time_limit_fails_with_restore_timeout_and_leaves_not
         (Some(Rung::Verified), FailureReason::RestoreTimeout)
     );
     assert!(failed.retryable);
-    assert_nothing_left(&harness.data.join("sandboxes"));
+    assert_nothing_left(&sandbox_root(&harness.data));
+}
+
+/// An AES-256 archive in the 3CX layout with the given `DbTables/*.csv` contents; every other
+/// schema table is present with a header only.
+fn archive_with(tables: &[(&str, &str)], password: &str) -> std::fs::File {
+    use std::io::Write;
+    let mut file = tempfile::tempfile().expect("tempfile");
+    {
+        let mut zip = zip::ZipWriter::new(&mut file);
+        let options = zip::write::SimpleFileOptions::default()
+            .with_aes_encryption(zip::AesMode::Aes256, password);
+        for (table, body) in restorable_pipeline::sandbox::schema::TABLES {
+            let columns: Vec<&str> = body
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.starts_with("PRIMARY KEY") && !c.ends_with(')'))
+                .filter_map(|c| c.split_whitespace().next())
+                .collect();
+            let csv = tables.iter().find(|(name, _)| name == table).map_or_else(
+                || format!("{}\n", columns.join(",")),
+                |(_, csv)| (*csv).to_owned(),
+            );
+            zip.start_file(format!("DbTables/{table}.csv"), options)
+                .expect("entry");
+            zip.write_all(csv.as_bytes()).expect("write");
+        }
+        zip.finish().expect("finish");
+    }
+    file
+}
+
+const SETTINGS: &str = "name,value\nFQDN,x\nVERSION,20\nSIPPORT,5060\nTUNNELPORT,5090\n\
+RTPPORTSTART,9000\nRTPPORTEND,10999\nTIMEZONE,UTC\nLANGUAGE,en\n";
+
+async fn restore(
+    archive: std::fs::File,
+    root: &Path,
+) -> Result<restorable_pipeline::sandbox::RestoreReport, restorable_pipeline::sandbox::RestoreFailure>
+{
+    let sandboxes = ProcessSandboxes::discover(root).expect("discover");
+    let manifest = restorable_domain::ladder::ManifestCounts {
+        settings: 8,
+        ..Default::default()
+    };
+    restorable_pipeline::sandbox::restore_test(
+        &sandboxes,
+        archive,
+        &secrecy::SecretString::from("pw-for-the-test-archive"),
+        &manifest,
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_minimal_valid_database_restores() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let archive = archive_with(&[("parameter", SETTINGS)], "pw-for-the-test-archive");
+    let report = restore(archive, root.path()).await.expect("restores");
+    assert_eq!(report.counts.settings, 8);
+    assert_nothing_left(root.path());
+}
+
+#[tokio::test]
+async fn data_that_does_not_load_is_restore_rejected() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let archive = archive_with(
+        &[
+            ("parameter", SETTINGS),
+            ("tenant", "idtenant,name\nnot-a-number,acme\n"),
+        ],
+        "pw-for-the-test-archive",
+    );
+    let failure = restore(archive, root.path()).await.expect_err("rejected");
+    assert_eq!(
+        failure.reason(),
+        FailureReason::RestoreRejected,
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("tenant"), "{failure}");
+    assert_nothing_left(root.path());
+}
+
+#[tokio::test]
+async fn missing_required_settings_are_restore_rejected_by_name() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let archive = archive_with(
+        &[("parameter", "name,value\nFQDN,x\n")],
+        "pw-for-the-test-archive",
+    );
+    let failure = restore(archive, root.path()).await.expect_err("rejected");
+    assert_eq!(failure.reason(), FailureReason::RestoreRejected);
+    assert!(failure.to_string().contains("SIPPORT"), "{failure}");
+    assert_nothing_left(root.path());
+}
+
+#[tokio::test]
+async fn a_duplicate_primary_key_is_an_integrity_violation() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let archive = archive_with(
+        &[
+            ("parameter", SETTINGS),
+            ("tenant", "idtenant,name\n1,acme\n1,again\n"),
+        ],
+        "pw-for-the-test-archive",
+    );
+    let failure = restore(archive, root.path()).await.expect_err("violation");
+    assert_eq!(
+        failure.reason(),
+        FailureReason::IntegrityViolation,
+        "{failure}"
+    );
+    assert_nothing_left(root.path());
+}
+
+#[tokio::test]
+async fn no_usable_postgresql_is_sandbox_provision_and_leaves_nothing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let sandboxes = ProcessSandboxes::discover(root.path())
+        .expect("discover")
+        .with_pg_bin("/nonexistent/postgresql/bin");
+    let failure = sandboxes
+        .provision_process()
+        .await
+        .err()
+        .expect("no server binaries");
+    assert_eq!(
+        failure.reason(),
+        FailureReason::SandboxProvision,
+        "{failure}"
+    );
+    assert_nothing_left(root.path());
 }

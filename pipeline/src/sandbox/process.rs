@@ -10,7 +10,9 @@
 //!
 //! The server is started with a parent-death signal, so a worker killed mid-test takes its
 //! sandbox server down with it; its directory is removed by [`ProcessSandboxes::sweep_leftovers`]
-//! on the next start. Everything of one sandbox lives under `<root>/<id>/`.
+//! on the next start. Everything of one sandbox lives under `<root>/<id>/`; the root of an
+//! installation is [`sandbox_root`] — outside its data directory, which may be private, since
+//! the unprivileged server user must be able to reach its own cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -36,6 +38,31 @@ const START_LIMIT: Duration = Duration::from_secs(20);
 const COPY_CHUNK: usize = 256 << 10;
 /// The largest file a sandbox's PostgreSQL may write (RLIMIT_FSIZE).
 const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// The sandbox root of the installation whose data directory is `data_dir`:
+/// `$TMPDIR/restorable-sandboxes/<16 hex digits of SHA-256 of the data directory's path>`.
+/// One root per installation, so sweeping leftovers never touches another one's sandboxes.
+pub fn sandbox_root(data_dir: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let absolute = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = Sha256::digest(absolute.to_string_lossy().as_bytes());
+    std::env::temp_dir()
+        .join("restorable-sandboxes")
+        .join(&hex::encode(digest)[..16])
+}
+
+/// Creates `root` and its parent with mode 0711: the unprivileged server user may pass through
+/// to its own sandbox, but not list the others.
+fn create_root(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(root)?;
+    for dir in [Some(root), root.parent()].into_iter().flatten() {
+        if dir.file_name().is_some_and(|n| n != "tmp") {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+        }
+    }
+    Ok(())
+}
 
 /// Makes process sandboxes under a root directory.
 #[derive(Clone, Debug)]
@@ -119,6 +146,14 @@ impl ProcessSandboxes {
         })
     }
 
+    /// The same sandboxes with other PostgreSQL server binaries.
+    pub fn with_pg_bin(self, pg_bin: impl Into<PathBuf>) -> Self {
+        Self {
+            pg_bin: pg_bin.into(),
+            ..self
+        }
+    }
+
     /// Where the sandboxes live.
     pub fn root(&self) -> &Path {
         &self.root
@@ -159,8 +194,7 @@ impl ProcessSandboxes {
     }
 
     async fn start(&self, sandbox: &mut ProcessSandbox) -> Result<(), RestoreFailure> {
-        std::fs::create_dir_all(&self.root)
-            .map_err(|e| provision_error("creating the sandbox root", e))?;
+        create_root(&self.root).map_err(|e| provision_error("creating the sandbox root", e))?;
         let pgdata = sandbox.dir.join("pgdata");
         let socket = sandbox.dir.join("socket");
         for dir in [&sandbox.dir, &socket] {

@@ -34,19 +34,9 @@ pub const TABLES: &[(&str, &str)] = &[
     ("externalline", "fkiddn integer PRIMARY KEY, fkidgateway integer NOT NULL, number text"),
 ];
 
-/// Tables a backup cannot be restored without (the rest are loaded when present).
-pub const REQUIRED_TABLES: &[&str] = &[
-    "parameter",
-    "tenant",
-    "dn",
-    "extension",
-    "users",
-    "queue",
-    "ringgroup",
-    "ivr",
-    "gateway",
-    "externalline",
-];
+/// Tables a backup cannot be restored without (the rest are loaded when present): the core
+/// tables the Verified rung already requires.
+pub const REQUIRED_TABLES: &[&str] = crate::archive::CORE_TABLES;
 
 /// `(table, column, referenced table, referenced column)`.
 pub const FOREIGN_KEYS: &[(&str, &str, &str, &str)] = &[

@@ -14,11 +14,39 @@ pub struct Cli {
 }
 
 /// Where the embedded default keeps its state.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Debug)]
 pub struct DataDir {
-    /// Directory of the event store (`events.db`), the vault (`vault/`) and the master key.
+    /// Local state of the embedded default (events.db, vault/, master.key).
     #[arg(long, env = "RESTORABLE_DATA_DIR", default_value = "./restorable-data")]
     pub data_dir: PathBuf,
+    /// A TOML file with any of the settings below (same names, snake_case, plus
+    /// `[tenant_retention_days]`); flags and environment variables win over it.
+    #[arg(long, env = "RESTORABLE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Event store: postgres://user@host/db, or a SQLite file path (default: DATA_DIR/events.db).
+    #[arg(long, env = "RESTORABLE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// NATS JetStream transport, e.g. nats://127.0.0.1:4222 (default: in-process).
+    #[arg(long, env = "RESTORABLE_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// S3 endpoint for a non-AWS or local S3 (default: AWS for the region).
+    #[arg(long, env = "RESTORABLE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket with Object Lock (default: the local vault under DATA_DIR/vault).
+    #[arg(long, env = "RESTORABLE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "RESTORABLE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// KMS endpoint for a local KMS (default: AWS for the region).
+    #[arg(long, env = "RESTORABLE_KMS_ENDPOINT")]
+    pub kms_endpoint: Option<String>,
+    /// KMS key that seals tenant passwords (default: local sealing with DATA_DIR/master.key).
+    #[arg(long, env = "RESTORABLE_KMS_KEY_ID")]
+    pub kms_key_id: Option<String>,
+    /// Object Lock retention of new copies, in days (default 30).
+    #[arg(long, env = "RESTORABLE_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
 }
 
 /// The subcommands.
@@ -44,6 +72,119 @@ pub enum Command {
     RotateKey(RotateKeyArgs),
     /// Restore-test a Verified cycle now, whatever the cadence.
     RestoreTest(RestoreTestArgs),
+    /// Runs stage processors: over NATS JetStream when configured (a durable consumer per stage,
+    /// shared by every copy), else in-process. Stops gracefully on SIGTERM or Ctrl-C.
+    Worker(WorkerArgs),
+    /// Checks every configured backend and prints whether it is usable.
+    Doctor(DataDir),
+    /// Streams a cycle's stored copy out of the vault (S3 or local) into a file, checking its
+    /// SHA-256 against the one recorded at capture.
+    Download(DownloadArgs),
+    /// Accounts of the web UI and API.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API tokens for machines.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The read side's stored views.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+/// `restorable user ...`.
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Adds a user (or resets an existing one's password, role and tenant).
+    Add(UserAddArgs),
+}
+
+/// `restorable user add`.
+#[derive(Args)]
+pub struct UserAddArgs {
+    /// State directory.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The user's e-mail address (the login name).
+    #[arg(long)]
+    pub email: String,
+    /// administrator, owner or viewer.
+    #[arg(long)]
+    pub role: String,
+    /// The tenant whose instances the user sees, or '*' for every tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// A file holding the password (default: one is generated and printed once).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `restorable token ...`.
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Issues an API token for a user (printed once; only its hash is kept).
+    Add(TokenAddArgs),
+}
+
+/// `restorable token add`.
+#[derive(Args)]
+pub struct TokenAddArgs {
+    /// State directory.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The user the token acts as.
+    #[arg(long)]
+    pub email: String,
+    /// A name for the token (shown in the audit log).
+    #[arg(long)]
+    pub name: String,
+}
+
+/// `restorable projections ...`.
+#[derive(Subcommand)]
+pub enum ProjectionsCommand {
+    /// Empties the stored views and rebuilds them from the whole event history.
+    Rebuild(DataDir),
+}
+
+#[derive(Args)]
+pub struct DownloadArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The cycle whose copy to fetch.
+    #[arg(long)]
+    pub cycle: String,
+    /// Where to write it (must not exist yet).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Stages to run (repeatable): start, capture, secure, verify, restore-test, close, alerts,
+    /// alert-delivery,
+    /// or all.
+    #[arg(long = "stage", required = true)]
+    pub stages: Vec<String>,
+    /// Messages one copy handles at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Deliveries of a message before it goes to the dead letters (and its cycle fails).
+    #[arg(long, default_value_t = 5)]
+    pub max_deliver: i64,
+    /// Seconds JetStream waits for an ack before redelivering (kept alive by progress acks).
+    #[arg(long, default_value_t = 30)]
+    pub ack_wait_secs: u64,
+    /// Seconds a stopping worker lets messages in hand finish before handing them back.
+    #[arg(long, default_value_t = 20)]
+    pub grace_secs: u64,
+    /// Also open cycles for due instances every this many seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub schedule_every_secs: u64,
 }
 
 /// `restorable restore-test`.
@@ -81,6 +222,12 @@ pub struct DemoArgs {
     /// Make every simulated PBX healthy (no faults).
     #[arg(long)]
     pub no_faults: bool,
+    /// After the demo, keep serving the web UI and API (until Ctrl-C).
+    #[arg(long)]
+    pub serve: bool,
+    /// Address of the web UI and API with --serve (port 0: any free port).
+    #[arg(long, env = "RESTORABLE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `restorable pbx-sim`.
@@ -167,6 +314,9 @@ pub struct ServeArgs {
     /// Seconds between scheduler ticks.
     #[arg(long, default_value_t = 60)]
     pub tick_secs: u64,
+    /// Address of the web UI and API.
+    #[arg(long, env = "RESTORABLE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `restorable verify`.

@@ -12,13 +12,15 @@ use restorable_domain::ladder::Trigger;
 use restorable_pipeline::archive::{verify_archive, CORE_TABLES};
 use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::enrolment::{enrol, open_cycle, rotate_tenant_key, EnrolRequest};
+use restorable_pipeline::nats::worker::WorkerSettings;
 use restorable_pipeline::stages::verify::failure_reason;
 use restorable_pipeline::{scheduler, stages};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, Command};
-use crate::{demo, history, sim, table};
+use crate::config;
+use crate::{accounts, demo, history, sim, table, web};
 use restorable_pipeline::driver;
 
 /// Runs the chosen subcommand.
@@ -37,13 +39,46 @@ pub async fn dispatch(cli: cli::Cli) -> Result<ExitCode> {
         Command::Fleet(data) => fleet(data).await,
         Command::RotateKey(args) => rotate_key(args).await,
         Command::RestoreTest(args) => restore_test(args).await,
+        Command::Worker(args) => worker(args).await,
+        Command::Doctor(data) => doctor(data).await,
+        Command::Download(args) => download(args).await,
+        Command::User(cli::UserCommand::Add(args)) => accounts::user_add(args).await,
+        Command::Token(cli::TokenCommand::Add(args)) => accounts::token_add(args).await,
+        Command::Projections(command) => accounts::projections(command).await,
     }
 }
 
-async fn open(data: &cli::DataDir, settings: Settings) -> Result<Pipeline> {
-    Pipeline::embedded(&data.data_dir, settings)
+/// Opens the pipeline on the configured backends (the embedded default when none are set).
+///
+/// # Errors
+/// A message naming the setting or backend that is wrong or unreachable.
+pub async fn open(data: &cli::DataDir, settings: Settings) -> Result<Pipeline> {
+    let (backends, settings) = config::resolve(data, settings)?;
+    Pipeline::open(&backends, settings)
         .await
-        .with_context(|| format!("opening {}", data.data_dir.display()))
+        .context("opening the pipeline (run `restorable doctor` to check each backend)")
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+pub(crate) fn cancel_on_signal(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            () = terminate => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: stopping"),
+        }
+        shutdown.cancel();
+    });
 }
 
 /// An instance given as a UUID or as `TENANT/NAME`.
@@ -162,14 +197,25 @@ async fn serve(args: cli::ServeArgs) -> Result<ExitCode> {
         Duration::from_secs(args.tick_secs),
         shutdown.clone(),
     ));
-    tracing::info!(data_dir = %args.data.data_dir.display(), "serving; Ctrl-C to stop");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    tracing::info!("stopping: finishing the current batch of each stage");
-    shutdown.cancel();
+    let mut web_tasks = tokio::task::JoinSet::new();
+    let address = web::start(&pipeline, args.listen, &mut web_tasks, shutdown.clone()).await?;
+    println!("web UI and API on http://{address}/");
+    tracing::info!(
+        %address,
+        store = pipeline.store.backend_name(),
+        transport = if pipeline.nats.is_some() {
+            "nats"
+        } else {
+            "in-process"
+        },
+        "serving; Ctrl-C or SIGTERM to stop"
+    );
+    cancel_on_signal(shutdown.clone());
+    shutdown.cancelled().await;
+    tracing::info!("stopping: finishing the work in hand");
     stages.await?;
     scheduler.await?;
+    web_tasks.join_all().await;
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -265,4 +311,130 @@ async fn restore_test(args: cli::RestoreTestArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--stage` names as the user writes them, to the consumers' names.
+fn stage_names(given: &[String]) -> Result<Vec<&'static str>> {
+    let mut names = Vec::new();
+    for stage in given {
+        match stage.as_str() {
+            "all" => names.extend(stages::STAGE_NAMES.iter().copied()),
+            "restore-test" | "restore_test" => names.push("restore_test"),
+            "alert-delivery" | "alert_delivery" => names.push("alert_delivery"),
+            other => match stages::STAGE_NAMES.iter().find(|n| **n == other) {
+                Some(name) => names.push(*name),
+                None => anyhow::bail!(
+                    "unknown stage {other:?}: start, capture, secure, verify, restore-test, close, alerts, alert-delivery or all"
+                ),
+            },
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
+}
+
+async fn worker(args: cli::WorkerArgs) -> Result<ExitCode> {
+    let names = stage_names(&args.stages)?;
+    let pipeline = open(&args.data, Settings::default()).await?;
+    let settings = WorkerSettings {
+        concurrency: args.concurrency.max(1),
+        max_deliver: args.max_deliver.max(1),
+        ack_wait: Duration::from_secs(args.ack_wait_secs.max(1)),
+        grace: Duration::from_secs(args.grace_secs),
+    };
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let scheduler = (args.schedule_every_secs > 0).then(|| {
+        tokio::spawn(scheduler::run(
+            pipeline.clone(),
+            Duration::from_secs(args.schedule_every_secs),
+            shutdown.clone(),
+        ))
+    });
+    tracing::info!(
+        stages = ?names,
+        store = pipeline.store.backend_name(),
+        transport = if pipeline.nats.is_some() { "nats" } else { "in-process" },
+        "worker running; SIGTERM or Ctrl-C to stop"
+    );
+    stages::run_stages(&pipeline, &names, &settings, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(scheduler) = scheduler {
+        scheduler.await?;
+    }
+    pipeline.store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn doctor(data: cli::DataDir) -> Result<ExitCode> {
+    let (backends, _) = config::resolve(&data, Settings::default())?;
+    let report = restorable_pipeline::config::diagnose(&backends).await;
+    let mut healthy = true;
+    for line in &report {
+        healthy &= line.ok;
+        println!(
+            "{:<16} {}  {}",
+            line.port,
+            if line.ok { "ok  " } else { "FAIL" },
+            line.detail
+        );
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn download(args: cli::DownloadArgs) -> Result<ExitCode> {
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pipeline = open(&args.data, Settings::default()).await?;
+    let cycle: restorable_domain::ids::CycleId = args.cycle.parse()?;
+    let state: restorable_domain::cycle::BackupCycle =
+        pipeline.store.load(&cycle.to_string()).await?;
+    let captured = state
+        .captured
+        .with_context(|| format!("cycle {cycle} has no stored copy"))?;
+    let mut reader = pipeline
+        .vault
+        .open(&captured.object_key, &captured.version_id)
+        .await?;
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&args.out)
+        .await
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buffer)
+            .await
+            .context("reading from the vault")?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n]).await?;
+        written += n as u64;
+    }
+    out.sync_all().await?;
+    let sha256 = hex::encode(hasher.finalize());
+    pipeline.store.close().await;
+    if sha256 != captured.sha256 || written != captured.size {
+        let _ = std::fs::remove_file(&args.out);
+        anyhow::bail!(
+            "the copy read back as {written} bytes with SHA-256 {sha256}; captured {} bytes with {}: removed {}",
+            captured.size,
+            captured.sha256,
+            args.out.display()
+        );
+    }
+    println!("{} bytes, SHA-256 {sha256} (as captured)", written);
+    Ok(ExitCode::SUCCESS)
 }

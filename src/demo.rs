@@ -51,9 +51,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         poll_interval: Duration::from_millis(100),
         ..Settings::default()
     };
-    let pipeline = Pipeline::embedded(&args.data.data_dir, settings)
-        .await
-        .with_context(|| format!("opening {}", args.data.data_dir.display()))?;
+    let pipeline = crate::commands::open(&args.data, settings).await?;
     let sim_dir = tempfile::tempdir().context("creating the simulator's directory")?;
     let mut fleet = Vec::new();
     for index in 0..args.fleet {
@@ -122,10 +120,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     )
     .await;
     progress.finish_and_clear();
-    for (_, pbx) in fleet {
-        pbx.shutdown().await;
+    if let Err(error) = result {
+        for (_, pbx) in fleet {
+            pbx.shutdown().await;
+        }
+        return Err(error.into());
     }
-    result?;
 
     let view = history::fleet(&pipeline.store).await?;
     print!("{}", table::render(&view, Utc::now()));
@@ -133,8 +133,57 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "\nData directory: {} (run again to continue the history)",
         args.data.data_dir.display()
     );
+    let served = if args.serve {
+        serve(&pipeline, args.listen).await
+    } else {
+        Ok(())
+    };
+    for (_, pbx) in fleet {
+        pbx.shutdown().await;
+    }
     pipeline.store.close().await;
+    served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--serve`: the web UI and API over the demo's history, with the stages and scheduler
+/// running (the simulated PBXes stay up, so "Back up now" works), until Ctrl-C or SIGTERM. A
+/// demo administrator who sees every tenant is created with a fresh password, printed once.
+async fn serve(pipeline: &Pipeline, listen: std::net::SocketAddr) -> Result<()> {
+    use rand::distributions::{Alphanumeric, DistString};
+    use secrecy::ExposeSecret;
+
+    let email = "admin@demo.restorable.example";
+    let password = SecretString::from(Alphanumeric.sample_string(&mut rand::rngs::OsRng, 20));
+    restorable_api::auth::add_user(
+        &pipeline.store,
+        email,
+        &password,
+        restorable_api::auth::Role::Administrator,
+        &restorable_api::auth::Scope::All,
+    )
+    .await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let address = crate::web::start(pipeline, listen, &mut tasks, shutdown.clone()).await?;
+    tasks.spawn({
+        let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
+        async move { restorable_pipeline::stages::run_all(&pipeline, shutdown).await }
+    });
+    tasks.spawn(restorable_pipeline::scheduler::run(
+        pipeline.clone(),
+        Duration::from_secs(60),
+        shutdown.clone(),
+    ));
+    println!("\nServing the web UI and API on http://{address}/ (Ctrl-C to stop)");
+    println!(
+        "Sign in as {email} with password {} (demo account, new each run)",
+        password.expose_secret()
+    );
+    crate::commands::cancel_on_signal(shutdown.clone());
+    shutdown.cancelled().await;
+    tasks.join_all().await;
+    Ok(())
 }
 
 async fn fleet_names(pipeline: &Pipeline) -> Result<std::collections::HashMap<String, String>> {

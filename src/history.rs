@@ -6,21 +6,12 @@ use restorable_pipeline::store::{LoggedEvent, Store};
 use restorable_projections::fleet::FleetView;
 use restorable_projections::AnyEvent;
 
-/// Decodes one logged event.
+/// Decodes one logged event (see [`restorable_pipeline::read_model::decode`]).
 ///
 /// # Errors
 /// A malformed payload or an unknown aggregate type.
 pub fn decode(event: &LoggedEvent) -> Result<AnyEvent> {
-    let id = event.aggregate_id.clone();
-    Ok(match event.aggregate_type.as_str() {
-        "BackupCycle" => AnyEvent::Cycle(id, event.decode()?),
-        "Instance" => AnyEvent::Instance(id, event.decode()?),
-        "TenantKey" => AnyEvent::TenantKey(id, event.decode()?),
-        other => anyhow::bail!(
-            "unknown aggregate type {other:?} at position {}",
-            event.position
-        ),
-    })
+    Ok(restorable_pipeline::read_model::decode(event)?)
 }
 
 /// Every event after `position`, decoded, in commit order; returns the last position read.

@@ -5,17 +5,23 @@
 //! # Layout
 //! - `cli`: the clap definitions (every flag, with its environment fallback).
 //! - `demo`: `restorable demo` — a simulated fleet up the ladder, ending in a fleet table.
-//! - `commands`: enrol, backup-now, serve, verify, events, fleet, rotate-key.
+//! - `commands`: enrol, backup-now, serve, worker, doctor, verify, events, fleet, rotate-key.
+//! - `config`: the backend settings (flags, environment, TOML file) every pipeline command shares.
 //! - `sim`: `restorable pbx-sim` — simulated PBXes for demos and tests.
 //! - `history`: decoding the event log into typed events.
 //! - `table`: the fleet table as text.
+//! - `web`: the web UI and API in this process (projector + HTTP server).
+//! - `accounts`: `user add`, `token add`, `projections rebuild`.
 
+mod accounts;
 mod cli;
 mod commands;
+mod config;
 mod demo;
 mod history;
 mod sim;
 mod table;
+mod web;
 
 use std::process::ExitCode;
 
@@ -25,7 +31,7 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let default_level = match cli.command {
-        cli::Command::Serve(_) | cli::Command::PbxSim(_) => "info",
+        cli::Command::Serve(_) | cli::Command::PbxSim(_) | cli::Command::Worker(_) => "info",
         // The demo reports every rung itself; stage warnings would repeat them.
         cli::Command::Demo(_) => "error",
         _ => "warn",

@@ -3,11 +3,29 @@
 
 use schemars::{schema_for, Schema};
 
-use crate::{cycle, instance, tenant_key, EVENT_VERSION};
+use crate::{alert, audit, cycle, instance, tenant_key, EVENT_VERSION};
 
 /// `(aggregate type, event type, event version, schema)` for every event this release writes.
 pub fn event_schemas() -> Vec<(&'static str, &'static str, &'static str, Schema)> {
     vec![
+        (
+            "InstanceAlerts",
+            "AlertRaised",
+            EVENT_VERSION,
+            schema_for!(alert::AlertRaised),
+        ),
+        (
+            "InstanceAlerts",
+            "AlertResolved",
+            EVENT_VERSION,
+            schema_for!(alert::AlertResolved),
+        ),
+        (
+            "AuditTrail",
+            "ActionRecorded",
+            EVENT_VERSION,
+            schema_for!(audit::ActionRecorded),
+        ),
         (
             "BackupCycle",
             "CycleStarted",

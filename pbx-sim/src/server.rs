@@ -360,7 +360,10 @@ async fn download(State(s): State<Shared>, Path(name): Path<String>) -> Response
     let body = match s.config.fault {
         Some(Fault::TruncatedDownload) => {
             let half = ReaderStream::new(file.take(len / 2));
+            // The drop comes a moment after the first half, so the client has the headers and
+            // those bytes (as when a real connection dies mid-transfer), not an empty answer.
             let broken = stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 Err::<Bytes, io::Error>(io::Error::other("simulated truncated download"))
             });
             Body::from_stream(half.chain(broken))

@@ -11,11 +11,10 @@ use restorable_domain::tenant_key::TenantKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::sandbox::process::{sandbox_root, ProcessSandboxes};
 use crate::sandbox::{RestoreFailure, RestoreSandbox, Sandbox};
-use crate::sealing::{KeySealer, LocalKeySealer, SealedSecret};
+use crate::sealing::{KeySealer, SealedSecret};
 use crate::store::{Store, StoreError};
-use crate::vault::{LocalVault, Vault};
+use crate::vault::Vault;
 
 /// Why the pipeline could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +28,9 @@ pub enum SetupError {
     /// The master key file.
     #[error("key sealing: {0}")]
     Sealing(#[from] crate::sealing::SealError),
+    /// NATS JetStream.
+    #[error("transport: {0}")]
+    Nats(#[from] crate::nats::NatsError),
 }
 
 /// Tunables of the stages.
@@ -38,12 +40,26 @@ pub struct Settings {
     pub capture_deadline: Duration,
     /// How often capture asks the PBX whether the backup is there.
     pub poll_interval: Duration,
-    /// Object Lock retention of every stored copy.
+    /// Object Lock retention of every stored copy, unless its tenant has its own.
     pub retention: chrono::Duration,
+    /// Retention of the tenants that keep copies longer or shorter than `retention`.
+    pub tenant_retention: std::collections::HashMap<TenantId, chrono::Duration>,
     /// Remove the backup from the PBX's own disk once it is in the vault.
     pub delete_from_pbx: bool,
     /// Hard time limit of one restore test (provision to destroy).
     pub restore_time_limit: Duration,
+    /// Where each tenant's alerts are delivered (none by default).
+    pub alert_routes: crate::alert_routes::AlertRoutes,
+}
+
+impl Settings {
+    /// The Object Lock retention of `tenant`'s copies.
+    pub fn retention_for(&self, tenant: &TenantId) -> chrono::Duration {
+        self.tenant_retention
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.retention)
+    }
 }
 
 impl Default for Settings {
@@ -52,15 +68,17 @@ impl Default for Settings {
             capture_deadline: Duration::from_secs(30 * 60),
             poll_interval: Duration::from_secs(5),
             retention: chrono::Duration::days(30),
+            tenant_retention: std::collections::HashMap::new(),
             delete_from_pbx: true,
             restore_time_limit: Duration::from_secs(10 * 60),
+            alert_routes: crate::alert_routes::AlertRoutes::default(),
         }
     }
 }
 
 /// The sandbox of a machine that cannot run restore tests (no PostgreSQL, no `nobody` user):
 /// every restore test fails `sandbox_provision` with the reason, so the ladder says so.
-struct Unavailable(String);
+pub(crate) struct Unavailable(pub(crate) String);
 
 #[async_trait::async_trait]
 impl RestoreSandbox for Unavailable {
@@ -99,6 +117,8 @@ pub struct Pipeline {
     pub sandbox: Arc<dyn RestoreSandbox>,
     /// Stage tunables.
     pub settings: Settings,
+    /// The NATS JetStream transport; `None`: stages are fed in-process from the store.
+    pub nats: Option<crate::nats::Nats>,
 }
 
 impl Pipeline {
@@ -108,21 +128,11 @@ impl Pipeline {
     /// # Errors
     /// When a part cannot be opened; the error names it.
     pub async fn embedded(data_dir: &Path, settings: Settings) -> Result<Self, SetupError> {
-        let store = Store::open(data_dir).await?;
-        let vault = LocalVault::open(data_dir.join("vault"))?;
-        let sealer = LocalKeySealer::open_or_create(&data_dir.join("master.key"))?;
-        let sandbox: Arc<dyn RestoreSandbox> =
-            match ProcessSandboxes::discover(sandbox_root(data_dir)) {
-                Ok(sandboxes) => Arc::new(sandboxes),
-                Err(failure) => Arc::new(Unavailable(failure.to_string())),
-            };
-        Ok(Self {
-            store,
-            vault: Arc::new(vault),
-            sealer: Arc::new(sealer),
-            sandbox,
-            settings,
-        })
+        let backends = crate::config::Backends {
+            data_dir: data_dir.to_owned(),
+            ..Default::default()
+        };
+        Self::open(&backends, settings).await
     }
 
     /// The sealing context of a tenant's backup password (like a KMS encryption context).

@@ -88,6 +88,10 @@ pub enum SealError {
     /// Reading or writing the key material failed.
     #[error("i/o error in key sealing: {0}")]
     Io(#[from] io::Error),
+    /// The key management service refused or failed a call (unreachable, key missing or
+    /// disabled, access denied, credentials missing), with its error code and message.
+    #[error("{0}")]
+    Kms(String),
 }
 
 /// The key-sealing port (KMS in production, [`LocalKeySealer`] embedded).

@@ -26,6 +26,8 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 pub trait Consumer: Send + Sync + 'static {
     /// The durable name of its checkpoint, e.g. `capture`.
     fn name(&self) -> &'static str;
+    /// The event types it reacts to (its JetStream filter: one type, or every event).
+    fn event_types(&self) -> &'static [&'static str];
     /// Whether it reacts to this event at all.
     fn wants(&self, event: &LoggedEvent) -> bool;
     /// Reacts. Stage failures are recorded as `Failed` events by the consumer itself and return
@@ -107,6 +109,9 @@ mod tests {
     impl Consumer for Counter {
         fn name(&self) -> &'static str {
             "counter"
+        }
+        fn event_types(&self) -> &'static [&'static str] {
+            &["Captured"]
         }
         fn wants(&self, event: &LoggedEvent) -> bool {
             event.event_type == "Captured"

@@ -157,6 +157,13 @@ pub enum VaultError {
     /// The store itself failed.
     #[error("vault i/o error: {0}")]
     Io(#[source] io::Error),
+    /// A remote object store (S3) refused or failed a call: the operation, the object, the
+    /// service's error code and message, or why the endpoint could not be reached.
+    #[error("{0}")]
+    Remote(String),
+    /// The vault adapter is not configured well enough to be used (e.g. credentials missing).
+    #[error("vault configuration: {0}")]
+    Config(String),
 }
 
 impl From<tokio::task::JoinError> for VaultError {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{one_cycle, Harness};
+use common::{one_cycle, Backend, Harness};
 
 use restorable_domain::cycle::BackupCycle;
 use restorable_domain::ids::TenantId;
@@ -19,9 +19,8 @@ use restorable_pipeline::enrolment::{open_cycle, rotate_tenant_key};
 use restorable_pipeline::{scheduler, stages};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test]
-async fn a_healthy_pbx_climbs_to_verified_with_an_honest_record() {
-    let (harness, pbx, cycle_id) = one_cycle(None).await;
+async fn a_healthy_pbx_climbs_to_verified_with_an_honest_record(backend: Backend) {
+    let (harness, pbx, cycle_id) = one_cycle(backend, None).await;
     assert_eq!(
         harness.cycle_events(cycle_id).await,
         [
@@ -79,8 +78,14 @@ async fn a_healthy_pbx_climbs_to_verified_with_an_honest_record() {
     assert_eq!(instance.open_cycle, None);
 }
 
-async fn assert_lands(fault: Fault, rung: Rung, stage: Stage, reason: FailureReason) {
-    let (harness, _pbx, cycle_id) = one_cycle(Some(fault)).await;
+async fn assert_lands(
+    backend: Backend,
+    fault: Fault,
+    rung: Rung,
+    stage: Stage,
+    reason: FailureReason,
+) {
+    let (harness, _pbx, cycle_id) = one_cycle(backend, Some(fault)).await;
     let cycle = harness.cycle(cycle_id).await;
     let failed = cycle
         .failed
@@ -99,9 +104,9 @@ async fn assert_lands(fault: Fault, rung: Rung, stage: Stage, reason: FailureRea
     );
 }
 
-#[tokio::test]
-async fn bad_credentials_fail_capture_with_pbx_auth() {
+async fn bad_credentials_fail_capture_with_pbx_auth(backend: Backend) {
     assert_lands(
+        backend,
         Fault::BadCredentials,
         Rung::Started,
         Stage::Capture,
@@ -110,9 +115,9 @@ async fn bad_credentials_fail_capture_with_pbx_auth() {
     .await;
 }
 
-#[tokio::test]
-async fn a_backup_that_never_appears_fails_capture_with_capture_timeout() {
+async fn a_backup_that_never_appears_fails_capture_with_capture_timeout(backend: Backend) {
     assert_lands(
+        backend,
         Fault::NeverFinishes,
         Rung::Started,
         Stage::Capture,
@@ -121,22 +126,21 @@ async fn a_backup_that_never_appears_fails_capture_with_capture_timeout() {
     .await;
 }
 
-#[tokio::test]
-async fn a_server_error_fails_capture_with_pbx_error_and_is_retryable() {
+async fn a_server_error_fails_capture_with_pbx_error_and_is_retryable(backend: Backend) {
     assert_lands(
+        backend,
         Fault::ServerError,
         Rung::Started,
         Stage::Capture,
         FailureReason::PbxError,
     )
     .await;
-    let (harness, _pbx, cycle) = one_cycle(Some(Fault::ServerError)).await;
+    let (harness, _pbx, cycle) = one_cycle(backend, Some(Fault::ServerError)).await;
     assert!(harness.cycle(cycle).await.failed.expect("failed").retryable);
 }
 
-#[tokio::test]
-async fn a_truncated_download_fails_capture_and_stores_nothing() {
-    let (harness, _pbx, cycle_id) = one_cycle(Some(Fault::TruncatedDownload)).await;
+async fn a_truncated_download_fails_capture_and_stores_nothing(backend: Backend) {
+    let (harness, _pbx, cycle_id) = one_cycle(backend, Some(Fault::TruncatedDownload)).await;
     let cycle = harness.cycle(cycle_id).await;
     let failed = cycle.failed.expect("failed");
     assert_eq!(
@@ -154,9 +158,9 @@ async fn a_truncated_download_fails_capture_and_stores_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt() {
+async fn a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt(backend: Backend) {
     assert_lands(
+        backend,
         Fault::FlippedByte,
         Rung::Secured,
         Stage::Verify,
@@ -165,9 +169,9 @@ async fn a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt() {
     .await;
 }
 
-#[tokio::test]
-async fn another_password_fails_verify_with_wrong_key() {
+async fn another_password_fails_verify_with_wrong_key(backend: Backend) {
     assert_lands(
+        backend,
         Fault::WrongPassword,
         Rung::Secured,
         Stage::Verify,
@@ -176,9 +180,9 @@ async fn another_password_fails_verify_with_wrong_key() {
     .await;
 }
 
-#[tokio::test]
-async fn a_missing_core_table_fails_verify_with_structure_incomplete() {
+async fn a_missing_core_table_fails_verify_with_structure_incomplete(backend: Backend) {
     assert_lands(
+        backend,
         Fault::MissingTable,
         Rung::Secured,
         Stage::Verify,
@@ -187,11 +191,12 @@ async fn a_missing_core_table_fails_verify_with_structure_incomplete() {
     .await;
 }
 
-#[tokio::test]
 async fn a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation(
+    backend: Backend,
 ) {
     // Verified checks the archive, not the data's integrity: the restore test catches this one.
     assert_lands(
+        backend,
         Fault::DanglingForeignKey,
         Rung::Verified,
         Stage::RestoreTest,
@@ -200,9 +205,10 @@ async fn a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_
     .await;
 }
 
-#[tokio::test]
-async fn counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_table() {
-    let (harness, _pbx, cycle_id) = one_cycle(Some(Fault::ManifestMismatch)).await;
+async fn counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_table(
+    backend: Backend,
+) {
+    let (harness, _pbx, cycle_id) = one_cycle(backend, Some(Fault::ManifestMismatch)).await;
     let failed = harness.cycle(cycle_id).await.failed.expect("failed");
     assert_eq!(
         (failed.stage, failed.reason),
@@ -215,17 +221,19 @@ async fn counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_t
     );
 }
 
-#[tokio::test]
-async fn a_slow_download_still_reaches_the_top_rung() {
-    let (harness, _pbx, cycle_id) = one_cycle(Some(Fault::SlowDownload)).await;
+async fn a_slow_download_still_reaches_the_top_rung(backend: Backend) {
+    let (harness, _pbx, cycle_id) = one_cycle(backend, Some(Fault::SlowDownload)).await;
     assert_eq!(
         harness.cycle(cycle_id).await.rung,
         Some(Rung::RestoreTested)
     );
 }
 
-async fn captured_then_tampered(tamper: impl FnOnce(&std::path::Path, &str)) -> BackupCycle {
-    let harness = Harness::new().await;
+async fn captured_then_tampered(
+    backend: Backend,
+    tamper: impl FnOnce(&std::path::Path, &str),
+) -> BackupCycle {
+    let harness = Harness::on(backend).await;
     let pbx = harness.pbx("pbx-tamper", None).await;
     let instance = harness.enrol(&pbx, 60).await;
     let cycle_id = open_cycle(&harness.pipeline, instance, Trigger::Manual)
@@ -238,9 +246,8 @@ async fn captured_then_tampered(tamper: impl FnOnce(&std::path::Path, &str)) -> 
     harness.cycle(cycle_id).await
 }
 
-#[tokio::test]
-async fn a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch() {
-    let cycle = captured_then_tampered(|vault, key| {
+async fn a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch(backend: Backend) {
+    let cycle = captured_then_tampered(backend, |vault, key| {
         let path = vault.join("objects").join(key);
         let mut bytes = std::fs::read(&path).expect("read object");
         let middle = bytes.len() / 2;
@@ -259,9 +266,8 @@ async fn a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch() {
     );
 }
 
-#[tokio::test]
-async fn a_copy_without_object_lock_fails_secure_with_not_locked() {
-    let cycle = captured_then_tampered(|vault, key| {
+async fn a_copy_without_object_lock_fails_secure_with_not_locked(backend: Backend) {
+    let cycle = captured_then_tampered(backend, |vault, key| {
         let path = vault.join("meta").join(format!("{key}.json"));
         let mut meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).expect("meta")).expect("json");
@@ -276,9 +282,8 @@ async fn a_copy_without_object_lock_fails_secure_with_not_locked() {
     );
 }
 
-#[tokio::test]
-async fn redelivering_every_event_produces_no_second_event() {
-    let (harness, _pbx, cycle_id) = one_cycle(None).await;
+async fn redelivering_every_event_produces_no_second_event(backend: Backend) {
+    let (harness, _pbx, cycle_id) = one_cycle(backend, None).await;
     let before = harness
         .pipeline
         .store
@@ -287,10 +292,12 @@ async fn redelivering_every_event_produces_no_second_event() {
         .expect("read")
         .len();
     // As if every consumer crashed before saving its checkpoint: the whole log is delivered again.
-    sqlx::query("UPDATE consumer_checkpoints SET position = 0")
-        .execute(harness.pipeline.store.pool())
+    harness
+        .pipeline
+        .store
+        .rewind_checkpoints(0)
         .await
-        .expect("reset");
+        .expect("rewind");
     let shutdown = CancellationToken::new();
     let workers = tokio::spawn({
         let (pipeline, shutdown) = (harness.pipeline.clone(), shutdown.clone());
@@ -338,9 +345,8 @@ async fn redelivering_every_event_produces_no_second_event() {
     );
 }
 
-#[tokio::test]
-async fn the_scheduler_opens_due_instances_once_and_skips_stopped_ones() {
-    let harness = Harness::new().await;
+async fn the_scheduler_opens_due_instances_once_and_skips_stopped_ones(backend: Backend) {
+    let harness = Harness::on(backend).await;
     let first = harness.pbx("pbx-a", None).await;
     let second = harness.pbx("pbx-b", None).await;
     let a = harness.enrol(&first, 60).await;
@@ -389,9 +395,10 @@ async fn the_scheduler_opens_due_instances_once_and_skips_stopped_ones() {
     );
 }
 
-#[tokio::test]
-async fn after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_theirs() {
-    let harness = Harness::new().await;
+async fn after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_theirs(
+    backend: Backend,
+) {
+    let harness = Harness::on(backend).await;
     let pbx = harness.pbx("pbx-rot", None).await;
     let instance = harness.enrol(&pbx, 60).await;
     let old = open_cycle(&harness.pipeline, instance, Trigger::Manual)
@@ -441,3 +448,73 @@ async fn after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_
         Err(ArchiveFault::WrongKey)
     ));
 }
+
+/// Runs each test body on every store backend: one suite, two backends (and, for the tests
+/// that matter to the transport, PostgreSQL with NATS JetStream feeding the stages).
+macro_rules! on_backends {
+    ($module:ident, $backend:ident, [$($name:ident),* $(,)?]) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::$backend).await
+            })*
+        }
+    };
+}
+
+on_backends!(
+    sqlite,
+    Sqlite,
+    [
+        a_healthy_pbx_climbs_to_verified_with_an_honest_record,
+        bad_credentials_fail_capture_with_pbx_auth,
+        a_backup_that_never_appears_fails_capture_with_capture_timeout,
+        a_server_error_fails_capture_with_pbx_error_and_is_retryable,
+        a_truncated_download_fails_capture_and_stores_nothing,
+        a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt,
+        another_password_fails_verify_with_wrong_key,
+        a_missing_core_table_fails_verify_with_structure_incomplete,
+        counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_table,
+        a_slow_download_still_reaches_the_top_rung,
+        a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch,
+        a_copy_without_object_lock_fails_secure_with_not_locked,
+        redelivering_every_event_produces_no_second_event,
+        the_scheduler_opens_due_instances_once_and_skips_stopped_ones,
+        after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_theirs,
+        a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation
+    ]
+);
+on_backends!(
+    postgres,
+    Postgres,
+    [
+        a_healthy_pbx_climbs_to_verified_with_an_honest_record,
+        bad_credentials_fail_capture_with_pbx_auth,
+        a_backup_that_never_appears_fails_capture_with_capture_timeout,
+        a_server_error_fails_capture_with_pbx_error_and_is_retryable,
+        a_truncated_download_fails_capture_and_stores_nothing,
+        a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt,
+        another_password_fails_verify_with_wrong_key,
+        a_missing_core_table_fails_verify_with_structure_incomplete,
+        counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_table,
+        a_slow_download_still_reaches_the_top_rung,
+        a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch,
+        a_copy_without_object_lock_fails_secure_with_not_locked,
+        redelivering_every_event_produces_no_second_event,
+        the_scheduler_opens_due_instances_once_and_skips_stopped_ones,
+        after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_theirs,
+        a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation
+    ]
+);
+on_backends!(
+    postgres_nats,
+    PostgresNats,
+    [
+        a_healthy_pbx_climbs_to_verified_with_an_honest_record,
+        bad_credentials_fail_capture_with_pbx_auth,
+        a_truncated_download_fails_capture_and_stores_nothing,
+        a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt,
+        a_copy_without_object_lock_fails_secure_with_not_locked,
+        a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation
+    ]
+);

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{one_cycle, Harness};
+use common::{one_cycle, Backend, Harness};
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::Fault;
 use restorable_pipeline::context::Settings;
@@ -86,7 +86,7 @@ async fn the_sandbox_cannot_reach_anything_outside_it() {
 
 #[tokio::test]
 async fn a_healthy_copy_restores_matches_the_live_pbx_and_leaves_nothing() {
-    let (harness, pbx, cycle_id) = one_cycle(None).await;
+    let (harness, pbx, cycle_id) = one_cycle(Backend::Sqlite, None).await;
     let cycle = harness.cycle(cycle_id).await;
     assert_eq!(cycle.rung, Some(Rung::RestoreTested), "{:?}", cycle.failed);
     let history = harness
@@ -118,7 +118,8 @@ async fn a_healthy_copy_restores_matches_the_live_pbx_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_failed_restore_leaves_nothing() {
-    let (harness, _pbx, cycle_id) = one_cycle(Some(Fault::DanglingForeignKey)).await;
+    let (harness, _pbx, cycle_id) =
+        one_cycle(Backend::Sqlite, Some(Fault::DanglingForeignKey)).await;
     let failed = harness.cycle(cycle_id).await.failed.expect("failed");
     assert_eq!(
         (failed.stage, failed.reason),

@@ -11,12 +11,12 @@ use restorable_domain::cycle::{BackupCycleEvent, Failed};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::InstanceEvent;
 use restorable_domain::ladder::Rung;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::AnyEvent;
 
 /// Healthy, or why not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     /// The latest copy did not fail and a Secured copy is recent enough.
     Healthy,
@@ -37,7 +37,7 @@ impl fmt::Display for Status {
 }
 
 /// One instance in the fleet view.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FleetRow {
     /// The instance.
     pub instance_id: InstanceId,
@@ -49,8 +49,8 @@ pub struct FleetRow {
     pub fqdn: String,
     /// Whether managed backups are stopped.
     pub stopped: bool,
-    /// The schedule interval (for staleness).
-    pub interval: Duration,
+    /// The schedule interval in seconds (for staleness).
+    pub interval_secs: i64,
     /// Cycles started so far.
     pub cycles: u64,
     /// The latest cycle.
@@ -79,14 +79,21 @@ impl FleetRow {
         if self.last_failure.is_some() {
             return Status::NeedsAttention;
         }
-        let Some(first_expected) = self.last_cycle_at else {
-            return Status::NeedsAttention; // never captured
-        };
-        let stale_after = self.interval * 2;
-        match self.last_secured {
-            Some(secured) if now - secured <= stale_after => Status::Healthy,
-            None if now - first_expected <= stale_after => Status::Healthy,
-            _ => Status::NeedsAttention,
+        if self.last_cycle_at.is_none() || self.is_stale(now) {
+            return Status::NeedsAttention; // never captured, or stale
+        }
+        Status::Healthy
+    }
+}
+
+impl FleetRow {
+    /// Whether no copy reached Secured within the expected interval (twice the schedule's) —
+    /// counting from the first cycle when none ever did. A stopped instance is never stale.
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        let stale_after = Duration::seconds(self.interval_secs) * 2;
+        match (self.stopped, self.last_secured, self.last_cycle_at) {
+            (true, _, _) | (false, None, None) => false,
+            (false, Some(at), _) | (false, None, Some(at)) => now - at > stale_after,
         }
     }
 }
@@ -108,16 +115,30 @@ impl FleetView {
         view
     }
 
-    /// Folds one event in.
-    pub fn apply(&mut self, event: &AnyEvent) {
-        match event {
-            AnyEvent::Instance(id, e) => self.apply_instance(id, e),
-            AnyEvent::Cycle(id, e) => self.apply_cycle(id, e),
-            AnyEvent::TenantKey(..) => {}
+    /// A view holding saved `rows`, with the owner of every cycle it may still hear of.
+    pub fn from_parts(
+        rows: impl IntoIterator<Item = FleetRow>,
+        cycle_owners: impl IntoIterator<Item = (CycleId, InstanceId)>,
+    ) -> Self {
+        Self {
+            rows: rows.into_iter().map(|r| (r.instance_id, r)).collect(),
+            cycle_owner: cycle_owners
+                .into_iter()
+                .map(|(c, i)| (c.to_string(), i))
+                .collect(),
         }
     }
 
-    fn apply_instance(&mut self, id: &str, event: &InstanceEvent) {
+    /// Folds one event in; returns the instance whose row changed, if any.
+    pub fn apply(&mut self, event: &AnyEvent) -> Option<InstanceId> {
+        match event {
+            AnyEvent::Instance(id, e) => self.apply_instance(id, e),
+            AnyEvent::Cycle(id, e) => self.apply_cycle(id, e),
+            AnyEvent::TenantKey(..) | AnyEvent::Alerts(..) | AnyEvent::Audit(..) => None,
+        }
+    }
+
+    fn apply_instance(&mut self, id: &str, event: &InstanceEvent) -> Option<InstanceId> {
         match event {
             InstanceEvent::InstanceEnrolled(e) => {
                 self.rows.insert(
@@ -128,7 +149,7 @@ impl FleetView {
                         name: e.name.clone(),
                         fqdn: e.fqdn.clone(),
                         stopped: false,
-                        interval: e.schedule.interval(),
+                        interval_secs: e.schedule.interval().num_seconds(),
                         cycles: 0,
                         last_cycle: None,
                         last_cycle_at: None,
@@ -139,30 +160,28 @@ impl FleetView {
                         last_restore_tested: None,
                     },
                 );
+                Some(e.instance_id)
             }
             InstanceEvent::InstanceStopped(_) | InstanceEvent::InstanceResumed(_) => {
                 let stopped = matches!(event, InstanceEvent::InstanceStopped(_));
-                if let Some(row) = id.parse().ok().and_then(|id| self.rows.get_mut(&id)) {
-                    row.stopped = stopped;
-                }
+                let row = id.parse().ok().and_then(|id| self.rows.get_mut(&id))?;
+                row.stopped = stopped;
+                Some(row.instance_id)
             }
             InstanceEvent::EndpointChanged(_)
             | InstanceEvent::CycleOpened(_)
-            | InstanceEvent::CycleClosed(_) => {}
+            | InstanceEvent::CycleClosed(_) => None,
         }
     }
 
-    fn apply_cycle(&mut self, cycle_id: &str, event: &BackupCycleEvent) {
+    fn apply_cycle(&mut self, cycle_id: &str, event: &BackupCycleEvent) -> Option<InstanceId> {
         if let BackupCycleEvent::CycleStarted(e) = event {
             self.cycle_owner.insert(cycle_id.to_owned(), e.instance_id);
         }
-        let Some(row) = self
+        let row = self
             .cycle_owner
             .get(cycle_id)
-            .and_then(|owner| self.rows.get_mut(owner))
-        else {
-            return;
-        };
+            .and_then(|owner| self.rows.get_mut(owner))?;
         let is_latest = row.last_cycle.is_some_and(|c| c.to_string() == cycle_id);
         match event {
             BackupCycleEvent::CycleStarted(e) => {
@@ -194,6 +213,7 @@ impl FleetView {
             BackupCycleEvent::Failed(e) if is_latest => row.last_failure = Some(e.clone()),
             BackupCycleEvent::Captured(_) | BackupCycleEvent::Failed(_) => {}
         }
+        Some(row.instance_id)
     }
 
     /// Rows ordered by tenant, then name.

@@ -1,12 +1,24 @@
 //! Read models built from Restorable's events. Each view is a pure fold over the event history
-//! (no I/O here), so it can be rebuilt at any time from the store and equals the live one.
+//! (no I/O here), so it can be rebuilt at any time from the store and equals the live one. The
+//! pipeline's projector keeps them as rows in the event store's database.
 //!
 //! # Layout
 //! - [`fleet`]: the fleet view — per instance, the last cycle, the highest rung of the latest
 //!   copy, the last Secured / Verified / Restore-Tested times and a status.
+//! - [`backups`]: the instance backups view — every cycle with its rung, size, SHA-256, key
+//!   version, retain-until, timings and failure.
+//! - [`alerts`]: the alert view — every alert with raise and resolve times.
+//! - [`audit`]: the audit view — every recorded API action with its actor.
+//! - [`model`]: all four together, as rows keyed for storage.
 
+pub mod alerts;
+pub mod audit;
+pub mod backups;
 pub mod fleet;
+pub mod model;
 
+use restorable_domain::alert::AlertEvent;
+use restorable_domain::audit::AuditEvent;
 use restorable_domain::cycle::BackupCycleEvent;
 use restorable_domain::instance::InstanceEvent;
 use restorable_domain::tenant_key::TenantKeyEvent;
@@ -20,4 +32,8 @@ pub enum AnyEvent {
     Instance(String, InstanceEvent),
     /// An event of the `TenantKey` with this id.
     TenantKey(String, TenantKeyEvent),
+    /// An event of the `InstanceAlerts` with this (instance) id.
+    Alerts(String, AlertEvent),
+    /// An event of the `AuditTrail` with this (tenant) id.
+    Audit(String, AuditEvent),
 }

@@ -42,6 +42,10 @@ impl Consumer for CaptureStage {
         "capture"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &["CycleStarted"]
+    }
+
     fn wants(&self, event: &LoggedEvent) -> bool {
         is_cycle_event(event, "CycleStarted")
     }
@@ -151,7 +155,9 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
     let key_in_vault = object_key(started);
     let stored = match pipeline.vault.head(&key_in_vault).await {
         Ok(Some(existing)) => existing,
-        Ok(None) => download_into_vault(pipeline, &pbx, &entry, &key_in_vault).await?,
+        Ok(None) => {
+            download_into_vault(pipeline, &pbx, &entry, &key_in_vault, &started.tenant_id).await?
+        }
         Err(error) => {
             return Err(StageFailure::transient(
                 FailureReason::VaultWrite,
@@ -216,11 +222,19 @@ async fn wait_until_listed(
     }
 }
 
+/// The first whole second at or after `at`: S3 keeps retain-until dates to the second, so a
+/// lock asked for with sub-second precision would read back as "shorter than asked".
+fn whole_second_after(at: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    let seconds = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+    chrono::DateTime::from_timestamp(seconds, 0).unwrap_or(at)
+}
+
 async fn download_into_vault(
     pipeline: &Pipeline,
     pbx: &PbxClient,
     entry: &BackupEntry,
     key: &str,
+    tenant: &restorable_domain::ids::TenantId,
 ) -> Result<vault::StoredObject, StageFailure> {
     let download = pbx
         .download(&entry.download_link)
@@ -238,7 +252,7 @@ async fn download_into_vault(
     let mut body = ExactLength::new(download.body, expected);
     let lock = ObjectLock {
         mode: vault::LockMode::Compliance,
-        retain_until: Utc::now() + pipeline.settings.retention,
+        retain_until: whole_second_after(Utc::now() + pipeline.settings.retention_for(tenant)),
     };
     pipeline
         .vault

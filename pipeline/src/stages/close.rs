@@ -32,6 +32,10 @@ impl Consumer for CloseStage {
         "close"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &["Verified", "RestoreTested", "Failed"]
+    }
+
     fn wants(&self, event: &LoggedEvent) -> bool {
         ["Verified", "RestoreTested", "Failed"]
             .iter()

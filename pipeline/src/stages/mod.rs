@@ -8,11 +8,14 @@
 //! Secured              ─► verify  ─► RecordVerified | Failed     (Verified)
 //! Verified (when due)  ─► restore_test ─► RecordRestoreTested | Failed (RestoreTested)
 //! last rung | Failed   ─► close   ─► Instance CloseCycle         (CycleClosed)
+//! Failed               ─► alerts  ─► "Backup Failed" on restorable.alerts.<tenant>
+//! AlertRaised|Resolved ─► alert_delivery ─► tenant's webhook, e-mail, NATS (background tasks)
 //! ```
 //!
 //! A stage's own failure (bad credentials, a corrupt copy) becomes a `Failed` event with a stable
 //! reason; only infrastructure errors are returned, so the transport delivers the event again.
 
+pub mod alerts;
 pub mod capture;
 pub mod close;
 pub mod restore_test;
@@ -28,6 +31,8 @@ use restorable_domain::ladder::{FailureReason, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Pipeline;
+use crate::nats::relay::Relay;
+use crate::nats::worker::{run_worker, WorkerSettings};
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::{run_consumer, Consumer};
 
@@ -71,20 +76,75 @@ pub fn consumers(pipeline: &Pipeline) -> Vec<Arc<dyn Consumer>> {
         Arc::new(verify::VerifyStage::new(pipeline.clone())),
         Arc::new(restore_test::RestoreTestStage::new(pipeline.clone())),
         Arc::new(close::CloseStage::new(pipeline.clone())),
+        Arc::new(alerts::AlertsStage::new(pipeline.clone())),
+        Arc::new(crate::alert_routes::AlertDelivery::new(pipeline)),
     ]
 }
 
-/// Runs every stage in this process until `shutdown` is cancelled. First destroys any restore
-/// sandbox an earlier, killed run left behind.
+/// The consumer names `restorable worker --stage` accepts (`restore-test` is `restore_test`).
+pub const STAGE_NAMES: &[&str] = &[
+    "start",
+    "capture",
+    "secure",
+    "verify",
+    "restore_test",
+    "close",
+    "alerts",
+    "alert_delivery",
+];
+
+/// Runs every stage in this process until `shutdown` is cancelled (see [`run_stages`]).
 pub async fn run_all(pipeline: &Pipeline, shutdown: CancellationToken) {
-    pipeline.sandbox.sweep_leftovers().await;
+    run_stages(pipeline, STAGE_NAMES, &WorkerSettings::default(), shutdown).await;
+}
+
+/// Runs the named stages until `shutdown` is cancelled: over NATS JetStream when the pipeline
+/// has it (with the outbox relay alongside), else in-process from the store. First destroys any
+/// restore sandbox an earlier, killed run left behind.
+pub async fn run_stages(
+    pipeline: &Pipeline,
+    names: &[&str],
+    settings: &WorkerSettings,
+    shutdown: CancellationToken,
+) {
+    if names.contains(&"restore_test") {
+        pipeline.sandbox.sweep_leftovers().await;
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    for consumer in consumers(pipeline) {
-        tasks.spawn(run_consumer(
-            pipeline.store.clone(),
-            consumer,
-            shutdown.clone(),
-        ));
+    let chosen = consumers(pipeline)
+        .into_iter()
+        .filter(|c| names.contains(&c.name()));
+    match &pipeline.nats {
+        None => {
+            for consumer in chosen {
+                tasks.spawn(run_consumer(
+                    pipeline.store.clone(),
+                    consumer,
+                    shutdown.clone(),
+                ));
+            }
+        }
+        Some(nats) => {
+            let relay = Relay::new(pipeline.store.clone(), nats.clone());
+            tasks.spawn(relay.run(shutdown.clone()));
+            for consumer in chosen {
+                let (pipeline, nats, settings, shutdown) = (
+                    pipeline.clone(),
+                    nats.clone(),
+                    settings.clone(),
+                    shutdown.clone(),
+                );
+                tasks.spawn(async move {
+                    let name = consumer.name();
+                    if let Err(error) =
+                        run_worker(pipeline, nats, consumer, settings, shutdown.clone()).await
+                    {
+                        tracing::error!(stage = name, %error, "worker could not start");
+                        shutdown.cancel();
+                    }
+                });
+            }
+        }
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -105,7 +165,7 @@ pub(crate) async fn load_cycle(
 
 /// Records a stage's outcome on its cycle. A cycle that refuses it (already failed, a duplicate
 /// delivery that lost a race) is logged, not retried: the refusal is the aggregate doing its job.
-pub(crate) async fn record(
+pub async fn record(
     pipeline: &Pipeline,
     cycle_id: &str,
     stage: Stage,

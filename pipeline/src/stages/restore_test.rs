@@ -61,6 +61,10 @@ impl Consumer for RestoreTestStage {
         "restore_test"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &["Verified"]
+    }
+
     fn wants(&self, event: &LoggedEvent) -> bool {
         is_cycle_event(event, "Verified")
     }

@@ -38,6 +38,10 @@ impl Consumer for SecureStage {
         "secure"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &["Captured"]
+    }
+
     fn wants(&self, event: &LoggedEvent) -> bool {
         is_cycle_event(event, "Captured")
     }

@@ -28,6 +28,10 @@ impl Consumer for StartStage {
         "start"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &["CycleOpened"]
+    }
+
     fn wants(&self, event: &LoggedEvent) -> bool {
         event.aggregate_type == "Instance" && event.event_type == "CycleOpened"
     }

@@ -31,6 +31,10 @@ impl Consumer for VerifyStage {
         "verify"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &["Secured"]
+    }
+
     fn wants(&self, event: &LoggedEvent) -> bool {
         is_cycle_event(event, "Secured")
     }

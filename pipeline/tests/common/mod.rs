@@ -11,27 +11,51 @@ use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::Schedule;
 use restorable_domain::ladder::Trigger;
 use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
+use restorable_pipeline::config::Backends;
 use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::driver::run_until_closed;
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
+use restorable_pipeline::nats::NatsConfig;
 use restorable_pipeline::stages::{capture::CaptureStage, start::StartStage};
+use restorable_pipeline::testing::{test_server_url, NatsServer, ScratchDatabase};
 use restorable_pipeline::transport::{run_consumer, Consumer};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+/// Which backends a test's pipeline runs on (the vault and key sealing stay local).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: SQLite, in-process transport.
+    Sqlite,
+    /// A scratch PostgreSQL database, in-process transport.
+    Postgres,
+    /// A scratch PostgreSQL database and a nats-server of the test's own feeding the stages.
+    PostgresNats,
+}
+
 pub struct Harness {
-    _dir: tempfile::TempDir,
+    pub pipeline: Pipeline,
     pub data: std::path::PathBuf,
     sims: tempfile::TempDir,
-    pub pipeline: Pipeline,
+    _database: Option<ScratchDatabase>,
+    _nats: Option<NatsServer>,
+    _dir: tempfile::TempDir,
 }
 
 impl Harness {
     pub async fn new() -> Self {
-        Self::with(Settings::default()).await
+        Self::on(Backend::Sqlite).await
+    }
+
+    pub async fn on(backend: Backend) -> Self {
+        Self::with_backend(backend, Settings::default()).await
     }
 
     pub async fn with(defaults: Settings) -> Self {
+        Self::with_backend(Backend::Sqlite, defaults).await
+    }
+
+    pub async fn with_backend(backend: Backend, defaults: Settings) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let settings = Settings {
@@ -39,12 +63,30 @@ impl Harness {
             poll_interval: Duration::from_millis(50),
             ..defaults
         };
-        let pipeline = Pipeline::embedded(&data, settings).await.expect("pipeline");
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres | Backend::PostgresNats => Some(
+                ScratchDatabase::create(&test_server_url())
+                    .await
+                    .expect("a PostgreSQL server for tests (RESTORABLE_TEST_DATABASE_URL)"),
+            ),
+        };
+        let nats = (backend == Backend::PostgresNats).then(NatsServer::start);
+        let backends = Backends {
+            data_dir: data.clone(),
+            database_url: database.as_ref().map(|d| d.url().to_owned()),
+            nats: nats.as_ref().map(|n| NatsConfig { url: n.url() }),
+            s3: None,
+            kms: None,
+        };
+        let pipeline = Pipeline::open(&backends, settings).await.expect("pipeline");
         Self {
-            _dir: dir,
+            pipeline,
             data,
             sims: tempfile::tempdir().expect("tempdir"),
-            pipeline,
+            _database: database,
+            _nats: nats,
+            _dir: dir,
         }
     }
 
@@ -144,8 +186,8 @@ impl Harness {
     }
 }
 
-pub async fn one_cycle(fault: Option<Fault>) -> (Harness, RunningPbx, CycleId) {
-    let harness = Harness::new().await;
+pub async fn one_cycle(backend: Backend, fault: Option<Fault>) -> (Harness, RunningPbx, CycleId) {
+    let harness = Harness::on(backend).await;
     let pbx = harness.pbx("pbx-one", fault).await;
     let instance = harness.enrol(&pbx, 60).await;
     let cycle = open_cycle(&harness.pipeline, instance, Trigger::Manual)

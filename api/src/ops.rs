@@ -1,0 +1,153 @@
+//! Operations: `/healthz` (public: is the read side following the log), `/metrics` (public,
+//! Prometheus text: counts only, no names or ids) and the live update stream (SSE) of ladder
+//! changes, filtered to the caller's tenants.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use futures_util::Stream;
+use restorable_domain::ids::TenantId;
+use restorable_projections::fleet::Status;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::Principal;
+use crate::Shared;
+
+/// `/healthz` and `/metrics`.
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz(State(state): State<Shared>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "store": state.pipeline.store.backend_name(),
+        "position": state.read.position(),
+    }))
+}
+
+async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
+    let now = Utc::now();
+    let (mut healthy, mut attention, mut stopped, mut cycles) = (0, 0, 0, 0);
+    let open_alerts;
+    {
+        let model = state.read.read();
+        for row in model.fleet.rows() {
+            match row.status(now) {
+                Status::Healthy => healthy += 1,
+                Status::NeedsAttention => attention += 1,
+                Status::Stopped => stopped += 1,
+            }
+            cycles += row.cycles;
+        }
+        open_alerts = model
+            .alerts
+            .rows()
+            .iter()
+            .filter(|a| a.resolved_at.is_none())
+            .count();
+    }
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# HELP restorable_instances Enrolled instances by status."
+    );
+    let _ = writeln!(text, "# TYPE restorable_instances gauge");
+    for (status, n) in [
+        ("healthy", healthy),
+        ("needs_attention", attention),
+        ("stopped", stopped),
+    ] {
+        let _ = writeln!(text, "restorable_instances{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        text,
+        "# HELP restorable_alerts_open Alerts raised and not resolved."
+    );
+    let _ = writeln!(text, "# TYPE restorable_alerts_open gauge");
+    let _ = writeln!(text, "restorable_alerts_open {open_alerts}");
+    let _ = writeln!(
+        text,
+        "# HELP restorable_cycles_total Backup cycles started."
+    );
+    let _ = writeln!(text, "# TYPE restorable_cycles_total counter");
+    let _ = writeln!(text, "restorable_cycles_total {cycles}");
+    let _ = writeln!(
+        text,
+        "# HELP restorable_read_model_position Last event folded into the views."
+    );
+    let _ = writeln!(text, "# TYPE restorable_read_model_position gauge");
+    let _ = writeln!(
+        text,
+        "restorable_read_model_position {}",
+        state.read.position()
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+}
+
+/// The live update stream: one SSE event per changed fleet, backups or alerts row the caller
+/// may see (`event:` is the view, `data:` the row as JSON).
+pub async fn stream(
+    State(state): State<Shared>,
+    who: Principal,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut changes = state.read.subscribe();
+    let stream = async_stream_from(move |tx| async move {
+        loop {
+            match changes.recv().await {
+                Ok(changed) => {
+                    for row in changed.rows {
+                        let visible = TenantId::new(&row.tenant_id)
+                            .map(|t| who.scope.allows(&t))
+                            .unwrap_or(false);
+                        if visible && row.view != "audit" {
+                            let event = Event::default().event(row.view).data(row.doc);
+                            if tx.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let event = Event::default().event("resync").data("{}");
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// A stream fed by a task through a channel (ends when the task ends or the client leaves).
+fn async_stream_from<F, Fut>(producer: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(producer(tx));
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

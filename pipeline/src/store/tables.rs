@@ -1,0 +1,261 @@
+//! The read side's tables in the event store's database: view rows kept by the projector
+//! (`read_model`, written with the projector's checkpoint in one transaction) and the accounts
+//! of the API (users, sessions, API tokens). The same SQL serves both backends.
+
+use sqlx::Row;
+
+use super::{Backend, Store, StoreError};
+
+/// One row of a view, as a JSON document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewRow {
+    /// `fleet`, `backups`, `alerts` or `audit`.
+    pub view: String,
+    /// The row's key within the view (an instance, cycle or alert id, or a log position).
+    pub key: String,
+    /// Whose data it is (tenant isolation is enforced on this column).
+    pub tenant_id: String,
+    /// The row, as JSON.
+    pub doc: String,
+}
+
+/// A user of the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Login name.
+    pub email: String,
+    /// bcrypt hash.
+    pub password_hash: String,
+    /// `administrator`, `owner` or `viewer`.
+    pub role: String,
+    /// A tenant slug, or `*` for every tenant.
+    pub tenant_scope: String,
+}
+
+/// A signed-in browser session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The user.
+    pub email: String,
+    /// The form token of this session.
+    pub csrf_token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// Writes view rows and moves `checkpoint` to `position`, in one transaction.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn save_view_rows(
+        &self,
+        rows: &[ViewRow],
+        checkpoint: &str,
+        position: i64,
+    ) -> Result<(), StoreError> {
+        let upsert = "INSERT INTO read_model (view, key, tenant_id, doc) VALUES ($1, $2, $3, $4) \
+                      ON CONFLICT (view, key) DO UPDATE SET tenant_id = excluded.tenant_id, \
+                      doc = excluded.doc";
+        let save = "INSERT INTO consumer_checkpoints (consumer, position) VALUES ($1, $2) \
+                    ON CONFLICT (consumer) DO UPDATE SET position = excluded.position";
+        on_backend!(self, |pool, _a| {
+            let mut tx = pool.begin().await?;
+            for row in rows {
+                sqlx::query(upsert)
+                    .bind(&row.view)
+                    .bind(&row.key)
+                    .bind(&row.tenant_id)
+                    .bind(&row.doc)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(save)
+                .bind(checkpoint)
+                .bind(position)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Rows of `view`, of one tenant or (with `None`) of all, ordered by key.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn view_rows(
+        &self,
+        view: &str,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ViewRow>, StoreError> {
+        let sql = "SELECT view, key, tenant_id, doc FROM read_model \
+                   WHERE view = $1 AND ($2 IS NULL OR tenant_id = $2) ORDER BY key";
+        Ok(on_backend!(self, |pool, _a| sqlx::query(sql)
+            .bind(view)
+            .bind(tenant)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| ViewRow {
+                view: r.get(0),
+                key: r.get(1),
+                tenant_id: r.get(2),
+                doc: r.get(3),
+            })
+            .collect()))
+    }
+
+    /// Empties every view and sets `checkpoint` back to 0 (the start of a rebuild).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn clear_views(&self, checkpoint: &str) -> Result<(), StoreError> {
+        on_backend!(self, |pool, _a| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM read_model")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM consumer_checkpoints WHERE consumer = $1")
+                .bind(checkpoint)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Adds a user, or replaces the password, role and scope of an existing one.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn put_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().to_rfc3339();
+        let sql = "INSERT INTO users (email, password_hash, role, tenant_scope, created_at) \
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO UPDATE SET \
+                   password_hash = excluded.password_hash, role = excluded.role, \
+                   tenant_scope = excluded.tenant_scope";
+        on_backend!(self, |pool, _a| sqlx::query(sql)
+            .bind(&user.email)
+            .bind(&user.password_hash)
+            .bind(&user.role)
+            .bind(&user.tenant_scope)
+            .bind(&now)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// A user by e-mail address.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn user(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = "SELECT email, password_hash, role, tenant_scope FROM users WHERE email = $1";
+        Ok(on_backend!(self, |pool, _a| sqlx::query(sql)
+            .bind(email)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| UserRecord {
+                email: r.get(0),
+                password_hash: r.get(1),
+                role: r.get(2),
+                tenant_scope: r.get(3),
+            })))
+    }
+
+    /// Records a session under the hash of its token.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn put_session(
+        &self,
+        token_hash: &str,
+        session: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO sessions (token_hash, email, csrf_token, expires_at) \
+                   VALUES ($1, $2, $3, $4)";
+        on_backend!(self, |pool, _a| sqlx::query(sql)
+            .bind(token_hash)
+            .bind(&session.email)
+            .bind(&session.csrf_token)
+            .bind(session.expires_at)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// The session stored under `token_hash`.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let sql = "SELECT email, csrf_token, expires_at FROM sessions WHERE token_hash = $1";
+        Ok(on_backend!(self, |pool, _a| sqlx::query(sql)
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| SessionRecord {
+                email: r.get(0),
+                csrf_token: r.get(1),
+                expires_at: r.get(2),
+            })))
+    }
+
+    /// Ends a session.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        on_backend!(self, |pool, _a| sqlx::query(
+            "DELETE FROM sessions WHERE token_hash = $1"
+        )
+        .bind(token_hash)
+        .execute(pool)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
+    /// Records an API token of `email` under the hash of its secret.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn put_api_token(
+        &self,
+        token_hash: &str,
+        name: &str,
+        email: &str,
+    ) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().to_rfc3339();
+        let sql = "INSERT INTO api_tokens (token_hash, name, email, created_at) \
+                   VALUES ($1, $2, $3, $4)";
+        on_backend!(self, |pool, _a| sqlx::query(sql)
+            .bind(token_hash)
+            .bind(name)
+            .bind(email)
+            .bind(&now)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// The token's name and its user's e-mail address.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn api_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let sql = "SELECT name, email FROM api_tokens WHERE token_hash = $1";
+        Ok(on_backend!(self, |pool, _a| sqlx::query(sql)
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| (r.get(0), r.get(1)))))
+    }
+}

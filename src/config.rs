@@ -1,0 +1,429 @@
+//! The settings every pipeline command shares: flags (with `RESTORABLE_*` environment
+//! fallbacks, see `cli::DataDir`) over an optional TOML file, checked before anything starts so a
+//! mistake is named at once. Nothing set means the embedded default.
+//!
+//! Alert routes live only in the file; secrets are never written in it, only the names of the
+//! environment variables that hold them:
+//!
+//! ```toml
+//! [smtp]                        # the relay alert e-mail goes through
+//! host = "smtp.example.com"
+//! port = 587                    # default: 587 with STARTTLS, 25 without
+//! from = "Restorable <alerts@example.com>"
+//! username = "alerts"           # optional, with password_env
+//! password_env = "RESTORABLE_SMTP_PASSWORD"
+//! starttls = true               # default; false only for a loopback relay (local MTA, tests)
+//!
+//! [alert_routes.acme]           # per tenant slug
+//! webhook_url = "https://hooks.acme.example/restorable"
+//! webhook_secret_env = "ACME_WEBHOOK_SECRET"   # required with webhook_url: webhooks are signed
+//! email_to = ["ops@acme.example"]              # needs [smtp]
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use restorable_domain::ids::TenantId;
+use restorable_pipeline::alert_routes::{AlertRoutes, SmtpRelay, TenantRoutes, WebhookRoute};
+use restorable_pipeline::config::Backends;
+use restorable_pipeline::context::Settings;
+use restorable_pipeline::kms_sealer::KmsConfig;
+use restorable_pipeline::nats::NatsConfig;
+use restorable_pipeline::s3_vault::S3Config;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::cli::DataDir;
+
+/// The TOML file's keys: the flags' names in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<String>,
+    nats_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    kms_endpoint: Option<String>,
+    kms_key_id: Option<String>,
+    retention_days: Option<u32>,
+    #[serde(default)]
+    tenant_retention_days: HashMap<String, u32>,
+    smtp: Option<FileSmtp>,
+    #[serde(default)]
+    alert_routes: HashMap<String, FileAlertRoute>,
+}
+
+/// `[smtp]`: the relay alert e-mail goes through.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSmtp {
+    host: String,
+    port: Option<u16>,
+    from: String,
+    username: Option<String>,
+    /// The name of the environment variable holding the password.
+    password_env: Option<String>,
+    starttls: Option<bool>,
+}
+
+/// `[alert_routes.<tenant>]`: where a tenant's alerts go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAlertRoute {
+    webhook_url: Option<String>,
+    /// The name of the environment variable holding the webhook's signing secret.
+    webhook_secret_env: Option<String>,
+    #[serde(default)]
+    email_to: Vec<String>,
+}
+
+/// The secret in the environment variable `name`, which `what` refers to.
+fn secret_from_env(
+    what: &str,
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SecretString> {
+    match env(name) {
+        Some(value) if !value.is_empty() => Ok(SecretString::from(value)),
+        _ => bail!("{what}: the environment variable {name} is not set (or is empty or not UTF-8)"),
+    }
+}
+
+/// `[smtp]` and `[alert_routes.*]`, secrets read through `env`.
+fn alert_routes(file: &FileSettings, env: &dyn Fn(&str) -> Option<String>) -> Result<AlertRoutes> {
+    let smtp = match &file.smtp {
+        None => None,
+        Some(smtp) => {
+            let starttls = smtp.starttls.unwrap_or(true);
+            let password = match (&smtp.username, &smtp.password_env) {
+                (Some(_), Some(name)) => Some(secret_from_env("smtp.password_env", name, env)?),
+                (None, None) => None,
+                (Some(_), None) => bail!("smtp.username is set but smtp.password_env is not"),
+                (None, Some(_)) => bail!("smtp.password_env is set but smtp.username is not"),
+            };
+            Some(SmtpRelay {
+                host: smtp.host.clone(),
+                port: smtp.port.unwrap_or(if starttls { 587 } else { 25 }),
+                from: smtp.from.clone(),
+                username: smtp.username.clone(),
+                password,
+                starttls,
+            })
+        }
+    };
+    let mut tenants = HashMap::new();
+    let mut slugs: Vec<_> = file.alert_routes.keys().collect();
+    slugs.sort();
+    for slug in slugs {
+        let route = &file.alert_routes[slug];
+        let tenant = TenantId::new(slug)
+            .with_context(|| format!("alert_routes: {slug:?} is not a tenant id"))?;
+        let webhook = match (&route.webhook_url, &route.webhook_secret_env) {
+            (Some(url), Some(name)) => Some(WebhookRoute {
+                url: url.clone(),
+                secret: secret_from_env(
+                    &format!("alert_routes.{slug}.webhook_secret_env"),
+                    name,
+                    env,
+                )?,
+            }),
+            (None, None) => None,
+            (Some(_), None) => bail!(
+                "alert_routes.{slug}.webhook_secret_env is required with webhook_url: \
+                 webhooks are always signed"
+            ),
+            (None, Some(_)) => {
+                bail!("alert_routes.{slug}.webhook_secret_env is set but webhook_url is not")
+            }
+        };
+        tenants.insert(
+            tenant,
+            TenantRoutes {
+                webhook,
+                email_to: route.email_to.clone(),
+            },
+        );
+    }
+    let routes = AlertRoutes { smtp, tenants };
+    routes.check().map_err(|e| anyhow!("{e}"))?;
+    Ok(routes)
+}
+
+fn read_file(path: &Path) -> Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in the configuration file {}", path.display()))
+}
+
+fn url_with_scheme(what: &str, url: &str, schemes: &[&str]) -> Result<()> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!(
+            "{what} {url:?} is not a URL (expected {}://host...)",
+            schemes[0]
+        );
+    };
+    if !schemes.contains(&scheme) || rest.is_empty() {
+        bail!(
+            "{what} {url:?}: expected a {} URL",
+            schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        );
+    }
+    Ok(())
+}
+
+fn days(what: &str, days: u32) -> Result<chrono::Duration> {
+    if days == 0 || days > 36_500 {
+        bail!("{what} must be between 1 and 36500 days, not {days}");
+    }
+    Ok(chrono::Duration::days(i64::from(days)))
+}
+
+/// The backends and the retention the flags, environment and file ask for.
+///
+/// # Errors
+/// A message naming the setting that is missing or wrong.
+pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Settings)> {
+    let file = match &data.config {
+        Some(path) => read_file(path)?,
+        None => FileSettings::default(),
+    };
+    let pick = |flag: &Option<String>, file: &Option<String>| flag.clone().or(file.clone());
+    let database_url = pick(&data.database_url, &file.database_url);
+    if let Some(url) = &database_url {
+        if url.contains("://") && !url.starts_with("sqlite://") {
+            url_with_scheme("RESTORABLE_DATABASE_URL", url, &["postgres", "postgresql"])?;
+        }
+    }
+    let nats_url = pick(&data.nats_url, &file.nats_url);
+    if let Some(url) = &nats_url {
+        url_with_scheme("RESTORABLE_NATS_URL", url, &["nats", "tls"])?;
+    }
+    let s3_endpoint = pick(&data.s3_endpoint, &file.s3_endpoint);
+    let s3_bucket = pick(&data.s3_bucket, &file.s3_bucket);
+    if let (Some(endpoint), None) = (&s3_endpoint, &s3_bucket) {
+        bail!("RESTORABLE_S3_ENDPOINT is set ({endpoint}) but RESTORABLE_S3_BUCKET is not: name the Object Lock bucket");
+    }
+    if let Some(endpoint) = &s3_endpoint {
+        url_with_scheme("RESTORABLE_S3_ENDPOINT", endpoint, &["http", "https"])?;
+    }
+    let kms_endpoint = pick(&data.kms_endpoint, &file.kms_endpoint);
+    let kms_key_id = pick(&data.kms_key_id, &file.kms_key_id);
+    if let (Some(endpoint), None) = (&kms_endpoint, &kms_key_id) {
+        bail!("RESTORABLE_KMS_ENDPOINT is set ({endpoint}) but RESTORABLE_KMS_KEY_ID is not: name the key that seals tenant passwords");
+    }
+    if let Some(endpoint) = &kms_endpoint {
+        url_with_scheme("RESTORABLE_KMS_ENDPOINT", endpoint, &["http", "https"])?;
+    }
+    let s3_region = pick(&data.s3_region, &file.s3_region);
+    if let Some(days_set) = data.retention_days.or(file.retention_days) {
+        settings.retention = days("RESTORABLE_RETENTION_DAYS", days_set)?;
+    }
+    for (tenant, tenant_days) in &file.tenant_retention_days {
+        let id = TenantId::new(tenant)
+            .with_context(|| format!("tenant_retention_days: {tenant:?} is not a tenant id"))?;
+        let retention = days(&format!("tenant_retention_days.{tenant}"), *tenant_days)?;
+        settings.tenant_retention.insert(id, retention);
+    }
+    settings.alert_routes = alert_routes(&file, &|name| std::env::var(name).ok())?;
+    let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
+    let backends = Backends {
+        data_dir: data.data_dir.clone(),
+        database_url,
+        nats: nats_url.map(|url| NatsConfig { url }),
+        s3: s3_bucket.map(|bucket| S3Config {
+            endpoint: s3_endpoint,
+            bucket,
+            region: region.clone(),
+        }),
+        kms: kms_key_id.map(|key_id| KmsConfig {
+            endpoint: kms_endpoint,
+            key_id,
+            region,
+        }),
+    };
+    Ok((backends, settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        data: DataDir,
+    }
+
+    fn resolve_args(args: &[&str]) -> Result<(Backends, Settings)> {
+        let probe = Probe::try_parse_from(std::iter::once("probe").chain(args.iter().copied()))?;
+        resolve(&probe.data, Settings::default())
+    }
+
+    #[test]
+    fn nothing_set_is_the_embedded_default() {
+        let (backends, settings) = resolve_args(&["--data-dir", "/tmp/x"]).expect("resolve");
+        assert_eq!(backends.database_url, None);
+        assert!(backends.nats.is_none());
+        assert_eq!(settings.retention, chrono::Duration::days(30));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--database-url", "mysql://h/db"],
+                "RESTORABLE_DATABASE_URL",
+            ),
+            (&["--nats-url", "localhost:4222"], "RESTORABLE_NATS_URL"),
+            (&["--s3-endpoint", "http://h:1"], "RESTORABLE_S3_BUCKET"),
+            (&["--kms-endpoint", "http://h:1"], "RESTORABLE_KMS_KEY_ID"),
+            (&["--retention-days", "0"], "RESTORABLE_RETENTION_DAYS"),
+        ];
+        for (args, named) in cases {
+            let error = resolve_args(args).expect_err("refused");
+            assert!(format!("{error:#}").contains(named), "{args:?}: {error:#}");
+        }
+    }
+
+    #[test]
+    fn a_file_fills_what_flags_leave_open_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("restorable.toml");
+        std::fs::write(
+            &file,
+            "nats_url = \"nats://file:4222\"\nretention_days = 45\n\
+             [tenant_retention_days]\nacme = 90\n",
+        )
+        .expect("write");
+        let config = file.to_string_lossy().into_owned();
+        let (backends, settings) =
+            resolve_args(&["--config", &config, "--retention-days", "60"]).expect("resolve");
+        assert_eq!(
+            backends.nats.map(|n| n.url).as_deref(),
+            Some("nats://file:4222")
+        );
+        assert_eq!(settings.retention, chrono::Duration::days(60));
+        let acme = TenantId::new("acme").expect("tenant");
+        assert_eq!(settings.retention_for(&acme), chrono::Duration::days(90));
+
+        std::fs::write(&file, "nats_ulr = \"nats://typo\"\n").expect("write");
+        let error = resolve_args(&["--config", &config]).expect_err("unknown key");
+        assert!(format!("{error:#}").contains("nats_ulr"), "{error:#}");
+    }
+
+    const ROUTES: &str = r#"
+[smtp]
+host = "smtp.example.com"
+from = "Restorable <alerts@example.com>"
+username = "alerts"
+password_env = "TEST_SMTP_PASSWORD"
+
+[alert_routes.acme]
+webhook_url = "https://hooks.acme.example/restorable?team=ops"
+webhook_secret_env = "TEST_ACME_SECRET"
+email_to = ["ops@acme.example", "cto@acme.example"]
+
+[alert_routes.globex]
+email_to = ["noc@globex.example"]
+"#;
+
+    fn fake_env(name: &str) -> Option<String> {
+        match name {
+            "TEST_SMTP_PASSWORD" => Some("smtp-password-value".to_owned()),
+            "TEST_ACME_SECRET" => Some("acme-secret-value".to_owned()),
+            _ => None,
+        }
+    }
+
+    fn routes_from(text: &str) -> Result<AlertRoutes> {
+        let file: FileSettings = toml::from_str(text)?;
+        alert_routes(&file, &fake_env)
+    }
+
+    #[test]
+    fn alert_routes_are_read_with_their_secrets_from_the_environment() {
+        use secrecy::ExposeSecret;
+        let routes = routes_from(ROUTES).expect("routes");
+        let smtp = routes.smtp.as_ref().expect("smtp");
+        assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 587));
+        assert!(smtp.starttls, "STARTTLS unless turned off");
+        assert_eq!(
+            smtp.password.as_ref().map(|p| p.expose_secret().to_owned()),
+            Some("smtp-password-value".to_owned())
+        );
+        let acme = &routes.tenants[&TenantId::new("acme").expect("slug")];
+        let webhook = acme.webhook.as_ref().expect("webhook");
+        assert_eq!(webhook.secret.expose_secret(), "acme-secret-value");
+        assert_eq!(acme.email_to.len(), 2);
+        let globex = &routes.tenants[&TenantId::new("globex").expect("slug")];
+        assert!(globex.webhook.is_none());
+        let shown = format!("{routes:?}");
+        for secret in ["smtp-password-value", "acme-secret-value", "team=ops"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(routes_from("").expect("none").tenants.is_empty());
+    }
+
+    #[test]
+    fn alert_route_mistakes_are_named() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[alert_routes.acme]\nwebhook_url = \"https://h/x\"\nwebhook_secret_env = \"TEST_UNSET\"\n",
+                "TEST_UNSET",
+            ),
+            (
+                "[alert_routes.acme]\nwebhook_url = \"https://h/x\"\n",
+                "alert_routes.acme.webhook_secret_env",
+            ),
+            (
+                "[alert_routes.Acme_Corp]\nemail_to = [\"a@b.example\"]\n",
+                "Acme_Corp",
+            ),
+            (
+                "[alert_routes.acme]\nemail_to = [\"ops@acme.example\"]\n",
+                "[smtp]",
+            ),
+            (
+                "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"a@b.example\"\nusername = \"u\"\npassword_env = \"TEST_NO_PASSWORD\"\n",
+                "TEST_NO_PASSWORD",
+            ),
+            (
+                "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"a@b.example\"\nstarttls = false\n",
+                "smtp.starttls",
+            ),
+            (
+                "[alert_routes.acme]\nwebhook = \"https://h/x\"\n",
+                "webhook",
+            ),
+        ];
+        for (text, named) in cases {
+            let error = routes_from(text).expect_err("refused");
+            assert!(format!("{error:#}").contains(named), "{text}: {error:#}");
+        }
+    }
+
+    #[test]
+    fn a_missing_secret_variable_stops_resolve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("restorable.toml");
+        std::fs::write(
+            &file,
+            "[alert_routes.acme]\nwebhook_url = \"https://h/x\"\n\
+             webhook_secret_env = \"RESTORABLE_TEST_SURELY_UNSET_7F3A\"\n",
+        )
+        .expect("write");
+        let config = file.to_string_lossy().into_owned();
+        let error = resolve_args(&["--config", &config]).expect_err("no secret");
+        assert!(
+            format!("{error:#}").contains("RESTORABLE_TEST_SURELY_UNSET_7F3A"),
+            "{error:#}"
+        );
+    }
+}

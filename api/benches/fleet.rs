@@ -6,9 +6,12 @@
 //! captured, secured, verified; every 7th also restore-tested, every 10th failed at verify
 //! instead), the projector's views are built, and the API is served on a free port of 127.0.0.1
 //! in this process. `wrk` (a separate process, on the same 2-core machine) then loads each
-//! endpoint with a `*`-scoped viewer's API token, and a Markdown table of requests/s, p50, p99
-//! and the response size is printed, with an empty endpoint (`/api/v1/alerts`: token lookup and
-//! routing) as the floor. Before the load, in-process on the same rows: what a full-fleet
+//! endpoint with a `*`-scoped viewer's API token — the whole fleet as JSON, the fleet page's
+//! first and last pages (200 rows each), one tenant's page and JSON — and a Markdown table of
+//! requests/s, p50, p99 and the response size is printed, with an empty endpoint
+//! (`/api/v1/alerts`: token lookup and routing) as the floor. Then the whole-fleet JSON and the
+//! first page again while the fleet changes (the projector running, one instance stopped or
+//! resumed every second), so cached answers are rendered again every second. Before the load, in-process on the same rows: what a full-fleet
 //! answer costs (rows, JSON) and what two cheaper ways of building it would cost (borrowed rows
 //! into a sized buffer; timestamps without a strftime pattern).
 //!
@@ -24,6 +27,7 @@ use chrono::{Datelike, Timelike, Utc};
 use futures_util::stream::{self, StreamExt};
 use restorable_api::auth::{add_user, issue_token, Credential, Principal, Role, Scope};
 use restorable_api::json::{fleet_entries, FleetFilter};
+use restorable_api::pages::FLEET_PAGE_ROWS;
 use restorable_api::AppState;
 use restorable_domain::cycle::{
     examples, BackupCycleCommand, Captured, CycleStarted, Failed, RestoreTested, Secured, Verified,
@@ -224,6 +228,75 @@ async fn wrk(url: &str, token: &str, script: &std::path::Path, secs: u64, conns:
     }
 }
 
+/// Loads one endpoint: a single request first (right answer, its size), then `wrk`.
+struct EndpointLoad<'a> {
+    http: &'a reqwest::Client,
+    base: &'a str,
+    token: &'a str,
+    script: &'a std::path::Path,
+    seconds: u64,
+}
+
+impl<'a> EndpointLoad<'a> {
+    fn new(
+        http: &'a reqwest::Client,
+        base: &'a str,
+        token: &'a str,
+        script: &'a std::path::Path,
+        seconds: u64,
+    ) -> Self {
+        Self {
+            http,
+            base,
+            token,
+            script,
+            seconds,
+        }
+    }
+
+    /// The table row of `path` under `conns` connections.
+    async fn row(&self, label: &str, path: &str, shown: usize, conns: u32) -> String {
+        let url = format!("{}{path}", self.base);
+        let one = Instant::now();
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(self.token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{path}");
+        let body = response.bytes().await.expect("body");
+        let single_ms = one.elapsed().as_secs_f64() * 1000.0;
+        let marker: &[u8] = if path.starts_with("/api") {
+            b"\"instance_id\""
+        } else {
+            b"<tr data-instance="
+        };
+        let found = body.windows(marker.len()).filter(|w| *w == marker).count();
+        assert_eq!(found, shown, "{path} shows the rows it should");
+        let load = wrk(&url, self.token, self.script, self.seconds, conns).await;
+        assert_eq!(
+            load.bad_status + load.socket_errors + load.timeouts,
+            0,
+            "{path}: every request answered 200"
+        );
+        eprintln!(
+            "fleet bench: {path} with {conns} connection(s): {} requests",
+            load.requests
+        );
+        format!(
+            "| {label} | {shown} | {conns} | {:.0} | {:.1} ms | {:.1} ms | **{:.1} ms** | {:.1} ms | {:.2} MB | {single_ms:.1} ms |",
+            load.requests as f64 / load.seconds,
+            load.p50_ms,
+            load.p90_ms,
+            load.p99_ms,
+            load.max_ms,
+            body.len() as f64 / 1e6,
+        )
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<u64> = std::env::args()
@@ -405,13 +478,23 @@ async fn main() {
         .build()
         .expect("client");
     let first_tenant = tenant(0);
+    let pages = instances.div_ceil(FLEET_PAGE_ROWS).max(1);
     let endpoints = [
         (
-            "`GET /api/v1/fleet` (JSON)",
+            "`GET /api/v1/fleet` (JSON, whole fleet)",
             "/api/v1/fleet".to_owned(),
             instances,
         ),
-        ("`GET /` (fleet page, HTML)", "/".to_owned(), instances),
+        (
+            "`GET /` (fleet page, page 1)",
+            "/".to_owned(),
+            FLEET_PAGE_ROWS.min(instances),
+        ),
+        (
+            "`GET /?page=…` (fleet page, last page)",
+            format!("/?page={pages}"),
+            instances - (pages - 1) * FLEET_PAGE_ROWS,
+        ),
         (
             "`GET /?tenant=…` (page, one tenant)",
             format!("/?tenant={}", first_tenant.as_str()),
@@ -430,47 +513,52 @@ async fn main() {
     ];
     let mut lines = Vec::new();
     for (label, path, shown) in &endpoints {
-        let url = format!("{base}{path}");
-        // One request first: the answer is right, and how big it is.
-        let one = Instant::now();
-        let response = http
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 200, "{path}");
-        let body = response.bytes().await.expect("body");
-        let single_ms = one.elapsed().as_secs_f64() * 1000.0;
-        let marker: &[u8] = if path.starts_with("/api") {
-            b"\"instance_id\""
-        } else {
-            b"<tr data-instance="
-        };
-        let found = body.windows(marker.len()).filter(|w| *w == marker).count();
-        assert_eq!(found, *shown, "{path} shows every visible instance");
+        let load = EndpointLoad::new(&http, &base, &token, &script, seconds);
         for conns in [1, connections] {
-            let load = wrk(&url, &token, &script, seconds, conns).await;
-            assert_eq!(
-                load.bad_status + load.socket_errors + load.timeouts,
-                0,
-                "{path}: every request answered 200"
-            );
-            lines.push(format!(
-                "| {label} | {shown} | {conns} | {:.0} | {:.1} ms | {:.1} ms | **{:.1} ms** | {:.1} ms | {:.2} MB | {single_ms:.1} ms |",
-                load.requests as f64 / load.seconds,
-                load.p50_ms,
-                load.p90_ms,
-                load.p99_ms,
-                load.max_ms,
-                body.len() as f64 / 1e6,
-            ));
-            eprintln!(
-                "fleet bench: {path} with {conns} connection(s): {} requests",
-                load.requests
-            );
+            lines.push(load.row(label, path, *shown, conns).await);
         }
     }
+
+    // The same answers while the fleet changes: the projector follows the log and one instance
+    // is stopped or resumed every second, so every cached answer is rendered again each second.
+    let projector = tokio::spawn(read.clone().run(
+        pipeline.store.clone(),
+        Duration::from_secs(3600),
+        shutdown.clone(),
+    ));
+    let changing = read.read().fleet.rows()[0].instance_id.to_string();
+    let churn = tokio::spawn({
+        let pipeline = pipeline.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let mut stopped = false;
+            let mut changes = 0_u64;
+            while !shutdown.is_cancelled() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let at = Utc::now();
+                let command = if stopped {
+                    InstanceCommand::Resume { at }
+                } else {
+                    InstanceCommand::Stop { at }
+                };
+                pipeline
+                    .store
+                    .instance(&changing, command)
+                    .await
+                    .expect("stop or resume");
+                stopped = !stopped;
+                changes += 1;
+            }
+            changes
+        }
+    });
+    let before = read.position();
+    for (label, path, shown) in &endpoints[..2] {
+        let load = EndpointLoad::new(&http, &base, &token, &script, seconds);
+        let label = format!("{label}, one change a second");
+        lines.push(load.row(&label, path, *shown, connections).await);
+    }
+    assert!(read.position() > before, "the views moved during the load");
     println!(
         "| endpoint | instances shown | connections | requests/s | p50 | p90 | p99 | max | response body | one request alone |"
     );
@@ -500,6 +588,9 @@ async fn main() {
         instances * 4
     );
     shutdown.cancel();
+    let changes = churn.await.expect("the changes");
+    eprintln!("fleet bench: {changes} changes during the changing rows");
+    let _ = tokio::time::timeout(Duration::from_secs(10), projector).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     pipeline.store.close().await;
 }

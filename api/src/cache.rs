@@ -21,6 +21,8 @@ pub struct CacheKey {
     pub tenant: String,
     /// The status filter.
     pub status: String,
+    /// The page of the fleet page (0: the whole fleet).
+    pub page: usize,
 }
 
 struct Entry {
@@ -85,6 +87,7 @@ mod tests {
             scope: "acme".into(),
             tenant: String::new(),
             status: String::new(),
+            page: 0,
         }
     }
 

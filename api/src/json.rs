@@ -95,6 +95,29 @@ pub fn fleet_entries(
     who: &Principal,
     filter: &FleetFilter,
 ) -> Result<Vec<FleetEntry>, ApiError> {
+    Ok(fleet_window(state, who, filter, 0, usize::MAX)?.entries)
+}
+
+/// Some of the fleet rows that match a filter, and how many match in all.
+pub struct FleetWindow {
+    /// How many rows match the filter.
+    pub total: usize,
+    /// The matching rows from the window's start, at most its length.
+    pub entries: Vec<FleetEntry>,
+}
+
+/// The `take` matching rows after the first `skip`, in the fleet's order (tenant, then name);
+/// only those rows are copied.
+///
+/// # Errors
+/// 400 for an unknown status.
+pub fn fleet_window(
+    state: &crate::AppState,
+    who: &Principal,
+    filter: &FleetFilter,
+    skip: usize,
+    take: usize,
+) -> Result<FleetWindow, ApiError> {
     let wanted = match filter.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some("healthy") => Some(Status::Healthy),
@@ -109,18 +132,28 @@ pub fn fleet_entries(
     let tenant = filter.tenant.as_deref().filter(|t| !t.is_empty());
     let now = Utc::now();
     let model = state.read.read();
-    Ok(model
+    let mut window = FleetWindow {
+        total: 0,
+        entries: Vec::new(),
+    };
+    let matching = model
         .fleet
         .rows()
         .into_iter()
         .filter(|r| who.scope.allows(&r.tenant_id))
         .filter(|r| tenant.is_none_or(|t| r.tenant_id.as_str() == t))
-        .map(|r| FleetEntry {
-            status: r.status(now),
-            row: r.clone(),
-        })
-        .filter(|e| wanted.is_none_or(|w| e.status == w))
-        .collect())
+        .map(|r| (r, r.status(now)))
+        .filter(|(_, status)| wanted.is_none_or(|w| *status == w));
+    for (row, status) in matching {
+        if window.total >= skip && window.entries.len() < take {
+            window.entries.push(FleetEntry {
+                row: row.clone(),
+                status,
+            });
+        }
+        window.total += 1;
+    }
+    Ok(window)
 }
 
 async fn fleet(
@@ -128,7 +161,7 @@ async fn fleet(
     who: Principal,
     Query(filter): Query<FleetFilter>,
 ) -> Result<Response, ApiError> {
-    let key = crate::AppState::fleet_key("fleet.json", &who, &filter);
+    let key = crate::AppState::fleet_key("fleet.json", &who, &filter, 0);
     let minute = Utc::now().timestamp() / 60;
     let body = state
         .cache

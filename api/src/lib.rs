@@ -54,17 +54,19 @@ impl AppState {
         }
     }
 
-    /// The cache key of a fleet answer for `who` with `filter`.
+    /// The cache key of a fleet answer for `who` with `filter` (`page` 0 for the whole fleet).
     pub fn fleet_key(
         kind: &'static str,
         who: &auth::Principal,
         filter: &json::FleetFilter,
+        page: usize,
     ) -> cache::CacheKey {
         cache::CacheKey {
             kind,
             scope: who.scope.to_string(),
             tenant: filter.tenant.clone().unwrap_or_default(),
             status: filter.status.clone().unwrap_or_default(),
+            page,
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use restorable_domain::ladder::Rung;
 use restorable_projections::backups::BackupRow;
 use restorable_projections::fleet::{FleetRow, Status};
@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::actions::{self, InstanceAction};
 use crate::auth::{self, Principal, Role};
 use crate::error::ApiError;
-use crate::json::{backup_rows, fleet_entries, FleetFilter};
+use crate::json::{backup_rows, fleet_window, FleetFilter};
 use crate::{access, Shared};
 
 /// The pages.
@@ -77,9 +77,18 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// `2026-11-25 14:05 UTC`, or a dash for never (written field by field: a strftime pattern is
+/// parsed again on every call).
 fn time(at: Option<DateTime<Utc>>) -> String {
     at.map_or("—".to_owned(), |t| {
-        t.format("%Y-%m-%d %H:%M UTC").to_string()
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute()
+        )
     })
 }
 
@@ -241,36 +250,130 @@ fn fleet_row(row: &FleetRow, status: Status) -> String {
     )
 }
 
+/// Rows on one page of the fleet page: ten thousand rows are seven megabytes of HTML, too slow
+/// to send and to read; the filters and the CSV export reach the rest.
+pub const FLEET_PAGE_ROWS: usize = 200;
+
+/// The fleet page's query: the fleet's filters and the page number (from 1).
+#[derive(Debug, Default, Deserialize)]
+struct FleetPageQuery {
+    tenant: Option<String>,
+    status: Option<String>,
+    page: Option<String>,
+}
+
+impl FleetPageQuery {
+    /// The filter and the page asked for.
+    fn split(self) -> Result<(FleetFilter, usize), ApiError> {
+        let page = match self.page.as_deref().map(str::trim) {
+            None | Some("") => 1,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|page| *page >= 1)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("page {text:?} is not a number from 1"))
+                })?,
+        };
+        let filter = FleetFilter {
+            tenant: self.tenant,
+            status: self.status,
+        };
+        Ok((filter, page))
+    }
+}
+
 async fn fleet_page(
     State(state): State<Shared>,
     Visitor(who): Visitor,
-    Query(filter): Query<FleetFilter>,
+    Query(query): Query<FleetPageQuery>,
 ) -> Response {
-    let key = crate::AppState::fleet_key("fleet.html", &who, &filter);
+    let (filter, page) = match query.split() {
+        Ok(asked) => asked,
+        Err(error) => return page_error(&who, error),
+    };
+    let key = crate::AppState::fleet_key("fleet.html", &who, &filter, page);
     let minute = Utc::now().timestamp() / 60;
     let body = state
         .cache
         .get_or_render(key, state.read.position(), minute, || {
-            fleet_body(&state, &who, &filter).map(Bytes::from)
+            fleet_body(&state, &who, &filter, page).map(Bytes::from)
         });
     match body {
-        Ok(body) => page(
-            "Managed Backups",
-            Some(&who),
-            &String::from_utf8_lossy(&body),
-        ),
+        Ok(body) => page_around("Managed Backups", Some(&who), body),
         Err(error) => page_error(&who, error),
     }
 }
 
-/// The fleet page below the navigation (the same for every user of a scope and filter).
+/// The address of page `page` of the fleet page with `filter`.
+fn fleet_page_link(filter: &FleetFilter, page: usize) -> String {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    for (name, value) in [("tenant", &filter.tenant), ("status", &filter.status)] {
+        if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
+            query.push((name, value.clone()));
+        }
+    }
+    if page > 1 {
+        query.push(("page", page.to_string()));
+    }
+    let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+    if query.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/?{}", esc(&query))
+    }
+}
+
+/// "Page 2 of 50" with links to the pages either side.
+fn fleet_pager(filter: &FleetFilter, page: usize, pages: usize) -> String {
+    if pages <= 1 {
+        return String::new();
+    }
+    let mut out = String::from("<div class=\"pager\">");
+    if page > 1 {
+        out.push_str(&format!(
+            "<a rel=\"prev\" href=\"{}\">← Previous</a> ",
+            fleet_page_link(filter, page - 1)
+        ));
+    }
+    out.push_str(&format!("<span>Page {page} of {pages}</span>"));
+    if page < pages {
+        out.push_str(&format!(
+            " <a rel=\"next\" href=\"{}\">Next →</a>",
+            fleet_page_link(filter, page + 1)
+        ));
+    }
+    out.push_str("</div>");
+    out
+}
+
+/// The fleet page below the navigation (the same for every user of a scope, filter and page;
+/// a page past the last shows the last).
 fn fleet_body(
     state: &crate::AppState,
     who: &Principal,
     filter: &FleetFilter,
+    page: usize,
 ) -> Result<String, ApiError> {
-    let entries = fleet_entries(state, who, filter)?;
-    let mut body = String::with_capacity(256 * (entries.len() + 8));
+    let mut window = fleet_window(
+        state,
+        who,
+        filter,
+        (page - 1).saturating_mul(FLEET_PAGE_ROWS),
+        FLEET_PAGE_ROWS,
+    )?;
+    let pages = window.total.div_ceil(FLEET_PAGE_ROWS).max(1);
+    let page = page.min(pages);
+    if window.entries.is_empty() && window.total > 0 {
+        window = fleet_window(
+            state,
+            who,
+            filter,
+            (page - 1) * FLEET_PAGE_ROWS,
+            FLEET_PAGE_ROWS,
+        )?;
+    }
+    let mut body = String::with_capacity(700 * (window.entries.len() + 8));
     let tenant = filter.tenant.clone().unwrap_or_default();
     let status = filter.status.clone().unwrap_or_default();
     body.push_str(&format!(
@@ -290,18 +393,21 @@ fn fleet_body(
             "<option value=\"{value}\"{selected}>{label}</option>"
         ));
     }
+    let pager = fleet_pager(filter, page, pages);
     body.push_str(&format!(
         "</select></label><button type=\"submit\">Filter</button></form>\
-         <p class=\"summary\">{} instances · <a href=\"/api/v1/export/instances.csv\">CSV</a></p>\
+         <p class=\"summary\">{} instances · <a href=\"/api/v1/export/instances.csv\">CSV</a></p>{pager}\
          <table id=\"fleet\"><thead><tr><th>Instance</th><th>Tenant</th><th>Status</th>\
          <th>Latest copy</th><th>Last cycle</th><th>Last Secured</th><th>Last Verified</th>\
          <th>Last Restore-Tested</th></tr></thead><tbody>",
-        entries.len()
+        window.total
     ));
-    for entry in &entries {
+    for entry in &window.entries {
         body.push_str(&fleet_row(&entry.row, entry.status));
     }
-    body.push_str("</tbody></table><script src=\"/static/live.js\"></script>");
+    body.push_str(&format!(
+        "</tbody></table>{pager}<script src=\"/static/live.js\"></script>"
+    ));
     Ok(body)
 }
 
@@ -515,4 +621,51 @@ th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #e3e6ec;vertic
 .rung.reached{background:#2f9e55;color:#fff;border-color:#2f9e55}.rung.failed{background:#d9412b;color:#fff;border-color:#d9412b}\
 .rung.pending{color:#99a}.reason{color:#b3321e;font-size:.85em;margin-top:.2rem}.sha{font-size:.7em;word-break:break-all}\
 .filters,.admin,.login{display:flex;gap:1rem;align-items:end;margin:.5rem 0}.login{flex-direction:column;align-items:start;max-width:20rem}\
-.error{color:#b3321e}.button{display:inline-block;padding:.2rem .5rem;border:1px solid #99a;border-radius:.3rem;text-decoration:none}";
+.pager{display:flex;gap:1rem;margin:.5rem 0}.error{color:#b3321e}.button{display:inline-block;padding:.2rem .5rem;border:1px solid #99a;border-radius:.3rem;text-decoration:none}";
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn times_are_written_to_the_minute_in_utc() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 59).single();
+        assert_eq!(time(at), "2026-03-04 05:06 UTC");
+        assert_eq!(time(None), "—");
+    }
+
+    #[test]
+    fn page_numbers_start_at_one() {
+        let asked = |page: Option<&str>| {
+            FleetPageQuery {
+                page: page.map(str::to_owned),
+                ..FleetPageQuery::default()
+            }
+            .split()
+            .map(|(_, page)| page)
+        };
+        assert_eq!(asked(None).ok(), Some(1));
+        assert_eq!(asked(Some("")).ok(), Some(1));
+        assert_eq!(asked(Some("3")).ok(), Some(3));
+        for bad in ["0", "-2", "x", "1.5"] {
+            assert!(
+                matches!(asked(Some(bad)), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn page_links_keep_the_filters_encoded_and_escaped() {
+        let filter = FleetFilter {
+            tenant: Some("a&b c".into()),
+            status: Some(String::new()),
+        };
+        assert_eq!(fleet_page_link(&filter, 1), "/?tenant=a%26b+c");
+        assert_eq!(fleet_page_link(&filter, 2), "/?tenant=a%26b+c&amp;page=2");
+        assert_eq!(fleet_page_link(&FleetFilter::default(), 1), "/");
+        assert_eq!(fleet_pager(&FleetFilter::default(), 1, 1), "");
+    }
+}

@@ -1,0 +1,124 @@
+//! The fleet page is paged: a large fleet is shown 200 rows at a time, with the total, the
+//! page's place and links either side that keep the filters; every instance is on exactly one
+//! page; a page past the last shows the last, and a page that is not a number is a clear 400.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::World;
+use restorable_api::auth::Role;
+use restorable_api::pages::FLEET_PAGE_ROWS;
+
+/// Acme gets this many instances more than the one it has.
+const ENROLLED: usize = FLEET_PAGE_ROWS + 5;
+
+async fn get(world: &World, token: &str, path: &str) -> (u16, String) {
+    let response = world
+        .http
+        .get(world.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The instance ids of the rows on a fleet page.
+fn row_ids(page: &str) -> Vec<String> {
+    page.split("<tr data-instance=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().expect("closing quote").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_fleet_is_shown_a_page_at_a_time() {
+    let world = World::sqlite().await;
+    let admin = &world.acme.tokens[&Role::Administrator];
+    let viewer = &world.acme.tokens[&Role::Viewer];
+    for n in 0..ENROLLED {
+        let response = world
+            .http
+            .post(world.url("/api/v1/instances"))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({
+                "tenant": "acme",
+                "name": format!("branch-{n:03}"),
+                "url": "https://pbx.example.test",
+                "client_id": "id",
+                "client_secret": "a-secret",
+            }))
+            .send()
+            .await
+            .expect("enrol");
+        assert_eq!(response.status(), 201, "enrol branch-{n:03}");
+    }
+    let total = ENROLLED + 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let api_ids: BTreeSet<String> = loop {
+        let (status, body) = get(&world, viewer, "/api/v1/fleet?tenant=acme").await;
+        assert_eq!(status, 200);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("fleet JSON");
+        if rows.len() == total {
+            break rows
+                .iter()
+                .map(|r| r["instance_id"].as_str().expect("an id").to_owned())
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "{} of {total} rows", rows.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let (status, first) = get(&world, viewer, "/?tenant=acme").await;
+    assert_eq!(status, 200);
+    assert!(first.contains(&format!("{total} instances")), "the total");
+    assert!(first.contains("Page 1 of 2"));
+    assert!(
+        first.contains("rel=\"next\" href=\"/?tenant=acme&amp;page=2\""),
+        "the next page keeps the filter"
+    );
+    assert!(!first.contains("rel=\"prev\""), "nothing before page 1");
+    let first_ids = row_ids(&first);
+    assert_eq!(first_ids.len(), FLEET_PAGE_ROWS);
+
+    let (status, second) = get(&world, viewer, "/?tenant=acme&page=2").await;
+    assert_eq!(status, 200);
+    assert!(second.contains("Page 2 of 2"));
+    assert!(second.contains("rel=\"prev\" href=\"/?tenant=acme\""));
+    assert!(
+        !second.contains("rel=\"next\""),
+        "nothing after the last page"
+    );
+    let second_ids = row_ids(&second);
+    assert_eq!(second_ids.len(), total - FLEET_PAGE_ROWS);
+
+    let mut paged: Vec<String> = first_ids.into_iter().chain(second_ids.clone()).collect();
+    let shown = paged.len();
+    paged.sort();
+    paged.dedup();
+    assert_eq!(paged.len(), shown, "no instance on two pages");
+    assert_eq!(
+        paged.into_iter().collect::<BTreeSet<_>>(),
+        api_ids,
+        "every instance on a page"
+    );
+
+    let (status, past) = get(&world, viewer, "/?tenant=acme&page=99").await;
+    assert_eq!(status, 200);
+    assert!(past.contains("Page 2 of 2"), "past the last: the last");
+    assert_eq!(row_ids(&past), second_ids);
+
+    for bad in ["0", "two", "-1"] {
+        let (status, body) = get(&world, viewer, &format!("/?page={bad}")).await;
+        assert_eq!(status, 400, "page={bad}");
+        assert!(body.contains("is not a number from 1"), "{body}");
+    }
+
+    // A small fleet has no pager.
+    let (status, small) = get(&world, viewer, "/?tenant=acme&status=needs_attention").await;
+    assert_eq!(status, 200);
+    assert!(!small.contains("class=\"pager\""), "one page, no pager");
+}

@@ -170,7 +170,8 @@ async fn fleet(
             serde_json::to_vec(&entries)
                 .map(axum::body::Bytes::from)
                 .map_err(ApiError::internal)
-        })?;
+        })
+        .await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,

@@ -298,7 +298,8 @@ async fn fleet_page(
         .cache
         .get_or_render(key, state.read.position(), minute, || {
             fleet_body(&state, &who, &filter, page).map(Bytes::from)
-        });
+        })
+        .await;
     match body {
         Ok(body) => page_around("Managed Backups", Some(&who), body),
         Err(error) => page_error(&who, error),
@@ -396,11 +397,14 @@ fn fleet_body(
     let pager = fleet_pager(filter, page, pages);
     body.push_str(&format!(
         "</select></label><button type=\"submit\">Filter</button></form>\
-         <p class=\"summary\">{} instances · <a href=\"/api/v1/export/instances.csv\">CSV</a></p>{pager}\
+         <p class=\"summary\">{} · <a href=\"/api/v1/export/instances.csv\">CSV</a></p>{pager}\
          <table id=\"fleet\"><thead><tr><th>Instance</th><th>Tenant</th><th>Status</th>\
          <th>Latest copy</th><th>Last cycle</th><th>Last Secured</th><th>Last Verified</th>\
          <th>Last Restore-Tested</th></tr></thead><tbody>",
-        window.total
+        match window.total {
+            1 => "1 instance".to_owned(),
+            n => format!("{n} instances"),
+        }
     ));
     for entry in &window.entries {
         body.push_str(&fleet_row(&entry.row, entry.status));

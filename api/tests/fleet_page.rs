@@ -117,8 +117,11 @@ async fn a_large_fleet_is_shown_a_page_at_a_time() {
         assert!(body.contains("is not a number from 1"), "{body}");
     }
 
-    // A small fleet has no pager.
-    let (status, small) = get(&world, viewer, "/?tenant=acme&status=needs_attention").await;
+    // A fleet of one has no pager.
+    let globex_viewer = &world.globex.tokens[&Role::Viewer];
+    let (status, small) = get(&world, globex_viewer, "/").await;
     assert_eq!(status, 200);
+    assert!(small.contains(">1 instance ·"), "one instance");
+    assert_eq!(row_ids(&small), vec![world.globex.instance.to_string()]);
     assert!(!small.contains("class=\"pager\""), "one page, no pager");
 }

@@ -7,13 +7,15 @@
 //! instead), the projector's views are built, and the API is served on a free port of 127.0.0.1
 //! in this process. `wrk` (a separate process, on the same 2-core machine) then loads each
 //! endpoint with a `*`-scoped viewer's API token — the whole fleet as JSON, the fleet page's
-//! first and last pages (200 rows each), one tenant's page and JSON — and a Markdown table of
-//! requests/s, p50, p99 and the response size is printed, with an empty endpoint
-//! (`/api/v1/alerts`: token lookup and routing) as the floor. Then the whole-fleet JSON and the
-//! first page again while the fleet changes (the projector running, one instance stopped or
-//! resumed every second), so cached answers are rendered again every second. Before the load, in-process on the same rows: what a full-fleet
-//! answer costs (rows, JSON) and what two cheaper ways of building it would cost (borrowed rows
-//! into a sized buffer; timestamps without a strftime pattern).
+//! first and last pages (200 rows each), one tenant's page and JSON, and an empty endpoint
+//! (`/api/v1/alerts`: token lookup and routing) as the floor — and the peer: the same JSON and
+//! page as static files from `python3 -m http.server`, under the same load. Then the
+//! whole-fleet JSON and the first page again while the fleet changes (the projector running,
+//! one instance stopped or resumed every second), so cached answers are rendered again every
+//! second. A Markdown table of requests/s, p50, p90, p99 and the response size is printed.
+//! Before the load, in-process on the same rows: what a full-fleet answer costs (rows, JSON)
+//! and what two cheaper ways of building it would cost (borrowed rows into a sized buffer;
+//! timestamps without a strftime pattern).
 //!
 //! `cargo bench -p restorable-api --bench fleet [-- INSTANCES [SECONDS [CONNECTIONS]]]`
 //! (defaults 10000, 10, 8; the connections are also run with 1, a single user). Needs
@@ -297,6 +299,87 @@ impl<'a> EndpointLoad<'a> {
     }
 }
 
+/// The peer: the same two answers (whole-fleet JSON, first page) as static files served by
+/// `python3 -m http.server` — no rendering, no token lookup, no views — loaded the same way.
+async fn peer_rows(
+    load: &EndpointLoad<'_>,
+    dir: &std::path::Path,
+    shown: [usize; 2],
+    connections: u32,
+) -> Vec<String> {
+    let peer_dir = dir.join("peer");
+    std::fs::create_dir_all(&peer_dir).expect("the peer's directory");
+    let files = [("fleet.json", "/api/v1/fleet"), ("page.html", "/")];
+    for (file, path) in files {
+        let body = load
+            .http
+            .get(format!("{}{path}", load.base))
+            .bearer_auth(load.token)
+            .send()
+            .await
+            .expect("request")
+            .bytes()
+            .await
+            .expect("body");
+        std::fs::write(peer_dir.join(file), &body).expect("write the peer's file");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut server = tokio::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(&peer_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 -m http.server");
+    let peer_base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !load
+        .http
+        .get(format!("{peer_base}/page.html"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "python3 -m http.server answers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rows = Vec::new();
+    for ((file, _), shown) in files.into_iter().zip(shown) {
+        let url = format!("{peer_base}/{file}");
+        let size = std::fs::metadata(peer_dir.join(file)).expect("size").len();
+        for conns in [1, connections] {
+            let run = wrk(&url, load.token, load.script, load.seconds, conns).await;
+            assert_eq!(
+                run.bad_status + run.socket_errors + run.timeouts,
+                0,
+                "the peer answered every request"
+            );
+            rows.push(format!(
+                "| peer: `python3 -m http.server`, `{file}` (the same bytes as a static file) | {shown} | {conns} | {:.0} | {:.1} ms | {:.1} ms | **{:.1} ms** | {:.1} ms | {:.2} MB | — |",
+                run.requests as f64 / run.seconds,
+                run.p50_ms,
+                run.p90_ms,
+                run.p99_ms,
+                run.max_ms,
+                size as f64 / 1e6,
+            ));
+        }
+    }
+    let _ = server.kill().await;
+    rows
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<u64> = std::env::args()
@@ -518,6 +601,16 @@ async fn main() {
             lines.push(load.row(label, path, *shown, conns).await);
         }
     }
+
+    lines.extend(
+        peer_rows(
+            &EndpointLoad::new(&http, &base, &token, &script, seconds),
+            dir.path(),
+            [instances, FLEET_PAGE_ROWS.min(instances)],
+            connections,
+        )
+        .await,
+    );
 
     // The same answers while the fleet changes: the projector follows the log and one instance
     // is stopped or resumed every second, so every cached answer is rendered again each second.

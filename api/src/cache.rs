@@ -81,7 +81,7 @@ impl RenderCache {
         };
         cell.get_or_try_init(|| async move { render() })
             .await
-            .map(Bytes::clone)
+            .cloned()
     }
 }
 

@@ -27,10 +27,17 @@
 //!   `restorable.alerts.<tenant>` ([`alert_subject`]) with `Nats-Msg-Id` = the delivery id.
 //!
 //! **Never blocking.** [`AlertDelivery::react`](crate::transport::Consumer::react) only decodes
-//! the event (and, for a resolution, reads the aggregate's history), spawns one task per route
-//! and returns, so the consumer's checkpoint moves on at once. The retries run in those tasks;
-//! a process that stops while one is retrying loses that delivery (the event stays in the
-//! store). A redelivered event is delivered again under the same delivery id.
+//! the event (and, for a resolution, reads the aggregate's history), records one pending row per
+//! route in the store (`alert_deliveries`), spawns one task per route and returns, so the
+//! consumer's checkpoint moves on at once. The retries run in those tasks; a row is deleted when
+//! its route has the alert or is given up on.
+//!
+//! **Nothing lost when a process stops.** Each pending row is leased to the process delivering
+//! it for as long as a delivery can take ([`RetryPolicy::longest_delivery`]). Every process that
+//! runs `alert_delivery` also runs [`AlertDelivery::resume_until`]: at start and every
+//! [`RESUME_EVERY`] it takes over rows whose lease ran out — a delivery cut off by a stopped or
+//! killed process — and delivers them again, under the same delivery id (receivers drop
+//! repeats). A redelivered event whose row exists is left to its lease holder.
 //!
 //! **No secrets.** The webhook secret and the SMTP password are [`SecretString`]s (redacted in
 //! `Debug`), never in a message, a log line or an error; logs show a webhook URL without its
@@ -39,6 +46,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,12 +65,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::Sha256;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::context::Pipeline;
 use crate::stages::alerts::alert_subject;
-use crate::store::{LoggedEvent, Store, StoreError};
+use crate::store::{LoggedEvent, PendingDelivery, Store, StoreError};
 use crate::transport::Consumer;
 
+/// How often [`AlertDelivery::resume_until`] looks for deliveries to take over.
+pub const RESUME_EVERY: Duration = Duration::from_secs(30);
 /// The aggregate whose events are delivered.
 pub const AGGREGATE_TYPE: &str = "InstanceAlerts";
 /// The header carrying the body's signature: `sha256=<lowercase hex>`.
@@ -314,6 +325,14 @@ impl RetryPolicy {
         let factor = 2u32.saturating_pow(n.saturating_sub(1));
         self.first_delay.saturating_mul(factor)
     }
+
+    /// How long one route's delivery can take at most: every attempt to its time limit, every
+    /// pause, and one attempt's time more as a margin. A delivery's lease lasts this long.
+    pub fn longest_delivery(&self) -> Duration {
+        let attempts = self.attempts.max(1);
+        let pauses: Duration = (1..attempts).map(|n| self.delay_after(n)).sum();
+        pauses + self.attempt_timeout.saturating_mul(attempts + 1)
+    }
 }
 
 /// The JSON document every route receives (see the module documentation).
@@ -494,6 +513,9 @@ fn chain(error: &dyn std::error::Error) -> String {
 struct Delivery {
     /// `<aggregate id>:<sequence>`.
     id: String,
+    /// The aggregate (instance) and sequence of the event.
+    instance_id: String,
+    sequence: i64,
     message: AlertMessage,
     body: Bytes,
 }
@@ -690,6 +712,9 @@ impl Drop for InFlight {
     }
 }
 
+/// One route's delivery of one alert, with its retries.
+type RouteWork = Pin<Box<dyn Future<Output = Result<(), AlertRouteError>> + Send>>;
+
 /// The consumer that delivers alerts to their routes (see the module documentation).
 pub struct AlertDelivery {
     store: Store,
@@ -764,55 +789,160 @@ impl AlertDelivery {
         }
     }
 
-    /// Runs one route's delivery in its own task.
-    fn spawn<F>(&self, route: &'static str, delivery: &Delivery, work: F)
-    where
-        F: Future<Output = Result<(), AlertRouteError>> + Send + 'static,
-    {
+    /// The routes `tenant`'s alerts take from this process.
+    fn routes_for(&self, tenant: &TenantId) -> Vec<&'static str> {
+        let mut routes = Vec::new();
+        if self.nats.is_some() {
+            routes.push("nats");
+        }
+        if let Some(tenant_routes) = self.routes.tenants.get(tenant) {
+            if tenant_routes.webhook.is_some() {
+                routes.push("webhook");
+            }
+            if !tenant_routes.email_to.is_empty() {
+                routes.push("email");
+            }
+        }
+        routes
+    }
+
+    /// The end of a lease taken now (Unix milliseconds).
+    fn lease_from(&self, now: DateTime<Utc>) -> i64 {
+        let lease = chrono::Duration::from_std(self.retry.longest_delivery())
+            .unwrap_or(chrono::Duration::MAX);
+        now.checked_add_signed(lease)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            .timestamp_millis()
+    }
+
+    /// Runs `route`'s delivery in its own task; its pending row is deleted when it ends
+    /// (delivered or given up on). A route no longer configured here ends at once.
+    fn start(&self, route: &'static str, delivery: &Delivery) {
+        let work: Option<RouteWork> = match route {
+            "nats" => self.nats.clone().map(|client| {
+                let owned = delivery.clone();
+                Box::pin(async move { publish(&client, &owned).await }) as _
+            }),
+            "webhook" => self
+                .routes
+                .tenants
+                .get(&delivery.message.tenant_id)
+                .and_then(|r| r.webhook.clone())
+                .map(|webhook| {
+                    let (owned, policy) = (delivery.clone(), self.retry.clone());
+                    Box::pin(async move { post_webhook(&webhook, &owned, &policy).await }) as _
+                }),
+            "email" => self
+                .routes
+                .tenants
+                .get(&delivery.message.tenant_id)
+                .filter(|r| !r.email_to.is_empty())
+                .map(|r| {
+                    let (relay, to) = (self.routes.smtp.clone(), r.email_to.clone());
+                    let (owned, policy) = (delivery.clone(), self.retry.clone());
+                    Box::pin(async move {
+                        let relay = relay.ok_or(AlertRouteError::NoSmtpRelay)?;
+                        send_mail(&relay, &to, &owned, &policy).await
+                    }) as _
+                }),
+            _ => None,
+        };
         let guard = InFlight::enter(&self.in_flight);
+        let pending = PendingDelivery {
+            instance_id: delivery.instance_id.clone(),
+            sequence: delivery.sequence,
+            route: route.to_owned(),
+        };
+        let store = self.store.clone();
         let id = delivery.id.clone();
         let tenant = delivery.message.tenant_id.clone();
         let alert_id = delivery.message.alert_id.clone();
         let event_type = delivery.message.event_type();
         tokio::spawn(async move {
             let _guard = guard;
-            match work.await {
-                Ok(()) => {
-                    tracing::info!(route, delivery = %id, %tenant, %alert_id, event_type, "alert delivered");
+            match work {
+                None => {
+                    tracing::warn!(route, delivery = %id, %tenant, %alert_id, event_type, "alert route no longer configured; delivery dropped");
                 }
-                Err(error) => {
-                    tracing::warn!(route, delivery = %id, %tenant, %alert_id, event_type, %error, "alert not delivered");
-                }
+                Some(work) => match work.await {
+                    Ok(()) => {
+                        tracing::info!(route, delivery = %id, %tenant, %alert_id, event_type, "alert delivered");
+                    }
+                    Err(error) => {
+                        tracing::warn!(route, delivery = %id, %tenant, %alert_id, event_type, %error, "alert not delivered");
+                    }
+                },
+            }
+            if let Err(error) = store.end_delivery(&pending).await {
+                tracing::warn!(route, delivery = %id, %error, "delivery ended but its row stays; it will be made again");
             }
         });
     }
 
-    fn dispatch(&self, delivery: &Delivery) {
-        if let Some(client) = &self.nats {
-            let (client, owned) = (client.clone(), delivery.clone());
-            self.spawn(
-                "nats",
-                delivery,
-                async move { publish(&client, &owned).await },
-            );
+    /// Takes over the deliveries whose lease ran out before `now` — those of a process that
+    /// stopped while delivering — and starts them again; how many were taken.
+    ///
+    /// # Errors
+    /// A store failure (nothing was lost: the rows stay for the next try).
+    pub async fn resume_pending(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let taken = self
+            .store
+            .take_over_deliveries(now.timestamp_millis(), self.lease_from(now))
+            .await?;
+        let mut history: Option<(String, Vec<LoggedEvent>)> = None;
+        for pending in &taken {
+            if history
+                .as_ref()
+                .is_none_or(|(id, _)| *id != pending.instance_id)
+            {
+                let events = self
+                    .store
+                    .history(AGGREGATE_TYPE, &pending.instance_id)
+                    .await?;
+                history = Some((pending.instance_id.clone(), events));
+            }
+            let event = history
+                .as_ref()
+                .and_then(|(_, events)| events.iter().find(|e| e.sequence == pending.sequence));
+            let message = match event {
+                Some(event) => self.message(event).await?,
+                None => None,
+            };
+            let route = ["nats", "webhook", "email"]
+                .into_iter()
+                .find(|r| *r == pending.route);
+            match (message, route) {
+                (Some(message), Some(route)) => {
+                    tracing::info!(route, instance = %pending.instance_id, sequence = pending.sequence, "resuming an alert delivery");
+                    let delivery = Delivery {
+                        id: format!("{}:{}", pending.instance_id, pending.sequence),
+                        instance_id: pending.instance_id.clone(),
+                        sequence: pending.sequence,
+                        body: message.to_json(),
+                        message,
+                    };
+                    self.start(route, &delivery);
+                }
+                _ => {
+                    tracing::warn!(route = %pending.route, instance = %pending.instance_id, sequence = pending.sequence, "pending alert delivery without its event; dropped");
+                    self.store.end_delivery(pending).await?;
+                }
+            }
         }
-        let Some(routes) = self.routes.tenants.get(&delivery.message.tenant_id) else {
-            return;
-        };
-        if let Some(webhook) = &routes.webhook {
-            let (webhook, owned, policy) = (webhook.clone(), delivery.clone(), self.retry.clone());
-            self.spawn("webhook", delivery, async move {
-                post_webhook(&webhook, &owned, &policy).await
-            });
-        }
-        if !routes.email_to.is_empty() {
-            let relay = self.routes.smtp.clone();
-            let to = routes.email_to.clone();
-            let (owned, policy) = (delivery.clone(), self.retry.clone());
-            self.spawn("email", delivery, async move {
-                let relay = relay.ok_or(AlertRouteError::NoSmtpRelay)?;
-                send_mail(&relay, &to, &owned, &policy).await
-            });
+        Ok(taken.len())
+    }
+
+    /// Resumes deliveries cut off by stopped processes: at once, then every [`RESUME_EVERY`],
+    /// until `shutdown`.
+    pub async fn resume_until(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(error) = self.resume_pending(Utc::now()).await {
+                tracing::warn!(%error, "could not look for alert deliveries to resume");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RESUME_EVERY) => {}
+            }
         }
     }
 }
@@ -838,10 +968,24 @@ impl Consumer for AlertDelivery {
         };
         let delivery = Delivery {
             id: format!("{}:{}", event.aggregate_id, event.sequence),
+            instance_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
             body: message.to_json(),
             message,
         };
-        self.dispatch(&delivery);
+        let lease_until = self.lease_from(Utc::now());
+        for route in self.routes_for(&delivery.message.tenant_id) {
+            let pending = PendingDelivery {
+                instance_id: delivery.instance_id.clone(),
+                sequence: delivery.sequence,
+                route: route.to_owned(),
+            };
+            // Recorded first: a redelivered event whose delivery is under way (or was cut
+            // off) is left to its lease holder (or to `resume_pending`).
+            if self.store.begin_delivery(&pending, lease_until).await? {
+                self.start(route, &delivery);
+            }
+        }
         Ok(())
     }
 }

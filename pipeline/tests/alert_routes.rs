@@ -589,3 +589,111 @@ async fn a_route_that_never_answers_does_not_hold_up_react() {
         "still retrying after the first failure"
     );
 }
+
+fn webhook_routes(tenant: &TenantId, url: &str) -> AlertRoutes {
+    AlertRoutes {
+        smtp: None,
+        tenants: HashMap::from([(
+            tenant.clone(),
+            TenantRoutes {
+                webhook: Some(WebhookRoute {
+                    url: url.to_owned(),
+                    secret: SecretString::from(SECRET),
+                }),
+                email_to: vec![],
+            },
+        )]),
+    }
+}
+
+async fn open_pipeline(dir: &std::path::Path, routes: AlertRoutes) -> Pipeline {
+    let settings = Settings {
+        alert_routes: routes,
+        ..Settings::default()
+    };
+    Pipeline::embedded(dir, settings)
+        .await
+        .expect("embedded pipeline")
+}
+
+/// A process takes an alert, its webhook answers 500, and the process stops while it waits to
+/// try again. The next process (same store) leaves the delivery alone while the stopped one's
+/// lease holds, then takes it over and delivers it under the same delivery id; nothing is left.
+#[test]
+fn a_delivery_cut_off_by_a_stopped_process_is_finished_by_the_next() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (url, receiver) = runtime.block_on(webhook_receiver());
+    let tenant = tenant();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let first_process = tokio::runtime::Runtime::new().expect("the first process's runtime");
+    let instance = first_process.block_on(async {
+        let pipeline = open_pipeline(dir.path(), webhook_routes(&tenant, &url)).await;
+        let delivery = AlertDelivery::new(&pipeline).with_retry(RetryPolicy {
+            attempts: 6,
+            first_delay: Duration::from_secs(600),
+            attempt_timeout: Duration::from_secs(5),
+        });
+        let instance = raise_failed(&pipeline, &tenant).await;
+        for event in alert_events(&pipeline, &delivery, 0).await {
+            delivery.react(event).await.expect("react");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while receiver.calls.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the first attempt was made");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(delivery.in_flight(), 1, "waiting to try again");
+        instance
+    });
+    // The process stops: its task, waiting ten minutes to try again, is gone.
+    first_process.shutdown_timeout(Duration::from_secs(5));
+    assert_eq!(receiver.calls.load(Ordering::SeqCst), 1);
+
+    runtime.block_on(async {
+        let pipeline = open_pipeline(dir.path(), webhook_routes(&tenant, &url)).await;
+        let delivery = AlertDelivery::new(&pipeline).with_retry(quick_retries());
+        assert_eq!(
+            delivery.resume_pending(Utc::now()).await.expect("resume"),
+            0,
+            "the stopped process's lease still holds"
+        );
+        let lease_ran_out = Utc::now() + chrono::Duration::days(2);
+        assert_eq!(
+            delivery
+                .resume_pending(lease_ran_out)
+                .await
+                .expect("resume"),
+            1,
+            "taken over once the lease ran out"
+        );
+        settle(&delivery).await;
+        let received = receiver.received.lock().expect("lock").clone();
+        assert_eq!(
+            received.iter().map(|r| r.answered).collect::<Vec<_>>(),
+            [
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::OK
+            ],
+            "the stopped process's attempt, then the next process's retries"
+        );
+        for attempt in &received {
+            assert_eq!(header(attempt, DELIVERY_HEADER), format!("{instance}:1"));
+            assert!(verify(
+                SECRET.as_bytes(),
+                &attempt.body,
+                header(attempt, SIGNATURE_HEADER)
+            ));
+        }
+        assert_eq!(received[0].body, received[2].body, "the same alert");
+        assert_eq!(
+            delivery
+                .resume_pending(lease_ran_out + chrono::Duration::hours(1))
+                .await
+                .expect("resume"),
+            0,
+            "nothing left once delivered"
+        );
+    });
+}

@@ -111,6 +111,10 @@ pub async fn run_stages(
         pipeline.sandbox.sweep_leftovers().await;
     }
     let mut tasks = tokio::task::JoinSet::new();
+    if names.contains(&"alert_delivery") {
+        let resumer = crate::alert_routes::AlertDelivery::new(pipeline);
+        tasks.spawn(resumer.resume_until(shutdown.clone()));
+    }
     let chosen = consumers(pipeline)
         .into_iter()
         .filter(|c| names.contains(&c.name()));

@@ -45,6 +45,20 @@ CREATE TABLE api_tokens
 );
 "#;
 
+/// Alert deliveries in progress (the same SQL on both backends): one row per alert event and
+/// route from the moment the event is taken until the route has it or is given up on, leased by
+/// the process delivering it so another can take over when that process stops.
+const ALERT_DELIVERIES: &str = r#"
+CREATE TABLE alert_deliveries
+(
+  instance_id text   NOT NULL,
+  sequence    bigint NOT NULL,
+  route       text   NOT NULL,
+  lease_until bigint NOT NULL,
+  PRIMARY KEY (instance_id, sequence, route)
+);
+"#;
+
 /// SQLite (the embedded default).
 const SQLITE: &[(i64, &str)] = &[
     (
@@ -82,6 +96,7 @@ CREATE TABLE consumer_checkpoints
 "#,
     ),
     (2, READ_SIDE),
+    (3, ALERT_DELIVERIES),
 ];
 
 /// PostgreSQL (production). SQLite has one writer at a time, so its positions follow commit
@@ -138,6 +153,7 @@ CREATE TABLE consumer_checkpoints
 "#,
     ),
     (2, READ_SIDE),
+    (3, ALERT_DELIVERIES),
 ];
 
 /// Applies the pending SQLite migrations.

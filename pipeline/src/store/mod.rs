@@ -168,7 +168,9 @@ macro_rules! on_backend {
     };
 }
 
+mod deliveries;
 mod tables;
+pub use deliveries::PendingDelivery;
 pub use tables::{SessionRecord, UserRecord, ViewRow};
 
 /// Reads rows of [`LOGGED_EVENTS`] into events (one body for both row types).
@@ -696,7 +698,67 @@ mod tests {
         an_out_of_order_command_is_rejected_with_the_domain_reason,
         checkpoints_only_move_forward_unless_rewound,
         concurrent_writers_get_gap_free_positions_in_commit_order,
+        pending_deliveries_are_leased_taken_over_and_ended,
     );
+
+    async fn pending_deliveries_are_leased_taken_over_and_ended(postgres: bool) {
+        let place = Place::new(postgres).await;
+        let store = place.open().await;
+        let pending = |route: &str| PendingDelivery {
+            instance_id: "instance-a".into(),
+            sequence: 1,
+            route: route.into(),
+        };
+        assert!(store
+            .begin_delivery(&pending("webhook"), 1_000)
+            .await
+            .expect("begin"));
+        assert!(store
+            .begin_delivery(&pending("email"), 5_000)
+            .await
+            .expect("begin"));
+        assert!(
+            !store
+                .begin_delivery(&pending("webhook"), 9_000)
+                .await
+                .expect("again"),
+            "a delivery under way is not begun twice"
+        );
+        assert!(
+            store
+                .take_over_deliveries(1_000, 2_000)
+                .await
+                .expect("take")
+                .is_empty(),
+            "no lease has run out yet"
+        );
+        assert_eq!(
+            store
+                .take_over_deliveries(1_001, 2_000)
+                .await
+                .expect("take"),
+            vec![pending("webhook")],
+            "the first lease ran out"
+        );
+        assert!(
+            store
+                .take_over_deliveries(1_500, 3_000)
+                .await
+                .expect("take")
+                .is_empty(),
+            "taken over: leased again"
+        );
+        store.end_delivery(&pending("webhook")).await.expect("end");
+        assert_eq!(
+            store
+                .take_over_deliveries(10_000, 20_000)
+                .await
+                .expect("take"),
+            vec![pending("email")],
+            "an ended delivery is gone"
+        );
+        store.close().await;
+    }
 
     async fn events_get_global_positions_and_survive_reopen(postgres: bool) {
         let place = Place::new(postgres).await;

@@ -1030,6 +1030,15 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_outlasts_every_attempt_and_pause() {
+        // Pauses 0.5 + 1 + 2 + 4 + 8 s, six attempts of 10 s, and one more as a margin.
+        assert_eq!(
+            RetryPolicy::default().longest_delivery(),
+            Duration::from_millis(85_500)
+        );
+    }
+
+    #[test]
     fn logged_urls_lose_credentials_and_query() {
         assert_eq!(
             redact_url("https://user:pw@hooks.example/a/b?token=s3cret#x"),

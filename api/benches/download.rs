@@ -14,14 +14,14 @@
 //! `cargo bench -p restorable-api --bench download [-- PADDING_BYTES]` (default 1 GiB) prints a
 //! Markdown table. Needs `curl`, `sha256sum` and `python3`.
 
+mod serving;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use restorable_api::auth::{add_user, issue_token, Role, Scope};
-use restorable_api::AppState;
+use restorable_api::auth::{Role, Scope};
 use restorable_domain::ids::TenantId;
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::{Rung, Trigger};
@@ -31,10 +31,8 @@ use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::driver::run_until_closed;
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
 use restorable_pipeline::read_model::ReadSide;
-use restorable_pipeline::testing::free_port;
 use secrecy::SecretString;
 use tokio::process::Command;
-use tokio_util::sync::CancellationToken;
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
 fn status_kib(field: &str) -> u64 {
@@ -190,29 +188,15 @@ async fn main() {
         rung >= Rung::Secured,
         "the cycle reached {rung:?}, not Secured"
     );
-    let email = "owner@bench.example";
-    add_user(
-        &pipeline.store,
-        email,
-        &SecretString::from("correct horse battery staple".to_owned()),
+    let served = serving::serve_api(
+        &pipeline,
+        &read,
+        "owner@bench.example",
         Role::Owner,
         &Scope::Tenant(tenant.clone()),
     )
-    .await
-    .expect("add the owner");
-    let token = issue_token(&pipeline.store, email, "bench")
-        .await
-        .expect("token");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(restorable_api::serve(
-        listener,
-        Arc::new(AppState::new(pipeline.clone(), read.clone())),
-        shutdown.clone(),
-    ));
+    .await;
+    let (base, token) = (served.base.clone(), served.token.clone());
     let setup_secs = setup.elapsed().as_secs_f64();
     let (object, object_len) =
         largest_file(&dir.path().join("data")).expect("the stored copy in the vault");
@@ -256,39 +240,13 @@ async fn main() {
     let peak = peak_checked.max(peak_fast);
     let after = status_kib("VmRSS");
 
-    let port = free_port();
     let serve_dir = object.parent().expect("the object's directory");
     let file = object
         .file_name()
         .and_then(|n| n.to_str())
         .expect("a UTF-8 file name");
-    let mut python = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .arg("--directory")
-        .arg(serve_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 -m http.server");
+    let (mut python, port) = serving::static_peer(serve_dir).await;
     let peer_url = format!("http://127.0.0.1:{port}/{file}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "python3 -m http.server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let (peer_bytes, peer_secs) = best_of_three(&peer_url, None).await;
     assert_eq!(peer_bytes, size, "the peer serves the whole file");
     let peer_pid = python.id();
@@ -345,7 +303,6 @@ async fn main() {
         "| setup's own peak RSS (simulator + stages in this process) | {:.1} MiB |",
         mib(setup_hwm)
     );
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    served.stop().await;
     pipeline.store.close().await;
 }

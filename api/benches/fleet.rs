@@ -21,13 +21,14 @@
 //! (defaults 10000, 10, 8; the connections are also run with 1, a single user). Needs
 //! PostgreSQL (`RESTORABLE_TEST_DATABASE_URL`, see `scripts/services.sh`) and `wrk`.
 
+mod serving;
+
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Timelike, Utc};
 use futures_util::stream::{self, StreamExt};
-use restorable_api::auth::{add_user, issue_token, Credential, Principal, Role, Scope};
+use restorable_api::auth::{Credential, Principal, Role, Scope};
 use restorable_api::json::{fleet_entries, FleetFilter};
 use restorable_api::pages::FLEET_PAGE_ROWS;
 use restorable_api::AppState;
@@ -323,37 +324,8 @@ async fn peer_rows(
             .expect("body");
         std::fs::write(peer_dir.join(file), &body).expect("write the peer's file");
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut server = tokio::process::Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .arg("--directory")
-        .arg(&peer_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 -m http.server");
+    let (mut server, port) = serving::static_peer(&peer_dir).await;
     let peer_base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !load
-        .http
-        .get(format!("{peer_base}/page.html"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "python3 -m http.server answers");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let mut rows = Vec::new();
     for ((file, _), shown) in files.into_iter().zip(shown) {
         let url = format!("{peer_base}/{file}");
@@ -429,31 +401,17 @@ async fn main() {
         folded.as_secs_f64()
     );
 
-    let email = "viewer@provider.example";
-    add_user(
-        &pipeline.store,
-        email,
-        &SecretString::from("correct horse battery staple".to_owned()),
+    let served = serving::serve_api(
+        &pipeline,
+        &read,
+        "viewer@provider.example",
         Role::Viewer,
         &Scope::All,
     )
-    .await
-    .expect("add the viewer");
-    let token = issue_token(&pipeline.store, email, "bench")
-        .await
-        .expect("token");
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let shutdown = CancellationToken::new();
-    let state = Arc::new(AppState::new(pipeline.clone(), read.clone()));
-    let server = tokio::spawn(restorable_api::serve(
-        listener,
-        state.clone(),
-        shutdown.clone(),
-    ));
+    .await;
+    let (base, token) = (&served.base, &served.token);
+    // The same views, for timing a rendering in-process.
+    let state = AppState::new(pipeline.clone(), read.clone());
 
     // Where a full-fleet request's time goes, in-process: the rows (filter, clone, status) and
     // their JSON, medians of 21.
@@ -596,7 +554,7 @@ async fn main() {
     ];
     let mut lines = Vec::new();
     for (label, path, shown) in &endpoints {
-        let load = EndpointLoad::new(&http, &base, &token, &script, seconds);
+        let load = EndpointLoad::new(&http, base, token, &script, seconds);
         for conns in [1, connections] {
             lines.push(load.row(label, path, *shown, conns).await);
         }
@@ -604,7 +562,7 @@ async fn main() {
 
     lines.extend(
         peer_rows(
-            &EndpointLoad::new(&http, &base, &token, &script, seconds),
+            &EndpointLoad::new(&http, base, token, &script, seconds),
             dir.path(),
             [instances, FLEET_PAGE_ROWS.min(instances)],
             connections,
@@ -614,6 +572,7 @@ async fn main() {
 
     // The same answers while the fleet changes: the projector follows the log and one instance
     // is stopped or resumed every second, so every cached answer is rendered again each second.
+    let shutdown = CancellationToken::new();
     let projector = tokio::spawn(read.clone().run(
         pipeline.store.clone(),
         Duration::from_secs(3600),
@@ -647,7 +606,7 @@ async fn main() {
     });
     let before = read.position();
     for (label, path, shown) in &endpoints[..2] {
-        let load = EndpointLoad::new(&http, &base, &token, &script, seconds);
+        let load = EndpointLoad::new(&http, base, token, &script, seconds);
         let label = format!("{label}, one change a second");
         lines.push(load.row(&label, path, *shown, connections).await);
     }
@@ -684,6 +643,6 @@ async fn main() {
     let changes = churn.await.expect("the changes");
     eprintln!("fleet bench: {changes} changes during the changing rows");
     let _ = tokio::time::timeout(Duration::from_secs(10), projector).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    served.stop().await;
     pipeline.store.close().await;
 }

@@ -257,8 +257,8 @@ pub const FLEET_PAGE_ROWS: usize = 200;
 /// The fleet page's query: the fleet's filters and the page number (from 1).
 #[derive(Debug, Default, Deserialize)]
 struct FleetPageQuery {
-    tenant: Option<String>,
-    status: Option<String>,
+    #[serde(flatten)]
+    filter: FleetFilter,
     page: Option<String>,
 }
 
@@ -275,11 +275,7 @@ impl FleetPageQuery {
                     ApiError::BadRequest(format!("page {text:?} is not a number from 1"))
                 })?,
         };
-        let filter = FleetFilter {
-            tenant: self.tenant,
-            status: self.status,
-        };
-        Ok((filter, page))
+        Ok((self.filter, page))
     }
 }
 

@@ -452,6 +452,9 @@ async fn after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_
 /// Runs each test body on every store backend: one suite, two backends (and, for the tests
 /// that matter to the transport, PostgreSQL with NATS JetStream feeding the stages).
 macro_rules! on_backends {
+    ([$(($module:ident, $backend:ident)),* $(,)?], $tests:tt) => {
+        $(on_backends!($module, $backend, $tests);)*
+    };
     ($module:ident, $backend:ident, [$($name:ident),* $(,)?]) => {
         mod $module {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -463,30 +466,7 @@ macro_rules! on_backends {
 }
 
 on_backends!(
-    sqlite,
-    Sqlite,
-    [
-        a_healthy_pbx_climbs_to_verified_with_an_honest_record,
-        bad_credentials_fail_capture_with_pbx_auth,
-        a_backup_that_never_appears_fails_capture_with_capture_timeout,
-        a_server_error_fails_capture_with_pbx_error_and_is_retryable,
-        a_truncated_download_fails_capture_and_stores_nothing,
-        a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt,
-        another_password_fails_verify_with_wrong_key,
-        a_missing_core_table_fails_verify_with_structure_incomplete,
-        counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_table,
-        a_slow_download_still_reaches_the_top_rung,
-        a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch,
-        a_copy_without_object_lock_fails_secure_with_not_locked,
-        redelivering_every_event_produces_no_second_event,
-        the_scheduler_opens_due_instances_once_and_skips_stopped_ones,
-        after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_theirs,
-        a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation
-    ]
-);
-on_backends!(
-    postgres,
-    Postgres,
+    [(sqlite, Sqlite), (postgres, Postgres)],
     [
         a_healthy_pbx_climbs_to_verified_with_an_honest_record,
         bad_credentials_fail_capture_with_pbx_auth,

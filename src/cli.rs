@@ -89,6 +89,12 @@ pub enum Command {
     /// The read side's stored views.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// An operator's commands on one cycle (abort).
+    #[command(subcommand)]
+    Cycle(crate::cycle_command::CycleCommand),
+    /// Events a consumer gave up on: list them, replay them.
+    #[command(subcommand)]
+    DeadLetters(crate::dead_letters::DeadLettersCommand),
 }
 
 /// `restorable user ...`.
@@ -173,9 +179,11 @@ pub struct WorkerArgs {
     /// Messages one copy handles at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Deliveries of a message before it goes to the dead letters (and its cycle fails).
-    #[arg(long, default_value_t = 5)]
-    pub max_deliver: i64,
+    /// Failed attempts of one message while the event store answers (or panics of its
+    /// reaction) before it goes to the dead letters and its cycle fails. Failures during an
+    /// outage are never counted: a message is redelivered for as long as the outage lasts.
+    #[arg(long, alias = "max-deliver", default_value_t = 5)]
+    pub poison_after: u32,
     /// Seconds JetStream waits for an ack before redelivering (kept alive by progress acks).
     #[arg(long, default_value_t = 30)]
     pub ack_wait_secs: u64,

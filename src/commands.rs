@@ -45,6 +45,8 @@ pub async fn dispatch(cli: cli::Cli) -> Result<ExitCode> {
         Command::User(cli::UserCommand::Add(args)) => accounts::user_add(args).await,
         Command::Token(cli::TokenCommand::Add(args)) => accounts::token_add(args).await,
         Command::Projections(command) => accounts::projections(command).await,
+        Command::Cycle(command) => crate::cycle_command::run(command).await,
+        Command::DeadLetters(command) => crate::dead_letters::run(command).await,
     }
 }
 
@@ -57,6 +59,27 @@ pub async fn open(data: &cli::DataDir, settings: Settings) -> Result<Pipeline> {
     Pipeline::open(&backends, settings)
         .await
         .context("opening the pipeline (run `restorable doctor` to check each backend)")
+}
+
+/// Opens the pipeline like [`open`], but waits (retrying with back-off, logging what it waits
+/// for) while PostgreSQL, NATS, S3 or KMS is not reachable yet; for the long-running `serve`
+/// and `worker`. `None`: `shutdown` was cancelled (SIGTERM, Ctrl-C) while waiting.
+///
+/// # Errors
+/// A message naming the setting or backend that can never be used as configured.
+pub async fn open_waiting(
+    data: &cli::DataDir,
+    settings: Settings,
+    shutdown: &CancellationToken,
+) -> Result<Option<Pipeline>> {
+    let (backends, settings) = config::resolve(data, settings)?;
+    let pipeline = Pipeline::open_waiting(&backends, settings, shutdown)
+        .await
+        .context("opening the pipeline (run `restorable doctor` to check each backend)")?;
+    if pipeline.is_none() {
+        tracing::info!("stopped while waiting for the backends");
+    }
+    Ok(pipeline)
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.
@@ -186,8 +209,12 @@ async fn backup_now(args: cli::BackupNowArgs) -> Result<ExitCode> {
 }
 
 async fn serve(args: cli::ServeArgs) -> Result<ExitCode> {
-    let pipeline = open(&args.data, Settings::default()).await?;
     let shutdown = CancellationToken::new();
+    // Before waiting for the backends, so that a signal ends the wait too.
+    cancel_on_signal(shutdown.clone());
+    let Some(pipeline) = open_waiting(&args.data, Settings::default(), &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let stages = tokio::spawn({
         let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
         async move { stages::run_all(&pipeline, shutdown).await }
@@ -210,7 +237,6 @@ async fn serve(args: cli::ServeArgs) -> Result<ExitCode> {
         },
         "serving; Ctrl-C or SIGTERM to stop"
     );
-    cancel_on_signal(shutdown.clone());
     shutdown.cancelled().await;
     tracing::info!("stopping: finishing the work in hand");
     stages.await?;
@@ -336,15 +362,18 @@ fn stage_names(given: &[String]) -> Result<Vec<&'static str>> {
 
 async fn worker(args: cli::WorkerArgs) -> Result<ExitCode> {
     let names = stage_names(&args.stages)?;
-    let pipeline = open(&args.data, Settings::default()).await?;
+    let shutdown = CancellationToken::new();
+    // Before waiting for the backends, so that a signal ends the wait too.
+    cancel_on_signal(shutdown.clone());
+    let Some(pipeline) = open_waiting(&args.data, Settings::default(), &shutdown).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let settings = WorkerSettings {
         concurrency: args.concurrency.max(1),
-        max_deliver: args.max_deliver.max(1),
+        poison_after: args.poison_after.max(1),
         ack_wait: Duration::from_secs(args.ack_wait_secs.max(1)),
         grace: Duration::from_secs(args.grace_secs),
     };
-    let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
     let scheduler = (args.schedule_every_secs > 0).then(|| {
         tokio::spawn(scheduler::run(
             pipeline.clone(),

@@ -18,16 +18,25 @@
 //! webhook_url = "https://hooks.acme.example/restorable"
 //! webhook_secret_env = "ACME_WEBHOOK_SECRET"   # required with webhook_url: webhooks are signed
 //! email_to = ["ops@acme.example"]              # needs [smtp]
+//!
+//! [deadlines]                   # how long a cycle may stand on a rung before the watchdog
+//! capture = { minutes = 30, per_gib = 10 }     # fails it stage_timeout: minutes, plus
+//! secure = { minutes = 10, per_gib = 5 }       # per_gib minutes per GiB of backup
+//! verify = { minutes = 10, per_gib = 5 }       # (the defaults; any may be left out)
+//! restore_test = { minutes = 30, per_gib = 10 }
+//! close_minutes = 5             # an ended cycle whose instance still holds it open
+//! check_every_seconds = 60      # how often the watchdog looks
 //! ```
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use restorable_domain::ids::TenantId;
 use restorable_pipeline::alert_routes::{AlertRoutes, SmtpRelay, TenantRoutes, WebhookRoute};
 use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::Settings;
+use restorable_pipeline::context::{Deadlines, Settings};
 use restorable_pipeline::kms_sealer::KmsConfig;
 use restorable_pipeline::nats::NatsConfig;
 use restorable_pipeline::s3_vault::S3Config;
@@ -53,6 +62,62 @@ struct FileSettings {
     smtp: Option<FileSmtp>,
     #[serde(default)]
     alert_routes: HashMap<String, FileAlertRoute>,
+    deadlines: Option<FileDeadlines>,
+}
+
+/// `[deadlines]`: the watchdog's limit per rung, and for closing an ended cycle.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDeadlines {
+    capture: Option<FileDeadline>,
+    secure: Option<FileDeadline>,
+    verify: Option<FileDeadline>,
+    restore_test: Option<FileDeadline>,
+    close_minutes: Option<u32>,
+    check_every_seconds: Option<u32>,
+}
+
+/// One rung's limit: `minutes` plus `per_gib` minutes per GiB of backup.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDeadline {
+    minutes: Option<u32>,
+    per_gib: Option<u32>,
+}
+
+fn minutes(what: &str, value: u32, least: u32) -> Result<Duration> {
+    if !(least..=10_080).contains(&value) {
+        bail!("deadlines.{what} must be between {least} and 10080 minutes, not {value}");
+    }
+    Ok(Duration::from_secs(u64::from(value) * 60))
+}
+
+/// `[deadlines]` over the defaults in `set`.
+fn deadlines(file: &FileDeadlines, set: &mut Deadlines) -> Result<()> {
+    for (rung, given, into) in [
+        ("capture", &file.capture, &mut set.capture),
+        ("secure", &file.secure, &mut set.secure),
+        ("verify", &file.verify, &mut set.verify),
+        ("restore_test", &file.restore_test, &mut set.restore_test),
+    ] {
+        let Some(given) = given else { continue };
+        if let Some(value) = given.minutes {
+            into.base = minutes(&format!("{rung}.minutes"), value, 1)?;
+        }
+        if let Some(value) = given.per_gib {
+            into.per_gib = minutes(&format!("{rung}.per_gib"), value, 0)?;
+        }
+    }
+    if let Some(value) = file.close_minutes {
+        set.close = minutes("close_minutes", value, 1)?;
+    }
+    if let Some(seconds) = file.check_every_seconds {
+        if !(1..=3600).contains(&seconds) {
+            bail!("deadlines.check_every_seconds must be between 1 and 3600, not {seconds}");
+        }
+        set.check_every = Duration::from_secs(u64::from(seconds));
+    }
+    Ok(())
 }
 
 /// `[smtp]`: the relay alert e-mail goes through.
@@ -231,6 +296,9 @@ pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Sett
         settings.tenant_retention.insert(id, retention);
     }
     settings.alert_routes = alert_routes(&file, &|name| std::env::var(name).ok())?;
+    if let Some(file_deadlines) = &file.deadlines {
+        deadlines(file_deadlines, &mut settings.deadlines)?;
+    }
     let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
     let backends = Backends {
         data_dir: data.data_dir.clone(),
@@ -316,6 +384,35 @@ mod tests {
         std::fs::write(&file, "nats_ulr = \"nats://typo\"\n").expect("write");
         let error = resolve_args(&["--config", &config]).expect_err("unknown key");
         assert!(format!("{error:#}").contains("nats_ulr"), "{error:#}");
+    }
+
+    #[test]
+    fn deadlines_come_from_the_file_over_the_defaults() {
+        let file: FileSettings = toml::from_str(
+            "[deadlines]\nsecure = { minutes = 20, per_gib = 0 }\ncheck_every_seconds = 15\n",
+        )
+        .expect("toml");
+        let mut set = Deadlines::default();
+        deadlines(file.deadlines.as_ref().expect("section"), &mut set).expect("valid");
+        assert_eq!(set.secure.base, Duration::from_secs(20 * 60));
+        assert_eq!(set.secure.per_gib, Duration::ZERO);
+        assert_eq!(set.check_every, Duration::from_secs(15));
+        assert_eq!(
+            set.capture,
+            Deadlines::default().capture,
+            "the rest keep their defaults"
+        );
+        for (text, named) in [
+            ("verify = { minutes = 0 }", "deadlines.verify.minutes"),
+            ("check_every_seconds = 0", "deadlines.check_every_seconds"),
+        ] {
+            let file: FileSettings =
+                toml::from_str(&format!("[deadlines]\n{text}\n")).expect("toml");
+            let error = deadlines(file.deadlines.as_ref().expect("section"), &mut set)
+                .expect_err("refused");
+            assert!(error.to_string().contains(named), "{error}");
+        }
+        assert!(toml::from_str::<FileSettings>("[deadlines]\nverify = { minuts = 3 }\n").is_err());
     }
 
     const ROUTES: &str = r#"

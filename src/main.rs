@@ -12,11 +12,15 @@
 //! - `table`: the fleet table as text.
 //! - `web`: the web UI and API in this process (projector + HTTP server).
 //! - `accounts`: `user add`, `token add`, `projections rebuild`.
+//! - `cycle_command`: `cycle abort` (audited).
+//! - `dead_letters`: `dead-letters list` and `dead-letters replay`.
 
 mod accounts;
 mod cli;
 mod commands;
 mod config;
+mod cycle_command;
+mod dead_letters;
 mod demo;
 mod history;
 mod sim;

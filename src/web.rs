@@ -27,7 +27,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<SocketAddr> {
     let read = ReadSide::load(&pipeline.store).await?;
-    read.catch_up(&pipeline.store, false).await?;
+    read.catch_up(&pipeline.store, None).await?;
     tasks.spawn(
         read.clone()
             .run(pipeline.store.clone(), STALE_SWEEP, shutdown.clone()),

@@ -161,6 +161,7 @@ async fn one_instance(pipeline: Pipeline, n: usize) {
                 cycle_id: cycle,
                 reached,
                 failed,
+                retryable: false,
                 closed_at: now,
             }),
         )
@@ -391,7 +392,7 @@ async fn main() {
     let written = started.elapsed();
     let started = Instant::now();
     let read = ReadSide::load(&pipeline.store).await.expect("views");
-    read.catch_up(&pipeline.store, true).await.expect("fold");
+    read.catch_up_and_store(&pipeline.store).await.expect("fold");
     let folded = started.elapsed();
     let rows = read.read().fleet.rows().len();
     assert_eq!(rows, instances, "every instance has a fleet row");

@@ -544,6 +544,7 @@ fn the_row_schemas_name_the_serialized_fields() {
             AuditAction::BackupNow,
             AuditAction::Download,
             AuditAction::RevealPassword,
+            AuditAction::AbortCycle,
         ],
         &mut problems,
     );

@@ -41,7 +41,7 @@ async fn rebuilt_equals_live(world: World) {
     assert_eq!(response.status(), 200);
     world
         .read
-        .catch_up(&world.pipeline.store, true)
+        .catch_up_and_store(&world.pipeline.store)
         .await
         .expect("fold");
     let live = world.read.read().clone();

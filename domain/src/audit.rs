@@ -27,6 +27,8 @@ pub enum AuditAction {
     Download,
     /// A backup password was revealed.
     RevealPassword,
+    /// An operator aborted a cycle in flight (`restorable cycle abort`).
+    AbortCycle,
 }
 
 impl AuditAction {
@@ -39,6 +41,7 @@ impl AuditAction {
             AuditAction::BackupNow => "backup_now",
             AuditAction::Download => "download",
             AuditAction::RevealPassword => "reveal_password",
+            AuditAction::AbortCycle => "abort_cycle",
         }
     }
 }
@@ -54,7 +57,7 @@ pub struct ActionRecorded {
     pub action: AuditAction,
     /// On which instance.
     pub instance_id: Option<InstanceId>,
-    /// On which cycle (downloads).
+    /// On which cycle (downloads, aborts).
     pub cycle_id: Option<CycleId>,
     /// Which key version (downloads and reveals).
     pub key_version: Option<u32>,

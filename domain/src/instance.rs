@@ -132,6 +132,12 @@ pub struct CycleClosed {
     pub reached: Rung,
     /// Whether it ended in `Failed`.
     pub failed: bool,
+    /// Whether it failed with a *retryable* reason (the key service or the vault stayed away,
+    /// a timeout): the scheduler then tries the instance again soon, with back-off, instead of
+    /// a whole interval later ([`Instance::retry_delay`]). `false` in events written before
+    /// the field existed.
+    #[serde(default)]
+    pub retryable: bool,
     /// When.
     pub closed_at: DateTime<Utc>,
 }
@@ -229,23 +235,51 @@ pub struct Instance {
     pub verified_since_restore_test: u32,
     /// When a copy of this instance was last Restore-Tested.
     pub last_restore_tested_at: Option<DateTime<Utc>>,
+    /// Cycles in a row that closed with a retryable failure (0 after any other close).
+    #[serde(default)]
+    pub retryable_failures: u32,
+    /// When the last cycle closed.
+    #[serde(default)]
+    pub last_closed_at: Option<DateTime<Utc>>,
 }
+
+/// The pause before an instance whose cycle failed retryably is tried again: it doubles with
+/// each further retryable failure in a row (1, 2, 4, 8 ... minutes), up to the schedule
+/// interval.
+pub const FIRST_RETRY_DELAY_MINUTES: i64 = 1;
 
 impl Instance {
     fn enrolled(&self) -> Result<&InstanceEnrolled, InstanceError> {
         self.enrolled.as_ref().ok_or(InstanceError::NotEnrolled)
     }
 
-    /// Whether the scheduler should open a cycle at `now`.
+    /// Whether the scheduler should open a cycle at `now`: the schedule interval has passed
+    /// since the last cycle was opened, or the last cycle failed retryably and its back-off
+    /// ([`Instance::retry_delay`]) has passed since it closed.
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         let Some(enrolled) = &self.enrolled else {
             return false;
         };
+        let retry_due = match (self.retry_delay(), self.last_closed_at) {
+            (Some(delay), Some(closed)) => now - closed >= delay,
+            _ => false,
+        };
         !self.stopped
             && self.open_cycle.is_none()
-            && self
-                .last_opened_at
-                .is_none_or(|last| now - last >= enrolled.schedule.interval())
+            && (retry_due
+                || self
+                    .last_opened_at
+                    .is_none_or(|last| now - last >= enrolled.schedule.interval()))
+    }
+
+    /// How long after the last close the instance is tried again, if its last cycle failed
+    /// retryably: [`FIRST_RETRY_DELAY_MINUTES`] doubling with each retryable failure in a row,
+    /// capped at the schedule interval. `None` after any other close.
+    pub fn retry_delay(&self) -> Option<chrono::Duration> {
+        let enrolled = self.enrolled.as_ref()?;
+        let doublings = self.retryable_failures.checked_sub(1)?.min(20);
+        let delay = chrono::Duration::minutes(FIRST_RETRY_DELAY_MINUTES << doublings);
+        Some(delay.min(enrolled.schedule.interval()))
     }
 }
 
@@ -352,6 +386,12 @@ impl Aggregate for Instance {
             }
             InstanceEvent::CycleClosed(e) => {
                 self.open_cycle = None;
+                self.last_closed_at = Some(e.closed_at);
+                self.retryable_failures = if e.failed && e.retryable {
+                    self.retryable_failures.saturating_add(1)
+                } else {
+                    0
+                };
                 if e.reached == Rung::RestoreTested {
                     self.verified_since_restore_test = 0;
                     self.last_restore_tested_at = Some(e.closed_at);
@@ -408,8 +448,35 @@ mod tests {
             cycle_id: CycleId(uuid::Uuid::from_u128(n)),
             reached,
             failed: false,
+            retryable: false,
             closed_at: when,
         }
+    }
+
+    fn failed_retryably(n: u128, when: DateTime<Utc>) -> CycleClosed {
+        CycleClosed {
+            failed: true,
+            retryable: true,
+            ..closed_at(n, Rung::Started, when)
+        }
+    }
+
+    fn minutes(n: i64) -> chrono::Duration {
+        chrono::Duration::minutes(n)
+    }
+
+    /// An instance on an hourly schedule, given these events after its enrolment.
+    fn hourly_given(events: Vec<InstanceEvent>) -> Instance {
+        let mut hourly = enrolled();
+        hourly.schedule = Schedule {
+            interval_minutes: 60,
+        };
+        let mut instance = Instance::default();
+        instance.apply(E::InstanceEnrolled(hourly));
+        for event in events {
+            instance.apply(event);
+        }
+        instance
     }
 
     #[test]
@@ -577,6 +644,109 @@ mod tests {
         assert!(instance.is_due(at() + chrono::Duration::hours(24)));
         instance.apply(E::InstanceStopped(InstanceStopped { stopped_at: at() }));
         assert!(!instance.is_due(at() + chrono::Duration::days(2)));
+    }
+
+    #[test]
+    fn given_a_retryable_failure_when_a_minute_passed_then_the_instance_is_due_again() {
+        let instance = hourly_given(vec![
+            E::CycleOpened(opened(1)),
+            E::CycleClosed(failed_retryably(1, at() + minutes(2))),
+        ]);
+        assert_eq!(instance.retry_delay(), Some(minutes(1)));
+        assert!(!instance.is_due(at() + minutes(2)));
+        assert!(!instance.is_due(at() + minutes(2) + chrono::Duration::seconds(59)));
+        assert!(
+            instance.is_due(at() + minutes(3)),
+            "a minute after the close"
+        );
+    }
+
+    #[test]
+    fn given_retryable_failures_in_a_row_when_asked_then_the_delay_doubles_up_to_the_interval() {
+        let mut events = Vec::new();
+        let mut delays = Vec::new();
+        for n in 1..=8 {
+            events.push(E::CycleOpened(opened(n)));
+            events.push(E::CycleClosed(failed_retryably(n, at())));
+            delays.push(hourly_given(events.clone()).retry_delay());
+        }
+        let expected: Vec<_> = [1, 2, 4, 8, 16, 32, 60, 60]
+            .into_iter()
+            .map(|m| Some(minutes(m)))
+            .collect();
+        assert_eq!(delays, expected);
+        let instance = hourly_given(events);
+        assert!(!instance.is_due(at() + minutes(59)));
+        assert!(
+            instance.is_due(at() + minutes(60)),
+            "never later than the interval"
+        );
+    }
+
+    #[test]
+    fn given_retryable_failures_when_a_cycle_closes_otherwise_then_the_back_off_resets() {
+        for other in [
+            closed_at(3, Rung::Verified, at()),
+            CycleClosed {
+                failed: true,
+                retryable: false,
+                ..closed_at(3, Rung::Started, at())
+            },
+        ] {
+            let instance = hourly_given(vec![
+                E::CycleOpened(opened(1)),
+                E::CycleClosed(failed_retryably(1, at())),
+                E::CycleOpened(opened(2)),
+                E::CycleClosed(failed_retryably(2, at())),
+                E::CycleOpened(opened(3)),
+                E::CycleClosed(other.clone()),
+            ]);
+            assert_eq!(instance.retryable_failures, 0, "{other:?}");
+            assert_eq!(instance.retry_delay(), None);
+            assert!(
+                !instance.is_due(at() + minutes(30)),
+                "{other:?}: the interval again"
+            );
+            assert!(instance.is_due(at() + minutes(60)));
+        }
+        // After the reset, the next retryable failure starts again at one minute.
+        let instance = hourly_given(vec![
+            E::CycleOpened(opened(1)),
+            E::CycleClosed(failed_retryably(1, at())),
+            E::CycleOpened(opened(2)),
+            E::CycleClosed(closed_at(2, Rung::Verified, at())),
+            E::CycleOpened(opened(3)),
+            E::CycleClosed(failed_retryably(3, at())),
+        ]);
+        assert_eq!(instance.retry_delay(), Some(minutes(1)));
+    }
+
+    #[test]
+    fn given_a_retryable_failure_when_stopped_or_in_flight_then_not_due() {
+        let stopped = hourly_given(vec![
+            E::CycleOpened(opened(1)),
+            E::CycleClosed(failed_retryably(1, at())),
+            E::InstanceStopped(InstanceStopped { stopped_at: at() }),
+        ]);
+        assert!(!stopped.is_due(at() + minutes(5)));
+        let in_flight = hourly_given(vec![
+            E::CycleOpened(opened(1)),
+            E::CycleClosed(failed_retryably(1, at())),
+            E::CycleOpened(opened(2)),
+        ]);
+        assert!(!in_flight.is_due(at() + minutes(5)));
+    }
+
+    #[test]
+    fn given_a_cycle_closed_before_the_retryable_field_when_loaded_then_it_is_not_retryable() {
+        let old = serde_json::json!({
+            "cycle_id": CycleId(uuid::Uuid::from_u128(1)),
+            "reached": "started",
+            "failed": true,
+            "closed_at": at(),
+        });
+        let closed: CycleClosed = serde_json::from_value(old).expect("an old CycleClosed loads");
+        assert!(closed.failed && !closed.retryable);
     }
 
     #[test]

@@ -146,6 +146,15 @@ pub enum FailureReason {
     RestoreTimeout,
     /// The instance's stage could not run at all (internal error); see the detail.
     Internal,
+    /// The key service (KMS) stayed unavailable through the stage's retries; retryable.
+    KeyServiceUnavailable,
+    /// The vault (S3) stayed unavailable through the stage's retries; retryable.
+    VaultUnavailable,
+    /// The cycle did not move within its rung's deadline (a lost outcome, a stuck worker);
+    /// failed by the watchdog so the instance is freed; retryable.
+    StageTimeout,
+    /// An operator aborted the cycle (`restorable cycle abort`, audited).
+    Aborted,
 }
 
 impl FailureReason {
@@ -175,6 +184,10 @@ impl FailureReason {
             FailureReason::ManifestMismatch => "manifest_mismatch",
             FailureReason::RestoreTimeout => "restore_timeout",
             FailureReason::Internal => "internal",
+            FailureReason::KeyServiceUnavailable => "key_service_unavailable",
+            FailureReason::VaultUnavailable => "vault_unavailable",
+            FailureReason::StageTimeout => "stage_timeout",
+            FailureReason::Aborted => "aborted",
         }
     }
 }

@@ -83,6 +83,7 @@ impl Consumer for AnswerAtOnce {
                             cycle_id: started.cycle_id,
                             reached: Rung::Verified,
                             failed: false,
+                            retryable: false,
                             closed_at: Utc::now(),
                         }),
                     )

@@ -5,16 +5,20 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::context::{Pipeline, Settings, SetupError};
 use crate::kms_sealer::{KmsConfig, KmsKeySealer};
-use crate::nats::{Nats, NatsConfig};
+use crate::nats::{Nats, NatsConfig, NatsError};
+use crate::retry::Backoff;
 use crate::s3_vault::{S3Config, S3Vault};
 use crate::sandbox::process::{sandbox_root, ProcessSandboxes};
 use crate::sandbox::RestoreSandbox;
-use crate::sealing::{KeySealer, LocalKeySealer};
-use crate::store::Store;
-use crate::vault::{LocalVault, Vault};
+use crate::sealing::{KeySealer, LocalKeySealer, SealError};
+use crate::store::{Store, StoreError};
+use crate::vault::{LocalVault, Vault, VaultError};
 
 /// The backends of one process.
 #[derive(Clone, Debug, Default)]
@@ -43,35 +47,104 @@ pub struct BackendReport {
 }
 
 impl Pipeline {
-    /// Opens every backend `backends` names (the embedded default for the rest).
+    /// Opens every backend `backends` names (the embedded default for the rest), failing at once
+    /// if one cannot be used (one-shot commands, tests).
     ///
     /// # Errors
     /// [`SetupError`] naming the backend that cannot be used and why.
     pub async fn open(backends: &Backends, settings: Settings) -> Result<Self, SetupError> {
+        match Self::assemble(backends, settings, None).await? {
+            Some(pipeline) => Ok(pipeline),
+            None => unreachable!("only a waiting open stops for a shutdown"),
+        }
+    }
+
+    /// Opens every backend like [`Pipeline::open`], but waits for the ones that are not
+    /// reachable yet (PostgreSQL, NATS, S3 or KMS down or starting: see [`waits_for`]), trying
+    /// again with back-off and logging at warn what it waits for, for as long as it takes
+    /// (`serve` and `worker`). A wrong setting still fails at once.
+    ///
+    /// # Errors
+    /// [`SetupError`] of a backend that can never be used as configured.
+    /// `Ok(None)`: `shutdown` was cancelled while waiting.
+    pub async fn open_waiting(
+        backends: &Backends,
+        settings: Settings,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>, SetupError> {
+        Self::assemble(backends, settings, Some(shutdown)).await
+    }
+
+    /// Opens the backends in turn; with `waiting`, retries the unreachable ones until they
+    /// answer or it is cancelled.
+    async fn assemble(
+        backends: &Backends,
+        settings: Settings,
+        waiting: Option<&CancellationToken>,
+    ) -> Result<Option<Self>, SetupError> {
         let store = match &backends.database_url {
-            Some(location) => Store::connect(location).await?,
+            Some(location) => {
+                let at = crate::store::redact_url(location);
+                let opened = patiently(waiting, "event store", &at, backends, || {
+                    Store::connect(location)
+                })
+                .await?;
+                match opened {
+                    Some(store) => store,
+                    None => return Ok(None),
+                }
+            }
             None => Store::open(&backends.data_dir).await?,
         };
+        let rest = Self::assemble_rest(backends, settings, store.clone(), waiting).await;
+        if !matches!(rest, Ok(Some(_))) {
+            store.close().await;
+        }
+        rest
+    }
+
+    async fn assemble_rest(
+        backends: &Backends,
+        settings: Settings,
+        store: Store,
+        waiting: Option<&CancellationToken>,
+    ) -> Result<Option<Self>, SetupError> {
         let vault: Arc<dyn Vault> = match &backends.s3 {
             Some(config) => {
                 let vault = S3Vault::new(config.clone())?;
-                vault.check().await?;
-                Arc::new(vault)
+                let at = format!("bucket {}", config.bucket);
+                match patiently(waiting, "vault", &at, backends, || vault.check()).await? {
+                    Some(_) => Arc::new(vault),
+                    None => return Ok(None),
+                }
             }
             None => Arc::new(LocalVault::open(backends.data_dir.join("vault"))?),
         };
         let sealer: Arc<dyn KeySealer> = match &backends.kms {
             Some(config) => {
                 let sealer = KmsKeySealer::new(config.clone())?;
-                sealer.check().await?;
-                Arc::new(sealer)
+                let at = format!("key {}", config.key_id);
+                match patiently(waiting, "key sealing", &at, backends, || sealer.check()).await? {
+                    Some(_) => Arc::new(sealer),
+                    None => return Ok(None),
+                }
             }
             None => Arc::new(LocalKeySealer::open_or_create(
                 &backends.data_dir.join("master.key"),
             )?),
         };
         let nats = match &backends.nats {
-            Some(config) => Some(Nats::connect(config).await?),
+            Some(config) => {
+                let at = crate::store::redact_url(&config.url);
+                match patiently(waiting, "transport", &at, backends, || {
+                    Nats::connect(config)
+                })
+                .await?
+                {
+                    Some(nats) => Some(nats),
+                    None => return Ok(None),
+                }
+            }
             None => None,
         };
         let sandbox: Arc<dyn RestoreSandbox> =
@@ -79,15 +152,145 @@ impl Pipeline {
                 Ok(sandboxes) => Arc::new(sandboxes),
                 Err(failure) => Arc::new(crate::context::Unavailable(failure.to_string())),
             };
-        Ok(Self {
+        Ok(Some(Self {
             store,
             vault,
             sealer,
             sandbox,
             settings,
             nats,
-        })
+        }))
     }
+}
+
+/// The longest pause between two tries of a backend at start-up.
+const START_UP_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Runs `attempt` once (`waiting` is `None`), or until it succeeds or fails for good, waiting
+/// with back-off after each failure that [`waits_for`] and logging it. `Ok(None)`: cancelled.
+async fn patiently<T, E, F, Fut>(
+    waiting: Option<&CancellationToken>,
+    port: &'static str,
+    at: &str,
+    backends: &Backends,
+    mut attempt: F,
+) -> Result<Option<T>, SetupError>
+where
+    E: Into<SetupError>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let Some(shutdown) = waiting else {
+        return attempt().await.map(Some).map_err(Into::into);
+    };
+    let mut backoff = Backoff::new(START_UP_BACKOFF_CAP);
+    let mut tries = 0_u32;
+    loop {
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            outcome = attempt() => outcome,
+        };
+        let error: SetupError = match outcome {
+            Ok(value) => {
+                if tries > 0 {
+                    tracing::info!(waited_for = port, at, tries, "reachable now");
+                }
+                return Ok(Some(value));
+            }
+            Err(error) => error.into(),
+        };
+        if !waits_for(&error) {
+            return Err(error);
+        }
+        tries += 1;
+        let retry_in = backoff.next_delay();
+        tracing::warn!(
+            waiting_for = port,
+            at,
+            error = %without_secrets(&error.to_string(), backends),
+            ?retry_in,
+            tries,
+            "waiting for the {port}: not reachable yet"
+        );
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(retry_in) => {}
+        }
+    }
+}
+
+/// `text` with every configured URL's password replaced (errors quote the URL they failed on).
+fn without_secrets(text: &str, backends: &Backends) -> String {
+    let urls = [
+        backends.database_url.as_deref(),
+        backends.nats.as_ref().map(|n| n.url.as_str()),
+        backends.s3.as_ref().and_then(|s| s.endpoint.as_deref()),
+        backends.kms.as_ref().and_then(|k| k.endpoint.as_deref()),
+    ];
+    urls.into_iter()
+        .flatten()
+        .filter(|url| !url.is_empty())
+        .fold(text.to_owned(), |text, url| {
+            text.replace(url, &crate::store::redact_url(url))
+        })
+}
+
+/// Whether a start-up failure means "not reachable yet" (wait and try again) rather than "can
+/// never work as configured" (stop now, naming the setting). A backend that is down, starting,
+/// overloaded or behind a broken network is waited for; a malformed URL, wrong credentials, a
+/// missing database or bucket, a bucket without Object Lock or an unusable key is not.
+pub fn waits_for(error: &SetupError) -> bool {
+    match error {
+        SetupError::Store(StoreError::Connect { source, .. } | StoreError::Database(source)) => {
+            database_unreachable(source)
+        }
+        SetupError::Store(StoreError::Unavailable(_)) => true,
+        SetupError::Store(_) => false,
+        // The client's connect failed (refused, timed out, DNS) or JetStream did not answer
+        // (the server is starting or has no leader yet). A malformed URL is refused before.
+        SetupError::Nats(NatsError::Connect { .. } | NatsError::JetStream(_)) => true,
+        // S3 and KMS classify their failures (throttling, 5xx, timeouts, no connection).
+        SetupError::Vault(VaultError::Unavailable(_))
+        | SetupError::Sealing(SealError::Unavailable(_)) => true,
+        // S3 and KMS describe a failed call as text: the network kind is an unreachable
+        // endpoint, a timeout, throttling or a 5xx answer of the service.
+        SetupError::Vault(VaultError::Remote(detail)) => remote_unreachable(detail),
+        SetupError::Sealing(SealError::Kms(detail)) => remote_unreachable(detail),
+        SetupError::Vault(_) | SetupError::Sealing(_) => false,
+    }
+}
+
+fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(io) => !matches!(
+            io.kind(),
+            std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::InvalidInput
+                | std::io::ErrorKind::InvalidData
+                | std::io::ErrorKind::Unsupported
+                | std::io::ErrorKind::ReadOnlyFilesystem
+        ),
+        sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL's SQLSTATE classes 08 (connection), 53 (resources: too many connections),
+        // 57P (shutting down, starting up) and 58 (system i/o) are transient; 28 (password),
+        // 3D (no such database) and the rest are not.
+        sqlx::Error::Database(database) => database
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|postgres| {
+                ["08", "53", "57P", "58"]
+                    .iter()
+                    .any(|class| postgres.code().starts_with(class))
+            }),
+        _ => false,
+    }
+}
+
+/// The markers [`crate::s3_vault::describe`] gives a transport failure or an overloaded service.
+fn remote_unreachable(detail: &str) -> bool {
+    ["endpoint unreachable", "(HTTP 5", "Throttling", "SlowDown"]
+        .iter()
+        .any(|marker| detail.contains(marker))
 }
 
 fn line(port: &'static str, outcome: Result<String, String>) -> BackendReport {
@@ -174,4 +377,128 @@ pub async fn diagnose(backends: &Backends) -> Vec<BackendReport> {
             .map_err(|e| e.to_string()),
     ));
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::scratch::test_server_url;
+    use crate::testing::free_port;
+    use std::time::Instant;
+
+    fn io(kind: std::io::ErrorKind) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::from(kind))
+    }
+
+    fn connect_error(source: sqlx::Error) -> SetupError {
+        SetupError::Store(StoreError::Connect {
+            location: "postgres://u:***@h/db".to_owned(),
+            source,
+        })
+    }
+
+    #[test]
+    fn an_unreachable_backend_is_waited_for_and_a_wrong_setting_is_not() {
+        let wait = [
+            connect_error(io(std::io::ErrorKind::ConnectionRefused)),
+            connect_error(io(std::io::ErrorKind::TimedOut)),
+            connect_error(sqlx::Error::PoolTimedOut),
+            SetupError::Store(StoreError::Database(io(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+            SetupError::Nats(NatsError::Connect {
+                url: "nats://127.0.0.1:1".to_owned(),
+                detail: "Connection refused (os error 111)".to_owned(),
+            }),
+            SetupError::Nats(NatsError::JetStream("stream EVENTS: timed out".to_owned())),
+            SetupError::Vault(VaultError::Remote(
+                "S3 HeadBucket bucket b: endpoint unreachable: dispatch failure".to_owned(),
+            )),
+            SetupError::Vault(VaultError::Remote(
+                "S3 HeadBucket bucket b: ServiceUnavailable (HTTP 503): slow down".to_owned(),
+            )),
+            SetupError::Sealing(SealError::Kms(
+                "KMS DescribeKey with key k: endpoint unreachable: io error".to_owned(),
+            )),
+            SetupError::Sealing(SealError::Kms(
+                "KMS Encrypt with key k: ThrottlingException (HTTP 400): rate exceeded".to_owned(),
+            )),
+        ];
+        for error in &wait {
+            assert!(waits_for(error), "should wait: {error}");
+        }
+        let fail = [
+            connect_error(sqlx::Error::Configuration("invalid port number".into())),
+            connect_error(io(std::io::ErrorKind::PermissionDenied)),
+            SetupError::Store(StoreError::Rejected("no".to_owned())),
+            SetupError::Vault(VaultError::Config(
+                "AWS_ACCESS_KEY_ID is not set".to_owned(),
+            )),
+            SetupError::Vault(VaultError::Remote(
+                "bucket b has no Object Lock: create it with --object-lock-enabled-for-bucket"
+                    .to_owned(),
+            )),
+            SetupError::Vault(VaultError::Remote("bucket b does not exist".to_owned())),
+            SetupError::Sealing(SealError::Kms(
+                "KMS DescribeKey with key k: NotFoundException (HTTP 400): no key".to_owned(),
+            )),
+        ];
+        for error in &fail {
+            assert!(!waits_for(error), "should fail at once: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn real_database_errors_are_classified() {
+        let refused = Store::connect(&format!("postgres://u:s3cret@127.0.0.1:{}/db", free_port()))
+            .await
+            .err()
+            .expect("nothing listens there");
+        assert!(waits_for(&refused.into()));
+        let server = test_server_url();
+        let (base, _) = server.rsplit_once('/').expect("a database in the URL");
+        let missing = Store::connect(&format!("{base}/restorable_no_such_database"))
+            .await
+            .err()
+            .expect("no such database");
+        let missing = SetupError::from(missing);
+        assert!(!waits_for(&missing), "{missing}");
+    }
+
+    fn unreachable_nats(data_dir: &std::path::Path) -> Backends {
+        Backends {
+            data_dir: data_dir.to_owned(),
+            nats: Some(NatsConfig {
+                url: format!("nats://u:s3cret@127.0.0.1:{}", free_port()),
+            }),
+            ..Backends::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_open_ends_when_shut_down_and_a_plain_open_fails_fast() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let backends = unreachable_nats(data.path());
+        let started = Instant::now();
+        let error = Pipeline::open(&backends, Settings::default())
+            .await
+            .err()
+            .expect("nothing listens there");
+        assert!(matches!(error, SetupError::Nats(_)), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+
+        let shutdown = CancellationToken::new();
+        let waiting = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { Pipeline::open_waiting(&backends, Settings::default(), &shutdown).await }
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!waiting.is_finished(), "it waits for NATS");
+        shutdown.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("stops at once when shut down")
+            .expect("join");
+        assert!(matches!(outcome, Ok(None)));
+    }
 }

@@ -30,7 +30,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::s3_vault::{aws_http_client, code, describe, env_credentials, AwsError};
+use crate::s3_vault::{aws_http_client, code, describe, env_credentials, is_transient, AwsError};
 use crate::sealing::{KeySealer, SealError, SealedSecret};
 
 /// Prefix of the sealed text KMS makes.
@@ -96,11 +96,19 @@ pub fn encryption_context(context: &str) -> HashMap<String, String> {
     }
 }
 
-/// A failed KMS call as [`SealError::Kms`].
+/// A failed KMS call as [`SealError::Unavailable`] when it may pass (throttling, an internal
+/// error, a timeout, no connection: [`is_transient`]), else as [`SealError::Kms`].
 fn kms_error<E>(operation: &str, key: &str, err: &AwsError<E>) -> SealError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    if is_transient(err) {
+        return SealError::Unavailable(format!(
+            "KMS {operation} with key {key}: {} (the key service is unavailable; trying again \
+             later may succeed)",
+            describe(err)
+        ));
+    }
     let hint = match code(err) {
         Some("NotFoundException") => " (no such key: check the key id and region)",
         Some("DisabledException") => " (the key is disabled: enable it or configure another)",
@@ -279,6 +287,46 @@ impl KeySealer for KmsKeySealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_kms::config::http::HttpResponse;
+    use aws_sdk_kms::error::{ErrorMetadata, SdkError};
+    use aws_sdk_kms::operation::decrypt::DecryptError;
+    use aws_sdk_kms::primitives::SdkBody;
+
+    fn kms_answer(status: u16, code: &str) -> AwsError<DecryptError> {
+        let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::empty());
+        SdkError::service_error(
+            DecryptError::generic(ErrorMetadata::builder().code(code).build()),
+            raw,
+        )
+    }
+
+    #[test]
+    fn throttling_and_internal_errors_are_unavailable_refusals_are_not() {
+        for (status, code) in [
+            (400, "ThrottlingException"),
+            (500, "KMSInternalException"),
+            (500, "DependencyTimeoutException"),
+            (503, "ServiceUnavailableException"),
+        ] {
+            let error = kms_error("Decrypt", "k", &kms_answer(status, code));
+            assert!(
+                matches!(error, SealError::Unavailable(_)) && error.is_transient(),
+                "{code}: {error:?}"
+            );
+        }
+        for (status, code) in [
+            (400, "AccessDeniedException"),
+            (400, "NotFoundException"),
+            (400, "DisabledException"),
+            (400, "KMSInvalidStateException"),
+        ] {
+            let error = kms_error("Decrypt", "k", &kms_answer(status, code));
+            assert!(
+                matches!(error, SealError::Kms(_)) && !error.is_transient(),
+                "{code}: {error:?}"
+            );
+        }
+    }
 
     #[test]
     fn contexts_map_to_kms_encryption_contexts() {

@@ -23,6 +23,11 @@
 //! - [`kms_sealer`]: key sealing with AWS KMS and an encryption context per secret.
 //! - [`read_model`]: the projector — the read side's views, stored and followed from the log.
 //! - [`archive`]: the verifier of encrypted 3CX backup archives.
+//! - [`error`]: the error taxonomy (refusal, infrastructure, stage failure) and its rules.
+//! - [`retry`]: every back-off policy.
+//! - [`watchdog`]: fails (`stage_timeout`) or closes a cycle that stood still past its rung's
+//!   deadline, so no instance stays with a cycle in flight, whatever was lost.
+//! - [`poison`]: when a consumer gives up on an event (dead letters), for both transports.
 
 pub mod alert_routes;
 pub mod archive;
@@ -30,10 +35,13 @@ pub mod config;
 pub mod context;
 pub mod driver;
 pub mod enrolment;
+pub mod error;
 pub mod kms_sealer;
 pub mod nats;
 pub mod pbx_client;
+pub mod poison;
 pub mod read_model;
+pub mod retry;
 pub mod s3_vault;
 pub mod sandbox;
 pub mod scheduler;
@@ -43,3 +51,4 @@ pub mod store;
 pub mod testing;
 pub mod transport;
 pub mod vault;
+pub mod watchdog;

@@ -1,9 +1,12 @@
 //! The projector: keeps the read side ([`ReadModel`]: fleet, backups, alerts, audit) up to date
 //! from the event log and stores its rows in the event store's database (`read_model`), written
 //! with its checkpoint in one transaction. A process loads the stored rows, then follows the log;
-//! only the process holding the store-wide `projector` lock writes (others keep theirs in
-//! memory), so two API processes never overwrite each other's rows. The writer also sweeps for
-//! stale instances and raises "Backup Stale" alerts.
+//! only the process holding the `projector` lease writes (others keep theirs in memory), and
+//! every write checks the lease in its own transaction ([`crate::store::Lease`]: fencing), so a
+//! projector that lost its lease in an outage writes nothing more, and the stored checkpoint
+//! never moves back. A process that becomes the writer first reloads the stored rows (what it
+//! folded while not writing was never stored), so the stored views always equal a rebuild. The
+//! writer also sweeps for stale instances and raises "Backup Stale" alerts.
 //!
 //! [`rebuild`] empties the views and replays the whole history; the result must equal the live
 //! views (a test checks it).
@@ -19,10 +22,17 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::stages::alerts::raise_stale;
-use crate::store::{ExclusiveLock, LoggedEvent, Store, StoreError, ViewRow};
+use crate::retry::Backoff;
+use crate::store::{Lease, LoggedEvent, Store, StoreError, ViewRow};
 
 /// The checkpoint of the stored views.
 pub const CHECKPOINT: &str = "projections";
+/// The lease of the process that stores the views.
+pub const LEASE: &str = "projector";
+/// How long the projector's lease holds without renewal (database clock).
+const LEASE_TTL_MS: i64 = 20_000;
+/// How often the writer renews its lease while idle.
+const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Events folded per batch.
 const BATCH: i64 = 1000;
 /// How long the projector waits for a commit before looking at the log anyway.
@@ -85,21 +95,26 @@ impl ReadSide {
     /// # Errors
     /// A store failure, or a stored row that does not parse.
     pub async fn load(store: &Store) -> Result<Self, ProjectionError> {
-        let position = store.checkpoint(CHECKPOINT).await?;
-        let mut rows = Vec::new();
-        for view in VIEWS {
-            rows.extend(store.view_rows(view, None).await?);
-        }
-        let model = ReadModel::from_stored(
-            rows.iter()
-                .map(|r| (r.view.as_str(), r.key.as_str(), r.doc.as_str())),
-        )?;
+        let (model, position) = stored(store).await?;
         Ok(Self {
             model: Arc::new(RwLock::new(model)),
             position: Arc::new(std::sync::atomic::AtomicI64::new(position)),
             changes: broadcast::channel(1024).0,
             unsaved: Arc::default(),
         })
+    }
+
+    /// Replaces the views in memory with the stored ones (on becoming the writer).
+    async fn reload(&self, store: &Store) -> Result<(), ProjectionError> {
+        let (model, position) = stored(store).await?;
+        *self.model.write().unwrap_or_else(|p| p.into_inner()) = model;
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.position
+            .store(position, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// The views as of now (hold the guard briefly: the projector waits for it).
@@ -119,13 +134,14 @@ impl ReadSide {
         self.changes.subscribe()
     }
 
-    /// Folds the log up to its end; `persist` writes the changed rows and the checkpoint.
-    /// Returns the position reached.
+    /// Folds the log up to its end; under a `writer` lease, writes the changed rows and the
+    /// checkpoint. Returns the position reached.
     ///
     /// # Errors
-    /// A store failure. What was folded stays folded; rows not yet written are written with
-    /// the next batch.
-    pub async fn catch_up(&self, store: &Store, persist: bool) -> Result<i64, StoreError> {
+    /// A store failure ([`StoreError::LeaseLost`] when the lease went to another process).
+    /// What was folded stays folded; rows not yet written are written with the next batch.
+    pub async fn catch_up(&self, store: &Store, writer: Option<&Lease>) -> Result<i64, StoreError> {
+        let persist = writer.is_some();
         loop {
             let from = self.position();
             let batch = store.read_after(from, BATCH).await?;
@@ -157,10 +173,10 @@ impl ReadSide {
                 }
                 unsaved.iter().filter_map(|k| model.stored(k)).collect()
             };
-            if persist {
+            if let Some(lease) = writer {
                 // Rows of a batch whose write failed stay in `unsaved` and go with the next one.
                 store
-                    .save_view_rows(&view_rows(&rows), CHECKPOINT, last)
+                    .save_view_rows(&view_rows(&rows), CHECKPOINT, last, lease)
                     .await?;
                 self.unsaved
                     .lock()
@@ -170,32 +186,98 @@ impl ReadSide {
         }
     }
 
-    /// Follows the log until `shutdown`. The holder of the `projector` lock stores the rows
-    /// and, every `sweep_every`, raises "Backup Stale" for stale instances.
+    /// Folds the log to its end and stores the views now, seizing the `projector` lease for
+    /// the time it takes (tools, tests and benchmarks; a running projector reloads after).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn catch_up_and_store(&self, store: &Store) -> Result<i64, StoreError> {
+        let holder = format!("catch-up-{}", uuid::Uuid::new_v4());
+        let lease = store.seize_lease(LEASE, &holder, LEASE_TTL_MS).await?;
+        let reached = self.catch_up(store, Some(&lease)).await;
+        store.release_lease(&lease).await?;
+        reached
+    }
+
+    /// Follows the log until `shutdown`. The holder of the `projector` lease stores the rows
+    /// and, every `sweep_every`, raises "Backup Stale" for stale instances. Store errors are
+    /// retried with back-off; a lost lease stops the writing until it is held again.
     pub async fn run(self, store: Store, sweep_every: Duration, shutdown: CancellationToken) {
-        let mut writer: Option<ExclusiveLock> = None;
+        let holder = uuid::Uuid::new_v4().to_string();
+        let mut writer: Option<Lease> = None;
+        let mut renewed = tokio::time::Instant::now();
         let notify = store.committed();
         let mut last_sweep = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(Duration::from_secs(10));
         loop {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if writer.is_none() {
-                writer = store.try_exclusive("projector").await.ok().flatten();
-            }
-            if let Err(error) = self.catch_up(&store, writer.is_some()).await {
-                tracing::error!(%error, "the projector could not fold the log; retrying");
-            }
-            if writer.is_some() && last_sweep.elapsed() >= sweep_every {
+            let outcome = self
+                .round(&store, &holder, &mut writer, &mut renewed)
+                .await;
+            let pause = match outcome {
+                Ok(()) => {
+                    backoff.reset();
+                    None
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the projector could not fold the log; retrying");
+                    Some(backoff.next_delay())
+                }
+            };
+            if writer.is_some() && pause.is_none() && last_sweep.elapsed() >= sweep_every {
                 last_sweep = tokio::time::Instant::now();
                 if let Err(error) = self.sweep_stale(&store).await {
                     tracing::error!(%error, "the stale sweep failed; retrying later");
                 }
             }
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = &mut notified => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = shutdown.cancelled() => break,
+                () = &mut notified, if pause.is_none() => {}
+                () = tokio::time::sleep(pause.unwrap_or(IDLE_POLL)) => {}
+            }
+        }
+        if let Some(lease) = writer {
+            let _ = store.release_lease(&lease).await;
+        }
+    }
+
+    /// One round of [`ReadSide::run`]: take or renew the lease, then catch up.
+    async fn round(
+        &self,
+        store: &Store,
+        holder: &str,
+        writer: &mut Option<Lease>,
+        renewed: &mut tokio::time::Instant,
+    ) -> Result<(), ProjectionError> {
+        match writer {
+            None => {
+                if let Some(lease) = store.acquire_lease(LEASE, holder, LEASE_TTL_MS).await? {
+                    // What this process folded while another wrote was never stored here.
+                    self.reload(store).await?;
+                    tracing::info!(epoch = lease.epoch, "this process now stores the views");
+                    *writer = Some(lease);
+                    *renewed = tokio::time::Instant::now();
+                }
+            }
+            Some(lease) if renewed.elapsed() >= RENEW_EVERY => {
+                if let Err(error) = store.renew_lease(lease).await {
+                    *writer = None;
+                    tracing::warn!(%error, "the projector stopped storing the views");
+                    return Err(error.into());
+                }
+                *renewed = tokio::time::Instant::now();
+            }
+            Some(_) => {}
+        }
+        match self.catch_up(store, writer.as_ref()).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                if matches!(error, StoreError::LeaseLost(_)) {
+                    *writer = None;
+                }
+                Err(error.into())
             }
         }
     }
@@ -244,14 +326,37 @@ fn view_rows(rows: &[StoredRow]) -> Vec<ViewRow> {
         .collect()
 }
 
-/// Empties the stored views and folds the whole history again; returns the rebuilt model.
+/// The stored views and their checkpoint.
+async fn stored(store: &Store) -> Result<(ReadModel, i64), ProjectionError> {
+    let position = store.checkpoint(CHECKPOINT).await?;
+    let mut rows = Vec::new();
+    for view in VIEWS {
+        rows.extend(store.view_rows(view, None).await?);
+    }
+    let model = ReadModel::from_stored(
+        rows.iter()
+            .map(|r| (r.view.as_str(), r.key.as_str(), r.doc.as_str())),
+    )?;
+    Ok((model, position))
+}
+
+/// Empties the stored views and folds the whole history again; returns the rebuilt model. It
+/// seizes the `projector` lease for the time being, so a running projector stops writing (and
+/// reloads the rebuilt rows when it takes the lease back).
 ///
 /// # Errors
 /// A store failure.
 pub async fn rebuild(store: &Store) -> Result<ReadModel, ProjectionError> {
-    store.clear_views(CHECKPOINT).await?;
-    let side = ReadSide::load(store).await?;
-    side.catch_up(store, true).await?;
-    let model = side.read().clone();
-    Ok(model)
+    let holder = format!("rebuild-{}", uuid::Uuid::new_v4());
+    let lease = store.seize_lease(LEASE, &holder, 600_000).await?;
+    let rebuilt = async {
+        store.clear_views(CHECKPOINT).await?;
+        let side = ReadSide::load(store).await?;
+        side.catch_up(store, Some(&lease)).await?;
+        let model = side.read().clone();
+        Ok::<_, ProjectionError>(model)
+    }
+    .await;
+    store.release_lease(&lease).await?;
+    rebuilt
 }

@@ -169,6 +169,53 @@ pub(crate) fn code<E: ProvideErrorMetadata>(err: &AwsError<E>) -> Option<&str> {
     }
 }
 
+/// Error codes of S3 and KMS that mean "busy or briefly broken, try again": throttling,
+/// internal errors and timeouts of the service (the same families the SDK's own retry
+/// classifier treats as throttling or transient).
+const TRANSIENT_CODES: &[&str] = &[
+    // Throttling.
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    // The service broken inside or not answering in time.
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+    "KeyUnavailableException",
+];
+
+/// Whether a failed S3 or KMS call may succeed if tried again later: a timeout, a connection
+/// that could not be made or broke (a dispatch failure that is not a malformed request), an
+/// answer cut off or unreadable on the wire, or an answer of the service with a throttling or
+/// internal-error code ([`TRANSIENT_CODES`]) or an HTTP status of 408, 429 or 5xx (except
+/// 501, "not implemented"). Everything else — `NoSuchKey`, `NoSuchVersion`, `AccessDenied`,
+/// `InvalidCiphertextException`, `DisabledException`, a request that could not be built — is
+/// permanent.
+pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &AwsError<E>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        SdkError::ServiceError(_) => {
+            code(err).is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || status(err).is_some_and(|s| matches!(s, 408 | 429 | 500 | 502..=599))
+        }
+        _ => false,
+    }
+}
+
 /// What went wrong in a failed call, for an error message: the service's code, HTTP status and
 /// message, or the transport failure with its causes. Never contains credentials.
 pub(crate) fn describe<E>(err: &AwsError<E>) -> String
@@ -201,13 +248,19 @@ where
     }
 }
 
-/// A failed S3 call as a [`VaultError::Remote`]: the operation, what it was on, and
-/// [`describe`]'s account of the failure.
+/// A failed S3 call as a [`VaultError::Unavailable`] when it may pass ([`is_transient`]),
+/// else a [`VaultError::Remote`]: the operation, what it was on, and [`describe`]'s account of
+/// the failure.
 fn remote<E>(operation: &str, target: &str, err: &AwsError<E>) -> VaultError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    VaultError::Remote(format!("S3 {operation} {target}: {}", describe(err)))
+    let message = format!("S3 {operation} {target}: {}", describe(err));
+    if is_transient(err) {
+        VaultError::Unavailable(message)
+    } else {
+        VaultError::Remote(message)
+    }
 }
 
 /// A successful (HTTP 200, not an `<Error>` document) answer the SDK could not parse. The local
@@ -1007,7 +1060,13 @@ impl Vault for S3Vault {
         let mut writer = tokio::fs::File::from_std(file.try_clone().map_err(VaultError::Io)?);
         let mut buffer = vec![0u8; 1 << 20];
         loop {
-            let n = reader.read(&mut buffer).await.map_err(VaultError::Io)?;
+            // The body broke on the wire (a reset, a timeout, a cut-off answer).
+            let n = reader.read(&mut buffer).await.map_err(|e| {
+                VaultError::Unavailable(format!(
+                    "S3 GetObject {} version {version_id}: the download broke: {e}",
+                    self.target(key)
+                ))
+            })?;
             if n == 0 {
                 break;
             }
@@ -1085,6 +1144,96 @@ mod tests {
         let expected: [u8; 32] = Sha256::digest(&data).into();
         assert_eq!(part, expected);
         assert_eq!(<[u8; 32]>::from(whole.finalize()), expected);
+    }
+
+    mod classification {
+        use super::super::*;
+        use aws_sdk_s3::error::{ConnectorError, ErrorMetadata};
+        use aws_sdk_s3::operation::head_object::HeadObjectError;
+        use aws_sdk_s3::primitives::SdkBody;
+
+        fn answer(status: u16, code: Option<&str>) -> AwsError<HeadObjectError> {
+            let mut meta = ErrorMetadata::builder();
+            if let Some(code) = code {
+                meta = meta.code(code);
+            }
+            let raw =
+                HttpResponse::new(status.try_into().expect("a status code"), SdkBody::empty());
+            SdkError::service_error(HeadObjectError::generic(meta.build()), raw)
+        }
+
+        #[test]
+        fn throttling_5xx_timeouts_and_broken_connections_are_transient() {
+            for (status, code) in [
+                (503, Some("SlowDown")),
+                (500, Some("InternalError")),
+                (503, Some("ServiceUnavailable")),
+                (400, Some("RequestTimeout")),
+                (400, Some("ThrottlingException")),
+                (500, Some("KMSInternalException")),
+                (502, None),
+                (504, None),
+                (429, None),
+            ] {
+                assert!(is_transient(&answer(status, code)), "{status} {code:?}");
+            }
+            let timeout: AwsError<HeadObjectError> =
+                SdkError::timeout_error(io::Error::new(io::ErrorKind::TimedOut, "slow"));
+            assert!(is_transient(&timeout));
+            let refused: AwsError<HeadObjectError> =
+                SdkError::dispatch_failure(ConnectorError::io(Box::new(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "refused",
+                ))));
+            assert!(is_transient(&refused));
+            let timed_out: AwsError<HeadObjectError> = SdkError::dispatch_failure(
+                ConnectorError::timeout(Box::new(io::Error::other("connect timeout"))),
+            );
+            assert!(is_transient(&timed_out));
+            let cut_off: AwsError<HeadObjectError> = SdkError::response_error(
+                io::Error::new(io::ErrorKind::UnexpectedEof, "cut off"),
+                HttpResponse::new(200.try_into().expect("200"), SdkBody::empty()),
+            );
+            assert!(is_transient(&cut_off));
+        }
+
+        #[test]
+        fn missing_objects_refusals_and_bad_requests_are_permanent() {
+            for (status, code) in [
+                (404, Some("NoSuchKey")),
+                (404, Some("NoSuchVersion")),
+                (404, None),
+                (403, Some("AccessDenied")),
+                (400, Some("InvalidCiphertextException")),
+                (400, Some("DisabledException")),
+                (501, Some("NotImplemented")),
+                (412, Some("PreconditionFailed")),
+            ] {
+                assert!(!is_transient(&answer(status, code)), "{status} {code:?}");
+            }
+            let malformed: AwsError<HeadObjectError> = SdkError::dispatch_failure(
+                ConnectorError::user(Box::new(io::Error::other("invalid header"))),
+            );
+            assert!(!is_transient(&malformed));
+            let unbuilt: AwsError<HeadObjectError> =
+                SdkError::construction_failure(io::Error::other("no bucket"));
+            assert!(!is_transient(&unbuilt));
+        }
+
+        #[test]
+        fn a_failed_call_becomes_unavailable_or_remote_by_its_kind() {
+            let throttled = remote("HeadObject", "s3://b/k", &answer(503, Some("SlowDown")));
+            assert!(
+                matches!(throttled, VaultError::Unavailable(_)) && throttled.is_transient(),
+                "{throttled:?}"
+            );
+            assert!(throttled.to_string().contains("SlowDown"), "{throttled}");
+            let denied = remote("HeadObject", "s3://b/k", &answer(403, Some("AccessDenied")));
+            assert!(
+                matches!(denied, VaultError::Remote(_)) && !denied.is_transient(),
+                "{denied:?}"
+            );
+        }
     }
 
     #[test]

@@ -88,10 +88,34 @@ pub enum SealError {
     /// Reading or writing the key material failed.
     #[error("i/o error in key sealing: {0}")]
     Io(#[from] io::Error),
-    /// The key management service refused or failed a call (unreachable, key missing or
-    /// disabled, access denied, credentials missing), with its error code and message.
+    /// The key management service refused a call for good (key missing or disabled, access
+    /// denied, credentials missing, an answer without a ciphertext), with its error code and
+    /// message.
     #[error("{0}")]
     Kms(String),
+    /// The key management service could not answer now: throttled (`ThrottlingException`),
+    /// broken inside (`KMSInternalException`, a 5xx, `DependencyTimeoutException`), a timeout,
+    /// a connection that failed. Trying again later may succeed ([`SealError::is_transient`]).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl SealError {
+    /// Whether trying the same call again later may succeed: the key service was busy,
+    /// briefly broken or unreachable ([`SealError::Unavailable`]), or reading the key material
+    /// met an I/O error of a passing kind ([`crate::vault::io_is_transient`]). A ciphertext
+    /// that does not authenticate (wrong key, wrong context), a malformed one, an unusable
+    /// master key and a refusal of the service (access denied, key disabled) are permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SealError::Unavailable(_) => true,
+            SealError::Io(e) => crate::vault::io_is_transient(e),
+            SealError::MasterKey { .. }
+            | SealError::Tampered
+            | SealError::Malformed
+            | SealError::Kms(_) => false,
+        }
+    }
 }
 
 /// The key-sealing port (KMS in production, [`LocalKeySealer`] embedded).
@@ -410,6 +434,24 @@ mod tests {
             two.unseal("ctx", &sealed).await,
             Err(SealError::Tampered)
         ));
+    }
+
+    #[test]
+    fn only_an_unavailable_key_service_is_transient() {
+        assert!(SealError::Unavailable("KMS Decrypt: ThrottlingException".into()).is_transient());
+        assert!(SealError::Io(io::Error::new(io::ErrorKind::Interrupted, "eintr")).is_transient());
+        for permanent in [
+            SealError::Tampered,
+            SealError::Malformed,
+            SealError::Kms("KMS Decrypt: AccessDeniedException (HTTP 400)".into()),
+            SealError::MasterKey {
+                path: PathBuf::from("master.key"),
+                detail: "mode 0644".into(),
+            },
+            SealError::Io(io::Error::new(io::ErrorKind::NotFound, "no key file")),
+        ] {
+            assert!(!permanent.is_transient(), "{permanent:?}");
+        }
     }
 
     #[test]

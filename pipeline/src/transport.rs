@@ -3,6 +3,11 @@
 //! checkpoint past them. At-least-once: a consumer interrupted mid-batch re-reads the batch on
 //! restart, and the aggregates de-duplicate what it does twice. Several cycles of one batch are
 //! handled concurrently (a slow PBX does not hold the others back).
+//!
+//! Failures follow [`crate::error`]: an infrastructure error leaves the checkpoint where it was
+//! and the batch is delivered again after a capped, jittered back-off, for as long as it takes;
+//! an event whose reaction can never succeed is given up on ([`crate::poison`]) so the consumer
+//! goes on with the next event — for every tenant.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +16,9 @@ use async_trait::async_trait;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ErrorKind;
+use crate::poison::{give_up, Attempts, Verdict};
+use crate::retry::Backoff;
 use crate::store::{LoggedEvent, Store, StoreError};
 
 /// How many events a consumer reads at once.
@@ -18,8 +26,11 @@ const BATCH: i64 = 64;
 /// How long a consumer waits for a commit notification before looking at the log anyway
 /// (commits made by another process do not notify this one).
 const IDLE_POLL: Duration = Duration::from_millis(250);
-/// Pause after an infrastructure error before the batch is tried again.
-const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest pause before a failed batch is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The first pause before a failed batch is tried again (so that the attempts a poison event
+/// is allowed are spread over tens of seconds, not used up in a blip).
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A stage processor (or any other reaction to events).
 #[async_trait]
@@ -43,18 +54,24 @@ pub trait Consumer: Send + Sync + 'static {
 pub async fn run_consumer(store: Store, consumer: Arc<dyn Consumer>, shutdown: CancellationToken) {
     let name = consumer.name();
     let notify = store.committed();
+    let mut attempts = Attempts::default();
+    let mut backoff = Backoff::between(MIN_BACKOFF, MAX_BACKOFF);
     loop {
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match deliver_batch(&store, &consumer).await {
-            Ok(true) => continue,
-            Ok(false) => {}
+        match deliver_batch(&store, &consumer, &mut attempts).await {
+            Ok(true) => {
+                backoff.reset();
+                continue;
+            }
+            Ok(false) => backoff.reset(),
             Err(error) => {
-                tracing::error!(consumer = name, %error, "delivery failed; retrying the batch");
+                let delay = backoff.next_delay();
+                tracing::error!(consumer = name, %error, retry_in = ?delay, "delivery failed; retrying the batch");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(ERROR_BACKOFF) => continue,
+                    () = tokio::time::sleep(delay) => continue,
                 }
             }
         }
@@ -66,8 +83,13 @@ pub async fn run_consumer(store: Store, consumer: Arc<dyn Consumer>, shutdown: C
     }
 }
 
-/// Delivers the next batch; `Ok(true)` if there was one.
-async fn deliver_batch(store: &Store, consumer: &Arc<dyn Consumer>) -> Result<bool, StoreError> {
+/// Delivers the next batch; `Ok(true)` if there was one. Events given up on count as
+/// delivered; any other failure leaves the checkpoint where it was.
+async fn deliver_batch(
+    store: &Store,
+    consumer: &Arc<dyn Consumer>,
+    attempts: &mut Attempts,
+) -> Result<bool, StoreError> {
     let name = consumer.name();
     let from = store.checkpoint(name).await?;
     let batch = store.read_after(from, BATCH).await?;
@@ -77,14 +99,42 @@ async fn deliver_batch(store: &Store, consumer: &Arc<dyn Consumer>) -> Result<bo
     let mut reactions = JoinSet::new();
     for event in batch.into_iter().filter(|e| consumer.wants(e)) {
         let consumer = consumer.clone();
-        reactions.spawn(async move { consumer.react(event).await });
+        reactions.spawn(async move {
+            let outcome = tokio::spawn({
+                let (consumer, event) = (consumer.clone(), event.clone());
+                async move { consumer.react(event).await }
+            })
+            .await;
+            (event, outcome)
+        });
     }
     let mut failure = None;
-    while let Some(result) = reactions.join_next().await {
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => failure = Some(error),
-            Err(join) => failure = Some(StoreError::Rejected(format!("{name} panicked: {join}"))),
+    while let Some(joined) = reactions.join_next().await {
+        let Ok((event, outcome)) = joined else {
+            failure = Some(StoreError::Unavailable(format!("{name}: a delivery task was lost")));
+            continue;
+        };
+        let key = event.position.to_string();
+        let (kind, why) = match outcome {
+            Ok(Ok(())) => {
+                attempts.succeeded(&key);
+                continue;
+            }
+            Ok(Err(error)) => (Some(error.kind()), error),
+            Err(join) => (
+                None,
+                StoreError::Unavailable(format!("the {name} reaction panicked: {join}")),
+            ),
+        };
+        let store_answers = kind == Some(ErrorKind::Refusal) || store.is_reachable().await;
+        match attempts.failed(&key, kind, store_answers) {
+            Verdict::Acknowledge => {}
+            Verdict::Retry => failure = Some(why),
+            Verdict::GiveUp(count) => {
+                if let Err(error) = give_up(store, name, &event, &why.to_string(), count).await {
+                    failure = Some(error);
+                }
+            }
         }
     }
     if let Some(error) = failure {
@@ -147,13 +197,18 @@ mod tests {
         });
         let consumer: Arc<dyn Consumer> = counter.clone();
 
-        assert!(deliver_batch(&store, &consumer).await.is_err());
+        let mut attempts = Attempts::default();
+        assert!(deliver_batch(&store, &consumer, &mut attempts)
+            .await
+            .is_err());
         assert_eq!(store.checkpoint("counter").await.expect("checkpoint"), 0);
-        assert!(deliver_batch(&store, &consumer)
+        assert!(deliver_batch(&store, &consumer, &mut attempts)
             .await
             .expect("second delivery"));
         assert_eq!(store.checkpoint("counter").await.expect("checkpoint"), 2);
-        assert!(!deliver_batch(&store, &consumer).await.expect("nothing new"));
+        assert!(!deliver_batch(&store, &consumer, &mut attempts)
+            .await
+            .expect("nothing new"));
         assert_eq!(
             counter.seen.load(Ordering::SeqCst),
             2,

@@ -157,13 +157,60 @@ pub enum VaultError {
     /// The store itself failed.
     #[error("vault i/o error: {0}")]
     Io(#[source] io::Error),
-    /// A remote object store (S3) refused or failed a call: the operation, the object, the
-    /// service's error code and message, or why the endpoint could not be reached.
+    /// A remote object store (S3) refused a call for good (access denied, a malformed answer,
+    /// no versioning ...): the operation, the object, the service's error code and message.
     #[error("{0}")]
     Remote(String),
+    /// A remote object store (S3) could not answer now: throttled (`SlowDown`), a 5xx
+    /// (`InternalError`, `ServiceUnavailable`), a timeout, a connection that failed or broke.
+    /// Trying again later may succeed ([`VaultError::is_transient`]).
+    #[error("{0}")]
+    Unavailable(String),
     /// The vault adapter is not configured well enough to be used (e.g. credentials missing).
     #[error("vault configuration: {0}")]
     Config(String),
+}
+
+impl VaultError {
+    /// Whether trying the same call again later may succeed: the store was busy, briefly
+    /// broken or unreachable ([`VaultError::Unavailable`]), or an I/O error of a transient
+    /// kind ([`io_is_transient`]). A missing object or version, a refused delete, a taken or
+    /// invalid key, a configuration error and a remote refusal are permanent; so is a broken
+    /// *source* (the stream being stored, not the vault, failed).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            VaultError::Unavailable(_) => true,
+            VaultError::Io(e) => io_is_transient(e),
+            VaultError::AlreadyExists { .. }
+            | VaultError::NotFound { .. }
+            | VaultError::Locked { .. }
+            | VaultError::InvalidKey { .. }
+            | VaultError::Source(_)
+            | VaultError::Remote(_)
+            | VaultError::Config(_) => false,
+        }
+    }
+}
+
+/// Whether an I/O error may pass by itself (a reset or aborted connection, a timeout, an
+/// interrupted or unexpectedly short read, a stream error of unknown kind) rather than
+/// needing a person (a missing file, a refused permission, invalid data, a full or read-only
+/// disk).
+pub fn io_is_transient(error: &io::Error) -> bool {
+    !matches!(
+        error.kind(),
+        io::ErrorKind::NotFound
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::AlreadyExists
+            | io::ErrorKind::InvalidInput
+            | io::ErrorKind::InvalidData
+            | io::ErrorKind::NotADirectory
+            | io::ErrorKind::IsADirectory
+            | io::ErrorKind::Unsupported
+            | io::ErrorKind::StorageFull
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::OutOfMemory
+    )
 }
 
 impl From<tokio::task::JoinError> for VaultError {
@@ -940,6 +987,36 @@ mod tests {
         }
         assert_eq!(total, len);
         assert_eq!(hex::encode(actual.finalize()), expected);
+    }
+
+    #[test]
+    fn only_an_unavailable_store_or_a_passing_io_error_is_transient() {
+        let transient = [
+            VaultError::Unavailable("S3 GetObject: SlowDown (HTTP 503)".into()),
+            VaultError::Io(io::Error::new(io::ErrorKind::ConnectionReset, "reset")),
+            VaultError::Io(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
+            VaultError::Io(io::Error::other("body stream broke")),
+        ];
+        for error in &transient {
+            assert!(error.is_transient(), "{error:?}");
+        }
+        let permanent = [
+            not_found("k", "v"),
+            VaultError::AlreadyExists { key: "k".into() },
+            VaultError::Locked {
+                key: "k".into(),
+                retain_until: Utc::now(),
+            },
+            VaultError::InvalidKey { key: "/k".into() },
+            VaultError::Remote("S3 GetObject: AccessDenied (HTTP 403)".into()),
+            VaultError::Config("credentials missing".into()),
+            VaultError::Source(io::Error::new(io::ErrorKind::ConnectionReset, "pbx")),
+            VaultError::Io(io::Error::new(io::ErrorKind::PermissionDenied, "denied")),
+            VaultError::Io(io::Error::new(io::ErrorKind::InvalidData, "bad record")),
+        ];
+        for error in &permanent {
+            assert!(!error.is_transient(), "{error:?}");
+        }
     }
 
     #[test]

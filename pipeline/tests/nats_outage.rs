@@ -166,7 +166,7 @@ impl restorable_pipeline::transport::Consumer for AlwaysBroken {
         &self,
         _event: restorable_pipeline::store::LoggedEvent,
     ) -> Result<(), restorable_pipeline::store::StoreError> {
-        Err(restorable_pipeline::store::StoreError::Rejected(
+        Err(restorable_pipeline::store::StoreError::Unavailable(
             "the event store is unreachable".to_owned(),
         ))
     }
@@ -197,7 +197,7 @@ async fn a_message_that_keeps_failing_goes_to_the_dead_letters_and_fails_its_cyc
     let shutdown = CancellationToken::new();
     let settings = WorkerSettings {
         concurrency: 1,
-        max_deliver: 3,
+        poison_after: 3,
         ack_wait: Duration::from_secs(5),
         grace: Duration::from_secs(1),
     };
@@ -222,7 +222,8 @@ async fn a_message_that_keeps_failing_goes_to_the_dead_letters_and_fails_its_cyc
         .await
         .expect("open");
 
-    // Deliveries 1 and 2 are naked (1 s, 2 s); the third gives up.
+    // Deliveries 1 and 2 fail while the store answers and are naked (1 s, 2 s); the third
+    // gives up.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let failed = loop {
         let state: restorable_domain::cycle::BackupCycle = pipeline
@@ -248,7 +249,7 @@ async fn a_message_that_keeps_failing_goes_to_the_dead_letters_and_fails_its_cyc
     );
     assert!(failed.retryable);
     assert!(
-        failed.detail.contains("gave up after 3 deliveries")
+        failed.detail.contains("gave up on CycleStarted after 3 attempts")
             && failed.detail.contains("the event store is unreachable"),
         "{}",
         failed.detail

@@ -1,7 +1,8 @@
 //! The process sandbox against real PostgreSQL in real network namespaces: no network out,
 //! healthy copies restore and match the live PBX, and nothing is left behind — no directory, no
 //! server process, no namespace (it dies with its last process) — after success, failure, a
-//! time limit, or a killed worker.
+//! time limit, or a killed worker. A sweep destroys only sandboxes whose owning process is gone,
+//! never another process's live one, and never follows a symbolic link.
 
 mod common;
 
@@ -13,8 +14,9 @@ use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::Fault;
 use restorable_pipeline::context::Settings;
 use restorable_pipeline::enrolment::open_cycle;
+use restorable_pipeline::sandbox::owner::Owner;
 use restorable_pipeline::sandbox::process::{leftover_processes, sandbox_root, ProcessSandboxes};
-use restorable_pipeline::sandbox::Sandbox;
+use restorable_pipeline::sandbox::{RestoreSandbox, Sandbox};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// Nothing of any sandbox is left under `root`: no directory, and (within a few seconds, the
@@ -286,4 +288,188 @@ async fn no_usable_postgresql_is_sandbox_provision_and_leaves_nothing() {
         "{failure}"
     );
     assert_nothing_left(root.path());
+}
+
+/// A sandbox directory under `root` owned by `owner`, holding a file standing for its content.
+fn owned_sandbox(root: &Path, name: &str, owner: &Owner) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("pgdata")).expect("sandbox directory");
+    std::fs::write(dir.join("pgdata/PG_VERSION"), "17\n").expect("content");
+    owner.write_marker(&dir).expect("marker");
+    dir
+}
+
+/// A child process that stands for another worker: alive until killed.
+struct OtherProcess(std::process::Child);
+
+impl OtherProcess {
+    fn start() -> Self {
+        Self(
+            std::process::Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .expect("sleep"),
+        )
+    }
+
+    fn owner(&self) -> Owner {
+        Owner::of(self.0.id()).expect("the other process's owner")
+    }
+
+    fn kill_and_reap(&mut self) {
+        self.0.kill().expect("kill");
+        self.0.wait().expect("reap");
+    }
+}
+
+impl Drop for OtherProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_live_sandbox_survives_another_process_start_and_is_swept_once_its_owner_is_gone() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut other = OtherProcess::start();
+    let owner = other.owner();
+    assert_ne!(owner.pid, std::process::id());
+    let dir = owned_sandbox(root.path(), "livesandbox1", &owner);
+
+    let sandboxes = ProcessSandboxes::discover(root.path()).expect("discover");
+    assert_eq!(sandboxes.sweep_leftovers().await, 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pgdata/PG_VERSION")).expect("content untouched"),
+        "17\n"
+    );
+    assert_eq!(
+        Owner::read_marker(&dir).expect("marker"),
+        Some(owner),
+        "the marker is untouched"
+    );
+
+    other.kill_and_reap();
+    assert_eq!(sandboxes.sweep_leftovers().await, 1);
+    assert!(!dir.exists(), "the dead owner's sandbox is swept");
+    assert_nothing_left(root.path());
+}
+
+#[tokio::test]
+async fn a_marker_naming_a_reused_pid_is_swept() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let me = Owner::current().expect("owner");
+    let reused = Owner {
+        start_time: me.start_time.saturating_sub(1),
+        ..me.clone()
+    };
+    let stale = owned_sandbox(root.path(), "reusedpid001", &reused);
+    let rebooted = Owner {
+        boot_id: "00000000-0000-0000-0000-000000000000".into(),
+        ..me.clone()
+    };
+    let before_boot = owned_sandbox(root.path(), "rebooted0001", &rebooted);
+    let mine = owned_sandbox(root.path(), "mine00000001", &me);
+
+    let sandboxes = ProcessSandboxes::discover(root.path()).expect("discover");
+    assert_eq!(sandboxes.sweep_leftovers().await, 2);
+    assert!(
+        !stale.exists(),
+        "same pid, another start time: the pid was reused"
+    );
+    assert!(!before_boot.exists(), "another boot");
+    assert!(
+        mine.join("pgdata/PG_VERSION").exists(),
+        "our own live sandbox"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_without_a_marker_is_swept_only_once_it_is_old() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let young = root.path().join("beingmade01");
+    std::fs::create_dir(&young).expect("young");
+    let old = root.path().join("killedearly");
+    std::fs::create_dir(&old).expect("old");
+    let long_ago = std::time::SystemTime::now()
+        - restorable_pipeline::sandbox::process::UNMARKED_LEFTOVER_AGE
+        - Duration::from_secs(60);
+    std::fs::File::open(&old)
+        .expect("open")
+        .set_modified(long_ago)
+        .expect("age the directory");
+
+    let sandboxes = ProcessSandboxes::discover(root.path()).expect("discover");
+    assert_eq!(sandboxes.sweep_leftovers().await, 1);
+    assert!(
+        young.exists(),
+        "it may be a sandbox being created right now"
+    );
+    assert!(
+        !old.exists(),
+        "an old directory without an owner is a leftover"
+    );
+}
+
+#[tokio::test]
+async fn a_live_sandbox_of_one_process_sandboxes_survives_anothers_sweep_and_its_restore_completes()
+{
+    let root = tempfile::tempdir().expect("tempdir");
+    let first = ProcessSandboxes::discover(root.path()).expect("discover");
+    let mut sandbox = first.provision_process().await.expect("provision");
+    assert!(
+        Owner::read_marker(&root.path().join(sandbox.id()))
+            .expect("marker")
+            .is_some_and(|owner| owner.is_alive()),
+        "the sandbox names its live owner"
+    );
+
+    // Another start on the same root (a second worker, `restore-test` beside `serve`).
+    let second = ProcessSandboxes::discover(root.path()).expect("discover");
+    assert_eq!(second.sweep_leftovers().await, 0);
+
+    let archive = archive_with(&[("parameter", SETTINGS)], "pw-for-the-test-archive");
+    sandbox
+        .restore(
+            archive,
+            &secrecy::SecretString::from("pw-for-the-test-archive"),
+        )
+        .await
+        .expect("the restore still completes");
+    let counts = sandbox.inspect().await.expect("inspect");
+    assert_eq!(counts.settings, 8);
+    sandbox.destroy().await;
+    assert_nothing_left(root.path());
+}
+
+#[tokio::test]
+async fn a_sweep_never_follows_a_symbolic_link() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let canary = tempfile::tempdir().expect("canary");
+    std::fs::write(canary.path().join("precious"), "keep me").expect("canary file");
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(24 * 3600);
+    std::fs::File::open(canary.path())
+        .expect("open")
+        .set_modified(long_ago)
+        .expect("age the canary");
+
+    // A link in the root, named like a sandbox, to an old directory without a marker...
+    std::os::unix::fs::symlink(canary.path(), root.path().join("planted0001")).expect("link");
+    // ...and a link inside a leftover (its owner gone) to the same directory.
+    let mut other = OtherProcess::start();
+    let dead = owned_sandbox(root.path(), "deadowner001", &other.owner());
+    other.kill_and_reap();
+    std::os::unix::fs::symlink(canary.path(), dead.join("pgdata/inner")).expect("inner link");
+
+    let sandboxes = ProcessSandboxes::discover(root.path()).expect("discover");
+    assert_eq!(sandboxes.sweep_leftovers().await, 1);
+    assert!(!dead.exists(), "the leftover is removed");
+    assert_eq!(
+        std::fs::read_to_string(canary.path().join("precious")).expect("the canary remains"),
+        "keep me"
+    );
+    assert!(std::fs::symlink_metadata(root.path().join("planted0001"))
+        .expect("the link is left alone")
+        .file_type()
+        .is_symlink());
 }

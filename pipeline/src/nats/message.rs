@@ -49,6 +49,10 @@ pub enum WireError {
         /// The first violation.
         detail: String,
     },
+    /// No schema exists for this event type and version: written by a newer version of
+    /// Restorable. Not a bad event: whoever meets it waits for an upgrade, it never skips it.
+    #[error("{0}: unknown event type or version (written by a newer Restorable?)")]
+    UnknownVersion(String),
     /// A subject token would contain a character NATS reserves.
     #[error("{0:?} cannot be a subject token")]
     Token(String),
@@ -133,7 +137,7 @@ fn validators() -> &'static HashMap<(String, String, String), jsonschema::Valida
 /// Checks an event body against its schema.
 ///
 /// # Errors
-/// [`WireError::Schema`] naming the first violation, or that no schema exists.
+/// [`WireError::Schema`] naming the first violation, or [`WireError::UnknownVersion`].
 pub fn validate(
     aggregate_type: &str,
     event_type: &str,
@@ -146,10 +150,9 @@ pub fn validate(
         event_type.to_owned(),
         version.to_owned(),
     );
-    let validator = validators().get(&key).ok_or_else(|| WireError::Schema {
-        event: event.clone(),
-        detail: "no schema for this event type and version".to_owned(),
-    })?;
+    let validator = validators()
+        .get(&key)
+        .ok_or_else(|| WireError::UnknownVersion(event.clone()))?;
     validator.validate(body).map_err(|e| WireError::Schema {
         event,
         detail: format!("{e} at {}", e.instance_path()),

@@ -5,8 +5,16 @@
 //! publishes the rest when it comes back. A message published twice carries the same
 //! `Nats-Msg-Id`, and JetStream drops the copy.
 //!
-//! One relay works at a time: on PostgreSQL the others wait on an advisory lock and take over
-//! when its holder dies.
+//! One relay works at a time: it holds the `nats-relay` lease ([`crate::store::Lease`]), renewed
+//! before every batch and checked in the transaction that moves its checkpoint, so a relay that
+//! lost the lease in an outage stops until it holds it again, and the checkpoint never moves back.
+//!
+//! The relay never skips an event. A store error, NATS being away, or an event of a type or
+//! version it does not know (written by a newer Restorable) *holds* the relay: logged at error,
+//! counted in `/metrics` (`restorable_relay_held`), retried with back-off until it passes. Only
+//! an event that can never travel (its stored payload is not the event's JSON) goes to the dead
+//! letters — NATS `restorable.deadletter.relay` and the store's `dead_letters`, alerted and
+//! replayable — so that one bad row cannot stop the log.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,9 +25,10 @@ use restorable_domain::instance::InstanceEvent;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::message::{encode, Routing, DEAD_LETTER_REASON};
+use super::message::{encode, Routing, WireError, DEAD_LETTER_REASON};
 use super::Nats;
-use crate::store::{LoggedEvent, Store, StoreError};
+use crate::retry::Backoff;
+use crate::store::{Lease, LoggedEvent, Store, StoreError};
 
 /// The relay's checkpoint in `consumer_checkpoints`.
 pub const CHECKPOINT: &str = "nats-relay";
@@ -27,6 +36,10 @@ pub const CHECKPOINT: &str = "nats-relay";
 const BATCH: i64 = 256;
 /// Longest pause between attempts while NATS or the store is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long the relay's lease holds without renewal (database clock).
+const LEASE_TTL_MS: i64 = 15_000;
+/// Whether a relay is held right now (for `/metrics`): set while a batch keeps failing.
+pub static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// How often a waiting relay looks again (for commits by processes on SQLite, or a free lock).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// Routing entries kept before the cache starts over.
@@ -41,6 +54,25 @@ pub enum RelayError {
     /// JetStream did not take a message.
     #[error("publishing to JetStream: {0}")]
     Publish(String),
+    /// An event this relay cannot place (unknown aggregate type, event type or version):
+    /// held until a Restorable that knows it relays it.
+    #[error("event at position {position} held: {detail}")]
+    Unknown {
+        /// Its log position.
+        position: i64,
+        /// What is unknown.
+        detail: String,
+    },
+}
+
+/// Why an event could not be routed.
+enum RouteError {
+    /// The store failed: hold.
+    Store(StoreError),
+    /// Of a kind this version does not know: hold.
+    Unknown(String),
+    /// Its payload can never be read: dead letter.
+    Undecodable(String),
 }
 
 /// Publishes the event log to JetStream.
@@ -60,55 +92,73 @@ impl Relay {
         }
     }
 
-    /// Relays until `shutdown`; errors are logged and retried with back-off.
+    /// Relays until `shutdown`; errors are logged and retried with back-off (never skipped).
     pub async fn run(self, shutdown: CancellationToken) {
         let committed = self.store.committed();
-        let mut backoff = Duration::from_millis(100);
-        let _lock = loop {
-            match self.store.try_exclusive(CHECKPOINT).await {
-                Ok(Some(lock)) => break lock,
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "relay lock"),
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(IDLE_POLL * 4) => {}
-            }
-        };
-        tracing::info!("relaying the event log to NATS JetStream");
+        let holder = uuid::Uuid::new_v4().to_string();
+        let mut lease: Option<Lease> = None;
+        let mut backoff = Backoff::new(MAX_BACKOFF);
         loop {
             let notified = committed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.relay_batch().await {
-                Ok(0) => backoff = Duration::from_millis(100),
+            let outcome = match &lease {
+                None => match self.store.acquire_lease(CHECKPOINT, &holder, LEASE_TTL_MS).await {
+                    Ok(Some(taken)) => {
+                        tracing::info!(epoch = taken.epoch, "relaying the event log to NATS JetStream");
+                        lease = Some(taken);
+                        continue;
+                    }
+                    Ok(None) => Ok(0),
+                    Err(error) => Err(RelayError::Store(error)),
+                },
+                Some(held) => self.relay_batch(held).await,
+            };
+            match outcome {
+                Ok(0) => {
+                    HELD.store(false, std::sync::atomic::Ordering::Relaxed);
+                    backoff.reset();
+                }
                 Ok(_) => {
-                    backoff = Duration::from_millis(100);
+                    HELD.store(false, std::sync::atomic::Ordering::Relaxed);
+                    backoff.reset();
                     continue;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "relay batch not published");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
+                    if matches!(error, RelayError::Store(StoreError::LeaseLost(_))) {
+                        tracing::warn!("the relay lost its lease; waiting to hold it again");
+                        lease = None;
+                    } else {
+                        HELD.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let delay = backoff.next_delay();
+                    tracing::error!(%error, retry_in = ?delay, "relay held: batch not published");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
                     continue;
                 }
             }
+            let idle = if lease.is_some() { IDLE_POLL } else { IDLE_POLL * 4 };
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 () = &mut notified => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = tokio::time::sleep(idle) => {}
             }
+        }
+        if let Some(lease) = lease {
+            let _ = self.store.release_lease(&lease).await;
         }
     }
 
-    /// Publishes the next batch and moves the checkpoint; returns how many events it covered.
+    /// Publishes the next batch and moves the checkpoint under `lease`; returns how many events
+    /// it covered.
     ///
     /// # Errors
     /// [`RelayError`]; the checkpoint then stays where it was.
-    pub async fn relay_batch(&self) -> Result<usize, RelayError> {
+    pub async fn relay_batch(&self, lease: &Lease) -> Result<usize, RelayError> {
+        self.store.renew_lease(lease).await?;
         let from = self.store.checkpoint(CHECKPOINT).await?;
         let batch = self.store.read_after(from, BATCH).await?;
         let Some(last) = batch.last().map(|e| e.position) else {
@@ -117,7 +167,10 @@ impl Relay {
         let mut acks = Vec::with_capacity(batch.len());
         for event in &batch {
             let outgoing = match self.routing(event).await {
-                Ok(routing) => encode(event, &routing).map_err(|e| e.to_string()),
+                Ok(routing) => encode(event, &routing).map_err(|e| match e {
+                    WireError::UnknownVersion(_) => RouteError::Unknown(e.to_string()),
+                    other => RouteError::Undecodable(other.to_string()),
+                }),
                 Err(error) => Err(error),
             };
             let ack = match outgoing {
@@ -127,9 +180,19 @@ impl Relay {
                     .publish_with_headers(out.subject, out.headers, out.body)
                     .await
                     .map_err(|e| RelayError::Publish(e.to_string()))?,
-                Err(reason) => {
-                    // One bad event must not stop the log: it goes aside, loudly.
+                Err(RouteError::Store(error)) => return Err(error.into()),
+                Err(RouteError::Unknown(detail)) => {
+                    return Err(RelayError::Unknown {
+                        position: event.position,
+                        detail,
+                    })
+                }
+                Err(RouteError::Undecodable(reason)) => {
+                    // It can never travel; one bad row must not stop the log: aside, loudly.
                     tracing::error!(position = event.position, %reason, "event sent to the dead letters");
+                    self.store
+                        .add_dead_letter("relay", event, &reason, 1)
+                        .await?;
                     self.dead_letter(event, &reason).await?
                 }
             };
@@ -138,8 +201,37 @@ impl Relay {
         for ack in acks {
             ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
         }
-        self.store.save_checkpoint(CHECKPOINT, last).await?;
+        self.store
+            .save_checkpoint_under(lease, CHECKPOINT, last)
+            .await?;
         Ok(batch.len())
+    }
+
+    /// Publishes one event again, routed and encoded exactly as [`Relay::relay_batch`] does,
+    /// and waits for JetStream's ack; moves no checkpoint and takes no lease. For an operator's
+    /// replay of a relay dead letter (`restorable dead-letters replay --consumer relay`).
+    ///
+    /// # Errors
+    /// [`RelayError`]: a store error, NATS not taking it, or an event that still cannot be
+    /// routed or encoded ([`RelayError::Unknown`] with the reason).
+    pub async fn publish_one(&self, event: &LoggedEvent) -> Result<(), RelayError> {
+        let unknown = |detail: String| RelayError::Unknown {
+            position: event.position,
+            detail,
+        };
+        let routing = self.routing(event).await.map_err(|e| match e {
+            RouteError::Store(error) => RelayError::Store(error),
+            RouteError::Unknown(detail) | RouteError::Undecodable(detail) => unknown(detail),
+        })?;
+        let out = encode(event, &routing).map_err(|e| unknown(e.to_string()))?;
+        self.nats
+            .jetstream
+            .publish_with_headers(out.subject, out.headers, out.body)
+            .await
+            .map_err(|e| RelayError::Publish(e.to_string()))?
+            .await
+            .map_err(|e| RelayError::Publish(e.to_string()))?;
+        Ok(())
     }
 
     async fn dead_letter(
@@ -162,7 +254,7 @@ impl Relay {
     }
 
     /// The tenant and instance an event belongs to (from the aggregate's first event).
-    async fn routing(&self, event: &LoggedEvent) -> Result<Routing, String> {
+    async fn routing(&self, event: &LoggedEvent) -> Result<Routing, RouteError> {
         if event.aggregate_type == "TenantKey" || event.aggregate_type == "AuditTrail" {
             return Ok(Routing {
                 tenant: event.aggregate_id.clone(),
@@ -178,10 +270,15 @@ impl Relay {
             self.store
                 .history(&event.aggregate_type, &event.aggregate_id)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(RouteError::Store)?
                 .into_iter()
                 .next()
-                .ok_or("the aggregate has no first event")?
+                .ok_or_else(|| {
+                    RouteError::Store(StoreError::Unavailable(format!(
+                        "{} {} has no first event yet",
+                        event.aggregate_type, event.aggregate_id
+                    )))
+                })?
         };
         let routing = match first.aggregate_type.as_str() {
             "BackupCycle" => match first.decode::<BackupCycleEvent>() {
@@ -189,26 +286,38 @@ impl Relay {
                     tenant: started.tenant_id.to_string(),
                     instance: started.instance_id.to_string(),
                 },
-                Ok(_) => return Err("the cycle does not start with CycleStarted".to_owned()),
-                Err(e) => return Err(e.to_string()),
+                Ok(_) => {
+                    return Err(RouteError::Undecodable(
+                        "the cycle does not start with CycleStarted".to_owned(),
+                    ))
+                }
+                Err(e) => return Err(RouteError::Undecodable(e.to_string())),
             },
             "Instance" => match first.decode::<InstanceEvent>() {
                 Ok(InstanceEvent::InstanceEnrolled(enrolled)) => Routing {
                     tenant: enrolled.tenant_id.to_string(),
                     instance: event.aggregate_id.clone(),
                 },
-                Ok(_) => return Err("the instance does not start with its enrolment".to_owned()),
-                Err(e) => return Err(e.to_string()),
+                Ok(_) => {
+                    return Err(RouteError::Undecodable(
+                        "the instance does not start with its enrolment".to_owned(),
+                    ))
+                }
+                Err(e) => return Err(RouteError::Undecodable(e.to_string())),
             },
             "InstanceAlerts" => match first.decode::<AlertEvent>() {
                 Ok(AlertEvent::AlertRaised(raised)) => Routing {
                     tenant: raised.tenant_id.to_string(),
                     instance: event.aggregate_id.clone(),
                 },
-                Ok(_) => return Err("the alerts do not start with a raise".to_owned()),
-                Err(e) => return Err(e.to_string()),
+                Ok(_) => {
+                    return Err(RouteError::Undecodable(
+                        "the alerts do not start with a raise".to_owned(),
+                    ))
+                }
+                Err(e) => return Err(RouteError::Undecodable(e.to_string())),
             },
-            other => return Err(format!("unknown aggregate type {other}")),
+            other => return Err(RouteError::Unknown(format!("unknown aggregate type {other}"))),
         };
         let mut routes = self.routes.lock().await;
         if routes.len() >= ROUTES_KEPT {

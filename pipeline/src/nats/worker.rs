@@ -2,11 +2,15 @@
 //! `filter_subject`: nats-server 2.9 ignores the plural form) shared by every copy of the stage
 //! on any machine, so copies split the work.
 //!
-//! Each message is handled once it is decoded and checked against its schema:
-//! - done → explicit ack;
-//! - the infrastructure failed (the stage returned `Err`) → nak with a growing delay, until
-//!   `max_deliver`; the last delivery goes to the dead letters (`restorable.deadletter.<stage>...`)
-//!   and the cycle gets a `Failed` event saying so, then the message is terminated;
+//! Each message is handled once it is decoded and checked against its schema, following
+//! [`crate::error`]:
+//! - done, or refused by the aggregate → explicit ack;
+//! - the infrastructure failed (the stage returned `Err`) → nak with a growing, jittered delay
+//!   ([`crate::retry::redelivery_delay`], up to two minutes), with no delivery limit: an outage
+//!   of any length loses nothing;
+//! - a reaction that panics, or keeps failing while the store answers, is poison
+//!   ([`crate::poison`]): after `poison_after` such attempts it goes to the dead letters (NATS
+//!   `restorable.deadletter.<stage>...` and the store's `dead_letters`) and its cycle fails;
 //! - not an event (bad headers, not JSON, against the schema) → dead letters, terminated;
 //! - long work (a capture, a restore test) keeps its claim with progress acks.
 //!
@@ -18,16 +22,17 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
-use futures_util::StreamExt;
-use restorable_domain::ladder::{FailureReason, Stage};
-use tokio::sync::Semaphore;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::message::{decode, DEAD_LETTER_REASON};
 use super::{Nats, NatsError, EVENTS_STREAM};
 use crate::context::Pipeline;
-use crate::stages::{record, StageFailure};
+use crate::poison::{give_up, Attempts, Verdict, POISON_AFTER};
+use crate::retry::{redelivery_delay, Backoff};
+use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 
 /// How a worker treats its messages.
@@ -35,8 +40,9 @@ use crate::transport::Consumer;
 pub struct WorkerSettings {
     /// Messages handled at once by this copy.
     pub concurrency: usize,
-    /// Deliveries of one message before it is given up on.
-    pub max_deliver: i64,
+    /// Failures of one message's reaction while the store answers (or panics) before it is
+    /// given up on as poison; failures during an outage are never counted.
+    pub poison_after: u32,
     /// How long JetStream waits for an ack (progress acks extend it) before redelivering.
     pub ack_wait: Duration,
     /// How long a stopping worker lets its messages finish before handing them back.
@@ -47,7 +53,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             concurrency: 4,
-            max_deliver: 5,
+            poison_after: POISON_AFTER,
             ack_wait: Duration::from_secs(30),
             grace: Duration::from_secs(20),
         }
@@ -62,27 +68,11 @@ pub fn filter_subject(event_types: &[&str]) -> String {
     }
 }
 
-/// The ladder stage a consumer name stands for (its `Failed` events name it).
-fn stage_of(consumer: &str) -> Option<Stage> {
-    match consumer {
-        "capture" => Some(Stage::Capture),
-        "secure" => Some(Stage::Secure),
-        "verify" => Some(Stage::Verify),
-        "restore_test" => Some(Stage::RestoreTest),
-        _ => None,
-    }
-}
-
-/// The nak delay after the `delivered`-th failed delivery: 1 s, 2 s, 4 s ... at most 60 s.
-fn backoff(delivered: i64) -> Duration {
-    let exponent = u32::try_from(delivered.clamp(1, 7) - 1).unwrap_or(0);
-    Duration::from_secs(2u64.pow(exponent)).min(Duration::from_secs(60))
-}
-
-/// Runs `consumer` as a JetStream worker until `shutdown`.
+/// Runs `consumer` as a JetStream worker until `shutdown`. While its durable consumer cannot be
+/// created (NATS away) it waits and tries again.
 ///
 /// # Errors
-/// [`NatsError`] if its durable consumer cannot be created.
+/// None today: kept for callers that stop on a worker that cannot run.
 pub async fn run_worker(
     pipeline: Pipeline,
     nats: Nats,
@@ -91,7 +81,33 @@ pub async fn run_worker(
     shutdown: CancellationToken,
 ) -> Result<(), NatsError> {
     let name = consumer.name();
+    let mut backoff = Backoff::new(Duration::from_secs(30));
+    let pull_consumer = loop {
+        match durable_consumer(&nats, consumer.as_ref(), &settings).await {
+            Ok(created) => break created,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(stage = name, %error, retry_in = ?delay, "waiting for JetStream");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    };
     let durable = format!("restorable-{}", name.replace('_', "-"));
+    tracing::info!(stage = name, consumer = %durable, "worker started");
+    run_pulling(pipeline, nats, consumer, settings, pull_consumer, shutdown).await;
+    Ok(())
+}
+
+/// The stage's durable pull consumer (created or updated to the settings).
+async fn durable_consumer(
+    nats: &Nats,
+    consumer: &dyn Consumer,
+    settings: &WorkerSettings,
+) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, NatsError> {
+    let durable = format!("restorable-{}", consumer.name().replace('_', "-"));
     let stream = nats
         .jetstream
         .get_stream(EVENTS_STREAM)
@@ -106,14 +122,28 @@ pub async fn run_worker(
                 ack_policy: AckPolicy::Explicit,
                 deliver_policy: DeliverPolicy::All,
                 ack_wait: settings.ack_wait,
-                max_deliver: settings.max_deliver,
+                // No delivery limit: work is never dropped by the server (see the module docs).
+                max_deliver: -1,
                 max_ack_pending: i64::try_from(settings.concurrency * 4).unwrap_or(64),
                 ..Default::default()
             },
         )
         .await
         .map_err(|e| NatsError::JetStream(format!("consumer {durable}: {e}")))?;
-    tracing::info!(stage = name, consumer = %durable, "worker started");
+    // An existing consumer keeps its old settings unless they are updated.
+    Ok(pull_consumer)
+}
+
+/// Fetches and handles messages until `shutdown`, then hands back what is unfinished.
+async fn run_pulling(
+    pipeline: Pipeline,
+    nats: Nats,
+    consumer: Arc<dyn Consumer>,
+    settings: WorkerSettings,
+    pull_consumer: async_nats::jetstream::consumer::Consumer<pull::Config>,
+    shutdown: CancellationToken,
+) {
+    let name = consumer.name();
     let permits = Arc::new(Semaphore::new(settings.concurrency));
     let hand_back = CancellationToken::new();
     let mut in_hand = JoinSet::new();
@@ -121,6 +151,7 @@ pub async fn run_worker(
         pipeline,
         nats,
         consumer,
+        attempts: Mutex::new(Attempts::new(settings.poison_after)),
         settings: settings.clone(),
     });
     while !shutdown.is_cancelled() {
@@ -172,13 +203,14 @@ pub async fn run_worker(
         while in_hand.join_next().await.is_some() {}
     }
     tracing::info!(stage = name, "worker stopped");
-    Ok(())
 }
 
 struct Handler {
     pipeline: Pipeline,
     nats: Nats,
     consumer: Arc<dyn Consumer>,
+    /// Counted failures of the messages this copy is retrying.
+    attempts: Mutex<Attempts>,
     settings: WorkerSettings,
 }
 
@@ -189,9 +221,20 @@ impl Handler {
         let event = match decode(message.headers.as_ref(), &message.payload) {
             Ok(event) => event,
             Err(error) => {
-                tracing::error!(stage = name, %error, "not an event; sent to the dead letters");
-                self.dead_letter(&message, &error.to_string()).await;
-                self.acknowledge(&message, AckKind::Term).await;
+                // It can never succeed: recorded (under the negated stream sequence, as it
+                // has no log position we can trust) and set aside.
+                let sequence = message.info().map_or(0, |i| i.stream_sequence);
+                let unreadable = LoggedEvent {
+                    position: -i64::try_from(sequence).unwrap_or(i64::MAX),
+                    aggregate_type: "?".to_owned(),
+                    aggregate_id: message.subject.to_string(),
+                    sequence: 0,
+                    event_type: "?".to_owned(),
+                    event_version: "?".to_owned(),
+                    payload: String::new(),
+                };
+                self.give_up(&message, &unreadable, &error.to_string(), 1)
+                    .await;
                 return;
             }
         };
@@ -199,7 +242,7 @@ impl Handler {
             self.acknowledge(&message, AckKind::Ack).await;
             return;
         }
-        let reaction = self.consumer.react(event.clone());
+        let reaction = std::panic::AssertUnwindSafe(self.consumer.react(event.clone())).catch_unwind();
         tokio::pin!(reaction);
         let mut progress = tokio::time::interval(self.settings.ack_wait / 3);
         progress.tick().await;
@@ -213,28 +256,52 @@ impl Handler {
                 }
             }
         };
-        match outcome {
-            Ok(()) => self.acknowledge(&message, AckKind::Ack).await,
-            Err(error) if delivered >= self.settings.max_deliver => {
-                let reason = format!("gave up after {delivered} deliveries: {error}");
-                tracing::error!(stage = name, position = event.position, %reason, "dead letter");
-                self.dead_letter(&message, &reason).await;
-                if let (Some(stage), "BackupCycle") =
-                    (stage_of(name), event.aggregate_type.as_str())
-                {
-                    let failure = StageFailure::transient(FailureReason::Internal, reason);
-                    if let Err(error) =
-                        record(&self.pipeline, &event.aggregate_id, stage, Err(failure)).await
-                    {
-                        tracing::error!(stage = name, %error, "could not record the failure");
-                    }
-                }
-                self.acknowledge(&message, AckKind::Term).await;
+        let key = super::message::message_id(&event);
+        let (kind, error) = match outcome {
+            Ok(Ok(())) => {
+                self.attempts.lock().await.succeeded(&key);
+                self.acknowledge(&message, AckKind::Ack).await;
+                return;
+            }
+            Ok(Err(error)) if error.is_refusal() => {
+                tracing::info!(stage = name, position = event.position, %error, "refused; acknowledged");
+                self.acknowledge(&message, AckKind::Ack).await;
+                return;
+            }
+            Ok(Err(error)) => (Some(error.kind()), error),
+            Err(_panic) => (
+                None,
+                StoreError::Unavailable(format!("the {name} reaction panicked")),
+            ),
+        };
+        let store_answers = self.pipeline.store.is_reachable().await;
+        let verdict = self.attempts.lock().await.failed(&key, kind, store_answers);
+        match verdict {
+            Verdict::Acknowledge => self.acknowledge(&message, AckKind::Ack).await,
+            Verdict::GiveUp(count) => {
+                self.give_up(&message, &event, &error.to_string(), count).await;
+            }
+            Verdict::Retry => {
+                let delay = redelivery_delay(delivered);
+                tracing::warn!(stage = name, position = event.position, %error, delivered, retry_in = ?delay, "will retry");
+                self.acknowledge(&message, AckKind::Nak(Some(delay))).await;
+            }
+        }
+    }
+
+    /// Gives up on a poison message: the store's dead letters and the failed cycle first (if
+    /// that fails, the message is delivered again later), then the NATS dead letters.
+    async fn give_up(&self, message: &Message, event: &LoggedEvent, reason: &str, count: u32) {
+        let name = self.consumer.name();
+        match give_up(&self.pipeline.store, name, event, reason, count).await {
+            Ok(()) => {
+                self.dead_letter(message, reason).await;
+                self.acknowledge(message, AckKind::Term).await;
             }
             Err(error) => {
-                let delay = backoff(delivered);
-                tracing::warn!(stage = name, position = event.position, %error, retry_in = ?delay, "will retry");
-                self.acknowledge(&message, AckKind::Nak(Some(delay))).await;
+                tracing::error!(stage = name, %error, "could not record the dead letter; retrying");
+                let delay = redelivery_delay(1);
+                self.acknowledge(message, AckKind::Nak(Some(delay))).await;
             }
         }
     }
@@ -288,9 +355,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_nak_delay_doubles_up_to_a_minute() {
-        let delays: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-    }
 }

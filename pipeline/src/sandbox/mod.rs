@@ -6,6 +6,13 @@
 //! [`RestoreSandbox::sweep_leftovers`] finds and destroys what a killed worker left behind
 //! (call it when a worker starts).
 //!
+//! A sandbox belongs to the process that provisioned it, and a sweep destroys only sandboxes
+//! whose owner is gone: several processes share one installation's sandboxes (two workers on a
+//! host, `restorable backup-now` or `restore-test` beside `serve`), and one's start must never
+//! destroy another's live restore test — that test would fail `sandbox_provision`, a false
+//! alert. The process adapter records the owner in each sandbox ([`owner`]: pid, process start
+//! time, boot id); a VM adapter tags each VM with it.
+//!
 //! # Adapters
 //! - [`process::ProcessSandboxes`] (runs here): a fresh network namespace with no route out, a
 //!   throwaway PostgreSQL cluster on a Unix socket, the backup's `DbTables/*.csv` streamed into
@@ -19,9 +26,11 @@
 //!   `inspect` reads counts from the restored PBX's API (`Users`, `Queues`, `RingGroups`,
 //!   `Receptionists`, `Trunks`, `Parameters`) and fails with `Integrity` when 3CX reports broken
 //!   references; `destroy` deletes the VM and its disks and is idempotent; every VM is tagged
-//!   with the worker that made it, so `sweep_leftovers` can find and delete orphans. None is
+//!   with the worker that made it (and a lease it renews), so `sweep_leftovers` can find and
+//!   delete orphans — VMs whose worker is gone — and never another worker's live VM. None is
 //!   shipped: it needs a 3CX licence and a cloud account, which this project cannot test.
 
+pub mod owner;
 pub mod process;
 pub mod schema;
 
@@ -83,8 +92,9 @@ pub trait RestoreSandbox: Send + Sync {
     /// The adapter's name, e.g. `process`.
     fn kind(&self) -> &'static str;
 
-    /// Finds and destroys what earlier runs left behind (a worker killed mid-test); returns
-    /// how many sandboxes it destroyed.
+    /// Finds and destroys what earlier runs left behind (a worker killed mid-test): only
+    /// sandboxes whose owning process is gone, never a live one of this or another process.
+    /// Returns how many sandboxes it destroyed.
     async fn sweep_leftovers(&self) -> usize;
 
     /// Provisions a clean sandbox. On failure it leaves nothing behind.

@@ -8,15 +8,28 @@
 //!   archive (no plaintext copy of the archive is ever written);
 //! - limits: the caller's time limit, a file-size limit and PostgreSQL's own resource settings.
 //!
+//! Everything of one sandbox lives under `<root>/<id>/`; the root of an installation is
+//! [`sandbox_root`] — outside its data directory, which may be private, since the unprivileged
+//! server user must be able to reach its own cluster. `<id>/` itself belongs to the process that
+//! made it (the server user only gets `pgdata/` and `socket/` inside it), and before anything
+//! else it receives the owner marker of [`super::owner`]: pid, process start time and boot id.
+//!
 //! The server is started with a parent-death signal, so a worker killed mid-test takes its
-//! sandbox server down with it; its directory is removed by [`ProcessSandboxes::sweep_leftovers`]
-//! on the next start. Everything of one sandbox lives under `<root>/<id>/`; the root of an
-//! installation is [`sandbox_root`] — outside its data directory, which may be private, since
-//! the unprivileged server user must be able to reach its own cluster.
+//! sandbox server down with it. [`ProcessSandboxes::sweep_leftovers`] then removes its directory
+//! — and only such directories: several processes share a root (two workers on one host,
+//! `restorable backup-now` or `restore-test` beside `serve`), and one's start must never destroy
+//! another's live restore test. A sweep removes (killing its server first) a directory
+//! - whose marker names an owner that is gone: no process with its pid, a process with its pid
+//!   but another start time (the pid was reused), a zombie, or another boot;
+//! - without a readable marker, once it is older than [`UNMARKED_LEFTOVER_AGE`] (younger, it may
+//!   be a sandbox another process is creating this very moment).
+//!
+//! It never follows a symbolic link: a link in the root is left alone, and removing a directory
+//! removes links inside it, not what they point to.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,6 +41,7 @@ use std::io::Read;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use super::owner::Owner;
 use super::schema;
 use super::{RestoreFailure, RestoreSandbox, Sandbox};
 use crate::archive::PositionedReader;
@@ -38,6 +52,10 @@ const START_LIMIT: Duration = Duration::from_secs(20);
 const COPY_CHUNK: usize = 256 << 10;
 /// The largest file a sandbox's PostgreSQL may write (RLIMIT_FSIZE).
 const MAX_FILE_BYTES: u64 = 2 << 30;
+/// How old (by its modification time) a sandbox directory without an owner marker must be
+/// before a sweep takes it for a leftover. A marker is written right after the directory is
+/// created, so only a process killed between the two leaves one without; this is generous.
+pub const UNMARKED_LEFTOVER_AGE: Duration = Duration::from_secs(10 * 60);
 
 /// The sandbox root of the installation whose data directory is `data_dir`:
 /// `$TMPDIR/restorable-sandboxes/<16 hex digits of SHA-256 of the data directory's path>`.
@@ -62,6 +80,14 @@ fn create_root(root: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Creates a sandbox directory of ours with mode 0711: the unprivileged server user may pass
+/// through to `pgdata/` and `socket/`, but cannot change the owner marker.
+fn create_owned_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
 }
 
 /// Makes process sandboxes under a root directory.
@@ -197,7 +223,12 @@ impl ProcessSandboxes {
         create_root(&self.root).map_err(|e| provision_error("creating the sandbox root", e))?;
         let pgdata = sandbox.dir.join("pgdata");
         let socket = sandbox.dir.join("socket");
-        for dir in [&sandbox.dir, &socket] {
+        create_owned_dir(&sandbox.dir)
+            .map_err(|e| provision_error("creating the sandbox directory", e))?;
+        Owner::current()
+            .and_then(|owner| owner.write_marker(&sandbox.dir))
+            .map_err(|e| provision_error("recording the sandbox's owner", e))?;
+        for dir in [&pgdata, &socket] {
             std::fs::create_dir(dir)
                 .map_err(|e| provision_error("creating the sandbox directory", e))?;
             if let Some((uid, gid)) = self.run_as {
@@ -300,26 +331,39 @@ impl RestoreSandbox for ProcessSandboxes {
         "process"
     }
 
+    /// Destroys the sandboxes under the root whose owner is gone (see the module header); a
+    /// live one — of this process or another — is left alone.
     async fn sweep_leftovers(&self) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return 0;
         };
         let mut swept = 0;
+        let mut live = 0;
         for entry in entries.flatten() {
             let dir = entry.path();
-            if !dir.is_dir() {
-                continue;
-            }
-            kill_server_of(&dir).await;
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => swept += 1,
-                Err(error) => {
-                    tracing::error!(dir = %dir.display(), %error, "could not remove a leftover sandbox")
+            match leftover(&dir) {
+                Judgement::Leftover(why) => {
+                    kill_server_of(&dir).await;
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => {
+                            tracing::info!(dir = %dir.display(), why, "destroyed a leftover sandbox");
+                            swept += 1;
+                        }
+                        Err(error) => {
+                            tracing::error!(dir = %dir.display(), %error, "could not remove a leftover sandbox")
+                        }
+                    }
                 }
+                Judgement::Live => live += 1,
+                Judgement::NotASandbox => {}
             }
         }
         if swept > 0 {
-            tracing::warn!(swept, "destroyed sandboxes left behind by an earlier run");
+            tracing::warn!(
+                swept,
+                live,
+                "destroyed sandboxes whose owning process is gone"
+            );
         }
         swept
     }
@@ -345,6 +389,46 @@ pub fn leftover_processes(root: &Path) -> Vec<u32> {
                 .then_some(pid)
         })
         .collect()
+}
+
+/// What a sweep makes of an entry of the sandbox root.
+#[derive(Debug, PartialEq)]
+enum Judgement {
+    /// Its owner is gone: destroy it (the reason, for the log).
+    Leftover(&'static str),
+    /// Owned by a live process, or perhaps being created by one: leave it.
+    Live,
+    /// A symbolic link or a file: never a sandbox, never followed, left alone.
+    NotASandbox,
+}
+
+/// Judges one entry of the sandbox root, without following symbolic links.
+fn leftover(path: &Path) -> Judgement {
+    let Ok(metadata) = std::fs::symlink_metadata(path) else {
+        return Judgement::NotASandbox;
+    };
+    if !metadata.file_type().is_dir() {
+        if metadata.file_type().is_symlink() {
+            tracing::warn!(path = %path.display(), "a symbolic link in the sandbox root; left alone");
+        }
+        return Judgement::NotASandbox;
+    }
+    match Owner::read_marker(path) {
+        Ok(Some(owner)) if owner.is_alive() => Judgement::Live,
+        Ok(Some(_)) => Judgement::Leftover("its owning process is gone"),
+        Ok(None) | Err(_) => {
+            let age = metadata
+                .modified()
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .unwrap_or_default();
+            if age >= UNMARKED_LEFTOVER_AGE {
+                Judgement::Leftover("it has no owner marker and is old")
+            } else {
+                Judgement::Live
+            }
+        }
+    }
 }
 
 /// Kills the PostgreSQL server of a leftover sandbox directory, if one still runs.

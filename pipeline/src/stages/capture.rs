@@ -5,21 +5,35 @@
 //!
 //! Re-running after a crash is safe: the PBX answers `DUPLICATE` for a name it already has, and
 //! a copy already in the vault is taken as it is (write-once: it is never stored twice).
+//!
+//! Key service (KMS) and vault (S3) calls that fail *transiently* (throttling, 5xx, timeouts,
+//! no connection: [`SealError::is_transient`], [`VaultError::is_transient`]) are tried again a
+//! few times within the stage ([`crate::retry::within_stage`]); if they keep failing the cycle
+//! fails with the retryable `key_service_unavailable` / `vault_unavailable`, and the scheduler
+//! tries the instance again soon. The upload is the exception: it consumes the download, so it
+//! is tried again only while none of the download has gone into it. The helpers here
+//! ([`retry_transient`], [`unseal_password`], [`vault_failure`]) are shared by the later stages.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder, Retryable};
 use chrono::Utc;
 use restorable_domain::cycle::{BackupCycleCommand, Captured, CycleStarted};
+use restorable_domain::ids::TenantId;
 use restorable_domain::instance::Instance;
 use restorable_domain::ladder::{FailureReason, LockMode, Stage};
 use restorable_domain::tenant_key::TenantKey;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{is_cycle_event, record, StageFailure};
-use crate::context::Pipeline;
+use crate::context::{PbxCredentials, Pipeline};
 use crate::pbx_client::{BackupEntry, BackupRequest, PbxClient, PbxError};
+use crate::retry::within_stage;
+use crate::sealing::{SealError, SealedSecret};
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 use crate::vault::{self, ObjectLock, VaultError};
@@ -63,6 +77,122 @@ impl Consumer for CaptureStage {
             .map(BackupCycleCommand::RecordCaptured);
         record(&self.pipeline, &event.aggregate_id, Stage::Capture, outcome).await
     }
+}
+
+/// Runs `call`, trying it again with the [`within_stage`] back-off while it fails with an error
+/// that `transient` says may pass; returns its last error otherwise.
+pub(crate) async fn retry_transient<T, E, F, Fut>(
+    what: &str,
+    transient: fn(&E) -> bool,
+    call: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    call.retry(within_stage())
+        .when(transient)
+        .notify(|error: &E, pause| {
+            tracing::warn!(%what, %error, ?pause, "unavailable for now; trying again");
+        })
+        .await
+}
+
+/// A vault error that survived the stage's tries: `vault_unavailable` (retryable) when it is
+/// transient, else `permanent` (with its own reason; a missing copy is `object_missing`).
+pub(crate) fn vault_failure(
+    what: &str,
+    error: VaultError,
+    permanent: FailureReason,
+) -> StageFailure {
+    if error.is_transient() {
+        StageFailure::transient(
+            FailureReason::VaultUnavailable,
+            format!("{what}: {error} (still unavailable after the stage's tries)"),
+        )
+    } else if matches!(error, VaultError::NotFound { .. }) {
+        StageFailure::permanent(FailureReason::ObjectMissing, format!("{what}: {error}"))
+    } else {
+        StageFailure::permanent(permanent, format!("{what}: {error}"))
+    }
+}
+
+/// A sealing error that survived the stage's tries: `key_service_unavailable` (retryable) when
+/// the key service was unavailable, else the permanent `key_unavailable`.
+fn seal_failure(what: &str, error: &SealError) -> StageFailure {
+    if error.is_transient() {
+        StageFailure::transient(
+            FailureReason::KeyServiceUnavailable,
+            format!("{what}: {error} (still unavailable after the stage's tries)"),
+        )
+    } else {
+        StageFailure::permanent(FailureReason::KeyUnavailable, format!("{what}: {error}"))
+    }
+}
+
+/// Unseals `sealed` under `context`, trying a key service that is briefly unavailable again.
+async fn unseal(
+    pipeline: &Pipeline,
+    what: &str,
+    context: &str,
+    sealed: &SealedSecret,
+) -> Result<SecretString, StageFailure> {
+    retry_transient(what, SealError::is_transient, || {
+        pipeline.sealer.unseal(context, sealed)
+    })
+    .await
+    .map_err(|error| seal_failure(what, &error))
+}
+
+/// Unseals the backup password of `tenant` at `version` (as [`Pipeline::tenant_password`], with
+/// the key service's errors kept apart: see the module documentation).
+pub(crate) async fn unseal_password(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    version: u32,
+) -> Result<SecretString, StageFailure> {
+    let key: TenantKey = pipeline
+        .store
+        .load(tenant.as_str())
+        .await
+        .map_err(|e| StageFailure::transient(FailureReason::Internal, e.to_string()))?;
+    let sealed = key.version(version).ok_or_else(|| {
+        StageFailure::permanent(
+            FailureReason::KeyUnavailable,
+            format!("tenant {tenant} has no key version {version}"),
+        )
+    })?;
+    let what = format!("tenant {tenant} key version {version}");
+    let sealed = SealedSecret::from_string(sealed.0.clone());
+    unseal(
+        pipeline,
+        &what,
+        &Pipeline::password_context(tenant),
+        &sealed,
+    )
+    .await
+}
+
+/// Unseals an instance's PBX credentials (as [`Pipeline::pbx_credentials`], with the key
+/// service's errors kept apart).
+async fn unseal_credentials(
+    pipeline: &Pipeline,
+    instance: &Instance,
+) -> Result<PbxCredentials, StageFailure> {
+    let enrolled = instance.enrolled.as_ref().ok_or_else(|| {
+        StageFailure::permanent(FailureReason::Internal, "the instance is not enrolled")
+    })?;
+    let context =
+        Pipeline::credentials_context(&enrolled.tenant_id, &enrolled.instance_id.to_string());
+    let sealed = SealedSecret::from_string(enrolled.credentials.0.clone());
+    let plain = unseal(pipeline, "PBX credentials", &context, &sealed).await?;
+    serde_json::from_str(plain.expose_secret()).map_err(|_| {
+        StageFailure::permanent(
+            FailureReason::KeyUnavailable,
+            "PBX credentials: unsealed, but not in the expected form",
+        )
+    })
 }
 
 fn pbx_failure(error: PbxError) -> StageFailure {
@@ -109,14 +239,8 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
             "the tenant has no key issued",
         )
     })?;
-    let password = pipeline
-        .tenant_password(&started.tenant_id, key_version)
-        .await
-        .map_err(|e| StageFailure::permanent(FailureReason::KeyUnavailable, e))?;
-    let credentials = pipeline
-        .pbx_credentials(&instance)
-        .await
-        .map_err(|e| StageFailure::permanent(FailureReason::KeyUnavailable, e))?;
+    let password = unseal_password(pipeline, &started.tenant_id, key_version).await?;
+    let credentials = unseal_credentials(pipeline, &instance).await?;
 
     let pbx = PbxClient::connect(
         &enrolled.api_url,
@@ -153,16 +277,21 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
     let manifest = pbx.manifest_counts().await.map_err(pbx_failure)?;
 
     let key_in_vault = object_key(started);
-    let stored = match pipeline.vault.head(&key_in_vault).await {
-        Ok(Some(existing)) => existing,
-        Ok(None) => {
+    let existing = retry_transient("vault head", VaultError::is_transient, || {
+        pipeline.vault.head(&key_in_vault)
+    })
+    .await
+    .map_err(|e| {
+        vault_failure(
+            "looking for the copy in the vault",
+            e,
+            FailureReason::VaultWrite,
+        )
+    })?;
+    let stored = match existing {
+        Some(existing) => existing,
+        None => {
             download_into_vault(pipeline, &pbx, &entry, &key_in_vault, &started.tenant_id).await?
-        }
-        Err(error) => {
-            return Err(StageFailure::transient(
-                FailureReason::VaultWrite,
-                error.to_string(),
-            ))
         }
     };
     if pipeline.settings.delete_from_pbx {
@@ -254,20 +383,43 @@ async fn download_into_vault(
         mode: vault::LockMode::Compliance,
         retain_until: whole_second_after(Utc::now() + pipeline.settings.retention_for(tenant)),
     };
-    pipeline
-        .vault
-        .put(key, &mut body, Some(lock))
-        .await
-        .map_err(|error| match error {
-            VaultError::Source(e) => StageFailure::transient(
+    // The upload consumes the download: it is tried again only while none of it went in.
+    let mut pauses = within_stage().build();
+    loop {
+        let error = match pipeline.vault.put(key, &mut body, Some(lock.clone())).await {
+            Ok(stored) => return Ok(stored),
+            Err(error) => error,
+        };
+        if let VaultError::Source(e) = error {
+            return Err(StageFailure::transient(
                 FailureReason::DownloadTruncated,
                 format!(
                     "download of {} broke after {} of {expected} bytes: {e}",
                     entry.file_name, body.seen
                 ),
-            ),
-            other => StageFailure::transient(FailureReason::VaultWrite, other.to_string()),
-        })
+            ));
+        }
+        if !error.is_transient() {
+            return Err(vault_failure(
+                "storing the copy",
+                error,
+                FailureReason::VaultWrite,
+            ));
+        }
+        let pause = if body.seen == 0 { pauses.next() } else { None };
+        let Some(pause) = pause else {
+            return Err(StageFailure::transient(
+                FailureReason::VaultUnavailable,
+                format!(
+                    "storing the copy: {error} ({} of {expected} bytes of the download had \
+                     gone in; the vault stayed unavailable)",
+                    body.seen
+                ),
+            ));
+        };
+        tracing::warn!(%key, %error, ?pause, "vault unavailable before the upload began; trying again");
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// Passes a body through, failing with `UnexpectedEof` if it ends before `expected` bytes and

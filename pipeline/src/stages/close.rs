@@ -1,5 +1,6 @@
 //! The close stage: when a cycle reaches its last rung or fails, the instance's cycle in flight
-//! is closed (with how far it got), so the scheduler may open the next one. A Verified cycle
+//! is closed (with how far it got, and whether it failed retryably, so the scheduler tries the
+//! instance again soon, with back-off), so the scheduler may open the next one. A Verified cycle
 //! whose restore test is planned closes after the test, not at Verified.
 
 use async_trait::async_trait;
@@ -44,23 +45,33 @@ impl Consumer for CloseStage {
 
     async fn react(&self, event: LoggedEvent) -> Result<(), StoreError> {
         let cycle: BackupCycle = super::load_cycle(&self.pipeline, &event).await?;
-        let Some(started) = &cycle.started else {
-            return Ok(());
-        };
         if let BackupCycleEvent::Verified(verified) = event.decode()? {
             if planned(&self.pipeline, &cycle, verified.verified_at).await? {
                 return Ok(()); // the restore test closes it
             }
         }
-        let close = InstanceCommand::CloseCycle(CycleClosed {
-            cycle_id: started.cycle_id,
-            reached: cycle.rung.unwrap_or(Rung::Started),
-            failed: cycle.is_failed(),
-            closed_at: Utc::now(),
-        });
-        self.pipeline
-            .store
-            .instance(&started.instance_id.to_string(), close)
-            .await
+        close_cycle(&self.pipeline, &cycle).await
     }
+}
+
+/// Closes `cycle` on its instance, with how far it got (nothing if it was never started, or if
+/// the instance no longer holds it open). Shared with the watchdog ([`crate::watchdog`]).
+///
+/// # Errors
+/// A storage error.
+pub async fn close_cycle(pipeline: &Pipeline, cycle: &BackupCycle) -> Result<(), StoreError> {
+    let Some(started) = &cycle.started else {
+        return Ok(());
+    };
+    let close = InstanceCommand::CloseCycle(CycleClosed {
+        cycle_id: started.cycle_id,
+        reached: cycle.rung.unwrap_or(Rung::Started),
+        failed: cycle.is_failed(),
+        retryable: cycle.failed.as_ref().is_some_and(|f| f.retryable),
+        closed_at: Utc::now(),
+    });
+    pipeline
+        .store
+        .instance(&started.instance_id.to_string(), close)
+        .await
 }

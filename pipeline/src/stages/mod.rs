@@ -111,6 +111,9 @@ pub async fn run_stages(
         pipeline.sandbox.sweep_leftovers().await;
     }
     let mut tasks = tokio::task::JoinSet::new();
+    // The cycle deadline: one watchdog per process; the store-wide lock lets only one act.
+    let watchdog = crate::watchdog::Watchdog::new(pipeline.clone());
+    tasks.spawn(watchdog.run(shutdown.clone()));
     if names.contains(&"alert_delivery") {
         let resumer = crate::alert_routes::AlertDelivery::new(pipeline);
         tasks.spawn(resumer.resume_until(shutdown.clone()));
@@ -169,6 +172,8 @@ pub(crate) async fn load_cycle(
 
 /// Records a stage's outcome on its cycle. A cycle that refuses it (already failed, a duplicate
 /// delivery that lost a race) is logged, not retried: the refusal is the aggregate doing its job.
+/// Any other error is infrastructure ([`crate::error`]) and is returned, so the event is
+/// delivered again and the outcome recorded once the store answers.
 pub async fn record(
     pipeline: &Pipeline,
     cycle_id: &str,
@@ -189,7 +194,8 @@ pub async fn record(
         }
     };
     match pipeline.store.cycle(cycle_id, command).await {
-        Err(StoreError::Rejected(why)) => {
+        Err(error) if error.is_refusal() => {
+            let why = error.to_string();
             tracing::info!(cycle = cycle_id, %stage, %why, "outcome not recorded");
             Ok(())
         }

@@ -13,11 +13,13 @@ use restorable_domain::instance::Instance;
 use restorable_domain::ladder::{FailureReason, Rung, Stage};
 use tokio::sync::Semaphore;
 
+use super::capture::{retry_transient, unseal_password, vault_failure};
 use super::{is_cycle_event, record, StageFailure};
 use crate::context::Pipeline;
 use crate::sandbox::restore_test;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
+use crate::vault::VaultError;
 
 /// See the module documentation.
 pub struct RestoreTestStage {
@@ -128,15 +130,14 @@ async fn run(pipeline: &Pipeline, cycle: &BackupCycle) -> Result<RestoreTested, 
             "the cycle has no captured copy",
         ));
     };
-    let password = pipeline
-        .tenant_password(&started.tenant_id, captured.key_version)
-        .await
-        .map_err(|e| StageFailure::permanent(FailureReason::KeyUnavailable, e))?;
-    let archive = pipeline
-        .vault
-        .open_seekable(&captured.object_key, &captured.version_id)
-        .await
-        .map_err(|e| StageFailure::transient(FailureReason::ObjectMissing, e.to_string()))?;
+    let password = unseal_password(pipeline, &started.tenant_id, captured.key_version).await?;
+    let archive = retry_transient("vault download", VaultError::is_transient, || {
+        pipeline
+            .vault
+            .open_seekable(&captured.object_key, &captured.version_id)
+    })
+    .await
+    .map_err(|e| vault_failure("fetching the copy", e, FailureReason::ObjectMissing))?;
     let report = restore_test(
         pipeline.sandbox.as_ref(),
         archive,

@@ -1,7 +1,9 @@
 //! The secure stage: `Captured` → `Secured`. Reads the exact stored version back, byte for byte,
 //! hashing as it reads (large buffers, each byte hashed once), compares with the SHA-256 taken
 //! at capture, and checks the version is under a compliance-mode Object Lock at least until the
-//! retain-until asked for at capture.
+//! retain-until asked for at capture. A vault that is briefly unavailable is tried again a few
+//! times (the read back starts over from the first byte); if it stays away the cycle fails with
+//! the retryable `vault_unavailable`.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -10,7 +12,7 @@ use restorable_domain::ladder::{FailureReason, LockMode, Stage};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use super::capture::domain_lock_mode;
+use super::capture::{domain_lock_mode, retry_transient, vault_failure};
 use super::{is_cycle_event, record, StageFailure};
 use crate::context::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
@@ -61,15 +63,6 @@ impl Consumer for SecureStage {
     }
 }
 
-fn vault_failure(error: VaultError) -> StageFailure {
-    match error {
-        VaultError::NotFound { .. } => {
-            StageFailure::permanent(FailureReason::ObjectMissing, error.to_string())
-        }
-        other => StageFailure::transient(FailureReason::Internal, format!("vault: {other}")),
-    }
-}
-
 /// Reads a stored copy back and returns its SHA-256 (lowercase hex) and length.
 ///
 /// # Errors
@@ -95,9 +88,11 @@ pub async fn read_back(
 }
 
 async fn secure(pipeline: &Pipeline, captured: &Captured) -> Result<Secured, StageFailure> {
-    let (sha256, size) = read_back(pipeline, &captured.object_key, &captured.version_id)
-        .await
-        .map_err(vault_failure)?;
+    let (sha256, size) = retry_transient("vault read back", VaultError::is_transient, || {
+        read_back(pipeline, &captured.object_key, &captured.version_id)
+    })
+    .await
+    .map_err(|e| vault_failure("reading the copy back", e, FailureReason::Internal))?;
     if sha256 != captured.sha256 || size != captured.size {
         return Err(StageFailure::permanent(
             FailureReason::ChecksumMismatch,
@@ -107,15 +102,15 @@ async fn secure(pipeline: &Pipeline, captured: &Captured) -> Result<Secured, Sta
             ),
         ));
     }
-    let head = pipeline
-        .vault
-        .head(&captured.object_key)
-        .await
-        .map_err(vault_failure)?
-        .filter(|h| h.version_id == captured.version_id)
-        .ok_or_else(|| {
-            StageFailure::permanent(FailureReason::ObjectMissing, "the captured version is gone")
-        })?;
+    let head = retry_transient("vault head", VaultError::is_transient, || {
+        pipeline.vault.head(&captured.object_key)
+    })
+    .await
+    .map_err(|e| vault_failure("reading the copy's lock", e, FailureReason::Internal))?
+    .filter(|h| h.version_id == captured.version_id)
+    .ok_or_else(|| {
+        StageFailure::permanent(FailureReason::ObjectMissing, "the captured version is gone")
+    })?;
     let Some(lock) = head.lock else {
         return Err(StageFailure::permanent(
             FailureReason::NotLocked,

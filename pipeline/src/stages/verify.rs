@@ -7,11 +7,13 @@ use chrono::Utc;
 use restorable_domain::cycle::{BackupCycleCommand, Captured, CycleStarted, Verified};
 use restorable_domain::ladder::{FailureReason, Rung, Stage};
 
+use super::capture::{retry_transient, unseal_password, vault_failure};
 use super::{is_cycle_event, record, StageFailure};
 use crate::archive::{self, ArchiveFault};
 use crate::context::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
+use crate::vault::VaultError;
 
 /// See the module documentation.
 pub struct VerifyStage {
@@ -73,15 +75,14 @@ async fn verify(
     started: &CycleStarted,
     captured: &Captured,
 ) -> Result<Verified, StageFailure> {
-    let password = pipeline
-        .tenant_password(&started.tenant_id, captured.key_version)
-        .await
-        .map_err(|e| StageFailure::permanent(FailureReason::KeyUnavailable, e))?;
-    let file = pipeline
-        .vault
-        .open_seekable(&captured.object_key, &captured.version_id)
-        .await
-        .map_err(|e| StageFailure::transient(FailureReason::ObjectMissing, e.to_string()))?;
+    let password = unseal_password(pipeline, &started.tenant_id, captured.key_version).await?;
+    let file = retry_transient("vault download", VaultError::is_transient, || {
+        pipeline
+            .vault
+            .open_seekable(&captured.object_key, &captured.version_id)
+    })
+    .await
+    .map_err(|e| vault_failure("fetching the copy", e, FailureReason::ObjectMissing))?;
     let report = tokio::task::spawn_blocking(move || {
         archive::verify_archive(file, &password, archive::CORE_TABLES)
     })

@@ -59,6 +59,36 @@ CREATE TABLE alert_deliveries
 );
 "#;
 
+/// Leases with fencing and the dead letters (the same SQL on both backends).
+/// - `leases`: a named role one process at a time plays (the relay, the projector, the
+///   watchdog); `epoch` grows at every change of holder, and every fenced write checks, in its
+///   own transaction, that its holder and epoch still hold an unexpired lease (database clock).
+/// - `dead_letters`: events a consumer gave up on (they can never succeed), kept with the reason
+///   until an operator replays them.
+const LEASES_AND_DEAD_LETTERS: &str = r#"
+CREATE TABLE leases
+(
+  name       text   PRIMARY KEY,
+  holder     text   NOT NULL,
+  epoch      bigint NOT NULL,
+  expires_at bigint NOT NULL
+);
+CREATE TABLE dead_letters
+(
+  consumer       text   NOT NULL,
+  position       bigint NOT NULL,
+  aggregate_type text   NOT NULL,
+  aggregate_id   text   NOT NULL,
+  sequence       bigint NOT NULL,
+  event_type     text   NOT NULL,
+  reason         text   NOT NULL,
+  attempts       bigint NOT NULL,
+  created_at     text   NOT NULL,
+  replayed_at    text,
+  PRIMARY KEY (consumer, position)
+);
+"#;
+
 /// SQLite (the embedded default).
 const SQLITE: &[(i64, &str)] = &[
     (
@@ -97,6 +127,7 @@ CREATE TABLE consumer_checkpoints
     ),
     (2, READ_SIDE),
     (3, ALERT_DELIVERIES),
+    (4, LEASES_AND_DEAD_LETTERS),
 ];
 
 /// PostgreSQL (production). SQLite has one writer at a time, so its positions follow commit
@@ -154,6 +185,7 @@ CREATE TABLE consumer_checkpoints
     ),
     (2, READ_SIDE),
     (3, ALERT_DELIVERIES),
+    (4, LEASES_AND_DEAD_LETTERS),
 ];
 
 /// Applies the pending SQLite migrations.

@@ -45,9 +45,18 @@ pub enum StoreError {
     /// The database could not be migrated or queried.
     #[error("event store: {0}")]
     Database(#[from] sqlx::Error),
-    /// An aggregate refused a command (the message is the domain's typed error).
+    /// An aggregate refused a command (the message is the domain's typed error). The only
+    /// refusal of the taxonomy ([`crate::error`]): everything else is infrastructure.
     #[error("{0}")]
     Rejected(String),
+    /// The database failed while executing a command (connection lost, pool exhausted, an
+    /// unexpected error): infrastructure, the command was not recorded.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// This process no longer holds the lease it wrote under (another took over after an
+    /// outage); it must stop writing until it holds it again.
+    #[error("lease {0} is held by another process")]
+    LeaseLost(String),
     /// A concurrent writer committed first; the command may be retried.
     #[error("concurrent update of the same aggregate")]
     Conflict,
@@ -63,7 +72,7 @@ impl<E: std::error::Error> From<AggregateError<E>> for StoreError {
             AggregateError::AggregateConflict => StoreError::Conflict,
             AggregateError::DeserializationError(e) => StoreError::Malformed(e.to_string()),
             AggregateError::DatabaseConnectionError(e) | AggregateError::UnexpectedError(e) => {
-                StoreError::Rejected(format!("event store: {e}"))
+                StoreError::Unavailable(e.to_string())
             }
         }
     }
@@ -168,9 +177,13 @@ macro_rules! on_backend {
     };
 }
 
+mod dead_letters;
 mod deliveries;
+mod leases;
 mod tables;
+pub use dead_letters::DeadLetter;
 pub use deliveries::PendingDelivery;
+pub use leases::Lease;
 pub use tables::{SessionRecord, UserRecord, ViewRow};
 
 /// Reads rows of [`LOGGED_EVENTS`] into events (one body for both row types).
@@ -554,16 +567,7 @@ impl Store {
     /// # Errors
     /// A storage error.
     pub async fn save_checkpoint(&self, consumer: &str, position: i64) -> Result<(), StoreError> {
-        let forward = match &*self.backend {
-            Backend::Sqlite { .. } => "MAX(consumer_checkpoints.position, excluded.position)",
-            Backend::Postgres { .. } => {
-                "GREATEST(consumer_checkpoints.position, excluded.position)"
-            }
-        };
-        let sql = format!(
-            "INSERT INTO consumer_checkpoints (consumer, position) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET position = {forward}"
-        );
+        let sql = self.forward_checkpoint_sql();
         on_backend!(self, |pool, _a| sqlx::query(&sql)
             .bind(consumer)
             .bind(position)
@@ -571,6 +575,43 @@ impl Store {
             .await
             .map(drop))?;
         Ok(())
+    }
+
+    /// Moves a checkpoint forward (never back) in one transaction with a check that `lease` is
+    /// still held (and its extension): a relay that lost its lease moves nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`], or a storage error.
+    pub async fn save_checkpoint_under(
+        &self,
+        lease: &Lease,
+        consumer: &str,
+        position: i64,
+    ) -> Result<(), StoreError> {
+        self.save_view_rows(&[], consumer, position, lease).await
+    }
+
+    /// `INSERT ... ON CONFLICT` that moves `$1`'s checkpoint to `$2` only forward.
+    fn forward_checkpoint_sql(&self) -> String {
+        let forward = match &*self.backend {
+            Backend::Sqlite { .. } => "MAX(consumer_checkpoints.position, excluded.position)",
+            Backend::Postgres { .. } => {
+                "GREATEST(consumer_checkpoints.position, excluded.position)"
+            }
+        };
+        format!(
+            "INSERT INTO consumer_checkpoints (consumer, position) VALUES ($1, $2) \
+             ON CONFLICT (consumer) DO UPDATE SET position = {forward}"
+        )
+    }
+
+    /// Whether the database answers (a cheap round trip): tells an outage from a reaction that
+    /// fails while the store is fine.
+    pub async fn is_reachable(&self) -> bool {
+        on_backend!(self, |pool, _a| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .is_ok())
     }
 
     /// Sets every consumer's checkpoint back to `position`, so the log after it is delivered

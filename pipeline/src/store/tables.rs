@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 
+use super::leases::{renew_sql, Lease};
 use super::{Backend, Store, StoreError};
 
 /// One row of a view, as a JSON document.
@@ -44,23 +45,38 @@ pub struct SessionRecord {
 }
 
 impl Store {
-    /// Writes view rows and moves `checkpoint` to `position`, in one transaction.
+    /// Writes view rows and moves `checkpoint` forward to `position` (never back), in one
+    /// transaction that first checks `lease` is still held (and extends it): a projector that
+    /// lost its lease writes nothing.
     ///
     /// # Errors
-    /// A storage error.
+    /// [`StoreError::LeaseLost`] (nothing written), or a storage error.
     pub async fn save_view_rows(
         &self,
         rows: &[ViewRow],
         checkpoint: &str,
         position: i64,
+        lease: &Lease,
     ) -> Result<(), StoreError> {
         let upsert = "INSERT INTO read_model (view, key, tenant_id, doc) VALUES ($1, $2, $3, $4) \
                       ON CONFLICT (view, key) DO UPDATE SET tenant_id = excluded.tenant_id, \
                       doc = excluded.doc";
-        let save = "INSERT INTO consumer_checkpoints (consumer, position) VALUES ($1, $2) \
-                    ON CONFLICT (consumer) DO UPDATE SET position = excluded.position";
+        let save = self.forward_checkpoint_sql();
+        let renew = renew_sql(&self.backend);
         on_backend!(self, |pool, _a| {
             let mut tx = pool.begin().await?;
+            let held = sqlx::query(&renew)
+                .bind(&lease.name)
+                .bind(&lease.holder)
+                .bind(lease.epoch)
+                .bind(lease.ttl_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if held != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::LeaseLost(lease.name.clone()));
+            }
             for row in rows {
                 sqlx::query(upsert)
                     .bind(&row.view)
@@ -70,7 +86,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query(save)
+            sqlx::query(&save)
                 .bind(checkpoint)
                 .bind(position)
                 .execute(&mut *tx)

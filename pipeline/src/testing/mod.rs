@@ -10,9 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod aws;
+pub mod postgres;
 
 pub use crate::store::scratch::{test_server_url, ScratchDatabase};
 pub use aws::{aws_endpoint, unique_bucket, AWS_REGION};
+pub use postgres::{ClusterError, PostgresCluster};
 
 /// The `nats-server` binary: `RESTORABLE_NATS_SERVER`, else Debian's, else the `PATH`'s.
 pub fn nats_server_binary() -> PathBuf {

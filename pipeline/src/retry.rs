@@ -1,0 +1,116 @@
+//! Every back-off policy of the pipeline, in one place (see the error taxonomy in
+//! [`crate::error`]): how long to wait before trying an infrastructure operation again.
+//!
+//! All delays grow exponentially, are capped, and carry jitter, so that a fleet of workers that
+//! lost the same database at the same moment do not all come back at the same instant.
+//! - [`within_stage`]: a KMS, S3 or network call inside a stage; a few quick tries, then the
+//!   stage fails with a *retryable* reason (the cycle is retried soon by the scheduler).
+//! - [`infrastructure`]: a loop that must go on for as long as it takes (the relay, the
+//!   projector, a consumer whose store is away, start-up waiting for a dependency).
+//! - [`redelivery_delay`]: the delay before JetStream delivers a message again after an
+//!   infrastructure error (never a limit: only the delay grows).
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use rand::Rng;
+
+/// The longest pause between two redeliveries of one message.
+pub const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(120);
+
+/// A few quick tries of a call inside a stage (about 6 s in all), with jitter.
+pub fn within_stage() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(3))
+        .with_max_times(4)
+        .with_jitter()
+}
+
+/// Tries for as long as it takes: 100 ms doubling to `cap`, with jitter, no limit.
+pub fn infrastructure(cap: Duration) -> ExponentialBuilder {
+    between(Duration::from_millis(100), cap)
+}
+
+/// Tries for as long as it takes: `min` doubling to `cap`, with jitter, no limit.
+fn between(min: Duration, cap: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(cap)
+        .without_max_times()
+        .with_jitter()
+}
+
+/// A back-off that a hand-written loop steps through and resets after a success.
+pub struct Backoff {
+    policy: ExponentialBuilder,
+    cap: Duration,
+    delays: backon::ExponentialBackoff,
+}
+
+impl Backoff {
+    /// An unlimited [`infrastructure`] back-off capped at `cap`.
+    pub fn new(cap: Duration) -> Self {
+        Self::from(infrastructure(cap), cap)
+    }
+
+    /// An unlimited back-off from `min` doubling to `cap`.
+    pub fn between(min: Duration, cap: Duration) -> Self {
+        Self::from(between(min, cap), cap)
+    }
+
+    fn from(policy: ExponentialBuilder, cap: Duration) -> Self {
+        Self {
+            delays: policy.build(),
+            policy,
+            cap,
+        }
+    }
+
+    /// The next delay (growing up to the cap).
+    pub fn next_delay(&mut self) -> Duration {
+        self.delays.next().unwrap_or(self.cap)
+    }
+
+    /// Starts again from the shortest delay (after a success).
+    pub fn reset(&mut self) {
+        self.delays = self.policy.build();
+    }
+}
+
+/// The delay before the next delivery of a message that failed `delivered` times on an
+/// infrastructure error: 1 s, 2 s, 4 s ... up to [`MAX_REDELIVERY_DELAY`], plus up to 25 %
+/// jitter.
+pub fn redelivery_delay(delivered: i64) -> Duration {
+    let exponent = u32::try_from(delivered.clamp(1, 16) - 1).unwrap_or(0);
+    let base = Duration::from_secs(1u64 << exponent).min(MAX_REDELIVERY_DELAY);
+    let jitter = rand::thread_rng().gen_range(0.0..0.25);
+    base.mul_f64(1.0 + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redelivery_delays_double_to_the_cap_with_bounded_jitter() {
+        for (delivered, base) in [(1, 1), (2, 2), (3, 4), (7, 64), (8, 120), (40, 120)] {
+            let delay = redelivery_delay(delivered);
+            let base = Duration::from_secs(base);
+            assert!(
+                delay >= base && delay <= base.mul_f64(1.25),
+                "{delivered}: {delay:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_infrastructure_backoff_never_ends_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_secs(2));
+        let delays: Vec<Duration> = (0..50).map(|_| backoff.next_delay()).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(4)), "{delays:?}");
+        assert!(delays[49] >= Duration::from_secs(1), "grew: {delays:?}");
+        backoff.reset();
+        assert!(backoff.next_delay() < Duration::from_millis(300));
+    }
+}

@@ -740,7 +740,148 @@ mod tests {
         checkpoints_only_move_forward_unless_rewound,
         concurrent_writers_get_gap_free_positions_in_commit_order,
         pending_deliveries_are_leased_taken_over_and_ended,
+        a_lease_has_one_holder_and_passes_on_when_it_runs_out,
+        a_writer_that_lost_its_lease_writes_nothing_and_checkpoints_never_move_back,
+        dead_letters_are_listed_until_replayed,
     );
+
+    async fn a_lease_has_one_holder_and_passes_on_when_it_runs_out(postgres: bool) {
+        let place = Place::new(postgres).await;
+        let store = place.open().await;
+        let first = store
+            .acquire_lease("relay", "a", 60_000)
+            .await
+            .expect("acquire")
+            .expect("free: granted");
+        assert!(
+            store
+                .acquire_lease("relay", "b", 60_000)
+                .await
+                .expect("acquire")
+                .is_none(),
+            "held by a"
+        );
+        let again = store
+            .acquire_lease("relay", "a", 60_000)
+            .await
+            .expect("acquire")
+            .expect("its own holder");
+        assert_eq!(again.epoch, first.epoch, "the same holder keeps its epoch");
+        store.renew_lease(&first).await.expect("renewed");
+
+        let short = store
+            .acquire_lease("projector", "a", 1)
+            .await
+            .expect("acquire")
+            .expect("granted");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let taken = store
+            .acquire_lease("projector", "b", 60_000)
+            .await
+            .expect("acquire")
+            .expect("ran out: taken over");
+        assert_eq!(taken.epoch, short.epoch + 1, "a new holder, a new epoch");
+        assert!(matches!(
+            store.renew_lease(&short).await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        store.release_lease(&taken).await.expect("release");
+        assert!(store
+            .acquire_lease("projector", "c", 60_000)
+            .await
+            .expect("acquire")
+            .is_some());
+    }
+
+    async fn a_writer_that_lost_its_lease_writes_nothing_and_checkpoints_never_move_back(
+        postgres: bool,
+    ) {
+        let place = Place::new(postgres).await;
+        let store = place.open().await;
+        let row = |doc: &str| ViewRow {
+            view: "fleet".into(),
+            key: "i1".into(),
+            tenant_id: "acme".into(),
+            doc: doc.into(),
+        };
+        let old = store
+            .acquire_lease("projector", "old", 1)
+            .await
+            .expect("acquire")
+            .expect("granted");
+        store
+            .save_view_rows(&[row("{\"v\":1}")], "projections", 10, &old)
+            .await
+            .expect("written while held");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let new = store
+            .acquire_lease("projector", "new", 60_000)
+            .await
+            .expect("acquire")
+            .expect("taken over");
+        store
+            .save_view_rows(&[row("{\"v\":3}")], "projections", 30, &new)
+            .await
+            .expect("the new holder writes");
+        let stale = store
+            .save_view_rows(&[row("{\"v\":2}")], "projections", 20, &old)
+            .await
+            .expect_err("fenced out");
+        assert!(matches!(stale, StoreError::LeaseLost(_)), "{stale}");
+        let rows = store.view_rows("fleet", None).await.expect("rows");
+        assert_eq!(rows, [row("{\"v\":3}")], "the stale write left nothing");
+        assert_eq!(store.checkpoint("projections").await.expect("read"), 30);
+        store
+            .save_view_rows(&[], "projections", 25, &new)
+            .await
+            .expect("written");
+        assert_eq!(
+            store.checkpoint("projections").await.expect("read"),
+            30,
+            "a checkpoint never moves back"
+        );
+    }
+
+    async fn dead_letters_are_listed_until_replayed(postgres: bool) {
+        let place = Place::new(postgres).await;
+        let store = place.open().await;
+        let started = examples::started();
+        let id = started.cycle_id.to_string();
+        store
+            .cycle(&id, BackupCycleCommand::Start(started))
+            .await
+            .expect("start");
+        let event = store
+            .event_at(1)
+            .await
+            .expect("read")
+            .expect("the first event");
+        assert_eq!(event.event_type, "CycleStarted");
+        assert!(store.event_at(2).await.expect("read").is_none());
+        store
+            .add_dead_letter("capture", &event, "it panicked", 5)
+            .await
+            .expect("add");
+        store
+            .add_dead_letter("capture", &event, "again", 6)
+            .await
+            .expect("a repeat is kept once");
+        let pending = store.dead_letters(true).await.expect("list");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (pending[0].consumer.as_str(), pending[0].position, pending[0].attempts),
+            ("capture", 1, 5)
+        );
+        assert_eq!(pending[0].reason, "it panicked");
+        assert!(store
+            .mark_dead_letter_replayed("capture", 1)
+            .await
+            .expect("mark"));
+        assert!(store.dead_letters(true).await.expect("list").is_empty());
+        let all = store.dead_letters(false).await.expect("list");
+        assert!(all[0].replayed_at.is_some());
+        assert!(store.is_reachable().await);
+    }
 
     async fn pending_deliveries_are_leased_taken_over_and_ended(postgres: bool) {
         let place = Place::new(postgres).await;

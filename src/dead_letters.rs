@@ -89,15 +89,12 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if letters.is_empty() {
-        println!(
-            "no {}dead letters",
-            if args.all { "" } else { "pending " }
-        );
+        println!("no {}dead letters", if args.all { "" } else { "pending " });
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<15} {:>9}  {:<50} {:<16} {:>8}  {:<25} {}",
-        "CONSUMER", "POSITION", "AGGREGATE", "EVENT", "ATTEMPTS", "WHEN", "REASON"
+        "{:<15} {:>9}  {:<50} {:<16} {:>8}  {:<25} REASON",
+        "CONSUMER", "POSITION", "AGGREGATE", "EVENT", "ATTEMPTS", "WHEN"
     );
     for letter in &letters {
         let reason = match &letter.replayed_at {
@@ -171,7 +168,9 @@ async fn replay_in(pipeline: &Pipeline, args: &ReplayArgs) -> Result<Outcome> {
                 return Ok(Outcome::BadInput);
             };
             if let Some(at) = &letter.replayed_at {
-                println!("{consumer} at position {position} was already replayed at {at}; nothing to do");
+                println!(
+                    "{consumer} at position {position} was already replayed at {at}; nothing to do"
+                );
                 return Ok(Outcome::Done);
             }
             vec![letter]

@@ -23,8 +23,13 @@
 //! (10), `RESTORABLE_CHAOS_KILL_MIN_SECS` / `_KILL_MAX_SECS` (10 / 20), `RESTORABLE_CHAOS_PBXES`
 //! (count, 8), `RESTORABLE_CHAOS_SETTLE_SECS` (limit of the settling wait, 240),
 //! `RESTORABLE_CHAOS_ACK_WAIT_SECS` (workers' `--ack-wait-secs`, 10),
-//! `RESTORABLE_CHAOS_PADDING_BYTES` (extra bytes per backup, 0), `RESTORABLE_CHAOS_SEED` (the
-//! random schedule of kills).
+//! `RESTORABLE_CHAOS_PADDING_BYTES` (extra bytes per backup, 8 MiB),
+//! `RESTORABLE_CHAOS_RESTORE_EVERY` (restore-test every Nth verified cycle, 1: each one, so
+//! restore sandboxes are live while workers restart), `RESTORABLE_CHAOS_SEED` (the random
+//! schedule of kills).
+//!
+//! The PBXes are enrolled one after another, spread over the first minute of the fault phase,
+//! so that their cycles are spread over the minute too and every fault finds work in flight.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -65,6 +70,7 @@ struct Knobs {
     settle: Duration,
     ack_wait_secs: u64,
     padding: u64,
+    restore_every: u32,
     seed: u64,
     report: Option<PathBuf>,
     log_dir: PathBuf,
@@ -105,7 +111,10 @@ impl Knobs {
             pbxes: usize::try_from(env_u64("RESTORABLE_CHAOS_PBXES", 8)).unwrap_or(8),
             settle: Duration::from_secs(env_u64("RESTORABLE_CHAOS_SETTLE_SECS", 240)),
             ack_wait_secs: env_u64("RESTORABLE_CHAOS_ACK_WAIT_SECS", 10).max(1),
-            padding: env_u64("RESTORABLE_CHAOS_PADDING_BYTES", 0),
+            padding: env_u64("RESTORABLE_CHAOS_PADDING_BYTES", 8 << 20),
+            restore_every: u32::try_from(env_u64("RESTORABLE_CHAOS_RESTORE_EVERY", 1))
+                .unwrap_or(1)
+                .max(1),
             seed: env_u64("RESTORABLE_CHAOS_SEED", rand::random::<u32>().into()),
             report: std::env::var_os("RESTORABLE_CHAOS_REPORT").map(PathBuf::from),
             log_dir,
@@ -403,14 +412,15 @@ fn log_summary(dir: &Path) -> Vec<(usize, String)> {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         for line in text.lines() {
             let line = plain(line);
-            if !(line.contains(" ERROR ") || line.contains(" WARN ") || line.starts_with("error"))
-            {
+            if !(line.contains(" ERROR ") || line.contains(" WARN ") || line.starts_with("error")) {
                 continue;
             }
             // Drop the timestamp; cut long ids so similar lines count together.
             let body = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
             let body: String = body.chars().take(220).collect();
-            *counts.entry(format!("[{role}] {}", body.trim())).or_default() += 1;
+            *counts
+                .entry(format!("[{role}] {}", body.trim()))
+                .or_default() += 1;
         }
     }
     let mut lines: Vec<(usize, String)> = counts.into_iter().map(|(l, c)| (c, l)).collect();
@@ -657,11 +667,13 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
         &["serve", "--tick-secs", "5", "--listen", "127.0.0.1:0"],
     );
 
-    // The fleet: healthy PBXes on a one-minute schedule.
+    // The fleet: healthy PBXes on a one-minute schedule, enrolled one after another over the
+    // first minute of the fault phase (so that their cycles are spread over the minute).
     let sims = tempfile::tempdir().expect("tempdir");
     let tenant = TenantId::new("chaos").expect("tenant");
     let mut pbxes = Vec::new();
     let mut instances = Vec::new();
+    let mut fleet = Vec::new();
     for n in 0..knobs.pbxes {
         let name = format!("pbx-{n:02}");
         let mut config = SimPbxConfig::new(&name, 100 + n as u64);
@@ -670,34 +682,57 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
         let pbx = RunningPbx::start(config, sims.path())
             .await
             .expect("simulator");
-        let config = pbx.config();
-        let instance = enrol(
-            &pipeline,
-            EnrolRequest {
-                tenant: tenant.clone(),
-                name: name.clone(),
-                fqdn: format!("{name}.example"),
-                api_url: pbx.base_url(),
-                credentials: PbxCredentials {
-                    client_id: SecretString::from(config.client_id.clone()),
-                    client_secret: SecretString::from(config.client_secret.clone()),
-                },
-                schedule: Schedule {
-                    interval_minutes: 1,
-                },
-                restore_policy: RestorePolicy::default(),
-            },
-        )
-        .await
-        .expect("enrol");
-        instances.push(instance);
+        instances.push(InstanceId::for_name(&tenant, &name));
+        fleet.push((
+            name,
+            pbx.base_url(),
+            pbx.config().client_id.clone(),
+            pbx.config().client_secret.clone(),
+        ));
         pbxes.push(pbx);
     }
     let faults_began = Utc::now();
     deployment.started = Instant::now();
+    let spacing = Duration::from_secs(60) / u32::try_from(knobs.pbxes.max(1)).unwrap_or(1);
+    let restore_policy = RestorePolicy {
+        every_nth_verified: knobs.restore_every,
+        ..RestorePolicy::default()
+    };
+    let enroller = tokio::spawn({
+        let (pipeline, tenant, began) = (pipeline.clone(), tenant.clone(), deployment.started);
+        async move {
+            for (n, (name, url, client_id, client_secret)) in fleet.into_iter().enumerate() {
+                tokio::time::sleep_until((began + spacing * n as u32).into()).await;
+                loop {
+                    let request = EnrolRequest {
+                        tenant: tenant.clone(),
+                        name: name.clone(),
+                        fqdn: format!("{name}.example"),
+                        api_url: url.clone(),
+                        credentials: PbxCredentials {
+                            client_id: SecretString::from(client_id.clone()),
+                            client_secret: SecretString::from(client_secret.clone()),
+                        },
+                        schedule: Schedule {
+                            interval_minutes: 1,
+                        },
+                        restore_policy,
+                    };
+                    match enrol(&pipeline, request).await {
+                        Ok(_) => break,
+                        Err(error) => {
+                            eprintln!("chaos: enrolling {name}: {error}; again in 1 s");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        }
+    });
     eprintln!(
-        "chaos: {} PBXes enrolled; faults for {}",
+        "chaos: {} PBXes enrolled one every {}; faults for {}",
         knobs.pbxes,
+        fmt_secs(spacing),
         fmt_secs(knobs.run)
     );
 
@@ -722,10 +757,8 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
             continue;
         };
         if deployment.started.elapsed() < at {
-            tokio::time::sleep(
-                (at - deployment.started.elapsed()).min(Duration::from_millis(500)),
-            )
-            .await;
+            tokio::time::sleep((at - deployment.started.elapsed()).min(Duration::from_millis(500)))
+                .await;
             continue;
         }
         let Some((_, fault)) = plan.next() else {
@@ -738,21 +771,17 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
                 eprintln!("chaos: t={t:.1}s stopping PostgreSQL");
                 pending_outage.insert("PostgreSQL", (Utc::now(), Instant::now()));
                 let cluster = Arc::clone(&deployment.postgres);
-                tokio::task::spawn_blocking(move || {
-                    cluster.lock().expect("cluster lock").stop()
-                })
-                .await
-                .expect("join")
-                .expect("stopping PostgreSQL");
+                tokio::task::spawn_blocking(move || cluster.lock().expect("cluster lock").stop())
+                    .await
+                    .expect("join")
+                    .expect("stopping PostgreSQL");
             }
             Fault::ResumePostgres => {
                 let cluster = Arc::clone(&deployment.postgres);
-                tokio::task::spawn_blocking(move || {
-                    cluster.lock().expect("cluster lock").resume()
-                })
-                .await
-                .expect("join")
-                .expect("resuming PostgreSQL");
+                tokio::task::spawn_blocking(move || cluster.lock().expect("cluster lock").resume())
+                    .await
+                    .expect("join")
+                    .expect("resuming PostgreSQL");
                 if let Some((began, since)) = pending_outage.remove("PostgreSQL") {
                     deployment.outages.push(Outage {
                         what: "PostgreSQL",
@@ -789,6 +818,12 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
         }
     }
     let faults_ended = Utc::now();
+    if tokio::time::timeout(Duration::from_secs(120), enroller)
+        .await
+        .is_err()
+    {
+        panic!("the fleet was not enrolled within 120 s of the fault phase's end");
+    }
     eprintln!(
         "chaos: t={:.1}s faults stopped; stopping the instances and settling",
         deployment.secs()
@@ -816,11 +851,7 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
         deployment.reap(true);
         let mut open = 0;
         for instance in &instances {
-            match pipeline
-                .store
-                .load::<Instance>(&instance.to_string())
-                .await
-            {
+            match pipeline.store.load::<Instance>(&instance.to_string()).await {
                 Ok(state) if state.open_cycle.is_none() => {}
                 _ => open += 1,
             }
@@ -834,10 +865,7 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let settle_time = settle_began.elapsed();
-    eprintln!(
-        "chaos: settled={settled} after {}",
-        fmt_secs(settle_time)
-    );
+    eprintln!("chaos: settled={settled} after {}", fmt_secs(settle_time));
 
     // Let the relay and the projector reach the end of the log (they may be behind).
     let (pool_ref, pipeline_ref) = (&pool, &pipeline);
@@ -980,7 +1008,10 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
         )
         .collect();
     if !duplicated.is_empty() {
-        failures.push(format!("events recorded twice:\n  {}", duplicated.join("\n  ")));
+        failures.push(format!(
+            "events recorded twice:\n  {}",
+            duplicated.join("\n  ")
+        ));
     }
     // 4. Every event of the log in the stream.
     let logged: BTreeSet<String> = sqlx::query(
@@ -1085,9 +1116,8 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
             .find(|(_, at, failed)| !failed && *at > after)
             .map(|(_, at, _)| (*at - after).to_std().unwrap_or_default())
     };
-    let recovery = |after: DateTime<Utc>| {
-        first_close_after(after).map_or("never".to_owned(), fmt_secs)
-    };
+    let recovery =
+        |after: DateTime<Utc>| first_close_after(after).map_or("never".to_owned(), fmt_secs);
     let failure_reasons: BTreeMap<String, usize> =
         failed_events.iter().fold(BTreeMap::new(), |mut m, e| {
             *m.entry(format!(
@@ -1099,7 +1129,13 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
             m
         });
     let mut figures: Vec<(String, String)> = vec![
-        ("PBXes (healthy, one-minute schedule)".into(), knobs.pbxes.to_string()),
+        (
+            "PBXes (healthy, one-minute schedule)".into(),
+            format!(
+                "{} ({} bytes of padding per backup, restore-tested every {} verified cycle(s))",
+                knobs.pbxes, knobs.padding, knobs.restore_every
+            ),
+        ),
         (
             "processes".into(),
             "1 `serve` + 2 `worker --stage all` (shared data dir)".into(),
@@ -1107,7 +1143,10 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
         ("fault phase".into(), fmt_secs(knobs.run)),
         ("seed of the kill schedule".into(), knobs.seed.to_string()),
         ("cycles opened".into(), opened.len().to_string()),
-        ("cycles completed (closed, not failed)".into(), completed.to_string()),
+        (
+            "cycles completed (closed, not failed)".into(),
+            completed.to_string(),
+        ),
         (
             "cycles completed during the fault phase".into(),
             closes
@@ -1132,7 +1171,10 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
                 format!("{} ({failure_reasons:?})", failed_events.len())
             },
         ),
-        ("worker kills (SIGKILL)".into(), deployment.kills.to_string()),
+        (
+            "worker kills (SIGKILL)".into(),
+            deployment.kills.to_string(),
+        ),
         (
             "processes that exited by themselves".into(),
             deployment.self_exits.len().to_string(),
@@ -1160,21 +1202,65 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
             ),
             recovery(outage.ended),
         ));
+        // Cycles the outage caught in flight (opened before it ended, not closed before it
+        // began), and how long after its end the last of them closed.
+        let caught: Vec<&String> = opened
+            .iter()
+            .filter(|(cycle, (_, at))| {
+                *at < outage.ended
+                    && !closes
+                        .iter()
+                        .any(|(c, closed_at, _)| c == *cycle && *closed_at < outage.began)
+            })
+            .map(|(cycle, _)| cycle)
+            .collect();
+        let last_close = caught
+            .iter()
+            .map(|cycle| closes.iter().find(|(c, _, _)| c == *cycle).map(|c| c.1))
+            .collect::<Option<Vec<_>>>()
+            .map(|at| at.into_iter().max());
+        figures.push((
+            format!(
+                "outage {}: cycles caught in flight, and time after {} returned until all closed",
+                n + 1,
+                outage.what
+            ),
+            match last_close {
+                _ if caught.is_empty() => "0".to_owned(),
+                None => format!("{} (not all closed)", caught.len()),
+                Some(last) => format!(
+                    "{} ({})",
+                    caught.len(),
+                    last.map_or("-".to_owned(), |at| fmt_secs(
+                        (at - outage.ended).to_std().unwrap_or_default()
+                    ))
+                ),
+            },
+        ));
     }
     figures.extend([
-        ("settling time (faults stopped → nothing in flight)".into(), if settled {
-            fmt_secs(settle_time)
-        } else {
-            format!("not settled within {}", fmt_secs(knobs.settle))
-        }),
+        (
+            "settling time (faults stopped → nothing in flight)".into(),
+            if settled {
+                fmt_secs(settle_time)
+            } else {
+                format!("not settled within {}", fmt_secs(knobs.settle))
+            },
+        ),
         ("events in the store's log".into(), logged.len().to_string()),
         (
             "distinct events in the stream".into(),
-            format!("{streamed} ({missing} of the log missing; {stream_duplicates} published twice)"),
+            format!(
+                "{streamed} ({missing} of the log missing; {stream_duplicates} published twice)"
+            ),
         ),
         (
             "stored view rows differing from a rebuild".into(),
-            format!("{} of {}", view_diffs.len(), stored.len().max(rebuilt.len())),
+            format!(
+                "{} of {}",
+                view_diffs.len(),
+                stored.len().max(rebuilt.len())
+            ),
         ),
         (
             "exit of each process on SIGTERM at the end".into(),

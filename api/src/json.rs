@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use restorable_pipeline::store::DeadLetter;
 use restorable_projections::alerts::AlertRow;
 use restorable_projections::audit::AuditRow;
 use restorable_projections::backups::BackupRow;
@@ -35,6 +36,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cycles/{cycle_id}/reveal-password"),
     ("get", "/api/v1/alerts"),
     ("get", "/api/v1/audit"),
+    ("get", "/api/v1/dead-letters"),
     ("get", "/api/v1/export/instances.csv"),
     ("get", "/api/v1/export/alerts.csv"),
     ("get", "/api/v1/export/backups.csv"),
@@ -61,6 +63,7 @@ pub fn router() -> Router<Shared> {
         .route("/api/v1/cycles/{cycle_id}/reveal-password", post(reveal))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/export/instances.csv", get(export::instances))
         .route("/api/v1/export/alerts.csv", get(export::alerts))
         .route("/api/v1/export/backups.csv", get(export::backups))
@@ -395,4 +398,20 @@ async fn audit(State(state): State<Shared>, who: Principal) -> Json<Vec<AuditRow
             .cloned()
             .collect(),
     )
+}
+
+/// The pending dead letters (events a consumer gave up on), oldest first: for the service
+/// provider's administrators only (role administrator, scope `*`), since a letter names
+/// aggregates of every tenant.
+async fn dead_letters(
+    State(state): State<Shared>,
+    who: Principal,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    who.require(&[crate::auth::Role::Administrator])?;
+    if who.scope != crate::auth::Scope::All {
+        return Err(ApiError::Forbidden(
+            "dead letters are for administrators of every tenant ('*')",
+        ));
+    }
+    Ok(Json(state.pipeline.store.dead_letters(true).await?))
 }

@@ -90,6 +90,25 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
         "restorable_read_model_position {}",
         state.read.position()
     );
+    // Read per scrape (one COUNT); left out when the store does not answer.
+    match state.pipeline.store.pending_dead_letters().await {
+        Ok(pending) => {
+            let _ = writeln!(
+                text,
+                "# HELP restorable_dead_letters_pending Events a consumer gave up on, not replayed yet."
+            );
+            let _ = writeln!(text, "# TYPE restorable_dead_letters_pending gauge");
+            let _ = writeln!(text, "restorable_dead_letters_pending {pending}");
+        }
+        Err(error) => tracing::warn!(%error, "/metrics: counting the dead letters failed"),
+    }
+    let held = restorable_pipeline::nats::relay::HELD.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(
+        text,
+        "# HELP restorable_relay_held 1 while this process's NATS relay is held (a batch keeps failing)."
+    );
+    let _ = writeln!(text, "# TYPE restorable_relay_held gauge");
+    let _ = writeln!(text, "restorable_relay_held {}", u8::from(held));
     (
         [(
             axum::http::header::CONTENT_TYPE,

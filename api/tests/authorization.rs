@@ -35,6 +35,8 @@ fn expected(method: &str, path: &str, role: Role, own: bool) -> StatusCode {
         ("get", "download", Viewer) => StatusCode::FORBIDDEN,
         ("post", "reveal-password", Owner) => StatusCode::OK,
         ("post", "reveal-password", _) => StatusCode::FORBIDDEN,
+        // Only for administrators of every tenant (scope `*`); these users are of one tenant.
+        ("get", "dead-letters", _) => StatusCode::FORBIDDEN,
         _ => StatusCode::OK,
     }
 }
@@ -341,4 +343,127 @@ async fn download_and_reveal_are_audited_and_the_download_is_the_recorded_copy()
         .await
         .expect("log");
     assert!(history.iter().all(|e| !e.payload.contains(&password)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_for_administrators_of_every_tenant_and_counted_in_metrics() {
+    use restorable_api::auth::{add_user, issue_token, Scope};
+    use secrecy::SecretString;
+
+    let world = World::sqlite().await;
+    let store = &world.pipeline.store;
+    let mut tokens = std::collections::HashMap::new();
+    for role in ROLES {
+        let email = format!("{}@provider.example", role.as_str());
+        let password = SecretString::from(PASSWORD.to_owned());
+        add_user(store, &email, &password, role, &Scope::All)
+            .await
+            .expect("add user");
+        let token = issue_token(store, &email, "tests").await.expect("token");
+        tokens.insert(role, token);
+    }
+    let get = |path: &'static str, token: String| {
+        let request = world.http.get(world.url(path)).bearer_auth(token);
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status();
+            (status, response.text().await.expect("body"))
+        }
+    };
+    let metric = |text: &str, name: &str| -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+    };
+    let metrics = world
+        .http
+        .get(world.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        metric(&metrics, "restorable_dead_letters_pending").as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+
+    // A real event of globex's cycle, given up on by the verify stage.
+    let cycle = world.globex.cycle.to_string();
+    let event = store
+        .history("BackupCycle", &cycle)
+        .await
+        .expect("history")
+        .into_iter()
+        .find(|e| e.event_type == "Secured")
+        .expect("a Secured event");
+    store
+        .add_dead_letter("verify", &event, "the reaction panicked", 5)
+        .await
+        .expect("dead letter");
+
+    let (status, body) = get("/api/v1/dead-letters", tokens[&Role::Administrator].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let letters: Vec<serde_json::Value> = serde_json::from_str(&body).expect("json");
+    assert_eq!(letters.len(), 1, "{body}");
+    assert_eq!(letters[0]["consumer"], "verify");
+    assert_eq!(letters[0]["position"], event.position);
+    assert_eq!(letters[0]["aggregate_id"], cycle);
+    assert_eq!(letters[0]["attempts"], 5);
+    assert!(letters[0]["replayed_at"].is_null());
+
+    for role in [Role::Owner, Role::Viewer] {
+        let (status, body) = get("/api/v1/dead-letters", tokens[&role].clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{} of '*': {body}",
+            role.as_str()
+        );
+    }
+    for tenant in [&world.acme, &world.globex] {
+        for role in ROLES {
+            let (status, body) = get("/api/v1/dead-letters", tenant.tokens[&role].clone()).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{} of {}: {body}",
+                role.as_str(),
+                tenant.tenant
+            );
+            assert!(!body.contains(&cycle), "a refusal names no aggregate");
+        }
+    }
+
+    let metrics = world
+        .http
+        .get(world.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        metric(&metrics, "restorable_dead_letters_pending").as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert!(
+        matches!(
+            metric(&metrics, "restorable_relay_held").as_deref(),
+            Some("0" | "1")
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE restorable_dead_letters_pending gauge"));
+
+    // Replayed letters are no longer pending.
+    store
+        .mark_dead_letter_replayed("verify", event.position)
+        .await
+        .expect("mark");
+    let (status, body) = get("/api/v1/dead-letters", tokens[&Role::Administrator].clone()).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"));
 }

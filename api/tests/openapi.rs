@@ -438,6 +438,22 @@ fn the_row_schemas_name_the_serialized_fields() {
             })
             .expect("json"),
         ),
+        (
+            "DeadLetter",
+            serde_json::to_value(restorable_pipeline::store::DeadLetter {
+                consumer: "capture".into(),
+                position: 7,
+                aggregate_type: "BackupCycle".into(),
+                aggregate_id: started.cycle_id.to_string(),
+                sequence: 1,
+                event_type: "CycleStarted".into(),
+                reason: "x".into(),
+                attempts: 5,
+                created_at: at.to_rfc3339(),
+                replayed_at: None,
+            })
+            .expect("json"),
+        ),
     ];
     let mut problems = Vec::new();
     for (name, row) in rows {

@@ -85,14 +85,11 @@ impl Pipeline {
         let store = match &backends.database_url {
             Some(location) => {
                 let at = crate::store::redact_url(location);
-                let opened = patiently(waiting, "event store", &at, backends, || {
-                    Store::connect(location)
-                })
-                .await?;
-                match opened {
-                    Some(store) => store,
-                    None => return Ok(None),
-                }
+                let mut wait = Wait::new(waiting, "event store", &at, backends);
+                let Some(store) = patiently!(wait, Store::connect(location)) else {
+                    return Ok(None);
+                };
+                store
             }
             None => Store::open(&backends.data_dir).await?,
         };
@@ -113,10 +110,11 @@ impl Pipeline {
             Some(config) => {
                 let vault = S3Vault::new(config.clone())?;
                 let at = format!("bucket {}", config.bucket);
-                match patiently(waiting, "vault", &at, backends, || vault.check()).await? {
-                    Some(_) => Arc::new(vault),
-                    None => return Ok(None),
+                let mut wait = Wait::new(waiting, "vault", &at, backends);
+                if patiently!(wait, vault.check()).is_none() {
+                    return Ok(None);
                 }
+                Arc::new(vault)
             }
             None => Arc::new(LocalVault::open(backends.data_dir.join("vault"))?),
         };
@@ -124,10 +122,11 @@ impl Pipeline {
             Some(config) => {
                 let sealer = KmsKeySealer::new(config.clone())?;
                 let at = format!("key {}", config.key_id);
-                match patiently(waiting, "key sealing", &at, backends, || sealer.check()).await? {
-                    Some(_) => Arc::new(sealer),
-                    None => return Ok(None),
+                let mut wait = Wait::new(waiting, "key sealing", &at, backends);
+                if patiently!(wait, sealer.check()).is_none() {
+                    return Ok(None);
                 }
+                Arc::new(sealer)
             }
             None => Arc::new(LocalKeySealer::open_or_create(
                 &backends.data_dir.join("master.key"),
@@ -136,14 +135,11 @@ impl Pipeline {
         let nats = match &backends.nats {
             Some(config) => {
                 let at = crate::store::redact_url(&config.url);
-                match patiently(waiting, "transport", &at, backends, || {
-                    Nats::connect(config)
-                })
-                .await?
-                {
-                    Some(nats) => Some(nats),
-                    None => return Ok(None),
-                }
+                let mut wait = Wait::new(waiting, "transport", &at, backends);
+                let Some(nats) = patiently!(wait, Nats::connect(config)) else {
+                    return Ok(None);
+                };
+                Some(nats)
             }
             None => None,
         };
@@ -166,56 +162,97 @@ impl Pipeline {
 /// The longest pause between two tries of a backend at start-up.
 const START_UP_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
-/// Runs `attempt` once (`waiting` is `None`), or until it succeeds or fails for good, waiting
-/// with back-off after each failure that [`waits_for`] and logging it. `Ok(None)`: cancelled.
-async fn patiently<T, E, F, Fut>(
-    waiting: Option<&CancellationToken>,
-    port: &'static str,
-    at: &str,
-    backends: &Backends,
-    mut attempt: F,
-) -> Result<Option<T>, SetupError>
-where
-    E: Into<SetupError>,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let Some(shutdown) = waiting else {
-        return attempt().await.map(Some).map_err(Into::into);
-    };
-    let mut backoff = Backoff::new(START_UP_BACKOFF_CAP);
-    let mut tries = 0_u32;
-    loop {
-        let outcome = tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            outcome = attempt() => outcome,
-        };
-        let error: SetupError = match outcome {
-            Ok(value) => {
-                if tries > 0 {
-                    tracing::info!(waited_for = port, at, tries, "reachable now");
+/// Evaluates `$attempt` (a future of a `Result` whose error converts into [`SetupError`]) until
+/// it succeeds (`Some(value)`), fails for good (`return Err` from the enclosing function) or
+/// `$wait`'s shutdown comes (`None`); once only when `$wait` does not wait. A macro, not a
+/// generic function: sqlx's futures are not provably `Send` behind a generic closure.
+macro_rules! patiently {
+    ($wait:expr, $attempt:expr) => {
+        loop {
+            let outcome = match $wait.shutdown {
+                None => $attempt.await.map_err(SetupError::from),
+                Some(shutdown) => tokio::select! {
+                    () = shutdown.cancelled() => break None,
+                    outcome = $attempt => outcome.map_err(SetupError::from),
+                },
+            };
+            match outcome {
+                Ok(value) => {
+                    $wait.reached();
+                    break Some(value);
                 }
-                return Ok(Some(value));
+                Err(error) => {
+                    if !$wait.failed(error).await? {
+                        break None;
+                    }
+                }
             }
-            Err(error) => error.into(),
+        }
+    };
+}
+use patiently;
+
+/// The waiting for one backend at start-up: its back-off, and what the log says.
+struct Wait<'a> {
+    /// `None`: do not wait, fail at once.
+    shutdown: Option<&'a CancellationToken>,
+    port: &'static str,
+    at: &'a str,
+    backends: &'a Backends,
+    backoff: Backoff,
+    tries: u32,
+}
+
+impl<'a> Wait<'a> {
+    fn new(
+        shutdown: Option<&'a CancellationToken>,
+        port: &'static str,
+        at: &'a str,
+        backends: &'a Backends,
+    ) -> Self {
+        Self {
+            shutdown,
+            port,
+            at,
+            backends,
+            backoff: Backoff::new(START_UP_BACKOFF_CAP),
+            tries: 0,
+        }
+    }
+
+    /// The backend answered.
+    fn reached(&self) {
+        if self.tries > 0 {
+            let (port, at, tries) = (self.port, self.at, self.tries);
+            tracing::info!(waited_for = port, at, tries, "the {port} is reachable now");
+        }
+    }
+
+    /// After a failed try: `Err` if it is not worth waiting for (or this open does not wait),
+    /// else logs it and sleeps the next back-off delay; `Ok(true)`: try again, `Ok(false)`:
+    /// shut down meanwhile.
+    async fn failed(&mut self, error: SetupError) -> Result<bool, SetupError> {
+        let Some(shutdown) = self.shutdown else {
+            return Err(error);
         };
         if !waits_for(&error) {
             return Err(error);
         }
-        tries += 1;
-        let retry_in = backoff.next_delay();
+        self.tries += 1;
+        let retry_in = self.backoff.next_delay();
+        let (port, at, tries) = (self.port, self.at, self.tries);
         tracing::warn!(
             waiting_for = port,
             at,
-            error = %without_secrets(&error.to_string(), backends),
+            error = %without_secrets(&error.to_string(), self.backends),
             ?retry_in,
             tries,
             "waiting for the {port}: not reachable yet"
         );
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(retry_in) => {}
-        }
+        Ok(tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(retry_in) => true,
+        })
     }
 }
 
@@ -488,17 +525,14 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(15));
 
         let shutdown = CancellationToken::new();
-        let waiting = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { Pipeline::open_waiting(&backends, Settings::default(), &shutdown).await }
-        });
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(!waiting.is_finished(), "it waits for NATS");
+        let waiting = Pipeline::open_waiting(&backends, Settings::default(), &shutdown);
+        tokio::pin!(waiting);
+        let early = tokio::time::timeout(Duration::from_millis(1500), &mut waiting).await;
+        assert!(early.is_err(), "it waits for NATS");
         shutdown.cancel();
         let outcome = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
-            .expect("stops at once when shut down")
-            .expect("join");
+            .expect("stops at once when shut down");
         assert!(matches!(outcome, Ok(None)));
     }
 }

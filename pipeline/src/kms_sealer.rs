@@ -290,7 +290,7 @@ mod tests {
     use aws_sdk_kms::config::http::HttpResponse;
     use aws_sdk_kms::error::{ErrorMetadata, SdkError};
     use aws_sdk_kms::operation::decrypt::DecryptError;
-    use aws_sdk_kms::primitives::SdkBody;
+    use aws_sdk_s3::primitives::SdkBody;
 
     fn kms_answer(status: u16, code: &str) -> AwsError<DecryptError> {
         let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::empty());

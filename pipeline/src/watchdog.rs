@@ -13,8 +13,9 @@
 //! - The stage deadlines of capture and restore-test are never shorter than the stage's own
 //!   time limit (`capture_deadline`, `restore_time_limit`) plus [`Deadlines::close`], so a stage
 //!   that times out itself does so first, with its own, more precise reason.
-//! - Any process that runs stages runs a watchdog; only the holder of the store-wide `watchdog`
-//!   lock acts. Time counts only from when this process took the lock (or from the cycle's
+//! - Any process that runs stages runs a watchdog; only the holder of the `watchdog` lease
+//!   ([`crate::store::Lease`], renewed before every round, so a watchdog that lost it in an
+//!   outage stops acting) acts. Time counts only from when this process took the lock (or from the cycle's
 //!   last event, whichever is later): after a restart or an outage of the store the stages get
 //!   a full deadline to catch up before anything is failed, so downtime never raises a false
 //!   `stage_timeout`.
@@ -34,9 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::{Deadlines, Pipeline};
 use crate::stages::{close::close_cycle, record, StageFailure};
-use crate::store::{ExclusiveLock, StoreError};
+use crate::store::{Lease, StoreError};
 
-/// The name of the store-wide lock only one watchdog holds.
+/// The name of the lease only one watchdog holds.
 pub const LOCK: &str = "watchdog";
 
 /// Where a cycle in flight stands.
@@ -107,8 +108,10 @@ pub struct Round {
 /// See the module documentation. One per process; [`Watchdog::run`] it in the background.
 pub struct Watchdog {
     pipeline: Pipeline,
-    /// The store-wide lock, while held, and when it was taken.
-    held: Option<(ExclusiveLock, DateTime<Utc>)>,
+    /// This watchdog's holder id for the lease.
+    holder: String,
+    /// The lease, while held, and when it was taken.
+    held: Option<(Lease, DateTime<Utc>)>,
 }
 
 impl Watchdog {
@@ -116,24 +119,52 @@ impl Watchdog {
     pub fn new(pipeline: Pipeline) -> Self {
         Self {
             pipeline,
+            holder: uuid::Uuid::new_v4().to_string(),
             held: None,
         }
     }
 
-    /// Takes the store-wide lock if this process does not hold it already; returns since when
-    /// it is held, or `None` when another process holds it. The only place the lock is taken.
+    /// How long the lease holds without renewal: three rounds, at least 30 s.
+    fn lease_ttl_ms(&self) -> i64 {
+        let every = self.pipeline.settings.deadlines.check_every * 3;
+        i64::try_from(every.max(Duration::from_secs(30)).as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Takes (or renews) the lease; returns since when it is held, or `None` when another
+    /// process holds it. The only place the lease is taken.
     async fn hold_lock(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if let Some((lease, _)) = &self.held {
+            if let Err(error) = self.pipeline.store.renew_lease(lease).await {
+                self.held = None;
+                if !matches!(error, StoreError::LeaseLost(_)) {
+                    return Err(error);
+                }
+            }
+        }
         if self.held.is_none() {
-            if let Some(lock) = self.pipeline.store.try_exclusive(LOCK).await? {
-                self.held = Some((lock, Utc::now()));
+            let ttl = self.lease_ttl_ms();
+            if let Some(lease) = self
+                .pipeline
+                .store
+                .acquire_lease(LOCK, &self.holder, ttl)
+                .await?
+            {
+                self.held = Some((lease, Utc::now()));
             }
         }
         Ok(self.held.as_ref().map(|(_, since)| *since))
     }
 
-    /// Lets the lock go (after a store error: its connection may be gone with the outage).
+    /// Forgets the lease (after a store error: the time it was held may not have counted).
     fn let_go(&mut self) {
         self.held = None;
+    }
+
+    /// Gives the lease back at once (a clean stop), so another process takes over.
+    pub async fn release(mut self) {
+        if let Some((lease, _)) = self.held.take() {
+            let _ = self.pipeline.store.release_lease(&lease).await;
+        }
     }
 
     /// One round, if this process holds (or can take) the lock; `None` when another process
@@ -182,10 +213,11 @@ impl Watchdog {
                 }
             }
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
             }
         }
+        self.release().await;
     }
 }
 

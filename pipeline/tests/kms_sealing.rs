@@ -192,6 +192,7 @@ async fn plaintext_never_appears_in_errors_or_debug_output() {
         assert!(!text.contains(PLAINTEXT), "{text}");
     }
     assert!(matches!(errors[2], SealError::Kms(_)), "{:?}", errors[2]);
+    assert!(!errors[2].is_transient(), "no such key is permanent");
     for text in [
         format!("{pw:?}"),
         format!("{opened:?}"),
@@ -213,6 +214,7 @@ async fn check_passes_for_a_usable_key_and_fails_clearly_otherwise() {
     let missing = KmsKeySealer::new(config(missing_id)).expect("sealer");
     let err = missing.check().await.unwrap_err();
     assert!(matches!(err, SealError::Kms(_)), "{err:?}");
+    assert!(!err.is_transient(), "{err:?}");
     let text = err.to_string();
     assert!(text.contains(missing_id), "{text}");
     assert!(text.contains("NotFoundException"), "{text}");
@@ -230,7 +232,7 @@ async fn check_passes_for_a_usable_key_and_fails_clearly_otherwise() {
 }
 
 #[tokio::test]
-async fn an_unreachable_kms_is_a_clear_error() {
+async fn an_unreachable_kms_is_a_clear_transient_error() {
     aws::endpoint(); // credentials in the environment
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -247,7 +249,8 @@ async fn an_unreachable_kms_is_a_clear_error() {
         .seal("tenant-password/t", &secret(PLAINTEXT))
         .await
         .unwrap_err();
-    assert!(matches!(err, SealError::Kms(_)), "{err:?}");
+    assert!(matches!(err, SealError::Unavailable(_)), "{err:?}");
+    assert!(err.is_transient(), "no connection may pass: {err:?}");
     let text = err.to_string();
     assert!(text.contains("unreachable"), "{text}");
     assert!(!text.contains(PLAINTEXT), "{text}");

@@ -426,7 +426,7 @@ async fn check_fails_clearly_without_object_lock_or_without_the_bucket() {
 }
 
 #[tokio::test]
-async fn an_unreachable_endpoint_is_a_clear_remote_error() {
+async fn an_unreachable_endpoint_is_a_clear_transient_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -440,7 +440,8 @@ async fn an_unreachable_endpoint_is_a_clear_remote_error() {
     })
     .expect("vault");
     let err = vault.head("t/i/x.zip").await.unwrap_err();
-    assert!(matches!(err, VaultError::Remote(_)), "{err:?}");
+    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
+    assert!(err.is_transient(), "no connection may pass: {err:?}");
     assert!(err.to_string().contains("unreachable"), "{err}");
     assert!(!err.to_string().contains("restorable-test-secret"), "{err}");
 }

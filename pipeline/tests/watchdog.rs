@@ -407,8 +407,8 @@ async fn two_watchdogs_on_one_postgres_store_act_once() {
     }
     assert_eq!(failed_events(&harness, cycle_id).await, 1);
 
-    // The holder goes away (its lock with it); the other takes over.
-    drop(first);
+    // The holder stops (and gives its lease back); the other takes over.
+    first.release().await;
     let mut taken = None;
     for _ in 0..50 {
         taken = second.round().await.expect("round");

@@ -103,9 +103,10 @@ impl Store {
     /// A storage error.
     pub async fn pending_dead_letters(&self) -> Result<i64, StoreError> {
         let sql = "SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL";
-        Ok(on_backend!(self, |pool, _a| sqlx::query_scalar::<_, i64>(sql)
+        let pending: i64 = on_backend!(self, |pool, _a| sqlx::query_scalar(sql)
             .fetch_one(pool)
-            .await?))
+            .await?);
+        Ok(pending)
     }
 
     /// Marks a dead letter replayed (its reaction ran to the end); `false` if there is none.

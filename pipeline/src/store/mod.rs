@@ -629,26 +629,6 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the store-wide lock named `name` if nobody holds it: on PostgreSQL a session
-    /// advisory lock on a connection of its own (released when the [`ExclusiveLock`] is dropped,
-    /// or when its holder dies and the connection closes); on SQLite always granted (one
-    /// machine, and the work it guards tolerates a second copy).
-    ///
-    /// # Errors
-    /// A storage error.
-    pub async fn try_exclusive(&self, name: &str) -> Result<Option<ExclusiveLock>, StoreError> {
-        let Backend::Postgres { pool, .. } = &*self.backend else {
-            return Ok(Some(ExclusiveLock(None)));
-        };
-        let mut connection = pool.acquire().await?.detach();
-        let key = i64::from_le_bytes(sha2_8(name.as_bytes()));
-        let granted: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut connection)
-            .await?;
-        Ok(granted.then_some(ExclusiveLock(Some(connection))))
-    }
-
     /// Resolves after the next commit made through this store (or, on PostgreSQL, by any
     /// process).
     pub fn committed(&self) -> Arc<Notify> {
@@ -659,19 +639,6 @@ impl Store {
     pub async fn close(&self) {
         on_backend!(self, |pool, _a| pool.close().await)
     }
-}
-
-/// A held store-wide lock (see [`Store::try_exclusive`]); the connection it lives on closes
-/// when it is dropped, which releases it.
-pub struct ExclusiveLock(#[allow(dead_code)] Option<sqlx::PgConnection>);
-
-/// The first 8 bytes of the SHA-256 of `bytes` (a stable advisory-lock key for a name).
-fn sha2_8(bytes: &[u8]) -> [u8; 8] {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
-    let mut key = [0u8; 8];
-    key.copy_from_slice(&digest[..8]);
-    key
 }
 
 async fn retry_on_conflict<F, Fut, E>(mut attempt: F) -> Result<(), StoreError>

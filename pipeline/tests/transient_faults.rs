@@ -1,0 +1,216 @@
+//! Transient is not permanent: whole cycles on a simulated PBX with the key sealing on KMS (and
+//! the vault on S3) of the local AWS endpoint, reached through a proxy that throttles on demand
+//! (moto cannot). A few throttled KMS calls are tried again within the stage and the cycle
+//! climbs as usual; a key service throttled for longer than the stage's tries fails the cycle
+//! with the retryable `key_service_unavailable` (and the instance is due again a minute after
+//! it closed, not an interval later); a refusal (access denied) is not tried again and keeps
+//! its permanent `key_unavailable`; a vault throttled through the capture fails it with the
+//! retryable `vault_unavailable`.
+
+mod common;
+mod fault_proxy;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use common::Harness;
+use fault_proxy::{FaultProxy, Service};
+use restorable_domain::ids::{CycleId, InstanceId};
+use restorable_domain::instance::Instance;
+use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
+use restorable_pbx_sim::RunningPbx;
+use restorable_pipeline::enrolment::open_cycle;
+use restorable_pipeline::kms_sealer::{KmsConfig, KmsKeySealer};
+use restorable_pipeline::s3_vault::{S3Config, S3Vault};
+use restorable_pipeline::testing::{aws_endpoint, unique_bucket, AWS_REGION};
+
+/// A new symmetric KMS key on the local endpoint.
+async fn new_kms_key() -> String {
+    let direct = KmsKeySealer::new(KmsConfig {
+        endpoint: Some(aws_endpoint().to_owned()),
+        key_id: "unset".to_owned(),
+        region: AWS_REGION.to_owned(),
+    })
+    .expect("sealer");
+    let key = direct
+        .client()
+        .create_key()
+        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+        .key_spec(aws_sdk_kms::types::KeySpec::SymmetricDefault)
+        .send()
+        .await
+        .expect("CreateKey");
+    key.key_metadata().expect("metadata").key_id().to_owned()
+}
+
+/// A harness whose sealer is KMS through a fault proxy, with one enrolled PBX.
+async fn on_kms() -> (Harness, FaultProxy, RunningPbx, InstanceId) {
+    let proxy = FaultProxy::start(Service::Kms, aws_endpoint()).await;
+    let key_id = new_kms_key().await;
+    let mut harness = Harness::new().await;
+    harness.pipeline.sealer = Arc::new(
+        KmsKeySealer::new(KmsConfig {
+            endpoint: Some(proxy.url()),
+            key_id,
+            region: AWS_REGION.to_owned(),
+        })
+        .expect("sealer"),
+    );
+    let pbx = harness.pbx("pbx-kms", None).await;
+    let instance = harness.enrol(&pbx, 60).await;
+    (harness, proxy, pbx, instance)
+}
+
+/// Opens a cycle and drives it until it closes.
+async fn one_cycle(harness: &Harness, instance: InstanceId) -> CycleId {
+    let cycle = open_cycle(&harness.pipeline, instance, Trigger::Manual)
+        .await
+        .expect("open");
+    harness.drive(&[cycle]).await;
+    cycle
+}
+
+async fn instance(harness: &Harness, id: InstanceId) -> Instance {
+    harness
+        .pipeline
+        .store
+        .load(&id.to_string())
+        .await
+        .expect("instance")
+}
+
+#[tokio::test]
+async fn kms_throttled_a_few_times_is_tried_again_and_the_cycle_climbs() {
+    let (harness, proxy, _pbx, instance_id) = on_kms().await;
+    // More than the SDK's own three attempts of the first Decrypt: the stage's retry is needed.
+    proxy.throttle(5);
+    let cycle_id = one_cycle(&harness, instance_id).await;
+    let cycle = harness.cycle(cycle_id).await;
+    assert_eq!(cycle.failed.map(|f| (f.reason, f.detail)), None);
+    assert!(cycle.rung >= Some(Rung::Verified), "{:?}", cycle.rung);
+    assert_eq!(proxy.faulted(), 5);
+    let instance = instance(&harness, instance_id).await;
+    assert_eq!(
+        (instance.retryable_failures, instance.retry_delay()),
+        (0, None)
+    );
+}
+
+#[tokio::test]
+async fn kms_throttled_beyond_the_stage_tries_fails_key_service_unavailable_and_retries_soon() {
+    let (harness, proxy, _pbx, instance_id) = on_kms().await;
+    proxy.throttle_always();
+    let cycle_id = one_cycle(&harness, instance_id).await;
+    let cycle = harness.cycle(cycle_id).await;
+    let failed = cycle.failed.expect("failed");
+    assert_eq!(
+        (failed.stage, failed.reason, failed.retryable),
+        (Stage::Capture, FailureReason::KeyServiceUnavailable, true),
+        "{}",
+        failed.detail
+    );
+    assert!(
+        failed.detail.contains("ThrottlingException"),
+        "{}",
+        failed.detail
+    );
+    assert_eq!(cycle.rung, Some(Rung::Started));
+    // The SDK's three attempts, times the stage's five tries.
+    assert!(proxy.faulted() >= 10, "tried again: {}", proxy.faulted());
+
+    // Closed as a retryable failure: due again a minute after, not an hour after.
+    let instance = instance(&harness, instance_id).await;
+    assert_eq!(instance.open_cycle, None);
+    assert_eq!(instance.retryable_failures, 1);
+    assert_eq!(instance.retry_delay(), Some(chrono::Duration::minutes(1)));
+    let closed = instance.last_closed_at.expect("closed");
+    assert!(!instance.is_due(closed + chrono::Duration::seconds(30)));
+    assert!(instance.is_due(closed + chrono::Duration::seconds(61)));
+
+    // The key service is back: the next cycle climbs and the back-off is reset.
+    proxy.pass();
+    let next = one_cycle(&harness, instance_id).await;
+    assert_eq!(harness.cycle(next).await.failed.map(|f| f.detail), None);
+    let instance = self::instance(&harness, instance_id).await;
+    assert_eq!(
+        (instance.retryable_failures, instance.retry_delay()),
+        (0, None)
+    );
+    assert!(!instance.is_due(Utc::now() + chrono::Duration::minutes(5)));
+}
+
+#[tokio::test]
+async fn a_kms_refusal_is_not_tried_again_and_stays_key_unavailable() {
+    let (harness, proxy, _pbx, instance_id) = on_kms().await;
+    proxy.deny_always();
+    let cycle_id = one_cycle(&harness, instance_id).await;
+    let failed = harness.cycle(cycle_id).await.failed.expect("failed");
+    assert_eq!(
+        (failed.stage, failed.reason, failed.retryable),
+        (Stage::Capture, FailureReason::KeyUnavailable, false),
+        "{}",
+        failed.detail
+    );
+    assert_eq!(proxy.faulted(), 1, "a refusal is asked once");
+    let instance = instance(&harness, instance_id).await;
+    assert_eq!(
+        (instance.retryable_failures, instance.retry_delay()),
+        (0, None)
+    );
+}
+
+/// A harness whose vault is a new S3 bucket through a fault proxy (the sealer stays local).
+async fn on_s3() -> (Harness, FaultProxy, RunningPbx, InstanceId) {
+    let proxy = FaultProxy::start(Service::S3, aws_endpoint()).await;
+    let config = S3Config {
+        endpoint: Some(aws_endpoint().to_owned()),
+        bucket: unique_bucket("transient"),
+        region: AWS_REGION.to_owned(),
+    };
+    S3Vault::new(config.clone())
+        .expect("vault")
+        .create_bucket_with_object_lock()
+        .await
+        .expect("bucket");
+    let mut harness = Harness::new().await;
+    harness.pipeline.vault = Arc::new(
+        S3Vault::new(S3Config {
+            endpoint: Some(proxy.url()),
+            ..config
+        })
+        .expect("vault"),
+    );
+    let pbx = harness.pbx("pbx-s3", None).await;
+    let instance = harness.enrol(&pbx, 60).await;
+    (harness, proxy, pbx, instance)
+}
+
+#[tokio::test]
+async fn s3_throttled_a_few_times_before_the_upload_is_tried_again_and_the_cycle_climbs() {
+    let (harness, proxy, _pbx, instance_id) = on_s3().await;
+    // The capture's first vault calls (before any byte of the download went in) are throttled.
+    proxy.throttle(5);
+    let cycle_id = one_cycle(&harness, instance_id).await;
+    let cycle = harness.cycle(cycle_id).await;
+    assert_eq!(cycle.failed.map(|f| (f.reason, f.detail)), None);
+    assert!(cycle.rung >= Some(Rung::Verified), "{:?}", cycle.rung);
+    assert_eq!(proxy.faulted(), 5);
+}
+
+#[tokio::test]
+async fn s3_throttled_through_the_capture_fails_vault_unavailable_retryable() {
+    let (harness, proxy, _pbx, instance_id) = on_s3().await;
+    proxy.throttle_always();
+    let cycle_id = one_cycle(&harness, instance_id).await;
+    let cycle = harness.cycle(cycle_id).await;
+    let failed = cycle.failed.expect("failed");
+    assert_eq!(
+        (failed.stage, failed.reason, failed.retryable),
+        (Stage::Capture, FailureReason::VaultUnavailable, true),
+        "{}",
+        failed.detail
+    );
+    assert_eq!(cycle.rung, Some(Rung::Started));
+    let instance = instance(&harness, instance_id).await;
+    assert_eq!(instance.retry_delay(), Some(chrono::Duration::minutes(1)));
+}

@@ -7,9 +7,10 @@
 #
 # Usage: scripts/chaos.sh [--minutes N] [--pg-outage SECS] [--nats-outage SECS]
 #                         [--kill-every MIN-MAX] [--outage-every SECS] [--pbxes N]
-#                         [--padding-bytes N] [--settle SECS] [--seed N] [--out FILE]
+#                         [--padding-bytes N] [--settle SECS] [--seed N] [--out FILE] [--debug]
 # Defaults: 10 minutes of faults, PostgreSQL down 30 s and nats-server down 10 s once every
 # 5 minutes, a worker killed every 10–20 s, 8 PBXes, RELIABILITY.md at the top of the tree.
+# --debug: the dev profile instead of release (no second build of the whole tree).
 # Each maps to an environment variable of the test (RESTORABLE_CHAOS_*), which may be set
 # instead. The process logs stay in the directory the test prints (RESTORABLE_CHAOS_LOG_DIR).
 # Exit status: the test's (non-zero when a check failed; RELIABILITY.md is written either way).
@@ -27,9 +28,11 @@ padding="${RESTORABLE_CHAOS_PADDING_BYTES:-0}"
 settle="${RESTORABLE_CHAOS_SETTLE_SECS:-600}"
 seed="${RESTORABLE_CHAOS_SEED:-}"
 out="RELIABILITY.md"
+profile=(--release)
+profile_name=release
 [ -n "${RESTORABLE_CHAOS_SECS:-}" ] && minutes=""
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 number() { # number NAME VALUE: a whole number, or die
   case "$2" in ''|*[!0-9]*) echo "chaos: $1 must be a whole number, not '$2'" >&2; exit 2 ;; esac
 }
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     --settle) settle="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --debug) profile=(); profile_name=dev; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "chaos: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -88,13 +92,13 @@ export RESTORABLE_CHAOS_REPORT="$report"
 export RESTORABLE_CHAOS_LOG_DIR="$log_dir"
 [ -z "$seed" ] || export RESTORABLE_CHAOS_SEED="$seed"
 
-echo "chaos: building in release"
-cargo build --release --bin restorable
-cargo test --release -p restorable --test chaos --no-run
+echo "chaos: building ($profile_name profile)"
+cargo build "${profile[@]}" --bin restorable
+cargo test "${profile[@]}" -p restorable --test chaos --no-run
 echo "chaos: ${run_secs}s of faults (PostgreSQL down ${pg_outage}s and NATS down ${nats_outage}s every" \
   "${outage_every}s, a worker killed every ${kill_min}-${kill_max}s), ${pbxes} PBXes; logs in $log_dir"
 status=0
-cargo test --release -p restorable --test chaos -- --nocapture || status=$?
+cargo test "${profile[@]}" -p restorable --test chaos -- --nocapture || status=$?
 
 {
   echo "# Reliability"
@@ -115,7 +119,7 @@ cargo test --release -p restorable --test chaos -- --nocapture || status=$?
   echo
   echo "Run of $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, commit" \
     "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')," \
-    "exit status ${status}:"
+    "${profile_name} build, exit status ${status}:"
   echo
   if [ -s "$report" ]; then
     cat "$report"

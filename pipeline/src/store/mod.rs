@@ -772,7 +772,7 @@ mod tests {
             doc: doc.into(),
         };
         let old = store
-            .acquire_lease("projector", "old", 1)
+            .acquire_lease("projector", "old", 500)
             .await
             .expect("acquire")
             .expect("granted");
@@ -780,7 +780,7 @@ mod tests {
             .save_view_rows(&[row("{\"v\":1}")], "projections", 10, &old)
             .await
             .expect("written while held");
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
         let new = store
             .acquire_lease("projector", "new", 60_000)
             .await

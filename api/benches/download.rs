@@ -174,7 +174,9 @@ async fn main() {
     drop(pbx);
     drop(sims);
     let read = ReadSide::load(&pipeline.store).await.expect("views");
-    read.catch_up_and_store(&pipeline.store).await.expect("fold");
+    read.catch_up_and_store(&pipeline.store)
+        .await
+        .expect("fold");
     let (sha256, size, rung) = {
         let model = read.read();
         let row = model.backups.row(&cycle).expect("the cycle's row");

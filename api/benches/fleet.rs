@@ -392,7 +392,9 @@ async fn main() {
     let written = started.elapsed();
     let started = Instant::now();
     let read = ReadSide::load(&pipeline.store).await.expect("views");
-    read.catch_up_and_store(&pipeline.store).await.expect("fold");
+    read.catch_up_and_store(&pipeline.store)
+        .await
+        .expect("fold");
     let folded = started.elapsed();
     let rows = read.read().fleet.rows().len();
     assert_eq!(rows, instances, "every instance has a fleet row");

@@ -82,11 +82,10 @@ mod tests {
         let io: StoreError = sqlx::Error::Io(std::io::Error::other("reset")).into();
         assert_eq!(io.kind(), ErrorKind::Infrastructure);
         assert_eq!(sqlx_pool_timeout().kind(), ErrorKind::Infrastructure);
-        let malformed: StoreError =
-            AggregateError::<DomainNo>::DeserializationError(Box::new(std::io::Error::other(
-                "not json",
-            )))
-            .into();
+        let malformed: StoreError = AggregateError::<DomainNo>::DeserializationError(Box::new(
+            std::io::Error::other("not json"),
+        ))
+        .into();
         assert_eq!(malformed.kind(), ErrorKind::Poison);
     }
 

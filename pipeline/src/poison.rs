@@ -145,7 +145,10 @@ pub async fn give_up(
         failed_at: Utc::now(),
     };
     match store
-        .cycle(&event.aggregate_id, BackupCycleCommand::RecordFailure(failed))
+        .cycle(
+            &event.aggregate_id,
+            BackupCycleCommand::RecordFailure(failed),
+        )
         .await
     {
         Err(error) if error.is_refusal() => Ok(()),

@@ -21,8 +21,8 @@ use restorable_projections::AnyEvent;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::stages::alerts::raise_stale;
 use crate::retry::Backoff;
+use crate::stages::alerts::raise_stale;
 use crate::store::{Lease, LoggedEvent, Store, StoreError, ViewRow};
 
 /// The checkpoint of the stored views.
@@ -213,9 +213,7 @@ impl ReadSide {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let outcome = self
-                .round(&store, &holder, &mut writer, &mut renewed)
-                .await;
+            let outcome = self.round(&store, &holder, &mut writer, &mut renewed).await;
             let pause = match outcome {
                 Ok(()) => {
                     backoff.reset();

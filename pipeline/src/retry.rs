@@ -108,7 +108,10 @@ mod tests {
     fn an_infrastructure_backoff_never_ends_and_resets() {
         let mut backoff = Backoff::new(Duration::from_secs(2));
         let delays: Vec<Duration> = (0..50).map(|_| backoff.next_delay()).collect();
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(4)), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(4)),
+            "{delays:?}"
+        );
         assert!(delays[49] >= Duration::from_secs(1), "grew: {delays:?}");
         backoff.reset();
         assert!(backoff.next_delay() < Duration::from_millis(300));

@@ -111,7 +111,9 @@ async fn deliver_batch(
     let mut failure = None;
     while let Some(joined) = reactions.join_next().await {
         let Ok((event, outcome)) = joined else {
-            failure = Some(StoreError::Unavailable(format!("{name}: a delivery task was lost")));
+            failure = Some(StoreError::Unavailable(format!(
+                "{name}: a delivery task was lost"
+            )));
             continue;
         };
         let key = event.position.to_string();

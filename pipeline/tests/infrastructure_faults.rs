@@ -65,8 +65,15 @@ async fn an_outcome_that_meets_a_store_error_is_recorded_once_the_store_answers(
     // vault, but the cycle is neither captured nor failed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = harness.cycle(cycle).await;
-    assert_eq!(during.rung, Some(Rung::Started), "nothing recorded during the fault");
-    assert!(!during.is_failed(), "an infrastructure error is not a stage failure");
+    assert_eq!(
+        during.rung,
+        Some(Rung::Started),
+        "nothing recorded during the fault"
+    );
+    assert!(
+        !during.is_failed(),
+        "an infrastructure error is not a stage failure"
+    );
     assert!(
         files_under(&harness.data.join("vault")) > 0,
         "the capture ran and met the fault when it recorded its outcome"
@@ -113,8 +120,7 @@ async fn sqlite_an_outcome_that_meets_a_store_error_is_recorded_once_the_store_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_an_outcome_that_meets_a_store_error_is_recorded_once_the_store_answers() {
-    an_outcome_that_meets_a_store_error_is_recorded_once_the_store_answers(Backend::Postgres)
-        .await;
+    an_outcome_that_meets_a_store_error_is_recorded_once_the_store_answers(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +193,12 @@ async fn the_relay_holds_on_a_store_error_and_an_unknown_version_and_never_skips
 
     // An event written by a newer Restorable (a version with no schema here), then a known one.
     let instance = store.aggregate_ids("Instance").await.expect("ids")[0].clone();
-    let next = store.history("Instance", &instance).await.expect("history").len() + 1;
+    let next = store
+        .history("Instance", &instance)
+        .await
+        .expect("history")
+        .len()
+        + 1;
     store
         .execute_sql(&format!(
             "INSERT INTO events VALUES ('Instance', '{instance}', {next}, 'InstanceStopped', '9.9', \
@@ -225,7 +236,10 @@ async fn the_relay_holds_on_a_store_error_and_an_unknown_version_and_never_skips
     }
     shutdown.cancel();
     relay.await.expect("relay");
-    assert_eq!(stream_messages(&harness, EVENTS_STREAM).await, head as u64 + 2);
+    assert_eq!(
+        stream_messages(&harness, EVENTS_STREAM).await,
+        head as u64 + 2
+    );
     assert_eq!(stream_messages(&harness, DEAD_LETTER_STREAM).await, 0);
 }
 
@@ -255,9 +269,9 @@ async fn a_poison_event_does_not_stop_the_next_tenants_cycle() {
     assert!(state.rung >= Some(Rung::Verified));
     let letters = store.dead_letters(true).await.expect("dead letters");
     assert!(
-        letters
-            .iter()
-            .any(|l| l.aggregate_id == "poison-cycle" && l.consumer == "capture" && l.position == 1),
+        letters.iter().any(|l| l.aggregate_id == "poison-cycle"
+            && l.consumer == "capture"
+            && l.position == 1),
         "{letters:?}"
     );
 }
@@ -271,14 +285,17 @@ async fn a_new_writer_stores_views_equal_to_a_rebuild() {
     let store = harness.pipeline.store.clone();
     let head = head_position(&harness.pipeline).await.expect("head");
     let follower = ReadSide::load(&store).await.expect("load");
-    follower.catch_up(&store, None).await.expect("fold in memory");
+    follower
+        .catch_up(&store, None)
+        .await
+        .expect("fold in memory");
     assert_eq!(store.checkpoint("projections").await.expect("read"), 0);
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(
-        follower
-            .clone()
-            .run(store.clone(), Duration::from_secs(3600), shutdown.clone()),
-    );
+    let running = tokio::spawn(follower.clone().run(
+        store.clone(),
+        Duration::from_secs(3600),
+        shutdown.clone(),
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while store.checkpoint("projections").await.expect("read") < head {
         assert!(

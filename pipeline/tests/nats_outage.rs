@@ -249,7 +249,9 @@ async fn a_message_that_keeps_failing_goes_to_the_dead_letters_and_fails_its_cyc
     );
     assert!(failed.retryable);
     assert!(
-        failed.detail.contains("gave up on CycleStarted after 3 attempts")
+        failed
+            .detail
+            .contains("gave up on CycleStarted after 3 attempts")
             && failed.detail.contains("the event store is unreachable"),
         "{}",
         failed.detail
@@ -270,10 +272,18 @@ async fn a_message_that_keeps_failing_goes_to_the_dead_letters_and_fails_its_cyc
     );
     let event = decode(Some(&letter.headers), &letter.payload).expect("the event itself");
     assert_eq!(event.event_type, "CycleStarted");
-    let listed = pipeline.store.dead_letters(true).await.expect("dead letters");
+    let listed = pipeline
+        .store
+        .dead_letters(true)
+        .await
+        .expect("dead letters");
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
-        (listed[0].consumer.as_str(), listed[0].event_type.as_str(), listed[0].attempts),
+        (
+            listed[0].consumer.as_str(),
+            listed[0].event_type.as_str(),
+            listed[0].attempts
+        ),
         ("capture", "CycleStarted", 3)
     );
 }

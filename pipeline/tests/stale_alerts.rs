@@ -87,10 +87,14 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
     // A cycle three hours ago that never got past capture: stale (interval 30 min).
     let first = start_cycle(&pipeline, &tenant, instance, long_ago).await;
     let read = ReadSide::load(&pipeline.store).await.expect("views");
-    read.catch_up_and_store(&pipeline.store).await.expect("fold");
+    read.catch_up_and_store(&pipeline.store)
+        .await
+        .expect("fold");
     for _ in 0..3 {
         read.sweep_stale(&pipeline.store).await.expect("sweep");
-        read.catch_up_and_store(&pipeline.store).await.expect("fold");
+        read.catch_up_and_store(&pipeline.store)
+            .await
+            .expect("fold");
     }
     let open = |read: &ReadSide, kind| {
         read.read()
@@ -134,7 +138,9 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
         .await
         .expect("fail again");
     deliver_twice(&pipeline, retry).await;
-    read.catch_up_and_store(&pipeline.store).await.expect("fold");
+    read.catch_up_and_store(&pipeline.store)
+        .await
+        .expect("fold");
     assert_eq!(
         open(&read, AlertKind::BackupFailed),
         vec![true],
@@ -162,7 +168,9 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
         .await
         .expect("secured");
     deliver_twice(&pipeline, good).await;
-    read.catch_up_and_store(&pipeline.store).await.expect("fold");
+    read.catch_up_and_store(&pipeline.store)
+        .await
+        .expect("fold");
     assert_eq!(
         open(&read, AlertKind::BackupStale),
         vec![false],
@@ -174,7 +182,9 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
         "failed resolved"
     );
     read.sweep_stale(&pipeline.store).await.expect("sweep");
-    read.catch_up_and_store(&pipeline.store).await.expect("fold");
+    read.catch_up_and_store(&pipeline.store)
+        .await
+        .expect("fold");
     assert_eq!(
         read.read().alerts.rows().len(),
         2,

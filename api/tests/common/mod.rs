@@ -165,7 +165,9 @@ impl World {
                 cancelled_after(Duration::from_millis(300)),
             )
             .await;
-            read.catch_up_and_store(&pipeline.store).await.expect("fold");
+            read.catch_up_and_store(&pipeline.store)
+                .await
+                .expect("fold");
             if !read.read().alerts.rows().is_empty() {
                 break;
             }

@@ -103,9 +103,16 @@ impl Relay {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let outcome = match &lease {
-                None => match self.store.acquire_lease(CHECKPOINT, &holder, LEASE_TTL_MS).await {
+                None => match self
+                    .store
+                    .acquire_lease(CHECKPOINT, &holder, LEASE_TTL_MS)
+                    .await
+                {
                     Ok(Some(taken)) => {
-                        tracing::info!(epoch = taken.epoch, "relaying the event log to NATS JetStream");
+                        tracing::info!(
+                            epoch = taken.epoch,
+                            "relaying the event log to NATS JetStream"
+                        );
                         lease = Some(taken);
                         continue;
                     }
@@ -140,7 +147,11 @@ impl Relay {
                     continue;
                 }
             }
-            let idle = if lease.is_some() { IDLE_POLL } else { IDLE_POLL * 4 };
+            let idle = if lease.is_some() {
+                IDLE_POLL
+            } else {
+                IDLE_POLL * 4
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = &mut notified => {}
@@ -317,7 +328,11 @@ impl Relay {
                 }
                 Err(e) => return Err(RouteError::Undecodable(e.to_string())),
             },
-            other => return Err(RouteError::Unknown(format!("unknown aggregate type {other}"))),
+            other => {
+                return Err(RouteError::Unknown(format!(
+                    "unknown aggregate type {other}"
+                )))
+            }
         };
         let mut routes = self.routes.lock().await;
         if routes.len() >= ROUTES_KEPT {

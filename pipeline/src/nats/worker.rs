@@ -242,7 +242,8 @@ impl Handler {
             self.acknowledge(&message, AckKind::Ack).await;
             return;
         }
-        let reaction = std::panic::AssertUnwindSafe(self.consumer.react(event.clone())).catch_unwind();
+        let reaction =
+            std::panic::AssertUnwindSafe(self.consumer.react(event.clone())).catch_unwind();
         tokio::pin!(reaction);
         let mut progress = tokio::time::interval(self.settings.ack_wait / 3);
         progress.tick().await;
@@ -279,7 +280,8 @@ impl Handler {
         match verdict {
             Verdict::Acknowledge => self.acknowledge(&message, AckKind::Ack).await,
             Verdict::GiveUp(count) => {
-                self.give_up(&message, &event, &error.to_string(), count).await;
+                self.give_up(&message, &event, &error.to_string(), count)
+                    .await;
             }
             Verdict::Retry => {
                 let delay = redelivery_delay(delivered);
@@ -354,5 +356,4 @@ mod tests {
             "restorable.events.>"
         );
     }
-
 }

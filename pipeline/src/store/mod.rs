@@ -836,7 +836,11 @@ mod tests {
         let pending = store.dead_letters(true).await.expect("list");
         assert_eq!(pending.len(), 1);
         assert_eq!(
-            (pending[0].consumer.as_str(), pending[0].position, pending[0].attempts),
+            (
+                pending[0].consumer.as_str(),
+                pending[0].position,
+                pending[0].attempts
+            ),
             ("capture", 1, 5)
         );
         assert_eq!(pending[0].reason, "it panicked");

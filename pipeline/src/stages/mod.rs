@@ -111,7 +111,7 @@ pub async fn run_stages(
         pipeline.sandbox.sweep_leftovers().await;
     }
     let mut tasks = tokio::task::JoinSet::new();
-    // The cycle deadline: one watchdog per process; the store-wide lock lets only one act.
+    // The cycle deadline: one watchdog per process; the `watchdog` lease lets only one act.
     let watchdog = crate::watchdog::Watchdog::new(pipeline.clone());
     tasks.spawn(watchdog.run(shutdown.clone()));
     if names.contains(&"alert_delivery") {

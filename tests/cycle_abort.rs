@@ -3,8 +3,10 @@
 //! cycle that is not in flight (closed, unknown) is refused with exit code 2 and nothing is
 //! recorded.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use restorable_domain::audit::{AuditAction, AuditEvent};
 use restorable_domain::cycle::{BackupCycle, BackupCycleCommand, CycleStarted};
@@ -16,19 +18,7 @@ use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
 use secrecy::SecretString;
 
 fn restorable(data: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_restorable"));
-    for variable in [
-        "RESTORABLE_DATABASE_URL",
-        "RESTORABLE_NATS_URL",
-        "RESTORABLE_S3_BUCKET",
-        "RESTORABLE_S3_ENDPOINT",
-        "RESTORABLE_KMS_KEY_ID",
-        "RESTORABLE_KMS_ENDPOINT",
-        "RESTORABLE_CONFIG",
-    ] {
-        command.env_remove(variable);
-    }
-    command
+    common::restorable()
         .args(args)
         .arg("--data-dir")
         .arg(data)

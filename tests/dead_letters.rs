@@ -4,8 +4,10 @@
 //! `list` no longer shows it and `list --all` shows it replayed. An unknown consumer, a letter
 //! that does not exist and a relay letter without NATS are refused with exit code 2.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use restorable_domain::cycle::BackupCycle;
 use restorable_domain::ids::{CycleId, TenantId};
@@ -18,19 +20,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 fn restorable(data: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_restorable"));
-    for variable in [
-        "RESTORABLE_DATABASE_URL",
-        "RESTORABLE_NATS_URL",
-        "RESTORABLE_S3_BUCKET",
-        "RESTORABLE_S3_ENDPOINT",
-        "RESTORABLE_KMS_KEY_ID",
-        "RESTORABLE_KMS_ENDPOINT",
-        "RESTORABLE_CONFIG",
-    ] {
-        command.env_remove(variable);
-    }
-    command
+    common::restorable()
         .args(args)
         .arg("--data-dir")
         .arg(data)

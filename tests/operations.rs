@@ -3,24 +3,12 @@
 //! started while NATS or PostgreSQL is down waits for it (without leaking a password) and gets
 //! going when it returns.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn restorable() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_restorable"));
-    for variable in [
-        "RESTORABLE_DATABASE_URL",
-        "RESTORABLE_NATS_URL",
-        "RESTORABLE_S3_BUCKET",
-        "RESTORABLE_S3_ENDPOINT",
-        "RESTORABLE_KMS_KEY_ID",
-        "RESTORABLE_KMS_ENDPOINT",
-        "RESTORABLE_CONFIG",
-    ] {
-        command.env_remove(variable);
-    }
-    command
-}
+use common::restorable;
 
 #[test]
 fn doctor_passes_on_the_embedded_default() {

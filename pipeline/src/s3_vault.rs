@@ -651,7 +651,10 @@ impl S3Vault {
             (Some(ours), _) => ours,
             (None, Some(theirs)) => theirs,
             (None, None) => self.tagged_sha256(key, &version_id).await?.ok_or_else(|| {
-                bad("no recorded SHA-256 (neither metadata nor tag): not written by Restorable?")
+                VaultError::Unfinished {
+                    key: target.to_string(),
+                    detail: "no recorded SHA-256 (neither metadata nor tag)".to_owned(),
+                }
             })?,
         };
         Ok(Some(StoredObject {

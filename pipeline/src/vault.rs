@@ -169,6 +169,16 @@ pub enum VaultError {
     /// The vault adapter is not configured well enough to be used (e.g. credentials missing).
     #[error("vault configuration: {0}")]
     Config(String),
+    /// An object is there but was left unfinished by an upload that was cut off (a worker
+    /// killed between completing the upload and recording its SHA-256): it can never be
+    /// trusted, and as objects are write-once, a new copy goes under another key.
+    #[error("object {key} was left unfinished by an interrupted upload: {detail}")]
+    Unfinished {
+        /// The key.
+        key: String,
+        /// What is missing.
+        detail: String,
+    },
 }
 
 impl VaultError {
@@ -187,7 +197,8 @@ impl VaultError {
             | VaultError::InvalidKey { .. }
             | VaultError::Source(_)
             | VaultError::Remote(_)
-            | VaultError::Config(_) => false,
+            | VaultError::Config(_)
+            | VaultError::Unfinished { .. } => false,
         }
     }
 }

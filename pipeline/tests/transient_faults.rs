@@ -214,3 +214,47 @@ async fn s3_throttled_through_the_capture_fails_vault_unavailable_retryable() {
     let instance = instance(&harness, instance_id).await;
     assert_eq!(instance.retry_delay(), Some(chrono::Duration::minutes(1)));
 }
+
+/// A worker killed between completing an upload and recording its SHA-256 leaves an object
+/// that can never be trusted (and, write-once, never replaced): the redelivered capture passes
+/// it over and stores the copy under the cycle's next key; no false red.
+#[tokio::test]
+async fn an_upload_left_unfinished_by_a_killed_worker_is_passed_over_not_failed() {
+    let config = S3Config {
+        endpoint: Some(aws_endpoint().to_owned()),
+        bucket: unique_bucket("unfinished"),
+        region: AWS_REGION.to_owned(),
+    };
+    let vault = S3Vault::new(config.clone()).expect("vault");
+    vault
+        .create_bucket_with_object_lock()
+        .await
+        .expect("bucket");
+    let mut harness = Harness::new().await;
+    harness.pipeline.vault = Arc::new(S3Vault::new(config.clone()).expect("vault"));
+    let pbx = harness.pbx("pbx-unfinished", None).await;
+    let instance_id = harness.enrol(&pbx, 60).await;
+    let cycle_id = open_cycle(&harness.pipeline, instance_id, Trigger::Manual)
+        .await
+        .expect("open");
+    vault
+        .client()
+        .put_object()
+        .bucket(&config.bucket)
+        .key(format!("acme/{instance_id}/{cycle_id}.zip"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"half a backup",
+        ))
+        .send()
+        .await
+        .expect("an unfinished object at the cycle's key");
+    harness.drive(&[cycle_id]).await;
+    let cycle = harness.cycle(cycle_id).await;
+    assert_eq!(cycle.failed.map(|f| (f.reason, f.detail)), None);
+    assert!(cycle.rung >= Some(Rung::Verified), "{:?}", cycle.rung);
+    let captured = cycle.captured.expect("captured");
+    assert_eq!(
+        captured.object_key,
+        format!("acme/{instance_id}/{cycle_id}.1.zip")
+    );
+}

@@ -217,6 +217,62 @@ pub fn object_key(started: &CycleStarted) -> String {
     )
 }
 
+/// Keys a cycle's copy may take: [`object_key`], then one more per upload that a killed
+/// worker left unfinished (objects are write-once, so an unfinished one is never reused).
+const COPY_KEYS: usize = 8;
+
+/// The `attempt`-th key of a cycle's copy (0: [`object_key`]).
+fn copy_key(started: &CycleStarted, attempt: usize) -> String {
+    match attempt {
+        0 => object_key(started),
+        n => format!(
+            "{}/{}/{}.{n}.zip",
+            started.tenant_id, started.instance_id, started.cycle_id
+        ),
+    }
+}
+
+/// The cycle's finished copy in the vault (a redelivered capture finds the one an earlier
+/// attempt stored), or a new one stored now. An object that an interrupted upload left
+/// unfinished — no recorded SHA-256, or without its lock — is passed over for the next key.
+async fn find_or_store(
+    pipeline: &Pipeline,
+    pbx: &PbxClient,
+    entry: &BackupEntry,
+    started: &CycleStarted,
+) -> Result<vault::StoredObject, StageFailure> {
+    for attempt in 0..COPY_KEYS {
+        let key = copy_key(started, attempt);
+        let existing = retry_transient("vault head", VaultError::is_transient, || {
+            pipeline.vault.head(&key)
+        })
+        .await;
+        match existing {
+            Ok(Some(found)) if found.lock.is_some() => return Ok(found),
+            Ok(Some(_)) => {
+                tracing::warn!(%key, "a copy without its lock was left by an interrupted capture; storing anew");
+            }
+            Err(VaultError::Unfinished { detail, .. }) => {
+                tracing::warn!(%key, %detail, "a copy left unfinished by an interrupted capture; storing anew");
+            }
+            Ok(None) => {
+                return download_into_vault(pipeline, pbx, entry, &key, &started.tenant_id).await
+            }
+            Err(error) => {
+                return Err(vault_failure(
+                    "looking for the copy in the vault",
+                    error,
+                    FailureReason::VaultWrite,
+                ))
+            }
+        }
+    }
+    Err(StageFailure::permanent(
+        FailureReason::VaultWrite,
+        format!("{COPY_KEYS} interrupted uploads of this cycle's copy; giving up"),
+    ))
+}
+
 async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured, StageFailure> {
     let internal = |e: StoreError| StageFailure::transient(FailureReason::Internal, e.to_string());
     let instance: Instance = pipeline
@@ -276,24 +332,7 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
     drop(password);
     let manifest = pbx.manifest_counts().await.map_err(pbx_failure)?;
 
-    let key_in_vault = object_key(started);
-    let existing = retry_transient("vault head", VaultError::is_transient, || {
-        pipeline.vault.head(&key_in_vault)
-    })
-    .await
-    .map_err(|e| {
-        vault_failure(
-            "looking for the copy in the vault",
-            e,
-            FailureReason::VaultWrite,
-        )
-    })?;
-    let stored = match existing {
-        Some(existing) => existing,
-        None => {
-            download_into_vault(pipeline, &pbx, &entry, &key_in_vault, &started.tenant_id).await?
-        }
-    };
+    let stored = find_or_store(pipeline, &pbx, &entry, started).await?;
     if pipeline.settings.delete_from_pbx {
         if let Err(error) = pbx.delete_backup(&file_name).await {
             tracing::warn!(%error, file = %file_name, "could not delete the backup from the PBX's disk");

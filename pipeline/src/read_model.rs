@@ -146,6 +146,10 @@ impl ReadSide {
             let from = self.position();
             let batch = store.read_after(from, BATCH).await?;
             let Some(last) = batch.last().map(|e| e.position) else {
+                // Rows folded earlier whose write failed are written now, not with the next event.
+                if let Some(lease) = writer {
+                    self.save_unsaved(store, from, lease).await?;
+                }
                 return Ok(from);
             };
             let rows: Vec<StoredRow> = {
@@ -197,6 +201,32 @@ impl ReadSide {
         let reached = self.catch_up(store, Some(&lease)).await;
         store.release_lease(&lease).await?;
         reached
+    }
+
+    /// Writes the rows folded but not yet stored (their write failed), with the checkpoint at
+    /// `position`.
+    async fn save_unsaved(
+        &self,
+        store: &Store,
+        position: i64,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<StoredRow> = {
+            let model = self.model.read().unwrap_or_else(|p| p.into_inner());
+            let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+            unsaved.iter().filter_map(|k| model.stored(k)).collect()
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        store
+            .save_view_rows(&view_rows(&rows), CHECKPOINT, position, lease)
+            .await?;
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
     }
 
     /// Follows the log until `shutdown`. The holder of the `projector` lease stores the rows

@@ -125,11 +125,12 @@ impl Store {
     }
 
     /// Lets a lease go at once (a clean stop), so another process takes over without waiting.
+    /// The row stays (run out), so epochs keep growing and an old lease is never valid again.
     ///
     /// # Errors
     /// A storage error.
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
-        let sql = "DELETE FROM leases WHERE name = $1 AND holder = $2 AND epoch = $3";
+        let sql = "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3";
         on_backend!(self, |pool, _a| sqlx::query(sql)
             .bind(&lease.name)
             .bind(&lease.holder)

@@ -561,6 +561,7 @@ fn the_row_schemas_name_the_serialized_fields() {
             AuditAction::Download,
             AuditAction::RevealPassword,
             AuditAction::AbortCycle,
+            AuditAction::EndpointChanged,
         ],
         &mut problems,
     );

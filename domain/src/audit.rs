@@ -29,6 +29,9 @@ pub enum AuditAction {
     RevealPassword,
     /// An operator aborted a cycle in flight (`restorable cycle abort`).
     AbortCycle,
+    /// An enrolled instance was pointed at a new URL or given new API credentials (its
+    /// instance history has the old and the new origin).
+    EndpointChanged,
 }
 
 impl AuditAction {
@@ -42,6 +45,7 @@ impl AuditAction {
             AuditAction::Download => "download",
             AuditAction::RevealPassword => "reveal_password",
             AuditAction::AbortCycle => "abort_cycle",
+            AuditAction::EndpointChanged => "endpoint_changed",
         }
     }
 }

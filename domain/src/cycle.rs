@@ -54,6 +54,10 @@ pub struct Captured {
     pub retain_until: DateTime<Utc>,
     /// What the live PBX reported; the restore test compares the restored data to it.
     pub manifest: ManifestCounts,
+    /// The 3CX version the PBX reported for this backup (`GetBackupExtras`); `None` in events
+    /// written before the field existed.
+    #[serde(default)]
+    pub pbx_version: Option<String>,
     /// When.
     pub captured_at: DateTime<Utc>,
 }
@@ -346,6 +350,7 @@ pub mod examples {
                 trunks: 1,
                 settings: 10,
             },
+            pbx_version: Some("20.0.10.999".into()),
             captured_at: at(),
         }
     }

@@ -83,6 +83,11 @@ pub struct InstanceEnrolled {
     pub schedule: Schedule,
     /// How often a verified copy is also restore-tested.
     pub restore_policy: RestorePolicy,
+    /// Plain `http` to a host that is not loopback was explicitly allowed at enrolment (the
+    /// tenant's backup password then crosses the network in clear; the UI warns). `false` in
+    /// events written before the field existed.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     /// When.
     pub enrolled_at: DateTime<Utc>,
 }
@@ -92,6 +97,14 @@ pub struct InstanceEnrolled {
 pub struct EndpointChanged {
     /// The new base URL.
     pub api_url: String,
+    /// The base URL it replaced (the old origin); `None` in events written before the field
+    /// existed.
+    #[serde(default)]
+    pub previous_api_url: Option<String>,
+    /// Whether plain `http` to a non-loopback host is allowed from now on (see
+    /// [`InstanceEnrolled::allow_insecure_http`]).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     /// The new sealed credentials.
     pub credentials: SealedCredentials,
     /// When.
@@ -332,7 +345,9 @@ impl Aggregate for Instance {
             }
             InstanceCommand::ChangeEndpoint(change) => {
                 let enrolled = self.enrolled()?;
-                (enrolled.api_url != change.api_url || enrolled.credentials != change.credentials)
+                (enrolled.api_url != change.api_url
+                    || enrolled.credentials != change.credentials
+                    || enrolled.allow_insecure_http != change.allow_insecure_http)
                     .then_some(InstanceEvent::EndpointChanged(change))
             }
             InstanceCommand::Stop { at } => {
@@ -376,6 +391,7 @@ impl Aggregate for Instance {
                 if let Some(enrolled) = &mut self.enrolled {
                     enrolled.api_url = e.api_url;
                     enrolled.credentials = e.credentials;
+                    enrolled.allow_insecure_http = e.allow_insecure_http;
                 }
             }
             InstanceEvent::InstanceStopped(_) => self.stopped = true,
@@ -427,6 +443,7 @@ mod tests {
                 every_nth_verified: 3,
                 max_age_hours: 48,
             },
+            allow_insecure_http: false,
             enrolled_at: at(),
         }
     }
@@ -623,6 +640,8 @@ mod tests {
     fn an_unchanged_endpoint_emits_nothing() {
         let same = EndpointChanged {
             api_url: enrolled().api_url,
+            previous_api_url: Some(enrolled().api_url),
+            allow_insecure_http: false,
             credentials: enrolled().credentials,
             changed_at: at(),
         };

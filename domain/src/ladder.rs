@@ -155,6 +155,22 @@ pub enum FailureReason {
     StageTimeout,
     /// An operator aborted the cycle (`restorable cycle abort`, audited).
     Aborted,
+    /// The PBX pointed the download (its `DownloadLink`, or a redirect) away from the enrolled
+    /// origin (scheme, host and port): refused before anything was fetched from there.
+    DownloadOffOrigin,
+    /// The backup is larger than the tenant's maximum (by its `Content-Length`, its listed size,
+    /// or while streaming): refused, nothing stored.
+    BackupTooLarge,
+    /// A JSON answer of the PBX ran past the size cap (`[pbx] max_json_mib`).
+    PbxAnswerTooLarge,
+    /// A PBX call or download ran past its overall deadline (a trickle, a stalled answer);
+    /// nothing stored; retryable.
+    PbxDeadline,
+    /// The PBX reports the backup as not encrypted (`GetBackupExtras`): refused, not fetched.
+    NotEncryptedByPbx,
+    /// The PBX URL is plain `http` to a host that is not loopback, and the instance was not
+    /// enrolled with `allow_insecure_http`: nothing was sent to it.
+    InsecureTransport,
 }
 
 impl FailureReason {
@@ -188,6 +204,12 @@ impl FailureReason {
             FailureReason::VaultUnavailable => "vault_unavailable",
             FailureReason::StageTimeout => "stage_timeout",
             FailureReason::Aborted => "aborted",
+            FailureReason::DownloadOffOrigin => "download_off_origin",
+            FailureReason::BackupTooLarge => "backup_too_large",
+            FailureReason::PbxAnswerTooLarge => "pbx_answer_too_large",
+            FailureReason::PbxDeadline => "pbx_deadline",
+            FailureReason::NotEncryptedByPbx => "not_encrypted_by_pbx",
+            FailureReason::InsecureTransport => "insecure_transport",
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Settings {
     /// How long a cycle may stand on each rung before the watchdog fails it
     /// ([`crate::watchdog`]).
     pub deadlines: Deadlines,
+    /// Deadlines and size caps of PBX calls and downloads (the PBX is not trusted).
+    pub pbx: crate::pbx_client::PbxLimits,
 }
 
 /// A time limit that grows with the size of the backup: `base + per_gib × GiB`.
@@ -135,6 +137,7 @@ impl Default for Settings {
             restore_time_limit: Duration::from_secs(10 * 60),
             alert_routes: crate::alert_routes::AlertRoutes::default(),
             deadlines: Deadlines::default(),
+            pbx: crate::pbx_client::PbxLimits::default(),
         }
     }
 }

@@ -2,8 +2,16 @@
 //!
 //! Enrolment issues the tenant's backup key on first use (a password generated here, never
 //! supplied by a customer, sealed before it is stored) and seals the PBX's API credentials.
+//!
+//! The PBX URL must be `https`, except to a loopback address or with an explicit
+//! [`EnrolOptions::allow_insecure_http`] ([`check_endpoint`]). Enrolling an instance again
+//! under the same name with another URL, other credentials or another `allow_insecure_http`
+//! repoints it: an `EndpointChanged` event with the old and the new URL, and an
+//! `endpoint_changed` entry in the tenant's audit trail, never silently. Enrolling it again with
+//! the same facts changes nothing.
 
 use chrono::Utc;
+use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{
     CycleOpened, EndpointChanged, Instance, InstanceCommand, InstanceEnrolled, RestorePolicy,
@@ -13,8 +21,10 @@ use restorable_domain::ladder::Trigger;
 use restorable_domain::tenant_key::{SealedPassword, TenantKey, TenantKeyCommand};
 
 use crate::context::{PbxCredentials, Pipeline};
+use crate::pbx_client::{check_endpoint, origin_of, EndpointError};
 use crate::sealing::{generate_tenant_password, SealError};
 use crate::store::StoreError;
+use secrecy::ExposeSecret;
 
 /// Why an enrolment or cycle request failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +35,28 @@ pub enum EnrolmentError {
     /// A secret could not be sealed.
     #[error("sealing: {0}")]
     Sealing(#[from] SealError),
+    /// The PBX URL is refused (plain http to a host that is not loopback, ...).
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
+/// How an enrolment is made, beyond what the PBX is.
+#[derive(Clone, Debug)]
+pub struct EnrolOptions {
+    /// Who enrols (recorded in the audit trail when an enrolment repoints an instance).
+    pub actor: String,
+    /// Allow plain `http` to a host that is not loopback (the tenant's backup password then
+    /// crosses the network in clear; the instance page warns).
+    pub allow_insecure_http: bool,
+}
+
+impl Default for EnrolOptions {
+    fn default() -> Self {
+        Self {
+            actor: "system".to_owned(),
+            allow_insecure_http: false,
+        }
+    }
 }
 
 /// What an operator provides to enrol a PBX.
@@ -105,40 +137,114 @@ pub async fn rotate_tenant_key(
     Ok(key.current().map_or(0, |(v, _)| v))
 }
 
-/// Enrols a PBX (or, if it is already enrolled, points it at the given URL and credentials).
+/// Enrols a PBX (or, if it is already enrolled, points it at the given URL and credentials)
+/// with the default [`EnrolOptions`] (actor `system`, `https` or loopback only).
 ///
 /// # Errors
-/// Sealing or store failures; a different PBX under the same name is refused.
+/// As [`enrol_with`].
 pub async fn enrol(
     pipeline: &Pipeline,
     request: EnrolRequest,
 ) -> Result<InstanceId, EnrolmentError> {
+    enrol_with(pipeline, request, &EnrolOptions::default()).await
+}
+
+/// Whether `existing`'s sealed credentials are `given` (unsealed to compare; a failure to
+/// unseal counts as different).
+async fn same_credentials(
+    pipeline: &Pipeline,
+    existing: &Instance,
+    given: &PbxCredentials,
+) -> bool {
+    pipeline
+        .pbx_credentials(existing)
+        .await
+        .is_ok_and(|current| {
+            current.client_id.expose_secret() == given.client_id.expose_secret()
+                && current.client_secret.expose_secret() == given.client_secret.expose_secret()
+        })
+}
+
+/// Enrols a PBX, or repoints an enrolled one (see the module documentation): a change of URL,
+/// credentials or `allow_insecure_http` is an `EndpointChanged` event and an `endpoint_changed`
+/// audit entry by `options.actor`.
+///
+/// # Errors
+/// [`EnrolmentError::Endpoint`] for a refused URL; sealing or store failures; a different PBX
+/// under the same name is refused.
+pub async fn enrol_with(
+    pipeline: &Pipeline,
+    request: EnrolRequest,
+    options: &EnrolOptions,
+) -> Result<InstanceId, EnrolmentError> {
+    check_endpoint(&request.api_url, options.allow_insecure_http)?;
     ensure_tenant_key(pipeline, &request.tenant).await?;
     let instance_id = InstanceId::for_name(&request.tenant, &request.name);
     let id = instance_id.to_string();
+    let existing: Instance = pipeline.store.load(&id).await?;
+    if let Some(current) = &existing.enrolled {
+        if current.api_url == request.api_url
+            && current.allow_insecure_http == options.allow_insecure_http
+            && same_credentials(pipeline, &existing, &request.credentials).await
+        {
+            return Ok(instance_id);
+        }
+    }
     let credentials = pipeline
         .seal_credentials(&request.tenant, &id, &request.credentials)
         .await?;
-    let existing: Instance = pipeline.store.load(&id).await?;
-    let command = if existing.enrolled.is_some() {
-        InstanceCommand::ChangeEndpoint(EndpointChanged {
-            api_url: request.api_url,
-            credentials,
-            changed_at: Utc::now(),
-        })
-    } else {
-        InstanceCommand::Enrol(InstanceEnrolled {
-            instance_id,
-            tenant_id: request.tenant,
-            name: request.name,
-            fqdn: request.fqdn,
-            api_url: request.api_url,
-            credentials,
-            schedule: request.schedule,
-            restore_policy: request.restore_policy,
-            enrolled_at: Utc::now(),
-        })
-    };
+    if let Some(current) = &existing.enrolled {
+        let previous = current.api_url.clone();
+        let tenant = current.tenant_id.clone();
+        pipeline
+            .store
+            .instance(
+                &id,
+                InstanceCommand::ChangeEndpoint(EndpointChanged {
+                    api_url: request.api_url.clone(),
+                    previous_api_url: Some(previous.clone()),
+                    allow_insecure_http: options.allow_insecure_http,
+                    credentials,
+                    changed_at: Utc::now(),
+                }),
+            )
+            .await?;
+        tracing::warn!(
+            instance = %id,
+            from = %origin_of(&previous),
+            to = %origin_of(&request.api_url),
+            actor = %options.actor,
+            "instance repointed (endpoint_changed)"
+        );
+        pipeline
+            .store
+            .audit(
+                tenant.as_str(),
+                ActionRecorded {
+                    tenant_id: tenant.clone(),
+                    actor: options.actor.clone(),
+                    action: AuditAction::EndpointChanged,
+                    instance_id: Some(instance_id),
+                    cycle_id: None,
+                    key_version: None,
+                    at: Utc::now(),
+                },
+            )
+            .await?;
+        return Ok(instance_id);
+    }
+    let command = InstanceCommand::Enrol(InstanceEnrolled {
+        instance_id,
+        tenant_id: request.tenant,
+        name: request.name,
+        fqdn: request.fqdn,
+        api_url: request.api_url,
+        credentials,
+        schedule: request.schedule,
+        restore_policy: request.restore_policy,
+        allow_insecure_http: options.allow_insecure_http,
+        enrolled_at: Utc::now(),
+    });
     pipeline.store.instance(&id, command).await?;
     Ok(instance_id)
 }

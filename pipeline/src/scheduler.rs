@@ -36,6 +36,7 @@ pub async fn tick(pipeline: &Pipeline) -> Result<Vec<InstanceId>, StoreError> {
             }
             Err(EnrolmentError::Store(e)) => return Err(e),
             Err(EnrolmentError::Sealing(e)) => tracing::error!(instance = %id, %e, "not opened"),
+            Err(EnrolmentError::Endpoint(e)) => tracing::error!(instance = %id, %e, "not opened"),
         }
     }
     Ok(opened)

@@ -79,6 +79,7 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
                     interval_minutes: 30,
                 },
                 restore_policy: RestorePolicy::default(),
+                allow_insecure_http: false,
                 enrolled_at: long_ago,
             }),
         )

@@ -249,6 +249,7 @@ mod tests {
             credentials: SealedCredentials("x".into()),
             schedule: Schedule::DAILY,
             restore_policy: RestorePolicy::default(),
+            allow_insecure_http: false,
             enrolled_at: examples::at(),
         }
     }

@@ -3,6 +3,16 @@
 //! deadline until it is listed, takes the manifest counts, and streams the download into the
 //! vault under Object Lock (the vault computes SHA-256 on the way; nothing is held in memory).
 //!
+//! The PBX is not trusted ([`crate::pbx_client`]): its URL must be `https` (or loopback, or
+//! explicitly allowed plain `http`), the download must stay on its enrolled origin, a backup the
+//! PBX reports as not encrypted (`GetBackupExtras`) is refused before it is fetched, and a
+//! backup larger than the tenant's maximum is refused by its listed size and `Content-Length`
+//! before anything is stored, and again while it streams. The download has an overall deadline
+//! that the body's reader enforces, so a trickle fails the cycle (`pbx_deadline`). A refusal
+//! mid-stream fails the upload from its source, which discards the partial object (a local
+//! temporary file, or an aborted multipart upload): nothing refused is ever stored, so nothing
+//! refused is locked.
+//!
 //! Re-running after a crash is safe: the PBX answers `DUPLICATE` for a name it already has, and
 //! a copy already in the vault is taken as it is (write-once: it is never stored twice).
 //!
@@ -37,6 +47,7 @@ use crate::sealing::{SealError, SealedSecret};
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 use crate::vault::{self, ObjectLock, VaultError};
+use std::time::Duration;
 
 /// See the module documentation.
 pub struct CaptureStage {
@@ -201,6 +212,11 @@ fn pbx_failure(error: PbxError) -> StageFailure {
         PbxError::Unreachable { .. } => FailureReason::PbxUnreachable,
         PbxError::BrokenOff { .. } => FailureReason::DownloadTruncated,
         PbxError::Status { .. } | PbxError::Protocol { .. } => FailureReason::PbxError,
+        PbxError::Endpoint(_) => FailureReason::InsecureTransport,
+        PbxError::OffOrigin { .. } => FailureReason::DownloadOffOrigin,
+        PbxError::AnswerTooLarge { .. } => FailureReason::PbxAnswerTooLarge,
+        PbxError::BackupTooLarge { .. } => FailureReason::BackupTooLarge,
+        PbxError::Deadline { .. } => FailureReason::PbxDeadline,
     };
     StageFailure {
         reason,
@@ -240,6 +256,7 @@ async fn find_or_store(
     pbx: &PbxClient,
     entry: &BackupEntry,
     started: &CycleStarted,
+    max_bytes: u64,
 ) -> Result<vault::StoredObject, StageFailure> {
     for attempt in 0..COPY_KEYS {
         let key = copy_key(started, attempt);
@@ -256,7 +273,15 @@ async fn find_or_store(
                 tracing::warn!(%key, %detail, "a copy left unfinished by an interrupted capture; storing anew");
             }
             Ok(None) => {
-                return download_into_vault(pipeline, pbx, entry, &key, &started.tenant_id).await
+                return download_into_vault(
+                    pipeline,
+                    pbx,
+                    entry,
+                    &key,
+                    &started.tenant_id,
+                    max_bytes,
+                )
+                .await
             }
             Err(error) => {
                 return Err(vault_failure(
@@ -300,6 +325,8 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
 
     let pbx = PbxClient::connect(
         &enrolled.api_url,
+        enrolled.allow_insecure_http,
+        &pipeline.settings.pbx,
         &credentials.client_id,
         &credentials.client_secret,
     )
@@ -330,9 +357,23 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
         }
     };
     drop(password);
+    let max_bytes = pipeline.settings.pbx.max_backup_for(&started.tenant_id);
+    if let Some(size) = entry.size.filter(|size| *size > max_bytes) {
+        return Err(pbx_failure(PbxError::BackupTooLarge {
+            size,
+            limit: max_bytes,
+        }));
+    }
+    let extras = pbx.backup_extras(&file_name).await.map_err(pbx_failure)?;
+    if !extras.is_encrypted {
+        return Err(StageFailure::permanent(
+            FailureReason::NotEncryptedByPbx,
+            format!("the PBX reports {file_name} as not encrypted; not fetched"),
+        ));
+    }
     let manifest = pbx.manifest_counts().await.map_err(pbx_failure)?;
 
-    let stored = find_or_store(pipeline, &pbx, &entry, started).await?;
+    let stored = find_or_store(pipeline, &pbx, &entry, started, max_bytes).await?;
     if pipeline.settings.delete_from_pbx {
         if let Err(error) = pbx.delete_backup(&file_name).await {
             tracing::warn!(%error, file = %file_name, "could not delete the backup from the PBX's disk");
@@ -349,6 +390,7 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
         lock_mode: lock.map_or(LockMode::Governance, |l| domain_lock_mode(&l.mode)),
         retain_until: lock.map_or(stored.stored_at, |l| l.retain_until),
         manifest,
+        pbx_version: extras.version,
         captured_at: Utc::now(),
     })
 }
@@ -403,9 +445,10 @@ async fn download_into_vault(
     entry: &BackupEntry,
     key: &str,
     tenant: &restorable_domain::ids::TenantId,
+    max_bytes: u64,
 ) -> Result<vault::StoredObject, StageFailure> {
     let download = pbx
-        .download(&entry.download_link)
+        .download(&entry.download_link, max_bytes)
         .await
         .map_err(|e| match e {
             PbxError::Protocol { detail, .. } | PbxError::BrokenOff { detail, .. } => {
@@ -417,7 +460,9 @@ async fn download_into_vault(
             other => pbx_failure(other),
         })?;
     let expected = download.content_length;
-    let mut body = ExactLength::new(download.body, expected);
+    let mut body = ExactLength::new(download.body, expected)
+        .at_most(max_bytes)
+        .within(download.deadline);
     let lock = ObjectLock {
         mode: vault::LockMode::Compliance,
         retain_until: whole_second_after(Utc::now() + pipeline.settings.retention_for(tenant)),
@@ -429,6 +474,9 @@ async fn download_into_vault(
             Ok(stored) => return Ok(stored),
             Err(error) => error,
         };
+        if let Some(refusal) = body.refusal.take() {
+            return Err(refusal.failure(&entry.file_name));
+        }
         if let VaultError::Source(e) = error {
             return Err(StageFailure::transient(
                 FailureReason::DownloadTruncated,
@@ -461,12 +509,41 @@ async fn download_into_vault(
     }
 }
 
+/// Why [`ExactLength`] refused a body mid-stream (not a broken connection: the PBX's doing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// More than the tenant's maximum backup size.
+    TooLarge { limit: u64 },
+    /// The download's overall deadline passed.
+    Deadline { after: Duration, seen: u64 },
+}
+
+impl Refusal {
+    fn failure(self, file_name: &str) -> StageFailure {
+        match self {
+            Refusal::TooLarge { limit } => StageFailure::permanent(
+                FailureReason::BackupTooLarge,
+                format!("download of {file_name} ran past the tenant's maximum of {limit} bytes; nothing stored"),
+            ),
+            Refusal::Deadline { after, seen } => StageFailure::transient(
+                FailureReason::PbxDeadline,
+                format!("download of {file_name} did not complete within {after:?} ({seen} bytes had come); nothing stored"),
+            ),
+        }
+    }
+}
+
 /// Passes a body through, failing with `UnexpectedEof` if it ends before `expected` bytes and
-/// with `InvalidData` if it runs past them, so a short download never becomes a stored object.
+/// with `InvalidData` if it runs past them, so a short download never becomes a stored object;
+/// optionally also at a maximum size and an overall deadline ([`Refusal`], kept in `refusal`).
 struct ExactLength<R> {
     inner: R,
     expected: u64,
     seen: u64,
+    limit: u64,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    after: Duration,
+    refusal: Option<Refusal>,
 }
 
 impl<R> ExactLength<R> {
@@ -475,7 +552,35 @@ impl<R> ExactLength<R> {
             inner,
             expected,
             seen: 0,
+            limit: u64::MAX,
+            deadline: None,
+            after: Duration::MAX,
+            refusal: None,
         }
+    }
+
+    /// Refuses the body once more than `limit` bytes came.
+    fn at_most(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Refuses the body when it has not ended within `after` from now.
+    fn within(mut self, after: Duration) -> Self {
+        self.after = after;
+        self.deadline = tokio::time::Instant::now()
+            .checked_add(after)
+            .map(|at| Box::pin(tokio::time::sleep_until(at)));
+        self
+    }
+
+    fn refuse(&mut self, refusal: Refusal) -> Poll<std::io::Result<()>> {
+        self.refusal = Some(refusal);
+        let detail = match refusal {
+            Refusal::TooLarge { limit } => format!("body larger than the maximum of {limit} bytes"),
+            Refusal::Deadline { after, .. } => format!("body not complete within {after:?}"),
+        };
+        Poll::Ready(Err(std::io::Error::other(detail)))
     }
 }
 
@@ -485,11 +590,25 @@ impl<R: AsyncRead + Unpin> AsyncRead for ExactLength<R> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if let Some(refusal) = self.refusal {
+            return self.refuse(refusal);
+        }
+        if let Some(deadline) = self.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                let (after, seen) = (self.after, self.seen);
+                return self.refuse(Refusal::Deadline { after, seen });
+            }
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let read = (buf.filled().len() - before) as u64;
                 self.seen += read;
+                if self.seen > self.limit {
+                    buf.set_filled(before);
+                    let limit = self.limit;
+                    return self.refuse(Refusal::TooLarge { limit });
+                }
                 if read == 0 && self.seen < self.expected {
                     return Poll::Ready(Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,

@@ -100,8 +100,22 @@ pub enum Command {
 /// `restorable user ...`.
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Adds a user (or resets an existing one's password, role and tenant).
+    /// Adds a user, or resets an existing one's password, role and tenant (which ends their
+    /// sessions and revokes their API tokens; audited as `password_reset`).
     Add(UserAddArgs),
+    /// Removes a user with their sessions and API tokens (audited as `user_remove`).
+    Remove(UserRemoveArgs),
+}
+
+/// `restorable user remove`.
+#[derive(Args)]
+pub struct UserRemoveArgs {
+    /// State directory.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The user's e-mail address.
+    #[arg(long)]
+    pub email: String,
 }
 
 /// `restorable user add`.
@@ -132,6 +146,32 @@ pub struct UserAddArgs {
 pub enum TokenCommand {
     /// Issues an API token for a user (printed once; only its hash is kept).
     Add(TokenAddArgs),
+    /// Lists API tokens: id, user, name, issue and expiry times (never the secrets).
+    List(TokenListArgs),
+    /// Revokes an API token by its id (as `token list` shows it; audited as `token_revoke`).
+    Revoke(TokenRevokeArgs),
+}
+
+/// `restorable token list`.
+#[derive(Args)]
+pub struct TokenListArgs {
+    /// State directory.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Only this user's tokens.
+    #[arg(long)]
+    pub email: Option<String>,
+}
+
+/// `restorable token revoke`.
+#[derive(Args)]
+pub struct TokenRevokeArgs {
+    /// State directory.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The token's id (its first 8 to 12 characters are enough).
+    #[arg(long)]
+    pub id: String,
 }
 
 /// `restorable token add`.
@@ -146,6 +186,9 @@ pub struct TokenAddArgs {
     /// A name for the token (shown in the audit log).
     #[arg(long)]
     pub name: String,
+    /// How long the token works: `90d`, `12h`, `30m` (at most 3650d).
+    #[arg(long, default_value = "90d")]
+    pub expires_in: String,
 }
 
 /// `restorable projections ...`.
@@ -335,6 +378,15 @@ pub struct VerifyArgs {
     /// File holding the backup password (a trailing newline is ignored).
     #[arg(long)]
     pub password_file: PathBuf,
+    /// The weakest AES accepted: aes256 (the default), aes192 or aes128.
+    #[arg(long, default_value = "aes256", value_parser = parse_aes_strength)]
+    pub minimum_encryption: restorable_pipeline::archive::AesStrength,
+}
+
+/// `aes256`, `aes192` or `aes128`.
+fn parse_aes_strength(text: &str) -> Result<restorable_pipeline::archive::AesStrength, String> {
+    restorable_pipeline::archive::AesStrength::parse(text)
+        .ok_or_else(|| format!("{text:?} is not one of aes256, aes192, aes128"))
 }
 
 /// `restorable events`.

@@ -9,7 +9,7 @@ use chrono::Utc;
 use restorable_domain::ids::{InstanceId, TenantId};
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
-use restorable_pipeline::archive::{verify_archive, CORE_TABLES};
+use restorable_pipeline::archive::{verify_archive, VerifyLimits, CORE_TABLES};
 use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::enrolment::{enrol, open_cycle, rotate_tenant_key, EnrolRequest};
 use restorable_pipeline::nats::worker::WorkerSettings;
@@ -43,7 +43,10 @@ pub async fn dispatch(cli: cli::Cli) -> Result<ExitCode> {
         Command::Doctor(data) => doctor(data).await,
         Command::Download(args) => download(args).await,
         Command::User(cli::UserCommand::Add(args)) => accounts::user_add(args).await,
+        Command::User(cli::UserCommand::Remove(args)) => accounts::user_remove(args).await,
         Command::Token(cli::TokenCommand::Add(args)) => accounts::token_add(args).await,
+        Command::Token(cli::TokenCommand::List(args)) => accounts::token_list(args).await,
+        Command::Token(cli::TokenCommand::Revoke(args)) => accounts::token_revoke(args).await,
         Command::Projections(command) => accounts::projections(command).await,
         Command::Cycle(command) => crate::cycle_command::run(command).await,
         Command::DeadLetters(command) => crate::dead_letters::run(command).await,
@@ -250,15 +253,29 @@ async fn verify(args: cli::VerifyArgs) -> Result<ExitCode> {
     let password = read_secret_file(&args.password_file, "password")?;
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("opening {}", args.file.display()))?;
+    let limits = VerifyLimits {
+        minimum_encryption: args.minimum_encryption,
+        ..VerifyLimits::default()
+    };
     let outcome =
-        tokio::task::spawn_blocking(move || verify_archive(file, &password, CORE_TABLES)).await?;
+        tokio::task::spawn_blocking(move || verify_archive(file, &password, CORE_TABLES, &limits))
+            .await?;
     match outcome {
         Ok(report) => {
+            let counts = |map: &std::collections::BTreeMap<String, u64>| {
+                map.iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             println!(
-                "OK: {} entries decrypted, authenticated and inflated ({} bytes); DbTables: {}",
+                "OK: {} entries decrypted, authenticated and inflated ({} bytes); DbTables: {}; \
+                 encryption: {}; compression: {}",
                 report.entries,
                 report.inflated_bytes,
-                report.tables.join(", ")
+                report.tables.join(", "),
+                counts(&report.encryption),
+                counts(&report.compression)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -416,11 +433,22 @@ async fn doctor(data: cli::DataDir) -> Result<ExitCode> {
     })
 }
 
+/// `download`: streams the copy into `--out` while hashing it; any failure (the vault, the
+/// disk, a size or SHA-256 that differs from the recorded one) removes the partial file, so a
+/// file left at `--out` is always the complete, checked copy.
 async fn download(args: cli::DownloadArgs) -> Result<ExitCode> {
+    let pipeline = open(&args.data, Settings::default()).await?;
+    let result = download_into(&pipeline, &args).await;
+    pipeline.store.close().await;
+    let (written, sha256) = result?;
+    println!("{written} bytes, SHA-256 {sha256} (as captured)");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn download_into(pipeline: &Pipeline, args: &cli::DownloadArgs) -> Result<(u64, String)> {
     use sha2::Digest;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let pipeline = open(&args.data, Settings::default()).await?;
     let cycle: restorable_domain::ids::CycleId = args.cycle.parse()?;
     let state: restorable_domain::cycle::BackupCycle =
         pipeline.store.load(&cycle.to_string()).await?;
@@ -437,33 +465,46 @@ async fn download(args: cli::DownloadArgs) -> Result<ExitCode> {
         .open(&args.out)
         .await
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut written = 0u64;
-    loop {
-        let n = reader
-            .read(&mut buffer)
-            .await
-            .context("reading from the vault")?;
-        if n == 0 {
-            break;
+    // From here on the file is ours: any failure removes it.
+    let copied = async {
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        loop {
+            let n = reader
+                .read(&mut buffer)
+                .await
+                .context("reading from the vault")?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n])
+                .await
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            written += n as u64;
         }
-        hasher.update(&buffer[..n]);
-        out.write_all(&buffer[..n]).await?;
-        written += n as u64;
+        out.sync_all().await?;
+        let sha256 = hex::encode(hasher.finalize());
+        if sha256 != captured.sha256 || written != captured.size {
+            anyhow::bail!(
+                "the copy read back as {written} bytes with SHA-256 {sha256}; captured {} bytes with {}",
+                captured.size,
+                captured.sha256,
+            );
+        }
+        anyhow::Ok((written, sha256))
     }
-    out.sync_all().await?;
-    let sha256 = hex::encode(hasher.finalize());
-    pipeline.store.close().await;
-    if sha256 != captured.sha256 || written != captured.size {
-        let _ = std::fs::remove_file(&args.out);
-        anyhow::bail!(
-            "the copy read back as {written} bytes with SHA-256 {sha256}; captured {} bytes with {}: removed {}",
-            captured.size,
-            captured.sha256,
-            args.out.display()
-        );
+    .await;
+    drop(out);
+    match copied {
+        Ok(done) => Ok(done),
+        Err(error) => {
+            let removed = match std::fs::remove_file(&args.out) {
+                Ok(()) => format!("removed {}", args.out.display()),
+                Err(e) => format!("could not remove {}: {e}", args.out.display()),
+            };
+            Err(error.context(format!("download of cycle {cycle} failed ({removed})")))
+        }
     }
-    println!("{} bytes, SHA-256 {sha256} (as captured)", written);
-    Ok(ExitCode::SUCCESS)
 }

@@ -204,8 +204,10 @@ pub async fn act_on_instance(
 }
 
 /// Streams a cycle's stored copy out of the vault (never a storage URL). The SHA-256 is
-/// computed on the way; if the bytes differ from the recorded ones the stream is cut off with
-/// an error, so a client never receives a silently wrong file as complete.
+/// computed on the way and the last chunk is held back until it matches the recorded one: if the
+/// bytes differ, the body ends with an error instead, the connection is aborted short of its
+/// `Content-Length`, and the refusal is logged and audited (`download_corrupt`). A client never
+/// receives a wrong file as complete.
 ///
 /// # Errors
 /// 404 if not visible or never stored, 403 for viewers.
@@ -235,7 +237,30 @@ pub async fn download(
     )
     .await?;
     let stream = ReaderStream::with_capacity(reader, 256 * 1024);
-    let body = Body::from_stream(checked_against(stream, captured.sha256.clone()));
+    let store = state.pipeline.store.clone();
+    let refusal = ActionRecorded {
+        tenant_id: row.tenant_id.clone(),
+        actor: who.actor.clone(),
+        action: AuditAction::DownloadCorrupt,
+        instance_id: Some(row.instance_id),
+        cycle_id: Some(row.cycle_id),
+        key_version: Some(captured.key_version),
+        at: Utc::now(),
+    };
+    let on_mismatch = move || {
+        tokio::spawn(async move {
+            let tenant = refusal.tenant_id.to_string();
+            if let Err(error) = store.audit(&tenant, refusal).await {
+                tracing::error!(%error, "recording a refused download in the audit trail failed");
+            }
+        });
+    };
+    let expected = Expected {
+        sha256: captured.sha256.clone(),
+        size: captured.size,
+        cycle: row.cycle_id.to_string(),
+    };
+    let body = Body::from_stream(checked_against(stream, expected, on_mismatch));
     let name = format!("{}-{}.zip", row.instance_id, row.cycle_id);
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -254,39 +279,75 @@ pub async fn download(
     Ok(response)
 }
 
-/// Passes chunks through while hashing them; at the end, an error instead of a clean end if
-/// the bytes differ from `expected` (the client sees a failed transfer, not a wrong file).
-fn checked_against(
+/// What a download must add up to.
+pub struct Expected {
+    /// The recorded SHA-256 (hex).
+    pub sha256: String,
+    /// The recorded size.
+    pub size: u64,
+    /// The cycle (for the log).
+    pub cycle: String,
+}
+
+/// Passes chunks through while hashing them, always one chunk behind: the last chunk is only
+/// released once the whole copy hashes to `expected` (and has its size). Otherwise the stream
+/// ends with an error in its place, so a server that stops at `Content-Length` never sends the
+/// final bytes and the client sees a failed transfer, not a wrong file; `on_mismatch` runs
+/// once (the audit record).
+pub fn checked_against(
     stream: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    expected: String,
+    expected: Expected,
+    on_mismatch: impl FnOnce() + Send + 'static,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let mut hasher = Some(Sha256::new());
+    let mut held: Option<Bytes> = None;
+    let mut seen = 0u64;
     let mut stream = Box::pin(stream);
-    futures_util::stream::poll_fn(move |cx| {
+    let mut on_mismatch = Some(on_mismatch);
+    futures_util::stream::poll_fn(move |cx| loop {
         let Some(running) = hasher.as_mut() else {
-            return Poll::Ready(None);
+            // Verified: release what was held, then end.
+            return Poll::Ready(held.take().map(Ok));
         };
         match stream.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
+                if bytes.is_empty() {
+                    continue;
+                }
                 running.update(&bytes);
-                Poll::Ready(Some(Ok(bytes)))
+                seen += bytes.len() as u64;
+                if let Some(previous) = held.replace(bytes) {
+                    return Poll::Ready(Some(Ok(previous)));
+                }
             }
             Poll::Ready(Some(Err(error))) => {
                 hasher = None;
-                Poll::Ready(Some(Err(error)))
+                held = None;
+                tracing::error!(cycle = %expected.cycle, %error, "reading a download from the vault failed; cut off");
+                return Poll::Ready(Some(Err(error)));
             }
             Poll::Ready(None) => {
                 let actual = hasher.take().map(|h| hex::encode(h.finalize()));
-                if actual.as_deref() == Some(expected.as_str()) {
-                    Poll::Ready(None)
-                } else {
-                    tracing::error!(%expected, ?actual, "a download differs from its recorded SHA-256; cut off");
-                    Poll::Ready(Some(Err(std::io::Error::other(
-                        "the stored copy differs from its recorded SHA-256",
-                    ))))
+                if actual.as_deref() == Some(expected.sha256.as_str()) && seen == expected.size {
+                    continue;
                 }
+                held = None;
+                tracing::error!(
+                    cycle = %expected.cycle,
+                    expected = %expected.sha256,
+                    ?actual,
+                    expected_size = expected.size,
+                    size = seen,
+                    "a download differs from its recorded SHA-256; cut off before its last bytes"
+                );
+                if let Some(callback) = on_mismatch.take() {
+                    callback();
+                }
+                return Poll::Ready(Some(Err(std::io::Error::other(
+                    "the stored copy differs from its recorded SHA-256",
+                ))));
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => return Poll::Pending,
         }
     })
 }

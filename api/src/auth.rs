@@ -2,6 +2,11 @@
 //! `__Secure-` cookie (HttpOnly, Secure, SameSite=Lax) with a per-session CSRF token, and API
 //! tokens for machines (`Authorization: Bearer`). Only SHA-256 hashes of session and API
 //! tokens are stored. A user has a role and a scope: one tenant, or `*` for every tenant.
+//!
+//! API tokens expire ([`DEFAULT_TOKEN_DAYS`] unless issued with another lifetime) and can be
+//! listed and revoked; resetting a user's password (adding them again) and removing a user end
+//! their sessions and tokens. Sign-ins go through the [`crate::throttle`] and a bound on the
+//! passwords hashed at once.
 
 use std::fmt;
 
@@ -13,7 +18,7 @@ use base64::Engine;
 use chrono::Utc;
 use rand::RngCore;
 use restorable_domain::ids::TenantId;
-use restorable_pipeline::store::{SessionRecord, Store, StoreError, UserRecord};
+use restorable_pipeline::store::{ApiTokenRecord, SessionRecord, Store, StoreError, UserRecord};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -28,6 +33,10 @@ pub const BCRYPT_COST: u32 = 12;
 pub const SESSION_HOURS: i64 = 12;
 /// The shortest password `user add` accepts.
 pub const MIN_PASSWORD_LEN: usize = 12;
+/// An API token's lifetime unless issued with another.
+pub const DEFAULT_TOKEN_DAYS: i64 = 90;
+/// The longest lifetime a token may be issued with.
+pub const MAX_TOKEN_DAYS: i64 = 3650;
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +212,23 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Adds a user (or resets an existing one's password, role and scope).
+/// What [`add_user`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// A new user.
+    New,
+    /// An existing user's password (and role and scope) was reset: their sessions and tokens
+    /// ended (how many of each).
+    Reset {
+        /// Sessions ended.
+        sessions: u64,
+        /// Tokens deleted.
+        tokens: u64,
+    },
+}
+
+/// Adds a user, or resets an existing one's password, role and scope, which ends every session
+/// and API token they had.
 ///
 /// # Errors
 /// [`AuthError::Invalid`] for a bad e-mail address, a short password or an administrator scope
@@ -214,7 +239,7 @@ pub async fn add_user(
     password: &SecretString,
     role: Role,
     scope: &Scope,
-) -> Result<(), AuthError> {
+) -> Result<Added, AuthError> {
     let email = email.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 {
         return Err(AuthError::Invalid(format!(
@@ -231,31 +256,122 @@ pub async fn add_user(
         tokio::task::spawn_blocking(move || bcrypt::hash(password.expose_secret(), BCRYPT_COST))
             .await
             .map_err(|e| AuthError::Invalid(format!("hashing was interrupted: {e}")))??;
+    let existed = store.user(&email).await?.is_some();
     store
         .put_user(&UserRecord {
-            email,
+            email: email.clone(),
             password_hash: hash,
             role: role.as_str().to_owned(),
             tenant_scope: scope.to_string(),
         })
         .await?;
-    Ok(())
+    if !existed {
+        return Ok(Added::New);
+    }
+    let (sessions, tokens) = store.end_credentials(&email).await?;
+    Ok(Added::Reset { sessions, tokens })
 }
 
-/// Issues an API token for `email` under `name`; returns the token (shown once, stored hashed).
+/// Removes a user with their sessions and tokens; returns the removed user.
 ///
 /// # Errors
 /// [`AuthError::Invalid`] for an unknown user; store failures.
-pub async fn issue_token(store: &Store, email: &str, name: &str) -> Result<String, AuthError> {
+pub async fn remove_user(store: &Store, email: &str) -> Result<UserRecord, AuthError> {
+    let email = email.trim().to_lowercase();
+    let user = store
+        .user(&email)
+        .await?
+        .ok_or_else(|| AuthError::Invalid(format!("no user {email:?}")))?;
+    store.delete_user(&email).await?;
+    Ok(user)
+}
+
+/// Parses a token lifetime: `90d`, `12h`, `30m` (a number alone is days).
+///
+/// # Errors
+/// [`AuthError::Invalid`] for anything else, zero, or more than [`MAX_TOKEN_DAYS`].
+pub fn parse_lifetime(text: &str) -> Result<chrono::Duration, AuthError> {
+    let text = text.trim();
+    let bad = || {
+        AuthError::Invalid(format!(
+            "{text:?} is not a lifetime (e.g. 90d, 12h, 30m; at most {MAX_TOKEN_DAYS}d)"
+        ))
+    };
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 'd'),
+    };
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let lifetime = match unit {
+        'd' => chrono::Duration::try_days(n),
+        'h' => chrono::Duration::try_hours(n),
+        'm' => chrono::Duration::try_minutes(n),
+        's' => chrono::Duration::try_seconds(n),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    if n <= 0 || lifetime > chrono::Duration::days(MAX_TOKEN_DAYS) {
+        return Err(bad());
+    }
+    Ok(lifetime)
+}
+
+/// Issues an API token for `email` under `name`, valid for `lifetime`; returns the token
+/// (shown once, stored hashed).
+///
+/// # Errors
+/// [`AuthError::Invalid`] for an unknown user; store failures.
+pub async fn issue_token_for(
+    store: &Store,
+    email: &str,
+    name: &str,
+    lifetime: chrono::Duration,
+) -> Result<String, AuthError> {
     let email = email.trim().to_lowercase();
     if store.user(&email).await?.is_none() {
         return Err(AuthError::Invalid(format!("no user {email:?}")));
     }
     let token = random_token();
+    let expires_at = (Utc::now() + lifetime).timestamp();
     store
-        .put_api_token(&token_hash(&token), name, &email)
+        .put_api_token(&token_hash(&token), name, &email, expires_at)
         .await?;
     Ok(token)
+}
+
+/// Issues an API token with the default lifetime ([`DEFAULT_TOKEN_DAYS`]).
+///
+/// # Errors
+/// See [`issue_token_for`].
+pub async fn issue_token(store: &Store, email: &str, name: &str) -> Result<String, AuthError> {
+    issue_token_for(store, email, name, chrono::Duration::days(DEFAULT_TOKEN_DAYS)).await
+}
+
+/// The tokens of one user, or of everyone.
+///
+/// # Errors
+/// Store failures.
+pub async fn list_tokens(
+    store: &Store,
+    email: Option<&str>,
+) -> Result<Vec<ApiTokenRecord>, AuthError> {
+    let email = email.map(|e| e.trim().to_lowercase());
+    Ok(store.api_tokens(email.as_deref()).await?)
+}
+
+/// Revokes the token(s) whose id (as `token list` shows it) starts with `id`.
+///
+/// # Errors
+/// [`AuthError::Invalid`] if none matches or the id is malformed; store failures.
+pub async fn revoke_token(store: &Store, id: &str) -> Result<Vec<ApiTokenRecord>, AuthError> {
+    let revoked = store.revoke_api_tokens(id).await.map_err(|e| match e {
+        StoreError::Rejected(reason) => AuthError::Invalid(reason),
+        other => AuthError::Store(other),
+    })?;
+    if revoked.is_empty() {
+        return Err(AuthError::Invalid(format!("no token with id {id:?}")));
+    }
+    Ok(revoked)
 }
 
 /// A new session: the cookie value and its CSRF token.
@@ -266,8 +382,62 @@ pub struct NewSession {
     pub csrf: String,
 }
 
+/// How a sign-in went.
+pub enum LogIn {
+    /// Signed in.
+    Session(NewSession),
+    /// Wrong address or password.
+    Wrong,
+    /// Too many wrong passwords for this account or from this address, or too many sign-ins
+    /// hashing at once: try again after this long (no password was checked).
+    Throttled(std::time::Duration),
+}
+
+/// Checks a password and opens a session, through the sign-in throttle and the bound on
+/// passwords hashed at once (see [`crate::throttle`]).
+///
+/// # Errors
+/// Store and hashing failures.
+pub async fn log_in_from(
+    state: &crate::AppState,
+    email: &str,
+    password: SecretString,
+    address: Option<std::net::IpAddr>,
+) -> Result<LogIn, AuthError> {
+    if let Some(wait) = state.throttle.check(email, address) {
+        tracing::warn!(?address, "sign-in refused: throttled");
+        return Ok(LogIn::Throttled(wait));
+    }
+    let permit = match tokio::time::timeout(
+        state.options.hash_queue_wait,
+        state.hashing.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!(?address, "sign-in refused: too many passwords being checked");
+            return Ok(LogIn::Throttled(std::time::Duration::from_secs(1)));
+        }
+    };
+    let outcome = log_in(&state.pipeline.store, email, password).await;
+    drop(permit);
+    match outcome? {
+        Some(session) => {
+            state.throttle.succeeded(email);
+            Ok(LogIn::Session(session))
+        }
+        None => {
+            state.throttle.failed(email, address);
+            tracing::info!(?address, "sign-in failed: wrong e-mail address or password");
+            Ok(LogIn::Wrong)
+        }
+    }
+}
+
 /// Checks a password and opens a session; `None` for a wrong address or password (the same
-/// work is done either way, so timing does not tell which).
+/// work is done either way, so timing does not tell which). Not throttled: the web server calls
+/// [`log_in_from`].
 ///
 /// # Errors
 /// Store and hashing failures.
@@ -365,25 +535,42 @@ async fn user_principal(
 /// # Errors
 /// A store failure.
 pub async fn identify(parts: &Parts, store: &Store) -> Result<Option<Principal>, ApiError> {
-    let bearer = parts
-        .headers
+    identify_headers(&parts.headers, store).await
+}
+
+/// [`identify`] from the request's headers alone (a live stream asks again while it runs).
+/// An expired token or session is refused (and deleted).
+///
+/// # Errors
+/// A store failure.
+pub async fn identify_headers(
+    headers: &HeaderMap,
+    store: &Store,
+) -> Result<Option<Principal>, ApiError> {
+    let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let now = Utc::now().timestamp();
     if let Some(token) = bearer {
-        let Some((name, email)) = store.api_token(&token_hash(token.trim())).await? else {
+        let hash = token_hash(token.trim());
+        let Some(record) = store.api_token(&hash).await? else {
             return Ok(None);
         };
-        let actor = format!("token:{name} ({email})");
-        return user_principal(store, &email, actor, Credential::Token).await;
+        if record.expires_at <= now {
+            store.revoke_api_tokens(&hash).await?;
+            return Ok(None);
+        }
+        let actor = format!("token:{} ({})", record.name, record.email);
+        return user_principal(store, &record.email, actor, Credential::Token).await;
     }
-    let Some(token) = session_token(&parts.headers) else {
+    let Some(token) = session_token(headers) else {
         return Ok(None);
     };
     let Some(session) = store.session(&token_hash(&token)).await? else {
         return Ok(None);
     };
-    if session.expires_at < Utc::now().timestamp() {
+    if session.expires_at < now {
         store.delete_session(&token_hash(&token)).await?;
         return Ok(None);
     }

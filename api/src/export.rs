@@ -1,4 +1,7 @@
-//! CSV exports of what the caller may see: instances, alerts and backups.
+//! CSV exports of what the caller may see: instances, alerts and backups. Every cell that a
+//! spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+//! return) is written with a leading `'`, so names chosen by a PBX or a tenant cannot run in the
+//! reader's spreadsheet.
 
 use axum::extract::State;
 use axum::http::header;
@@ -15,10 +18,21 @@ fn time(at: Option<DateTime<Utc>>) -> String {
     at.map(|t| t.to_rfc3339()).unwrap_or_default()
 }
 
+/// A cell as written: with a leading `'` if a spreadsheet would take it for a formula.
+pub fn cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Result<Response, ApiError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in rows {
-        writer.write_record(&row).map_err(ApiError::internal)?;
+        writer
+            .write_record(row.iter().map(|c| cell(c).into_owned()))
+            .map_err(ApiError::internal)?;
     }
     let bytes = writer.into_inner().map_err(ApiError::internal)?;
     Ok((
@@ -172,4 +186,19 @@ pub async fn backups(State(state): State<Shared>, who: Principal) -> Result<Resp
     }
     drop(model);
     csv_response("backups.csv", rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn formula_cells_get_a_leading_quote() {
+        for formula in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(cell(formula), format!("'{formula}"));
+        }
+        for plain in ["acme", "", "1-2", "a=b", "'quoted"] {
+            assert_eq!(cell(plain), plain);
+        }
+    }
 }

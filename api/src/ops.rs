@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -119,15 +120,33 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
 }
 
 /// The live update stream: one SSE event per changed fleet, backups or alerts row the caller
-/// may see (`event:` is the view, `data:` the row as JSON).
+/// may see (`event:` is the view, `data:` the row as JSON). It ends when the session or token it
+/// was opened with does (sign-out, revocation, expiry, a removed user or a password reset):
+/// checked at once when this process ends a session, and every
+/// [`crate::ServerOptions::stream_recheck`] otherwise (another process, the command line).
 pub async fn stream(
     State(state): State<Shared>,
     who: Principal,
+    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut changes = state.read.subscribe();
     let stream = async_stream_from(move |tx| async move {
+        let mut recheck = tokio::time::interval(state.options.stream_recheck);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recheck.tick().await;
         loop {
-            match changes.recv().await {
+            let received = tokio::select! {
+                received = changes.recv() => received,
+                () = state.credentials_changed.notified() => {
+                    if !still_valid(&state, &headers).await { return; }
+                    continue;
+                }
+                _ = recheck.tick() => {
+                    if !still_valid(&state, &headers).await { return; }
+                    continue;
+                }
+            };
+            match received {
                 Ok(changed) => {
                     for row in changed.rows {
                         let visible = TenantId::new(&row.tenant_id)
@@ -152,6 +171,23 @@ pub async fn stream(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Whether the stream's credential still holds (a store failure keeps it: the next check
+/// decides).
+async fn still_valid(state: &Shared, headers: &HeaderMap) -> bool {
+    match crate::auth::identify_headers(headers, &state.pipeline.store).await {
+        Ok(found) => {
+            if found.is_none() {
+                tracing::info!("a live stream ended: its session or token no longer holds");
+            }
+            found.is_some()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "a live stream could not check its credential");
+            true
+        }
+    }
 }
 
 /// A stream fed by a task through a channel (ends when the task ends or the client leaves).

@@ -6,7 +6,8 @@
 use axum::body::{Body, Bytes};
 use axum::extract::{Form, FromRequestParts, Path, Query, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+    SET_COOKIE,
 };
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -124,7 +125,7 @@ fn page_around(title: &str, who: Option<&Principal>, body: Bytes) -> Response {
             (CONTENT_LENGTH, length.to_string()),
             (
                 CONTENT_SECURITY_POLICY,
-                "default-src 'self'; frame-ancestors 'none'".to_owned(),
+                crate::headers::CSP.to_owned(),
             ),
             (CACHE_CONTROL, "no-store".to_owned()),
         ],
@@ -148,9 +149,41 @@ struct LoginForm {
     password: SecretString,
 }
 
-async fn log_in(State(state): State<Shared>, Form(form): Form<LoginForm>) -> Response {
-    match auth::log_in(&state.pipeline.store, &form.email, form.password).await {
-        Ok(Some(session)) => (
+/// The client's address, when the server recorded it (see [`crate::serve`]).
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
+async fn log_in(
+    State(state): State<Shared>,
+    ClientAddress(address): ClientAddress,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match auth::log_in_from(&state, &form.email, form.password, address).await {
+        Ok(auth::LogIn::Throttled(wait)) => {
+            let secs = crate::throttle::retry_after_secs(wait);
+            let body = format!(
+                "<p class=\"error\" id=\"login-error\">Too many attempts: try again in {secs} s.</p>{LOGIN_FORM}"
+            );
+            let mut response = page("Sign in", None, &body);
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            response
+        }
+        Ok(auth::LogIn::Session(session)) => (
             StatusCode::SEE_OTHER,
             [
                 (LOCATION, "/".to_owned()),
@@ -158,7 +191,7 @@ async fn log_in(State(state): State<Shared>, Form(form): Form<LoginForm>) -> Res
             ],
         )
             .into_response(),
-        Ok(None) => {
+        Ok(auth::LogIn::Wrong) => {
             let body = format!("<p class=\"error\" id=\"login-error\">Wrong e-mail address or password.</p>{LOGIN_FORM}");
             let mut response = page("Sign in", None, &body);
             *response.status_mut() = StatusCode::UNAUTHORIZED;
@@ -178,6 +211,7 @@ async fn log_out(State(state): State<Shared>, headers: HeaderMap) -> Response {
         if let Err(error) = auth::log_out(&state.pipeline.store, &token).await {
             return ApiError::from(error).into_response();
         }
+        state.credentials_changed.notify_waiters();
     }
     (
         StatusCode::SEE_OTHER,

@@ -562,6 +562,10 @@ fn the_row_schemas_name_the_serialized_fields() {
             AuditAction::RevealPassword,
             AuditAction::AbortCycle,
             AuditAction::EndpointChanged,
+            AuditAction::DownloadCorrupt,
+            AuditAction::TokenRevoke,
+            AuditAction::UserRemove,
+            AuditAction::PasswordReset,
         ],
         &mut problems,
     );

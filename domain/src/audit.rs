@@ -32,6 +32,15 @@ pub enum AuditAction {
     /// An enrolled instance was pointed at a new URL or given new API credentials (its
     /// instance history has the old and the new origin).
     EndpointChanged,
+    /// A download was cut off because the stored copy differs from its recorded SHA-256.
+    DownloadCorrupt,
+    /// An API token was revoked (`restorable token revoke`).
+    TokenRevoke,
+    /// A user was removed (`restorable user remove`), with their sessions and tokens.
+    UserRemove,
+    /// A user's password was reset (`restorable user add` on an existing user): their sessions
+    /// and tokens ended.
+    PasswordReset,
 }
 
 impl AuditAction {
@@ -46,6 +55,10 @@ impl AuditAction {
             AuditAction::RevealPassword => "reveal_password",
             AuditAction::AbortCycle => "abort_cycle",
             AuditAction::EndpointChanged => "endpoint_changed",
+            AuditAction::DownloadCorrupt => "download_corrupt",
+            AuditAction::TokenRevoke => "token_revoke",
+            AuditAction::UserRemove => "user_remove",
+            AuditAction::PasswordReset => "password_reset",
         }
     }
 }

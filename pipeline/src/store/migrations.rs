@@ -89,6 +89,23 @@ CREATE TABLE dead_letters
 );
 "#;
 
+/// API tokens expire: `expires_at` (Unix seconds). Tokens issued before this migration, which
+/// never expired, get the default lifetime (90 days) from the moment it runs.
+const TOKEN_EXPIRY_SQLITE: &str = r#"
+ALTER TABLE api_tokens ADD COLUMN expires_at bigint;
+UPDATE api_tokens SET expires_at = CAST(strftime('%s', 'now') AS integer) + 7776000;
+CREATE INDEX api_tokens_by_email ON api_tokens (email);
+CREATE INDEX sessions_by_email ON sessions (email);
+"#;
+
+/// [`TOKEN_EXPIRY_SQLITE`] for PostgreSQL.
+const TOKEN_EXPIRY_POSTGRES: &str = r#"
+ALTER TABLE api_tokens ADD COLUMN expires_at bigint;
+UPDATE api_tokens SET expires_at = CAST(extract(epoch FROM now()) AS bigint) + 7776000;
+CREATE INDEX api_tokens_by_email ON api_tokens (email);
+CREATE INDEX sessions_by_email ON sessions (email);
+"#;
+
 /// SQLite (the embedded default).
 const SQLITE: &[(i64, &str)] = &[
     (
@@ -128,6 +145,7 @@ CREATE TABLE consumer_checkpoints
     (2, READ_SIDE),
     (3, ALERT_DELIVERIES),
     (4, LEASES_AND_DEAD_LETTERS),
+    (5, TOKEN_EXPIRY_SQLITE),
 ];
 
 /// PostgreSQL (production). SQLite has one writer at a time, so its positions follow commit
@@ -186,6 +204,7 @@ CREATE TABLE consumer_checkpoints
     (2, READ_SIDE),
     (3, ALERT_DELIVERIES),
     (4, LEASES_AND_DEAD_LETTERS),
+    (5, TOKEN_EXPIRY_POSTGRES),
 ];
 
 /// Applies the pending SQLite migrations.

@@ -184,7 +184,7 @@ mod tables;
 pub use dead_letters::DeadLetter;
 pub use deliveries::PendingDelivery;
 pub use leases::Lease;
-pub use tables::{SessionRecord, UserRecord, ViewRow};
+pub use tables::{ApiTokenRecord, SessionRecord, UserRecord, ViewRow};
 
 /// Reads rows of [`LOGGED_EVENTS`] into events (one body for both row types).
 macro_rules! logged_events {

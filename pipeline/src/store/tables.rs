@@ -1,6 +1,7 @@
 //! The read side's tables in the event store's database: view rows kept by the projector
 //! (`read_model`, written with the projector's checkpoint in one transaction) and the accounts
-//! of the API (users, sessions, API tokens). The same SQL serves both backends.
+//! of the API (users, sessions, API tokens with their expiry). The same SQL serves both
+//! backends.
 
 use sqlx::Row;
 
@@ -43,6 +44,57 @@ pub struct SessionRecord {
     /// Unix seconds.
     pub expires_at: i64,
 }
+
+/// An API token as stored (its secret is not: only the SHA-256 of it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    /// The SHA-256 of the secret (hex); its first 12 characters are the token's id.
+    pub token_hash: String,
+    /// The token's name.
+    pub name: String,
+    /// The user it acts as.
+    pub email: String,
+    /// When it was issued (RFC 3339).
+    pub created_at: String,
+    /// Unix seconds after which it no longer works (0 if unknown: treated as expired).
+    pub expires_at: i64,
+}
+
+impl ApiTokenRecord {
+    /// The short id `token list` shows and `token revoke` takes.
+    pub fn id(&self) -> &str {
+        self.token_hash.get(..12).unwrap_or(&self.token_hash)
+    }
+}
+
+fn token_record(r: &impl TokenRow) -> ApiTokenRecord {
+    r.token()
+}
+
+/// Reads an `api_tokens` row of either backend.
+trait TokenRow {
+    fn token(&self) -> ApiTokenRecord;
+}
+
+macro_rules! token_row {
+    ($row:ty) => {
+        impl TokenRow for $row {
+            fn token(&self) -> ApiTokenRecord {
+                ApiTokenRecord {
+                    token_hash: self.get(0),
+                    name: self.get(1),
+                    email: self.get(2),
+                    created_at: self.get(3),
+                    expires_at: self.get::<Option<i64>, _>(4).unwrap_or(0),
+                }
+            }
+        }
+    };
+}
+token_row!(sqlx::sqlite::SqliteRow);
+token_row!(sqlx::postgres::PgRow);
+
+const TOKEN_COLUMNS: &str = "token_hash, name, email, created_at, expires_at";
 
 impl Store {
     /// Writes view rows and moves `checkpoint` forward to `position` (never back), in one
@@ -235,7 +287,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records an API token of `email` under the hash of its secret.
+    /// Records an API token of `email` under the hash of its secret, valid until `expires_at`
+    /// (Unix seconds).
     ///
     /// # Errors
     /// A storage error.
@@ -244,34 +297,131 @@ impl Store {
         token_hash: &str,
         name: &str,
         email: &str,
+        expires_at: i64,
     ) -> Result<(), StoreError> {
         let now = chrono::Utc::now().to_rfc3339();
-        let sql = "INSERT INTO api_tokens (token_hash, name, email, created_at) \
-                   VALUES ($1, $2, $3, $4)";
+        let sql = "INSERT INTO api_tokens (token_hash, name, email, created_at, expires_at) \
+                   VALUES ($1, $2, $3, $4, $5)";
         on_backend!(self, |pool, _a| sqlx::query(sql)
             .bind(token_hash)
             .bind(name)
             .bind(email)
             .bind(&now)
+            .bind(expires_at)
             .execute(pool)
             .await
             .map(drop))?;
         Ok(())
     }
 
-    /// The token's name and its user's e-mail address.
+    /// The token stored under `token_hash`.
     ///
     /// # Errors
     /// A storage error.
-    pub async fn api_token(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        let sql = "SELECT name, email FROM api_tokens WHERE token_hash = $1";
-        Ok(on_backend!(self, |pool, _a| sqlx::query(sql)
+    pub async fn api_token(&self, token_hash: &str) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
+        Ok(on_backend!(self, |pool, _a| sqlx::query(&sql)
             .bind(token_hash)
             .fetch_optional(pool)
             .await?
-            .map(|r| (r.get(0), r.get(1)))))
+            .map(|r| token_record(&r))))
+    }
+
+    /// Every token, or (with `Some`) one user's, ordered by user and issue time.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn api_tokens(&self, email: Option<&str>) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE ($1 IS NULL OR email = $1) \
+             ORDER BY email, created_at, token_hash"
+        );
+        Ok(on_backend!(self, |pool, _a| sqlx::query(&sql)
+            .bind(email)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(token_record)
+            .collect()))
+    }
+
+    /// Deletes the tokens whose hash starts with `id_prefix` (at least 8 hex characters) and
+    /// returns them.
+    ///
+    /// # Errors
+    /// [`StoreError::Rejected`] for a shorter or non-hex prefix; a storage error.
+    pub async fn revoke_api_tokens(&self, id_prefix: &str) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let prefix = id_prefix.trim().to_ascii_lowercase();
+        if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::Rejected(format!(
+                "{id_prefix:?} is not a token id (at least 8 hex characters, as `token list` shows)"
+            )));
+        }
+        let select = format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE substr(token_hash, 1, {}) = $1",
+            prefix.len()
+        );
+        let delete = format!(
+            "DELETE FROM api_tokens WHERE substr(token_hash, 1, {}) = $1",
+            prefix.len()
+        );
+        Ok(on_backend!(self, |pool, _a| {
+            let mut tx = pool.begin().await?;
+            let found: Vec<ApiTokenRecord> = sqlx::query(&select)
+                .bind(&prefix)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(token_record)
+                .collect();
+            sqlx::query(&delete).bind(&prefix).execute(&mut *tx).await?;
+            tx.commit().await?;
+            found
+        }))
+    }
+
+    /// Ends every session and deletes every API token of `email`; returns how many of each.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn end_credentials(&self, email: &str) -> Result<(u64, u64), StoreError> {
+        Ok(on_backend!(self, |pool, _a| {
+            let mut tx = pool.begin().await?;
+            let sessions = sqlx::query("DELETE FROM sessions WHERE email = $1")
+                .bind(email)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let tokens = sqlx::query("DELETE FROM api_tokens WHERE email = $1")
+                .bind(email)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            (sessions, tokens)
+        }))
+    }
+
+    /// Removes a user with their sessions and tokens; `false` if there was none.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn delete_user(&self, email: &str) -> Result<bool, StoreError> {
+        Ok(on_backend!(self, |pool, _a| {
+            let mut tx = pool.begin().await?;
+            for sql in [
+                "DELETE FROM sessions WHERE email = $1",
+                "DELETE FROM api_tokens WHERE email = $1",
+            ] {
+                sqlx::query(sql).bind(email).execute(&mut *tx).await?;
+            }
+            let removed = sqlx::query("DELETE FROM users WHERE email = $1")
+                .bind(email)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            removed > 0
+        }))
     }
 }

@@ -26,6 +26,14 @@
 //! restore_test = { minutes = 30, per_gib = 10 }
 //! close_minutes = 5             # an ended cycle whose instance still holds it open
 //! check_every_seconds = 60      # how often the watchdog looks
+//!
+//! [verify]                      # the verifier's budget per archive (the defaults)
+//! max_entries = 1000000
+//! max_inflated_gib = 1024       # inflated bytes the entries may declare, in all
+//! max_minutes = 360
+//! minimum_encryption = "aes256" # the weakest AES accepted: aes256, aes192 or aes128
+//! [verify.tenant_minimum_encryption]
+//! acme = "aes128"               # a tenant whose policy accepts weaker AES
 //! ```
 
 use std::collections::HashMap;
@@ -35,6 +43,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use restorable_domain::ids::TenantId;
 use restorable_pipeline::alert_routes::{AlertRoutes, SmtpRelay, TenantRoutes, WebhookRoute};
+use restorable_pipeline::archive::AesStrength;
 use restorable_pipeline::config::Backends;
 use restorable_pipeline::context::{Deadlines, Settings};
 use restorable_pipeline::kms_sealer::KmsConfig;
@@ -63,6 +72,55 @@ struct FileSettings {
     #[serde(default)]
     alert_routes: HashMap<String, FileAlertRoute>,
     deadlines: Option<FileDeadlines>,
+    verify: Option<FileVerify>,
+}
+
+/// `[verify]`: the verifier's budget per archive and the weakest AES accepted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileVerify {
+    max_entries: Option<u64>,
+    max_inflated_gib: Option<u64>,
+    max_minutes: Option<u32>,
+    minimum_encryption: Option<String>,
+    #[serde(default)]
+    tenant_minimum_encryption: HashMap<String, String>,
+}
+
+/// `[verify]` over the defaults in `settings`.
+fn verify_limits(file: &FileVerify, settings: &mut Settings) -> Result<()> {
+    let strength = |key: &str, text: &str| {
+        AesStrength::parse(text).ok_or_else(|| {
+            anyhow!("verify.{key} must be one of aes256, aes192, aes128, not {text:?}")
+        })
+    };
+    let limits = &mut settings.verify_limits;
+    if let Some(entries) = file.max_entries {
+        if entries == 0 {
+            bail!("verify.max_entries must be at least 1");
+        }
+        limits.max_entries = entries;
+    }
+    if let Some(gib) = file.max_inflated_gib {
+        limits.max_inflated_bytes = gib
+            .checked_mul(1 << 30)
+            .filter(|b| *b > 0)
+            .ok_or_else(|| anyhow!("verify.max_inflated_gib must be between 1 and 2^33"))?;
+    }
+    if let Some(value) = file.max_minutes {
+        limits.max_duration = minutes("verify.max_minutes", value, 1)?;
+    }
+    if let Some(text) = &file.minimum_encryption {
+        limits.minimum_encryption = strength("minimum_encryption", text)?;
+    }
+    for (tenant, text) in &file.tenant_minimum_encryption {
+        let id = TenantId::new(tenant).with_context(|| {
+            format!("verify.tenant_minimum_encryption: {tenant:?} is not a tenant id")
+        })?;
+        let minimum = strength(&format!("tenant_minimum_encryption.{tenant}"), text)?;
+        settings.tenant_minimum_encryption.insert(id, minimum);
+    }
+    Ok(())
 }
 
 /// `[deadlines]`: the watchdog's limit per rung, and for closing an ended cycle.
@@ -87,7 +145,7 @@ struct FileDeadline {
 
 fn minutes(what: &str, value: u32, least: u32) -> Result<Duration> {
     if !(least..=10_080).contains(&value) {
-        bail!("deadlines.{what} must be between {least} and 10080 minutes, not {value}");
+        bail!("{what} must be between {least} and 10080 minutes, not {value}");
     }
     Ok(Duration::from_secs(u64::from(value) * 60))
 }
@@ -102,14 +160,14 @@ fn deadlines(file: &FileDeadlines, set: &mut Deadlines) -> Result<()> {
     ] {
         let Some(given) = given else { continue };
         if let Some(value) = given.minutes {
-            into.base = minutes(&format!("{rung}.minutes"), value, 1)?;
+            into.base = minutes(&format!("deadlines.{rung}.minutes"), value, 1)?;
         }
         if let Some(value) = given.per_gib {
-            into.per_gib = minutes(&format!("{rung}.per_gib"), value, 0)?;
+            into.per_gib = minutes(&format!("deadlines.{rung}.per_gib"), value, 0)?;
         }
     }
     if let Some(value) = file.close_minutes {
-        set.close = minutes("close_minutes", value, 1)?;
+        set.close = minutes("deadlines.close_minutes", value, 1)?;
     }
     if let Some(seconds) = file.check_every_seconds {
         if !(1..=3600).contains(&seconds) {
@@ -298,6 +356,9 @@ pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Sett
     settings.alert_routes = alert_routes(&file, &|name| std::env::var(name).ok())?;
     if let Some(file_deadlines) = &file.deadlines {
         deadlines(file_deadlines, &mut settings.deadlines)?;
+    }
+    if let Some(file_verify) = &file.verify {
+        verify_limits(file_verify, &mut settings)?;
     }
     let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
     let backends = Backends {

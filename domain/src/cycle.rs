@@ -84,6 +84,14 @@ pub struct Verified {
     pub inflated_bytes: u64,
     /// Tables found under `DbTables/`.
     pub tables: Vec<String>,
+    /// File entries per encryption (`aes256`, `aes192`, `aes128`); empty in events written
+    /// before it was recorded.
+    #[serde(default)]
+    pub encryption: std::collections::BTreeMap<String, u64>,
+    /// File entries per compression method (`stored`, `deflate`, ...); empty in events written
+    /// before it was recorded.
+    #[serde(default)]
+    pub compression: std::collections::BTreeMap<String, u64>,
     /// When.
     pub verified_at: DateTime<Utc>,
 }
@@ -371,6 +379,8 @@ pub mod examples {
             entries: 20,
             inflated_bytes: 10_000,
             tables: vec!["dn".into(), "extension".into()],
+            encryption: [("aes256".to_owned(), 20)].into(),
+            compression: [("deflate".to_owned(), 20)].into(),
             verified_at: at(),
         }
     }

@@ -128,12 +128,31 @@ pub enum FailureReason {
     EntryCorrupt,
     /// An entry is stored without encryption.
     NotEncrypted,
-    /// An entry uses legacy ZipCrypto instead of AES.
+    /// An entry uses legacy ZipCrypto, or AES weaker than the tenant's policy allows
+    /// (AES-256 by default).
     WeakEncryption,
     /// An entry uses a method the verifier cannot check.
     UnsupportedMethod,
     /// `DbTables/` or a core table is missing.
     StructureIncomplete,
+    /// The archive's end records, central directory or a header do not parse.
+    ArchiveMalformed,
+    /// More than one end of central directory record, or end records that disagree.
+    AmbiguousEnd,
+    /// Two entries share a name (ASCII case folded, trailing `/` dropped).
+    DuplicateEntry,
+    /// An entry name is absolute, climbs out (`..`), or holds a backslash, drive letter or
+    /// control character.
+    UnsafeEntryName,
+    /// Entries overlap each other or the central directory, or are stored out of order.
+    EntryOverlap,
+    /// Bytes that belong to no entry (before, between or after the entries).
+    StrayData,
+    /// A local header disagrees with the central directory (name, flags, method, CRC, sizes,
+    /// AES field) or with its data descriptor.
+    HeaderMismatch,
+    /// The archive exceeds the verification budget (entries, declared inflated bytes, time).
+    ArchiveBudget,
     /// No sandbox could be provisioned for the restore test.
     SandboxProvision,
     /// The restore was rejected (the schema or data did not load).
@@ -194,6 +213,14 @@ impl FailureReason {
             FailureReason::WeakEncryption => "weak_encryption",
             FailureReason::UnsupportedMethod => "unsupported_method",
             FailureReason::StructureIncomplete => "structure_incomplete",
+            FailureReason::ArchiveMalformed => "archive_malformed",
+            FailureReason::AmbiguousEnd => "ambiguous_end",
+            FailureReason::DuplicateEntry => "duplicate_entry",
+            FailureReason::UnsafeEntryName => "unsafe_entry_name",
+            FailureReason::EntryOverlap => "entry_overlap",
+            FailureReason::StrayData => "stray_data",
+            FailureReason::HeaderMismatch => "header_mismatch",
+            FailureReason::ArchiveBudget => "archive_budget",
             FailureReason::SandboxProvision => "sandbox_provision",
             FailureReason::RestoreRejected => "restore_rejected",
             FailureReason::IntegrityViolation => "integrity_violation",

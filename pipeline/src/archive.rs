@@ -3,14 +3,19 @@
 //! [`verify_archive`] takes the stored backup (a seekable, read-only file) and the tenant
 //! password, and proves that the 3CX backup ZIP can be restored from:
 //!
-//! - the ZIP is complete (end of central directory present, no entry beyond the end of the file);
-//! - every entry is encrypted with WinZip AES (AE-1/AE-2). Unencrypted entries, legacy ZipCrypto
-//!   (which the zip crate would open without complaint) and methods the verifier cannot check
-//!   are faults of their own;
+//! - the ZIP has exactly one reading ([`layout`]): one end record, entries back to back with
+//!   nothing outside them, local headers agreeing with the central directory, safe and distinct
+//!   names, within the [`VerifyLimits`] budget; the zip crate's reading must then match it;
+//! - every entry is encrypted with WinZip AES (AE-1/AE-2) of at least the required strength
+//!   (AES-256 unless the tenant's policy allows less). Unencrypted entries, legacy ZipCrypto
+//!   (which the zip crate would open without complaint), weaker AES and methods the verifier
+//!   cannot check are faults of their own; the encryption and compression of every entry are
+//!   counted in the report;
 //! - every entry decrypts with the password, inflates, and is read *to its end*, because the AES
 //!   authentication code (and the CRC for AE-1) is only checked there; the inflated length must
 //!   match the central directory;
-//! - the 3CX structure is complete: `DbTables/<table>.csv` for every required table.
+//! - the 3CX structure is complete: `DbTables/<table>.csv` for every required table;
+//! - all of it within the wall-time budget.
 //!
 //! Each failure has a stable reason code ([`ArchiveFault::reason`]) that ends up in the
 //! `Failed { stage, reason }` event. The archive is streamed, never held in memory.
@@ -26,17 +31,24 @@
 //! [`ArchiveFault::WrongKey`] only if the password authenticated no entry at all; an entry whose
 //! verifier rejects a password that authenticates its siblings is corrupt.
 
+pub mod layout;
+
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zip::result::ZipError;
 use zip::{CompressionMethod, HasZipMetadata, ZipArchive};
+
+pub use layout::AesStrength;
+use layout::{EntryLayout, Layout};
 
 /// The tables a 3CX backup must contain (as `DbTables/<name>.csv`) to be restorable.
 pub const CORE_TABLES: &[&str] = &[
@@ -58,8 +70,6 @@ const DB_TABLES: &str = "DbTables/";
 const READ_BUF: usize = 512 * 1024;
 /// Read-ahead buffer of a [`PositionedReader`] (the inflater reads in small steps).
 const POSITIONED_BUF: usize = 256 * 1024;
-/// Fixed part of a local file header.
-const LOCAL_HEADER_LEN: u64 = 30;
 /// General purpose flag bit 6: PKWARE strong encryption.
 const STRONG_ENCRYPTION_FLAG: u16 = 0x0040;
 /// Entry names are archive input: cap what goes into error messages.
@@ -76,6 +86,36 @@ pub struct ArchiveReport {
     pub inflated_bytes: u64,
     /// Table names found under `DbTables/` (without `.csv`), sorted.
     pub tables: Vec<String>,
+    /// File entries per encryption (`aes256`, `aes192`, `aes128`).
+    pub encryption: BTreeMap<String, u64>,
+    /// File entries per compression method under the encryption (`stored`, `deflate`, ...).
+    pub compression: BTreeMap<String, u64>,
+}
+
+/// The budget of one verification, so a hostile archive cannot tie up a verify worker, and
+/// the weakest encryption accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyLimits {
+    /// Most entries (files and folders) an archive may hold.
+    pub max_entries: u64,
+    /// Most inflated bytes its entries may declare, in all.
+    pub max_inflated_bytes: u64,
+    /// Longest a verification may take.
+    pub max_duration: Duration,
+    /// The weakest AES accepted (AES-256 unless a tenant's policy allows less).
+    pub minimum_encryption: AesStrength,
+}
+
+impl Default for VerifyLimits {
+    /// Generous: a million entries, 1 TiB inflated, six hours, AES-256.
+    fn default() -> Self {
+        Self {
+            max_entries: 1_000_000,
+            max_inflated_bytes: 1 << 40,
+            max_duration: Duration::from_secs(6 * 3600),
+            minimum_encryption: AesStrength::Aes256,
+        }
+    }
 }
 
 /// Why an archive is not verified. [`ArchiveFault::reason`] gives the stable code.
@@ -104,11 +144,15 @@ pub enum ArchiveFault {
         /// The entry's name.
         entry: String,
     },
-    /// An entry uses legacy ZipCrypto instead of AES.
-    #[error("entry {entry} uses legacy ZipCrypto encryption instead of AES")]
+    /// An entry uses legacy ZipCrypto, or AES weaker than the policy's minimum.
+    #[error("entry {entry} is encrypted with {cipher}, weaker than the required {required}")]
     WeakEncryption {
         /// The entry's name.
         entry: String,
+        /// What it uses (`ZipCrypto`, `aes128`, ...).
+        cipher: String,
+        /// The weakest accepted.
+        required: &'static str,
     },
     /// An entry uses a compression or encryption method the verifier cannot check.
     #[error("entry {entry} uses {method}, which the verifier cannot check")]
@@ -123,6 +167,57 @@ pub enum ArchiveFault {
     StructureIncomplete {
         /// Missing table names, led by `"DbTables/"` if the folder itself is absent.
         missing: Vec<String>,
+    },
+    /// The end records, central directory or a header do not parse.
+    #[error("archive malformed: {detail}")]
+    Malformed {
+        /// What does not parse.
+        detail: String,
+    },
+    /// More than one end of central directory record, or end records that disagree.
+    #[error("archive has more than one reading of its end: {detail}")]
+    AmbiguousEnd {
+        /// What was found.
+        detail: String,
+    },
+    /// Two entries share a name (after normalisation).
+    #[error("entry {entry} appears twice")]
+    DuplicateEntry {
+        /// The name.
+        entry: String,
+    },
+    /// An entry name is absolute, climbs out (`..`), or holds a backslash, drive letter or
+    /// control character.
+    #[error("entry name {entry:?} is unsafe to extract")]
+    UnsafeName {
+        /// The name (capped, lossy).
+        entry: String,
+    },
+    /// Entries overlap each other or the central directory, or are stored out of order.
+    #[error("entries overlap: {detail}")]
+    Overlap {
+        /// Where.
+        detail: String,
+    },
+    /// Bytes that belong to no entry (before, between or after the entries).
+    #[error("data outside any entry: {detail}")]
+    StrayData {
+        /// Where.
+        detail: String,
+    },
+    /// A local header disagrees with the central directory.
+    #[error("entry {entry}: the local header and the central directory disagree on the {field}")]
+    HeaderMismatch {
+        /// The entry's name.
+        entry: String,
+        /// The field.
+        field: String,
+    },
+    /// The archive exceeds the verification budget (entries, inflated bytes, time).
+    #[error("archive exceeds the verification budget: {detail}")]
+    Budget {
+        /// Which limit.
+        detail: String,
     },
     /// Reading the file itself failed.
     #[error("i/o error reading the archive: {0}")]
@@ -154,6 +249,14 @@ impl ArchiveFault {
             ArchiveFault::WeakEncryption { .. } => "weak_encryption",
             ArchiveFault::UnsupportedMethod { .. } => "unsupported_method",
             ArchiveFault::StructureIncomplete { .. } => "structure_incomplete",
+            ArchiveFault::Malformed { .. } => "archive_malformed",
+            ArchiveFault::AmbiguousEnd { .. } => "ambiguous_end",
+            ArchiveFault::DuplicateEntry { .. } => "duplicate_entry",
+            ArchiveFault::UnsafeName { .. } => "unsafe_entry_name",
+            ArchiveFault::Overlap { .. } => "entry_overlap",
+            ArchiveFault::StrayData { .. } => "stray_data",
+            ArchiveFault::HeaderMismatch { .. } => "header_mismatch",
+            ArchiveFault::Budget { .. } => "archive_budget",
             ArchiveFault::Io(_) => "io_error",
         }
     }
@@ -320,14 +423,19 @@ impl Seek for PositionedReader {
 /// [`CORE_TABLES`].
 ///
 /// # Errors
-/// An [`ArchiveFault`]; if several entries are faulty, the one with the lowest index.
+/// An [`ArchiveFault`]; a fault of the layout first, else, if several entries are faulty, the
+/// one with the lowest index.
 pub fn verify_archive(
     file: File,
     password: &SecretString,
     required_tables: &[&str],
+    limits: &VerifyLimits,
 ) -> Result<ArchiveReport, ArchiveFault> {
-    let reader = PositionedReader::new(Arc::new(file))?;
+    let deadline = Instant::now() + limits.max_duration;
+    let file = Arc::new(file);
+    let reader = PositionedReader::new(Arc::clone(&file))?;
     let file_len = reader.len();
+    let layout = layout::read_layout(&file, file_len, limits)?;
     let probe = reader.clone();
     let archive = match ZipArchive::new(reader) {
         Ok(a) => a,
@@ -339,17 +447,18 @@ pub fn verify_archive(
                 ZipError::Io(io) if io.kind() != io::ErrorKind::UnexpectedEof => {
                     ArchiveFault::Io(io)
                 }
-                other => ArchiveFault::Truncated {
-                    detail: other.to_string(),
+                other => ArchiveFault::Malformed {
+                    detail: format!("the ZIP reader refuses it: {other}"),
                 },
             });
         }
     };
+    same_reading(&archive, &layout)?;
 
     let tables = table_names(&archive);
     let has_folder = has_db_tables(&archive);
     let count = archive.len();
-    let shared = Shared::new();
+    let shared = Shared::new(deadline);
     let secret = password.expose_secret().as_bytes();
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
@@ -361,7 +470,8 @@ pub fn verify_archive(
             .map(|_| {
                 let mut archive = archive.clone();
                 let shared = &shared;
-                scope.spawn(move || worker(&mut archive, shared, secret, file_len))
+                let layout = &layout;
+                scope.spawn(move || worker(&mut archive, layout, limits, shared, secret))
             })
             .collect();
         for handle in handles {
@@ -407,12 +517,76 @@ pub fn verify_archive(
     if !missing.is_empty() {
         return Err(ArchiveFault::StructureIncomplete { missing });
     }
+    let (encryption, compression) = tally(&layout);
     Ok(ArchiveReport {
         entries: shared.verified.load(Ordering::Acquire),
         compressed_bytes: shared.compressed.load(Ordering::Acquire),
         inflated_bytes: shared.inflated.load(Ordering::Acquire),
         tables,
+        encryption,
+        compression,
     })
+}
+
+/// The zip crate must read the archive exactly as [`layout`] did: same entries, same order,
+/// same names, offsets and sizes. Anything else means two readings.
+fn same_reading<R: Read + Seek>(
+    archive: &ZipArchive<R>,
+    layout: &Layout,
+) -> Result<(), ArchiveFault> {
+    let differs = |what: String| ArchiveFault::Malformed {
+        detail: format!("the ZIP reader reads it differently: {what}"),
+    };
+    if archive.len() != layout.entries.len() {
+        return Err(differs(format!(
+            "{} entries, not {}",
+            archive.len(),
+            layout.entries.len()
+        )));
+    }
+    for (index, expected) in layout.entries.iter().enumerate() {
+        let entry = archive
+            .by_index_data(index)
+            .map_err(|e| differs(format!("entry #{index}: {e}")))?;
+        let data = entry.get_metadata();
+        let same = entry.name_raw() == expected.name.as_slice()
+            && data.header_start == expected.header_start
+            && data.compressed_size == expected.compressed_size
+            && data.uncompressed_size == expected.uncompressed_size;
+        if !same {
+            return Err(differs(format!("entry {}", name_for_error(&expected.name))));
+        }
+    }
+    Ok(())
+}
+
+/// File entries per encryption and per compression method.
+fn tally(layout: &Layout) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let mut encryption = BTreeMap::new();
+    let mut compression = BTreeMap::new();
+    for entry in layout.entries.iter().filter(|e| !e.is_empty_dir()) {
+        let (cipher, method) = match entry.aes {
+            Some(aes) => (aes.strength.as_str(), aes.method),
+            None => ("none", entry.method),
+        };
+        *encryption.entry(cipher.to_owned()).or_insert(0) += 1;
+        *compression.entry(method_name(method)).or_insert(0) += 1;
+    }
+    (encryption, compression)
+}
+
+/// The name of a ZIP compression method number.
+fn method_name(method: u16) -> String {
+    match method {
+        0 => "stored".to_owned(),
+        8 => "deflate".to_owned(),
+        9 => "deflate64".to_owned(),
+        12 => "bzip2".to_owned(),
+        14 => "lzma".to_owned(),
+        93 => "zstd".to_owned(),
+        95 => "xz".to_owned(),
+        other => format!("method_{other}"),
+    }
 }
 
 /// The entry name as text for reports (lossy, `\` read as `/`).
@@ -484,11 +658,14 @@ struct Shared {
     inflated: AtomicU64,
     /// Faults found: (entry index, entry name, fault).
     faults: Mutex<Vec<(usize, String, ArchiveFault)>>,
+    /// When the wall-time budget runs out.
+    deadline: Instant,
 }
 
 impl Shared {
-    fn new() -> Self {
+    fn new(deadline: Instant) -> Self {
         Self {
+            deadline,
             next: AtomicUsize::new(0),
             first_fault: AtomicUsize::new(usize::MAX),
             verified: AtomicU64::new(0),
@@ -528,9 +705,10 @@ enum Outcome {
 
 fn worker(
     archive: &mut ZipArchive<PositionedReader>,
+    layout: &Layout,
+    limits: &VerifyLimits,
     shared: &Shared,
     password: &[u8],
-    file_len: u64,
 ) {
     let mut buf = vec![0u8; READ_BUF];
     loop {
@@ -538,8 +716,11 @@ fn worker(
         if index >= archive.len() || shared.abandoned(index) {
             return;
         }
+        let Some(planned) = layout.entries.get(index) else {
+            return;
+        };
         let result = catch_unwind(AssertUnwindSafe(|| {
-            verify_entry(archive, index, password, file_len, shared, &mut buf)
+            verify_entry(archive, index, planned, limits, password, shared, &mut buf)
         }));
         match result {
             Ok(Ok(Outcome::Verified {
@@ -596,8 +777,9 @@ fn open_error(entry: &str, e: ZipError) -> ArchiveFault {
 fn verify_entry(
     archive: &mut ZipArchive<PositionedReader>,
     index: usize,
+    planned: &EntryLayout,
+    limits: &VerifyLimits,
     password: &[u8],
-    file_len: u64,
     shared: &Shared,
     buf: &mut [u8],
 ) -> Result<Outcome, (String, ArchiveFault)> {
@@ -608,17 +790,8 @@ fn verify_entry(
         let name = name_for_error(entry.name_raw());
         let fault = |f: ArchiveFault| (name.clone(), f);
         let data = entry.get_metadata();
-        if entry.is_dir() && data.compressed_size == 0 && data.uncompressed_size == 0 {
+        if planned.is_empty_dir() {
             return Ok(Outcome::Skipped);
-        }
-        let end = data
-            .header_start
-            .checked_add(LOCAL_HEADER_LEN)
-            .and_then(|e| e.checked_add(data.compressed_size));
-        if end.is_none_or(|end| end > file_len) {
-            return Err(fault(ArchiveFault::Truncated {
-                detail: format!("entry {name} extends beyond the end of the file"),
-            }));
         }
         if !data.flags.is_encrypted() {
             return Err(fault(ArchiveFault::NotEncrypted {
@@ -631,7 +804,7 @@ fn verify_entry(
                 method: "PKWARE strong encryption".to_owned(),
             }));
         }
-        if data.aes_settings().is_none() {
+        let Some(aes) = planned.aes.filter(|_| data.aes_settings().is_some()) else {
             return Err(fault(
                 if data.compression_method == CompressionMethod::Aes {
                     ArchiveFault::UnsupportedMethod {
@@ -641,9 +814,18 @@ fn verify_entry(
                 } else {
                     ArchiveFault::WeakEncryption {
                         entry: name.clone(),
+                        cipher: "ZipCrypto".to_owned(),
+                        required: limits.minimum_encryption.as_str(),
                     }
                 },
             ));
+        };
+        if aes.strength < limits.minimum_encryption {
+            return Err(fault(ArchiveFault::WeakEncryption {
+                entry: name.clone(),
+                cipher: aes.strength.as_str().to_owned(),
+                required: limits.minimum_encryption.as_str(),
+            }));
         }
         let method = data.compression_method;
         if method == CompressionMethod::Aes || !zip::SUPPORTED_COMPRESSION_METHODS.contains(&method)
@@ -668,9 +850,34 @@ fn verify_entry(
         if shared.abandoned(index) {
             return Ok(Outcome::Abandoned);
         }
+        if Instant::now() > shared.deadline {
+            return Err((
+                name,
+                ArchiveFault::Budget {
+                    detail: format!(
+                        "verifying took longer than the limit of {} s",
+                        limits.max_duration.as_secs()
+                    ),
+                },
+            ));
+        }
         match file.read(buf) {
             Ok(0) => break,
-            Ok(n) => inflated += n as u64,
+            Ok(n) => {
+                inflated += n as u64;
+                if inflated > declared {
+                    return Err((
+                        name.clone(),
+                        ArchiveFault::EntryCorrupt {
+                            entry: name,
+                            detail: format!(
+                                "inflates to more than the {declared} bytes the central \
+                                 directory declares"
+                            ),
+                        },
+                    ));
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 let detail = e.to_string();

@@ -55,6 +55,10 @@ pub struct Settings {
     pub deadlines: Deadlines,
     /// Deadlines and size caps of PBX calls and downloads (the PBX is not trusted).
     pub pbx: crate::pbx_client::PbxLimits,
+    /// The verifier's budget per archive, and the weakest AES accepted by default.
+    pub verify_limits: crate::archive::VerifyLimits,
+    /// Tenants whose policy accepts AES weaker than `verify_limits.minimum_encryption`.
+    pub tenant_minimum_encryption: std::collections::HashMap<TenantId, crate::archive::AesStrength>,
 }
 
 /// A time limit that grows with the size of the backup: `base + per_gib × GiB`.
@@ -124,6 +128,15 @@ impl Settings {
             .copied()
             .unwrap_or(self.retention)
     }
+
+    /// The verifier's limits for `tenant`'s archives (its policy's minimum encryption).
+    pub fn verify_limits_for(&self, tenant: &TenantId) -> crate::archive::VerifyLimits {
+        let mut limits = self.verify_limits;
+        if let Some(minimum) = self.tenant_minimum_encryption.get(tenant) {
+            limits.minimum_encryption = *minimum;
+        }
+        limits
+    }
 }
 
 impl Default for Settings {
@@ -138,6 +151,8 @@ impl Default for Settings {
             alert_routes: crate::alert_routes::AlertRoutes::default(),
             deadlines: Deadlines::default(),
             pbx: crate::pbx_client::PbxLimits::default(),
+            verify_limits: crate::archive::VerifyLimits::default(),
+            tenant_minimum_encryption: std::collections::HashMap::new(),
         }
     }
 }

@@ -13,7 +13,7 @@ use restorable_domain::ids::TenantId;
 use restorable_domain::instance::{Instance, InstanceCommand};
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::Fault;
-use restorable_pipeline::archive::{verify_archive, ArchiveFault, CORE_TABLES};
+use restorable_pipeline::archive::{verify_archive, ArchiveFault, VerifyLimits, CORE_TABLES};
 use restorable_pipeline::driver::head_position;
 use restorable_pipeline::enrolment::{open_cycle, rotate_tenant_key};
 use restorable_pipeline::{scheduler, stages};
@@ -65,7 +65,8 @@ async fn a_healthy_pbx_climbs_to_verified_with_an_honest_record(backend: Backend
         .open_seekable(&captured.object_key, &captured.version_id)
         .await
         .expect("open");
-    let report = verify_archive(file, &password, CORE_TABLES).expect("archive verifies");
+    let report = verify_archive(file, &password, CORE_TABLES, &VerifyLimits::default())
+        .expect("archive verifies");
     assert!(report.tables.iter().any(|t| t == "extension"));
 
     // The instance is free for its next cycle.
@@ -442,9 +443,9 @@ async fn after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_
         .tenant_password(&tenant, 2)
         .await
         .expect("v2");
-    assert!(verify_archive(open_old().await, &v1, CORE_TABLES).is_ok());
+    assert!(verify_archive(open_old().await, &v1, CORE_TABLES, &VerifyLimits::default()).is_ok());
     assert!(matches!(
-        verify_archive(open_old().await, &v2, CORE_TABLES),
+        verify_archive(open_old().await, &v2, CORE_TABLES, &VerifyLimits::default()),
         Err(ArchiveFault::WrongKey)
     ));
 }

@@ -94,6 +94,7 @@ fn verify(tmp: &tempfile::NamedTempFile, password: &str) -> Result<ArchiveReport
         tmp.reopen().expect("reopen"),
         &SecretString::from(password.to_owned()),
         CORE_TABLES,
+        &VerifyLimits::default(),
     )
 }
 
@@ -290,10 +291,351 @@ fn a_zipcrypto_entry_is_weak_encryption() {
     let tmp = write_zip(&entries, PASSWORD);
     let err = verify(&tmp, PASSWORD).unwrap_err();
     match &err {
-        ArchiveFault::WeakEncryption { entry } => assert_eq!(entry, &entries[2].name),
+        ArchiveFault::WeakEncryption { entry, cipher, .. } => {
+            assert_eq!(entry, &entries[2].name);
+            assert_eq!(cipher, "ZipCrypto");
+        }
         other => panic!("expected WeakEncryption, got {other:?}"),
     }
     assert_eq!(err.reason(), "weak_encryption");
+}
+
+fn bytes_of(tmp: &tempfile::NamedTempFile) -> Vec<u8> {
+    std::fs::read(tmp.path()).expect("read archive")
+}
+
+fn rewrite(tmp: &tempfile::NamedTempFile, bytes: &[u8]) {
+    std::fs::write(tmp.path(), bytes).expect("write archive");
+}
+
+/// Replaces every occurrence of `from` (a name: in the local header and the central record)
+/// with `to`, of the same length.
+fn rename(tmp: &tempfile::NamedTempFile, from: &[u8], to: &[u8]) -> usize {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = bytes_of(tmp);
+    let mut found = 0;
+    let mut i = 0;
+    while i + from.len() <= bytes.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+            found += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    rewrite(tmp, &bytes);
+    found
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Offset of the end of central directory record (no comment).
+fn eocd(bytes: &[u8]) -> usize {
+    bytes.len() - 22
+}
+
+/// Offsets of the central records.
+fn central_records(bytes: &[u8]) -> Vec<usize> {
+    let end = eocd(bytes);
+    let mut at = u32_at(bytes, end + 16) as usize;
+    let mut out = Vec::new();
+    while at < end {
+        out.push(at);
+        let len = |o: usize| usize::from(u16::from_le_bytes([bytes[at + o], bytes[at + o + 1]]));
+        at += 46 + len(28) + len(30) + len(32);
+    }
+    out
+}
+
+/// Inserts `junk` at `at` and moves every offset after it, as a tool that wraps or pads an
+/// archive would: the result is consistent, only the extra bytes belong to no entry.
+fn insert_consistently(tmp: &tempfile::NamedTempFile, at: usize, junk: &[u8]) {
+    let mut bytes = bytes_of(tmp);
+    let shift = u32::try_from(junk.len()).expect("small");
+    for record in central_records(&bytes) {
+        let offset = u32_at(&bytes, record + 42);
+        if offset as usize >= at {
+            put_u32(&mut bytes, record + 42, offset + shift);
+        }
+    }
+    let end = eocd(&bytes);
+    let central = u32_at(&bytes, end + 16);
+    put_u32(&mut bytes, end + 16, central + shift);
+    bytes.splice(at..at, junk.iter().copied());
+    rewrite(tmp, &bytes);
+}
+
+fn assert_reason(result: Result<ArchiveReport, ArchiveFault>, reason: &str, case: &str) {
+    match result {
+        Ok(report) => panic!(
+            "{case}: verified ({} entries), expected {reason}",
+            report.entries
+        ),
+        Err(fault) => assert_eq!(fault.reason(), reason, "{case}: {fault}"),
+    }
+}
+
+#[test]
+fn the_report_counts_encryption_and_compression() {
+    let entries = layout();
+    let tmp = write_zip(&entries, PASSWORD);
+    let report = verify(&tmp, PASSWORD).expect("verified");
+    let files = entries.len() as u64;
+    assert_eq!(report.encryption, [("aes256".to_owned(), files)].into());
+    assert_eq!(
+        report.compression,
+        [("deflate".to_owned(), files - 1), ("stored".to_owned(), 1)].into()
+    );
+}
+
+/// Offset of the local header of entry `name`, from the central directory.
+fn local_header_of(bytes: &[u8], name: &[u8]) -> usize {
+    central_records(bytes)
+        .into_iter()
+        .find(|&r| {
+            let len = usize::from(u16::from_le_bytes([bytes[r + 28], bytes[r + 29]]));
+            &bytes[r + 46..r + 46 + len] == name
+        })
+        .map(|r| u32_at(bytes, r + 42) as usize)
+        .expect("entry in the central directory")
+}
+
+#[test]
+fn a_duplicate_name_is_refused_even_when_the_first_copy_is_corrupt() {
+    let mut entries = layout();
+    entries.insert(0, entry("DbTables/dX.csv", b"garbage,".repeat(40)));
+    for twin in [
+        &b"DbTables/dn.csv"[..],
+        b"DbTables/DN.csv",
+        b"dbtables/dn.csv",
+    ] {
+        let tmp = write_zip(&entries, PASSWORD);
+        // The first copy (the one 7-Zip extracts) is corrupt: a byte of its data flipped.
+        let mut bytes = bytes_of(&tmp);
+        let header = local_header_of(&bytes, b"DbTables/dX.csv");
+        bytes[header + 30 + 15 + 11 + 20] ^= 0x40;
+        rewrite(&tmp, &bytes);
+        assert_eq!(rename(&tmp, b"DbTables/dX.csv", twin), 2);
+        assert_reason(
+            verify(&tmp, PASSWORD),
+            "duplicate_entry",
+            &String::from_utf8_lossy(twin),
+        );
+    }
+}
+
+#[test]
+fn unsafe_names_are_refused() {
+    let mut entries = layout();
+    let placeholder = "Prompts/placeholder.wav";
+    entries.push(entry(placeholder, noise(100, 5)));
+    for prefix in [
+        "../../../../tmp/",
+        "/etc/cron.d/",
+        "Prompts\\",
+        "C:/",
+        "c:",
+        "Prompts/./",
+        "Prompts/../",
+        "Prompts//",
+        "Prompts/\0",
+        "Prompts/\u{1b}",
+        "Prompts/\u{7f}",
+    ] {
+        let mut name = prefix.to_owned();
+        while name.len() < placeholder.len() {
+            name.push('x');
+        }
+        let tmp = write_zip(&entries, PASSWORD);
+        assert_eq!(rename(&tmp, placeholder.as_bytes(), name.as_bytes()), 2);
+        assert_reason(
+            verify(&tmp, PASSWORD),
+            "unsafe_entry_name",
+            &format!("{name:?}"),
+        );
+    }
+}
+
+#[test]
+fn two_central_records_over_one_entry_are_refused() {
+    let tmp = write_zip(&layout(), PASSWORD);
+    let mut bytes = bytes_of(&tmp);
+    let records = central_records(&bytes);
+    // The fourth record points at the third entry's bytes (whose local name differs).
+    let third = u32_at(&bytes, records[2] + 42);
+    put_u32(&mut bytes, records[3] + 42, third);
+    rewrite(&tmp, &bytes);
+    assert_reason(verify(&tmp, PASSWORD), "entry_overlap", "overlap");
+}
+
+#[test]
+fn entries_out_of_order_are_refused() {
+    let tmp = write_zip(&layout(), PASSWORD);
+    let mut bytes = bytes_of(&tmp);
+    let records = central_records(&bytes);
+    // Swap the offsets (not the names) of two records: each name now meets the other's header.
+    let (a, b) = (
+        u32_at(&bytes, records[2] + 42),
+        u32_at(&bytes, records[3] + 42),
+    );
+    put_u32(&mut bytes, records[2] + 42, b);
+    put_u32(&mut bytes, records[3] + 42, a);
+    rewrite(&tmp, &bytes);
+    assert_reason(verify(&tmp, PASSWORD), "stray_data", "swapped offsets");
+}
+
+#[test]
+fn a_local_header_that_disagrees_with_the_central_directory_is_refused() {
+    let name = b"DbTables/queue.csv";
+    // (offset in the local header, new byte, what differs)
+    for (offset, value, case) in [
+        (30 + 13, b'X', "name"),
+        (8, 8, "method"),
+        (6, 0x09, "flags"),
+        (18, 0x01, "compressed size"),
+        (30 + name.len() + 8, 1, "AES strength"),
+    ] {
+        let tmp = write_zip(&layout(), PASSWORD);
+        let mut bytes = bytes_of(&tmp);
+        let header = local_header_of(&bytes, name);
+        assert_ne!(
+            bytes[header + offset],
+            value,
+            "{case}: the byte must change"
+        );
+        bytes[header + offset] = value;
+        rewrite(&tmp, &bytes);
+        assert_reason(verify(&tmp, PASSWORD), "header_mismatch", case);
+    }
+}
+
+#[test]
+fn bytes_outside_every_entry_are_refused() {
+    // Before the first entry (a self-extractor's stub), between two entries, and before the
+    // central directory, each with every offset moved to match.
+    for at in [
+        Placement::Start,
+        Placement::Between,
+        Placement::BeforeCentral,
+    ] {
+        let tmp = write_zip(&layout(), PASSWORD);
+        let bytes = bytes_of(&tmp);
+        let offset = match at {
+            Placement::Start => 0,
+            Placement::Between => u32_at(&bytes, central_records(&bytes)[3] + 42) as usize,
+            Placement::BeforeCentral => u32_at(&bytes, eocd(&bytes) + 16) as usize,
+        };
+        insert_consistently(&tmp, offset, &[0x55; 64]);
+        assert_reason(verify(&tmp, PASSWORD), "stray_data", &format!("{at:?}"));
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    Start,
+    Between,
+    BeforeCentral,
+}
+
+#[test]
+fn a_second_end_record_is_refused() {
+    let tmp = write_zip(&layout(), PASSWORD);
+    let mut bytes = bytes_of(&tmp);
+    let end = eocd(&bytes);
+    let copy = bytes[end..].to_vec();
+    // The comment holds a second, complete end record.
+    bytes[end + 20..end + 22].copy_from_slice(&22u16.to_le_bytes());
+    bytes.extend_from_slice(&copy);
+    rewrite(&tmp, &bytes);
+    assert_reason(
+        verify(&tmp, PASSWORD),
+        "ambiguous_end",
+        "end record in the comment",
+    );
+}
+
+#[test]
+fn weaker_aes_is_refused_unless_the_policy_allows_it() {
+    for (mode, name) in [(AesMode::Aes128, "aes128"), (AesMode::Aes192, "aes192")] {
+        let entries = layout();
+        let tmp = tempfile::NamedTempFile::new().expect("tempfile");
+        let mut zip = zip::ZipWriter::new(tmp.reopen().expect("reopen"));
+        for e in &entries {
+            let options = SimpleFileOptions::default()
+                .compression_method(CompressionMethod::Deflated)
+                .with_aes_encryption(mode, PASSWORD);
+            zip.start_file(e.name.as_str(), options).expect("start");
+            zip.write_all(&e.data).expect("write");
+        }
+        zip.finish().expect("finish");
+        match verify(&tmp, PASSWORD).unwrap_err() {
+            ArchiveFault::WeakEncryption {
+                cipher, required, ..
+            } => {
+                assert_eq!(cipher, name);
+                assert_eq!(required, "aes256");
+            }
+            other => panic!("{name}: expected WeakEncryption, got {other:?}"),
+        }
+        let allowed = VerifyLimits {
+            minimum_encryption: AesStrength::Aes128,
+            ..VerifyLimits::default()
+        };
+        let report = verify_archive(
+            tmp.reopen().expect("reopen"),
+            &SecretString::from(PASSWORD.to_owned()),
+            CORE_TABLES,
+            &allowed,
+        )
+        .expect("verified under a policy that allows it");
+        assert_eq!(
+            report.encryption,
+            [(name.to_owned(), entries.len() as u64)].into()
+        );
+    }
+}
+
+#[test]
+fn the_budget_bounds_entries_bytes_and_time() {
+    let tmp = write_zip(&layout(), PASSWORD);
+    for (limits, case) in [
+        (
+            VerifyLimits {
+                max_entries: 3,
+                ..VerifyLimits::default()
+            },
+            "entries",
+        ),
+        (
+            VerifyLimits {
+                max_inflated_bytes: 1000,
+                ..VerifyLimits::default()
+            },
+            "bytes",
+        ),
+        (
+            VerifyLimits {
+                max_duration: std::time::Duration::ZERO,
+                ..VerifyLimits::default()
+            },
+            "time",
+        ),
+    ] {
+        let result = verify_archive(
+            tmp.reopen().expect("reopen"),
+            &SecretString::from(PASSWORD.to_owned()),
+            CORE_TABLES,
+            &limits,
+        );
+        assert_reason(result, "archive_budget", case);
+    }
 }
 
 #[test]
@@ -312,12 +654,39 @@ fn reason_codes_are_distinct() {
         },
         ArchiveFault::WeakEncryption {
             entry: String::new(),
+            cipher: String::new(),
+            required: "",
         },
         ArchiveFault::UnsupportedMethod {
             entry: String::new(),
             method: String::new(),
         },
         ArchiveFault::StructureIncomplete { missing: vec![] },
+        ArchiveFault::Malformed {
+            detail: String::new(),
+        },
+        ArchiveFault::AmbiguousEnd {
+            detail: String::new(),
+        },
+        ArchiveFault::DuplicateEntry {
+            entry: String::new(),
+        },
+        ArchiveFault::UnsafeName {
+            entry: String::new(),
+        },
+        ArchiveFault::Overlap {
+            detail: String::new(),
+        },
+        ArchiveFault::StrayData {
+            detail: String::new(),
+        },
+        ArchiveFault::HeaderMismatch {
+            entry: String::new(),
+            field: String::new(),
+        },
+        ArchiveFault::Budget {
+            detail: String::new(),
+        },
         ArchiveFault::Io(io::Error::other("x")),
     ];
     let mut reasons: Vec<_> = faults.iter().map(ArchiveFault::reason).collect();

@@ -66,6 +66,14 @@ pub fn failure_reason(fault: &ArchiveFault) -> FailureReason {
         ArchiveFault::WeakEncryption { .. } => FailureReason::WeakEncryption,
         ArchiveFault::UnsupportedMethod { .. } => FailureReason::UnsupportedMethod,
         ArchiveFault::StructureIncomplete { .. } => FailureReason::StructureIncomplete,
+        ArchiveFault::Malformed { .. } => FailureReason::ArchiveMalformed,
+        ArchiveFault::AmbiguousEnd { .. } => FailureReason::AmbiguousEnd,
+        ArchiveFault::DuplicateEntry { .. } => FailureReason::DuplicateEntry,
+        ArchiveFault::UnsafeName { .. } => FailureReason::UnsafeEntryName,
+        ArchiveFault::Overlap { .. } => FailureReason::EntryOverlap,
+        ArchiveFault::StrayData { .. } => FailureReason::StrayData,
+        ArchiveFault::HeaderMismatch { .. } => FailureReason::HeaderMismatch,
+        ArchiveFault::Budget { .. } => FailureReason::ArchiveBudget,
         ArchiveFault::Io(_) => FailureReason::Internal,
     }
 }
@@ -83,8 +91,9 @@ async fn verify(
     })
     .await
     .map_err(|e| vault_failure("fetching the copy", e, FailureReason::ObjectMissing))?;
+    let limits = pipeline.settings.verify_limits_for(&started.tenant_id);
     let report = tokio::task::spawn_blocking(move || {
-        archive::verify_archive(file, &password, archive::CORE_TABLES)
+        archive::verify_archive(file, &password, archive::CORE_TABLES, &limits)
     })
     .await
     .map_err(|e| {
@@ -99,6 +108,8 @@ async fn verify(
         entries: report.entries,
         inflated_bytes: report.inflated_bytes,
         tables: report.tables,
+        encryption: report.encryption,
+        compression: report.compression,
         verified_at: Utc::now(),
     })
 }

@@ -30,6 +30,10 @@ pub struct SimPbxConfig {
     pub client_secret: String,
     /// How long making a backup takes before the file is written and listed.
     pub backup_delay: Duration,
+    /// Where the hostile faults point (`off-origin-link`, `redirect-loopback`): a URL on
+    /// another origin, e.g. a loopback service the client must never touch. Default
+    /// `http://127.0.0.1:9/internal` (the discard port).
+    pub hostile_target: String,
 }
 
 impl SimPbxConfig {
@@ -50,6 +54,7 @@ impl SimPbxConfig {
             client_id: format!("{name}-client"),
             client_secret,
             backup_delay: Duration::from_millis(50),
+            hostile_target: "http://127.0.0.1:9/internal".to_owned(),
         }
     }
 }
@@ -65,6 +70,7 @@ impl fmt::Debug for SimPbxConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("backup_delay", &self.backup_delay)
+            .field("hostile_target", &self.hostile_target)
             .finish()
     }
 }

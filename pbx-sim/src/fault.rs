@@ -17,6 +17,18 @@
 //! | `dangling-foreign-key` | `database` | one `queue2dn` row points at a `dn` that does not exist |
 //! | `manifest-mismatch` | `server` | the API reports one queue more than the backup holds |
 //! | `slow-download` | `server` | the download is sent in small chunks with small pauses (~1.5 s in all) |
+//!
+//! Hostile faults: a PBX that behaves like an attacker (its client must refuse, store nothing,
+//! and never touch the target). The target is [`crate::SimPbxConfig::hostile_target`].
+//!
+//! | fault | where | effect |
+//! |---|---|---|
+//! | `off-origin-link` | `server` | `DownloadLink` is an absolute URL on the hostile target (another origin) |
+//! | `endless-trickle` | `server` | the download declares its length, then sends 16 bytes every 100 ms |
+//! | `huge-json` | `server` | `GET Backups` answers an endless JSON document (chunked, no length) |
+//! | `huge-content-length` | `server` | the download declares a `Content-Length` of 100 GiB |
+//! | `redirect-loopback` | `server` | the download answers `302` to the hostile target |
+//! | `unencrypted-backup` | `archive`, `server` | the backup is written without encryption, and `GetBackupExtras` says `IsEncrypted: false` |
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,11 +59,23 @@ pub enum Fault {
     ManifestMismatch,
     /// The download is streamed slowly in small chunks.
     SlowDownload,
+    /// `DownloadLink` points at another origin (the hostile target).
+    OffOriginLink,
+    /// The download trickles without end (16 bytes every 100 ms).
+    EndlessTrickle,
+    /// `GET Backups` answers an endless JSON document.
+    HugeJson,
+    /// The download declares a `Content-Length` of 100 GiB.
+    HugeContentLength,
+    /// The download redirects to the hostile target.
+    RedirectLoopback,
+    /// The backup is not encrypted, and the PBX says so.
+    UnencryptedBackup,
 }
 
 impl Fault {
     /// Every fault, in declaration order.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 16] = [
         Fault::BadCredentials,
         Fault::NeverFinishes,
         Fault::ServerError,
@@ -62,6 +86,12 @@ impl Fault {
         Fault::DanglingForeignKey,
         Fault::ManifestMismatch,
         Fault::SlowDownload,
+        Fault::OffOriginLink,
+        Fault::EndlessTrickle,
+        Fault::HugeJson,
+        Fault::HugeContentLength,
+        Fault::RedirectLoopback,
+        Fault::UnencryptedBackup,
     ];
 
     /// The kebab-case name of this fault (what `Display` prints and `FromStr` accepts).
@@ -77,6 +107,12 @@ impl Fault {
             Fault::DanglingForeignKey => "dangling-foreign-key",
             Fault::ManifestMismatch => "manifest-mismatch",
             Fault::SlowDownload => "slow-download",
+            Fault::OffOriginLink => "off-origin-link",
+            Fault::EndlessTrickle => "endless-trickle",
+            Fault::HugeJson => "huge-json",
+            Fault::HugeContentLength => "huge-content-length",
+            Fault::RedirectLoopback => "redirect-loopback",
+            Fault::UnencryptedBackup => "unencrypted-backup",
         }
     }
 }
@@ -89,7 +125,7 @@ impl fmt::Display for Fault {
 
 /// A fault name that is not one of [`Fault::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {given:?}; expected one of: bad-credentials, never-finishes, server-error, truncated-download, flipped-byte, wrong-password, missing-table, dangling-foreign-key, manifest-mismatch, slow-download")]
+#[error("unknown fault {given:?}; expected one of: bad-credentials, never-finishes, server-error, truncated-download, flipped-byte, wrong-password, missing-table, dangling-foreign-key, manifest-mismatch, slow-download, off-origin-link, endless-trickle, huge-json, huge-content-length, redirect-loopback, unencrypted-backup")]
 pub struct ParseFaultError {
     /// The name that was given.
     pub given: String,

@@ -40,6 +40,13 @@ type Shared = Arc<PbxState>;
 const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(50);
 const SLOW_CHUNKS: u64 = 30;
 
+/// Under [`Fault::EndlessTrickle`]: this many bytes, then this pause, for as long as it takes.
+const TRICKLE_BYTES: usize = 16;
+const TRICKLE_DELAY: Duration = Duration::from_millis(100);
+
+/// Under [`Fault::HugeContentLength`]: the declared length (100 GiB).
+const HUGE_CONTENT_LENGTH: u64 = 100 << 30;
+
 /// Builds the router of one PBX.
 pub(crate) fn router(state: Shared) -> Router {
     let count_route = |collection: &'static str| {
@@ -158,17 +165,41 @@ async fn token(
     .into_response()
 }
 
-fn record_json(r: &BackupRecord) -> Value {
+fn record_json(s: &PbxState, r: &BackupRecord) -> Value {
+    let link = if s.config.fault == Some(Fault::OffOriginLink) {
+        format!(
+            "{}/{}",
+            s.config.hostile_target.trim_end_matches('/'),
+            r.file_name
+        )
+    } else {
+        format!("/xapi/v1/BackupFiles/{}", r.file_name)
+    };
     json!({
         "FileName": r.file_name,
         "CreationTime": r.created.to_rfc3339(),
         "Size": r.size,
-        "DownloadLink": format!("/xapi/v1/BackupFiles/{}", r.file_name),
+        "DownloadLink": link,
     })
 }
 
+/// Under [`Fault::HugeJson`]: the answer of `GET Backups` never ends (it stops at 1 GiB).
+const HUGE_JSON_CHUNKS: usize = 16 * 1024;
+
 async fn list_backups(State(s): State<Shared>) -> Response {
-    let value: Vec<Value> = s.list().iter().map(record_json).collect();
+    if s.config.fault == Some(Fault::HugeJson) {
+        let entry =
+            Bytes::from(r#"{"FileName":"padding.zip","Size":1,"DownloadLink":"/x"},"#.repeat(1024));
+        let head =
+            stream::once(async { Ok::<Bytes, io::Error>(Bytes::from_static(br#"{"value":["#)) });
+        let endless = stream::iter(std::iter::repeat_n(entry, HUGE_JSON_CHUNKS).map(Ok));
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(head.chain(endless)),
+        )
+            .into_response();
+    }
+    let value: Vec<Value> = s.list().iter().map(|r| record_json(&s, r)).collect();
     Json(json!({ "value": value })).into_response()
 }
 
@@ -291,6 +322,7 @@ async fn start_backup(State(s): State<Shared>, body: Bytes) -> Response {
 /// Waits the configured delay, writes the archive on a blocking thread, then lists it.
 async fn make_backup(s: Shared, name: String, password: Option<BackupPassword>) {
     tokio::time::sleep(s.config.backup_delay).await;
+    let password = password.filter(|_| s.config.fault != Some(Fault::UnencryptedBackup));
     let encrypted = password.is_some();
     let st = s.clone();
     let file_name = name.clone();
@@ -335,6 +367,13 @@ async fn download(State(s): State<Shared>, Path(name): Path<String>) -> Response
     let Some(record) = s.find(&name) else {
         return not_found();
     };
+    if s.config.fault == Some(Fault::RedirectLoopback) {
+        return (
+            StatusCode::FOUND,
+            [(header::LOCATION, s.config.hostile_target.clone())],
+        )
+            .into_response();
+    }
     let file = match tokio::fs::File::open(s.dir.join(&record.file_name)).await {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return not_found(),
@@ -367,6 +406,25 @@ async fn download(State(s): State<Shared>, Path(name): Path<String>) -> Response
                 Err::<Bytes, io::Error>(io::Error::other("simulated truncated download"))
             });
             Body::from_stream(half.chain(broken))
+        }
+        Some(Fault::EndlessTrickle) => {
+            let trickle =
+                ReaderStream::with_capacity(file, TRICKLE_BYTES).then(|item| async move {
+                    tokio::time::sleep(TRICKLE_DELAY).await;
+                    item
+                });
+            Body::from_stream(trickle)
+        }
+        Some(Fault::HugeContentLength) => {
+            // The declared length is a lie the client must refuse before reading: it gets the
+            // real bytes, then nothing more while the connection stays open (until the client
+            // hangs up), far short of the announced 100 GiB.
+            let headers = [
+                (header::CONTENT_TYPE, "application/zip".to_owned()),
+                (header::CONTENT_LENGTH, HUGE_CONTENT_LENGTH.to_string()),
+            ];
+            let body = ReaderStream::new(file).chain(stream::pending());
+            return (headers, Body::from_stream(body)).into_response();
         }
         Some(Fault::SlowDownload) => {
             let chunk = usize::try_from(len.div_ceil(SLOW_CHUNKS).max(256)).unwrap_or(usize::MAX);
@@ -472,7 +530,7 @@ async fn fallback(State(s): State<Shared>, method: Method, uri: Uri) -> Response
             None => not_found(),
         },
         (Method::GET, "") => match s.find(name) {
-            Some(r) => Json(record_json(&r)).into_response(),
+            Some(r) => Json(record_json(&s, &r)).into_response(),
             None => not_found(),
         },
         _ => xapi_error(

@@ -309,6 +309,9 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
         .enrolled
         .as_ref()
         .ok_or_else(|| StageFailure::permanent(FailureReason::Internal, "instance not enrolled"))?;
+    // Before anything is unsealed: a URL refused now (enrolled before the rule) gets nothing.
+    crate::pbx_client::check_endpoint(&enrolled.api_url, enrolled.allow_insecure_http)
+        .map_err(|e| pbx_failure(PbxError::Endpoint(e)))?;
     let key: TenantKey = pipeline
         .store
         .load(started.tenant_id.as_str())

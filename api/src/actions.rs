@@ -381,3 +381,62 @@ pub async fn reveal_password(
     .await?;
     Ok((version, password))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn expected(all: &[u8]) -> Expected {
+        Expected {
+            sha256: hex::encode(Sha256::digest(all)),
+            size: all.len() as u64,
+            cycle: "c".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_chunk_is_released_only_when_the_hash_matches() {
+        let out: Vec<_> = checked_against(chunks(&[b"ab", b"cd", b"ef"]), expected(b"abcdef"), || {
+            panic!("no mismatch")
+        })
+        .collect()
+        .await;
+        let bytes: Vec<u8> = out
+            .into_iter()
+            .flat_map(|c| c.expect("no error").to_vec())
+            .collect();
+        assert_eq!(bytes, b"abcdef");
+
+        let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = called.clone();
+        let out: Vec<_> = checked_against(chunks(&[b"ab", b"cd", b"eX"]), expected(b"abcdef"), move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .collect()
+        .await;
+        assert_eq!(out.len(), 3, "two chunks, then the error in place of the last");
+        assert_eq!(out[0].as_ref().expect("first").as_ref(), b"ab");
+        assert_eq!(out[1].as_ref().expect("second").as_ref(), b"cd");
+        assert!(out[2].is_err());
+        assert!(called.load(std::sync::atomic::Ordering::SeqCst), "audited");
+
+        // Right bytes, wrong size on record: refused too.
+        let mut wrong_size = expected(b"abcdef");
+        wrong_size.size = 7;
+        let out: Vec<_> = checked_against(chunks(&[b"abcdef"]), wrong_size, || {})
+            .collect()
+            .await;
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is_err());
+    }
+}

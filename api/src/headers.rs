@@ -35,7 +35,11 @@ pub fn over_tls(request: &Request, trust_forwarded_proto: bool) -> bool {
 }
 
 /// The middleware: runs the request, then sets the headers on whatever came back.
-pub async fn security_headers(State(state): State<Shared>, request: Request, next: Next) -> Response {
+pub async fn security_headers(
+    State(state): State<Shared>,
+    request: Request,
+    next: Next,
+) -> Response {
     let tls = over_tls(&request, state.options.trust_forwarded_proto);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -46,4 +50,28 @@ pub async fn security_headers(State(state): State<Shared>, request: Request, nex
         headers.insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(forwarded: Option<&str>) -> Request {
+        let mut builder = Request::builder().uri("/x");
+        if let Some(proto) = forwarded {
+            builder = builder.header("x-forwarded-proto", proto);
+        }
+        builder
+            .body(axum::body::Body::empty())
+            .expect("a request")
+    }
+
+    #[test]
+    fn a_forwarded_proto_counts_only_when_trusted() {
+        assert!(!over_tls(&request(None), true));
+        assert!(!over_tls(&request(Some("https")), false));
+        assert!(over_tls(&request(Some("https")), true));
+        assert!(over_tls(&request(Some("HTTPS ")), true));
+        assert!(!over_tls(&request(Some("http")), true));
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use restorable_api::auth::{add_user, issue_token, Role, Scope};
-use restorable_api::AppState;
+use restorable_api::{AppState, ServerOptions};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
@@ -44,6 +44,10 @@ pub struct World {
     pub acme: TenantWorld,
     pub globex: TenantWorld,
     pub http: reqwest::Client,
+    /// The embedded default's state (the local vault is under `vault/`).
+    pub data_dir: std::path::PathBuf,
+    /// What the server shares.
+    pub state: Arc<AppState>,
     shutdown: CancellationToken,
     _pbxes: Vec<RunningPbx>,
     _sims: tempfile::TempDir,
@@ -63,14 +67,19 @@ pub fn email(tenant: &str, role: Role) -> String {
 
 impl World {
     pub async fn sqlite() -> Self {
-        Self::build(false).await
+        Self::build(false, ServerOptions::default()).await
+    }
+
+    /// On SQLite, served with `options`.
+    pub async fn sqlite_with(options: ServerOptions) -> Self {
+        Self::build(false, options).await
     }
 
     pub async fn postgres() -> Self {
-        Self::build(true).await
+        Self::build(true, ServerOptions::default()).await
     }
 
-    async fn build(postgres: bool) -> Self {
+    async fn build(postgres: bool, options: ServerOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let database = if postgres {
             Some(
@@ -185,8 +194,16 @@ impl World {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let state = Arc::new(AppState::new(pipeline.clone(), read.clone()));
-        tokio::spawn(restorable_api::serve(listener, state, shutdown.clone()));
+        let state = Arc::new(AppState::with_options(
+            pipeline.clone(),
+            read.clone(),
+            options,
+        ));
+        tokio::spawn(restorable_api::serve(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+        ));
         let mut tenants = tenants.into_iter();
         let (acme, globex) = (
             tenants.next().expect("acme"),
@@ -202,6 +219,8 @@ impl World {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
+            data_dir: dir.path().join("data"),
+            state,
             shutdown,
             _pbxes: pbxes,
             _sims: sims,

@@ -61,10 +61,7 @@ async fn the_sandbox_cannot_reach_anything_outside_it() {
     );
 
     // ...but not from inside the sandbox, where the restored PBX's database runs.
-    let options = PgConnectOptions::new()
-        .socket(sandbox.socket_dir())
-        .username("postgres")
-        .database("database_single");
+    let options = sandbox.connect_options(&sandbox.socket_dir(), "database_single");
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(options)
@@ -236,6 +233,14 @@ async fn data_that_does_not_load_is_restore_rejected() {
         "{failure}"
     );
     assert!(failure.to_string().contains("tenant"), "{failure}");
+    // The table, the SQLSTATE and the line are named; the row's value is not (it is backup
+    // content, and the failure text goes into the immutable history).
+    let text = failure.to_string();
+    assert!(text.contains("22P02") && text.contains("line 2"), "{text}");
+    assert!(
+        !text.contains("not-a-number"),
+        "backup content in the failure: {text}"
+    );
     assert_nothing_left(root.path());
 }
 
@@ -268,7 +273,85 @@ async fn a_duplicate_primary_key_is_an_integrity_violation() {
         FailureReason::IntegrityViolation,
         "{failure}"
     );
+    let text = failure.to_string();
+    assert!(text.contains("unique_violation"), "{text}");
+    assert!(
+        !text.contains("again") && !text.contains("(1)") && !text.contains("acme"),
+        "backup content in the failure: {text}"
+    );
     assert_nothing_left(root.path());
+}
+
+/// The sandbox server is sealed: its socket directory and socket are private to the server
+/// user, and no connection gets in without the sandbox's own password — not even one from this
+/// process, and not another local user's, who cannot reach the socket at all.
+#[tokio::test]
+async fn the_sandbox_server_is_sealed_against_other_local_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("tempdir");
+    let sandboxes = ProcessSandboxes::discover(root.path()).expect("discover");
+    let mut sandbox = sandboxes.provision_process().await.expect("provision");
+    let socket_dir = sandbox.socket_dir();
+    let socket = socket_dir.join(".s.PGSQL.5432");
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&socket_dir), 0o700, "socket directory");
+    assert_eq!(mode(&socket), 0o700, "socket");
+    assert!(
+        !socket_dir.join("initdb.pw").exists(),
+        "the password file outlives initdb"
+    );
+
+    // Without the password: refused (no `trust`).
+    let without = PgConnectOptions::new()
+        .socket(&socket_dir)
+        .username("postgres")
+        .database("database_single");
+    let refused = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(without)
+        .await;
+    let error = refused.expect_err("a connection without the password must be refused");
+    assert!(
+        error.to_string().contains("password"),
+        "refused for the wrong reason: {error}"
+    );
+
+    // Another local user (an unused uid) cannot even reach the socket. Only root can become
+    // another user; as anyone else the server runs as that user, and the modes above seal it.
+    if rustix_is_root() {
+        let output = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=54321",
+                "--regid=54321",
+                "--clear-groups",
+                "ls",
+                "-l",
+            ])
+            .arg(&socket)
+            .output()
+            .expect("setpriv");
+        assert!(!output.status.success(), "another user reached the socket");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("Permission denied"), "{stderr}");
+    }
+
+    // With it, as the restore does: accepted.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(sandbox.connect_options(&socket_dir, "database_single"))
+        .await
+        .expect("the sandbox's own connection");
+    pool.close().await;
+    sandbox.destroy().await;
+    assert_nothing_left(root.path());
+}
+
+fn rustix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 #[tokio::test]

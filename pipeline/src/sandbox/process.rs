@@ -6,7 +6,13 @@
 //!   3CX-shaped schema of [`super::schema`];
 //! - the backup's `DbTables/*.csv` streamed into it with `COPY`, straight out of the decrypted
 //!   archive (no plaintext copy of the archive is ever written);
-//! - limits: the caller's time limit, a file-size limit and PostgreSQL's own resource settings.
+//! - limits: the caller's time limit, a file-size limit and PostgreSQL's own resource settings;
+//! - a sealed server: its socket directory and socket are 0700 (owned by the server user), and
+//!   every connection needs the sandbox's own random password (SCRAM; never `trust`), which only
+//!   this process knows — another local user can neither reach the socket nor log in;
+//! - no backup content in what it reports: a failed restore names the table, column,
+//!   constraint, SQLSTATE and input line, never a row's values (they would land in the
+//!   immutable history, the UI and alerts).
 //!
 //! Everything of one sandbox lives under `<root>/<id>/`; the root of an installation is
 //! [`sandbox_root`] — outside its data directory, which may be private, since the unprivileged
@@ -27,6 +33,7 @@
 //! It never follows a symbolic link: a link in the root is left alone, and removing a directory
 //! removes links inside it, not what they point to.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
@@ -72,7 +79,6 @@ pub fn sandbox_root(data_dir: &Path) -> PathBuf {
 /// Creates `root` and its parent with mode 0711: the unprivileged server user may pass through
 /// to its own sandbox, but not list the others.
 fn create_root(root: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(root)?;
     for dir in [Some(root), root.parent()].into_iter().flatten() {
         if dir.file_name().is_some_and(|n| n != "tmp") {
@@ -85,7 +91,6 @@ fn create_root(root: &Path) -> std::io::Result<()> {
 /// Creates a sandbox directory of ours with mode 0711: the unprivileged server user may pass
 /// through to `pgdata/` and `socket/`, but cannot change the owner marker.
 fn create_owned_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
 }
@@ -192,11 +197,13 @@ impl ProcessSandboxes {
     pub async fn provision_process(&self) -> Result<ProcessSandbox, RestoreFailure> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let dir = self.root.join(&id);
+        let password: [u8; 24] = rand::random();
         let mut sandbox = ProcessSandbox {
             id,
             dir,
             server: None,
             connection: None,
+            password: SecretString::from(hex::encode(password)),
         };
         match self.start(&mut sandbox).await {
             Ok(()) => Ok(sandbox),
@@ -231,12 +238,23 @@ impl ProcessSandboxes {
         for dir in [&pgdata, &socket] {
             std::fs::create_dir(dir)
                 .map_err(|e| provision_error("creating the sandbox directory", e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| provision_error("sealing the sandbox directory", e))?;
             if let Some((uid, gid)) = self.run_as {
                 std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| {
                     provision_error("handing the sandbox to the unprivileged user", e)
                 })?;
             }
         }
+        // initdb reads the password from a file; it lives in the sealed socket directory only
+        // until initdb has run.
+        let password_file = socket.join("initdb.pw");
+        write_private(
+            &password_file,
+            sandbox.password.expose_secret(),
+            self.run_as,
+        )
+        .map_err(|e| provision_error("writing the sandbox password", e))?;
 
         let mut initdb = Command::new("setpriv");
         self.unprivileged(&mut initdb);
@@ -247,19 +265,19 @@ impl ProcessSandboxes {
             .args([
                 "-U",
                 "postgres",
-                "--auth=trust",
+                "--auth=scram-sha-256",
                 "--no-sync",
                 "--no-instructions",
                 "-E",
                 "UTF8",
                 "--locale=C",
             ])
+            .arg(format!("--pwfile={}", password_file.display()))
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        let output = initdb
-            .output()
-            .await
-            .map_err(|e| provision_error("running initdb", e))?;
+        let output = initdb.output().await;
+        let _ = std::fs::remove_file(&password_file);
+        let output = output.map_err(|e| provision_error("running initdb", e))?;
         if !output.status.success() {
             return Err(provision_error(
                 "initdb failed",
@@ -299,6 +317,7 @@ impl ProcessSandboxes {
                 "max_connections=8",
             ])
             .args(["-c", "temp_file_limit=1GB", "-c", "max_wal_size=256MB"])
+            .args(["-c", "unix_socket_permissions=0700"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -461,6 +480,8 @@ pub struct ProcessSandbox {
     dir: PathBuf,
     server: Option<Child>,
     connection: Option<PgPool>,
+    /// The `postgres` role's password, random per sandbox.
+    password: SecretString,
 }
 
 impl Drop for ProcessSandbox {
@@ -478,18 +499,77 @@ impl Drop for ProcessSandbox {
     }
 }
 
+/// A restore failure told by table, SQLSTATE (and its name), column, constraint and input line
+/// — never by PostgreSQL's message or detail, which quote the row's values (decrypted backup
+/// content).
 fn database_failure(table: &str, error: &sqlx::Error) -> RestoreFailure {
-    let code = error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .map(|c| c.into_owned())
-        .unwrap_or_default();
-    let message = format!("{table}: {error}");
+    let Some(database) = error.as_database_error() else {
+        // Not a database error: the connection or the protocol, which carry no row values.
+        return RestoreFailure::Rejected(format!("{table}: {error}"));
+    };
+    let code = database.code().map(|c| c.into_owned()).unwrap_or_default();
+    let mut message = format!("{table}: {} ({code})", sqlstate_name(&code));
+    if let Some(pg) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(column) = pg.column() {
+            message.push_str(&format!(", column {column}"));
+        }
+        if let Some(constraint) = pg.constraint() {
+            message.push_str(&format!(", constraint {constraint}"));
+        }
+        if let Some(line) = pg.r#where().and_then(copy_line) {
+            message.push_str(&format!(", line {line}"));
+        }
+    }
     if code.starts_with("23") {
         RestoreFailure::Integrity(message)
     } else {
         RestoreFailure::Rejected(message)
     }
+}
+
+/// The input line number in a `COPY` error context (`COPY t, line 3, column c: "value"`), the
+/// only part of it that is not backup content.
+fn copy_line(context: &str) -> Option<u64> {
+    let rest = context.split(", line ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The condition name of the SQLSTATEs a restore meets (PostgreSQL Appendix A).
+fn sqlstate_name(code: &str) -> &'static str {
+    match code {
+        "23502" => "not_null_violation",
+        "23503" => "foreign_key_violation",
+        "23505" => "unique_violation",
+        "23514" => "check_violation",
+        "22001" => "string_data_right_truncation",
+        "22003" => "numeric_value_out_of_range",
+        "22007" => "invalid_datetime_format",
+        "22008" => "datetime_field_overflow",
+        "22021" => "character_not_in_repertoire",
+        "22P02" => "invalid_text_representation",
+        "22P04" => "bad_copy_file_format",
+        "53100" => "disk_full",
+        "54000" => "program_limit_exceeded",
+        "57014" => "query_canceled",
+        _ => "database error",
+    }
+}
+
+/// Writes `text` to a new file readable only by its owner, handed to `owner` when given.
+fn write_private(path: &Path, text: &str, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    Ok(())
 }
 
 /// What the archive reader hands to the loader.
@@ -507,12 +587,19 @@ impl ProcessSandbox {
         self.dir.join("socket")
     }
 
-    async fn connect(&self, socket: &Path, database: &str) -> Result<PgPool, RestoreFailure> {
-        let options = PgConnectOptions::new()
+    /// How to connect to `database` of this sandbox as its `postgres` role (with the
+    /// sandbox's password); tests use it to look inside.
+    pub fn connect_options(&self, socket: &Path, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new()
             .socket(socket)
             .username("postgres")
+            .password(self.password.expose_secret())
             .database(database)
-            .disable_statement_logging();
+            .disable_statement_logging()
+    }
+
+    async fn connect(&self, socket: &Path, database: &str) -> Result<PgPool, RestoreFailure> {
+        let options = self.connect_options(socket, database);
         PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
@@ -679,18 +766,12 @@ impl Sandbox for ProcessSandbox {
             sqlx::raw_sql(&schema::foreign_key_sql(*foreign_key))
                 .execute(&connection)
                 .await
-                .map_err(|e| {
-                    let detail = e
-                        .as_database_error()
-                        .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
-                        .and_then(|d| d.detail().map(str::to_owned))
-                        .unwrap_or_else(|| e.to_string());
-                    match database_failure(table, &e) {
-                        RestoreFailure::Integrity(_) => RestoreFailure::Integrity(format!(
-                            "{table}.{column} references a missing {referenced}.{referenced_column}: {detail}"
-                        )),
-                        other => other,
-                    }
+                .map_err(|e| match database_failure(table, &e) {
+                    RestoreFailure::Integrity(why) => RestoreFailure::Integrity(format!(
+                        "{table}.{column} references a missing {referenced}.{referenced_column} \
+                         ({why})"
+                    )),
+                    other => other,
                 })?;
         }
         Ok(())

@@ -3,7 +3,10 @@
 //! answer and each path parameter of its template, and every `$ref` resolves inside the
 //! document. The row schemas also name exactly the fields the rows serialize, their enums hold
 //! exactly the values the Rust types accept, and the documented enrolment body deserializes.
-//! Plain `serde_json`, no OpenAPI crate.
+//! Against a running server, every operation answers 401, 403, 404 and 429 only where the
+//! document says it does, with the documented error body. Plain `serde_json`, no OpenAPI crate.
+
+mod common;
 
 use std::collections::BTreeSet;
 
@@ -630,5 +633,108 @@ fn the_documented_enrolment_body_deserializes() {
         doc.pointer("/components/schemas/EnrolBody/properties/client_secret/writeOnly"),
         Some(&Value::Bool(true)),
         "client_secret must be writeOnly"
+    );
+}
+
+/// Every operation, called as it really is: without credentials, as a viewer, and with ids
+/// nobody has. Each 401, 403, 404 or 429 it answers must be documented for it (as the shared
+/// error response, with a JSON `error`), each operation that documents 401 answers it without
+/// credentials, and none documents 429 (the API does not throttle; see the document's info).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_error_answers_are_exactly_the_documented_ones() {
+    let world = common::World::sqlite().await;
+    let doc = document();
+    let viewer = world.acme.tokens[&restorable_api::auth::Role::Viewer].clone();
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let mut problems = Vec::new();
+    let mut probed = 0;
+    for (method, path, _, operation) in operations(&doc) {
+        let responses = operation
+            .get("responses")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if responses.contains_key("429") {
+            problems.push(format!("{method} {path}: documents 429, which the API never answers"));
+        }
+        let own = path
+            .replace("{instance_id}", &world.acme.instance.to_string())
+            .replace("{cycle_id}", &world.acme.cycle.to_string());
+        let nobody = path
+            .replace("{instance_id}", unknown)
+            .replace("{cycle_id}", unknown);
+        let probes = [
+            ("without credentials", own.clone(), None),
+            ("as a viewer", own, Some(&viewer)),
+            ("with an unknown id", nobody, Some(&viewer)),
+        ];
+        for (how, concrete, token) in probes {
+            if how == "with an unknown id" && !path.contains('{') {
+                continue;
+            }
+            let mut request = match method.as_str() {
+                "post" => world.http.post(world.url(&concrete)).json(&serde_json::json!({})),
+                _ => world.http.get(world.url(&concrete)),
+            };
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.expect("an answer");
+            probed += 1;
+            let status = response.status().as_u16();
+            if ![401, 403, 404, 429].contains(&status) {
+                continue;
+            }
+            let code = status.to_string();
+            match responses.get(&code) {
+                None => problems.push(format!(
+                    "{method} {path} {how}: answers {status}, not documented"
+                )),
+                Some(documented) => {
+                    let shared = match status {
+                        401 => "#/components/responses/Unauthorized",
+                        403 => "#/components/responses/Forbidden",
+                        404 => "#/components/responses/NotFound",
+                        _ => "#/components/responses/TooManyRequests",
+                    };
+                    if documented.get("$ref").and_then(Value::as_str) != Some(shared) {
+                        problems.push(format!("{method} {path}: {status} is not {shared}"));
+                    }
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    if !body.get("error").is_some_and(Value::is_string) {
+                        problems.push(format!(
+                            "{method} {path} {how}: {status} without a JSON error: {body}"
+                        ));
+                    }
+                }
+            }
+            if how == "without credentials" && responses.contains_key("401") && status != 401 {
+                problems.push(format!(
+                    "{method} {path}: documents 401 but answers {status} without credentials"
+                ));
+            }
+        }
+        if responses.contains_key("401") {
+            // Checked above only when the probe answered an error; check the plain case too.
+            let concrete = path
+                .replace("{instance_id}", &world.acme.instance.to_string())
+                .replace("{cycle_id}", &world.acme.cycle.to_string());
+            let request = match method.as_str() {
+                "post" => world.http.post(world.url(&concrete)),
+                _ => world.http.get(world.url(&concrete)),
+            };
+            let status = request.send().await.expect("an answer").status().as_u16();
+            if status != 401 {
+                problems.push(format!(
+                    "{method} {path}: documents 401 but answers {status} without credentials"
+                ));
+            }
+        }
+    }
+    assert!(probed > 40, "probed {probed} calls");
+    assert!(
+        problems.is_empty(),
+        "answers that differ from the document:\n  {}",
+        problems.join("\n  ")
     );
 }

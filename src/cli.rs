@@ -340,6 +340,11 @@ pub struct EnrolArgs {
     /// Restore-test when the last Restore-Tested copy is at least this many hours old.
     #[arg(long, default_value_t = 7 * 24)]
     pub restore_max_age_hours: u32,
+    /// Allow plain http to a PBX that is not on a loopback address (the tenant's backup
+    /// password then crosses the network in clear; the instance page warns). Without it, a
+    /// PBX URL must be https, or http to localhost / 127.0.0.0/8 / ::1.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }
 
 /// `restorable backup-now`.

@@ -11,7 +11,9 @@ use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pipeline::archive::{verify_archive, VerifyLimits, CORE_TABLES};
 use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
-use restorable_pipeline::enrolment::{enrol, open_cycle, rotate_tenant_key, EnrolRequest};
+use restorable_pipeline::enrolment::{
+    enrol_with, open_cycle, rotate_tenant_key, EnrolOptions, EnrolRequest,
+};
 use restorable_pipeline::nats::worker::WorkerSettings;
 use restorable_pipeline::stages::verify::failure_reason;
 use restorable_pipeline::{scheduler, stages};
@@ -137,7 +139,15 @@ async fn enrol_command(args: cli::EnrolArgs) -> Result<ExitCode> {
         Some(fqdn) => fqdn,
         None => reqwest_host(&args.url)?,
     };
-    let id = enrol(
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "operator".to_owned());
+    let options = EnrolOptions {
+        actor: format!("{user} (cli)"),
+        allow_insecure_http: args.allow_insecure_http,
+    };
+    let id = enrol_with(
         &pipeline,
         EnrolRequest {
             tenant: TenantId::new(&args.tenant)?,
@@ -156,8 +166,15 @@ async fn enrol_command(args: cli::EnrolArgs) -> Result<ExitCode> {
                 max_age_hours: args.restore_max_age_hours,
             },
         },
+        &options,
     )
     .await?;
+    if args.allow_insecure_http {
+        eprintln!(
+            "warning: plain http allowed for {}/{}: the backup password crosses the network in clear",
+            args.tenant, args.name
+        );
+    }
     println!("enrolled {}/{} as {id}", args.tenant, args.name);
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -34,6 +34,15 @@
 //! minimum_encryption = "aes256" # the weakest AES accepted: aes256, aes192 or aes128
 //! [verify.tenant_minimum_encryption]
 //! acme = "aes128"               # a tenant whose policy accepts weaker AES
+//!
+//! [pbx]                         # how far a PBX is trusted (the defaults)
+//! call_timeout_seconds = 120    # overall deadline of one API call, headers and body
+//! download_minutes = 30         # overall deadline of one download: minutes, plus
+//! download_per_gib_minutes = 10 # these minutes per GiB of its Content-Length
+//! max_json_mib = 4              # the largest JSON answer read
+//! max_backup_gib = 50           # the largest backup stored (Content-Length and streamed)
+//! [pbx.tenant_max_backup_gib]
+//! acme = 200                    # a tenant whose backups may be larger
 //! ```
 
 use std::collections::HashMap;
@@ -48,6 +57,7 @@ use restorable_pipeline::config::Backends;
 use restorable_pipeline::context::{Deadlines, Settings};
 use restorable_pipeline::kms_sealer::KmsConfig;
 use restorable_pipeline::nats::NatsConfig;
+use restorable_pipeline::pbx_client::PbxLimits;
 use restorable_pipeline::s3_vault::S3Config;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -73,6 +83,57 @@ struct FileSettings {
     alert_routes: HashMap<String, FileAlertRoute>,
     deadlines: Option<FileDeadlines>,
     verify: Option<FileVerify>,
+    pbx: Option<FilePbx>,
+}
+
+/// `[pbx]`: deadlines and size caps of PBX calls and downloads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePbx {
+    call_timeout_seconds: Option<u32>,
+    download_minutes: Option<u32>,
+    download_per_gib_minutes: Option<u32>,
+    max_json_mib: Option<u32>,
+    max_backup_gib: Option<u32>,
+    #[serde(default)]
+    tenant_max_backup_gib: HashMap<String, u32>,
+}
+
+/// `[pbx]` over the defaults in `limits`.
+fn pbx_limits(file: &FilePbx, limits: &mut PbxLimits) -> Result<()> {
+    let within = |key: &str, value: u32, least: u32, most: u32| {
+        if (least..=most).contains(&value) {
+            Ok(u64::from(value))
+        } else {
+            Err(anyhow!(
+                "pbx.{key} must be between {least} and {most}, not {value}"
+            ))
+        }
+    };
+    if let Some(value) = file.call_timeout_seconds {
+        limits.call_deadline = Duration::from_secs(within("call_timeout_seconds", value, 1, 3600)?);
+    }
+    if let Some(value) = file.download_minutes {
+        limits.download_deadline.base =
+            Duration::from_secs(60 * within("download_minutes", value, 1, 10_080)?);
+    }
+    if let Some(value) = file.download_per_gib_minutes {
+        limits.download_deadline.per_gib =
+            Duration::from_secs(60 * within("download_per_gib_minutes", value, 0, 10_080)?);
+    }
+    if let Some(value) = file.max_json_mib {
+        limits.max_json_bytes = within("max_json_mib", value, 1, 1024)? << 20;
+    }
+    if let Some(value) = file.max_backup_gib {
+        limits.max_backup_bytes = within("max_backup_gib", value, 1, 1 << 20)? << 30;
+    }
+    for (tenant, gib) in &file.tenant_max_backup_gib {
+        let id = TenantId::new(tenant)
+            .with_context(|| format!("pbx.tenant_max_backup_gib: {tenant:?} is not a tenant id"))?;
+        let bytes = within(&format!("tenant_max_backup_gib.{tenant}"), *gib, 1, 1 << 20)? << 30;
+        limits.tenant_max_backup_bytes.insert(id, bytes);
+    }
+    Ok(())
 }
 
 /// `[verify]`: the verifier's budget per archive and the weakest AES accepted.
@@ -360,6 +421,9 @@ pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Sett
     if let Some(file_verify) = &file.verify {
         verify_limits(file_verify, &mut settings)?;
     }
+    if let Some(file_pbx) = &file.pbx {
+        pbx_limits(file_pbx, &mut settings.pbx)?;
+    }
     let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
     let backends = Backends {
         data_dir: data.data_dir.clone(),
@@ -445,6 +509,44 @@ mod tests {
         std::fs::write(&file, "nats_ulr = \"nats://typo\"\n").expect("write");
         let error = resolve_args(&["--config", &config]).expect_err("unknown key");
         assert!(format!("{error:#}").contains("nats_ulr"), "{error:#}");
+    }
+
+    #[test]
+    fn pbx_limits_come_from_the_file_over_the_defaults() {
+        let file: FileSettings = toml::from_str(
+            "[pbx]\ncall_timeout_seconds = 30\ndownload_minutes = 5\nmax_json_mib = 2\n\
+             max_backup_gib = 10\n[pbx.tenant_max_backup_gib]\nacme = 200\n",
+        )
+        .expect("toml");
+        let mut limits = PbxLimits::default();
+        pbx_limits(file.pbx.as_ref().expect("section"), &mut limits).expect("valid");
+        assert_eq!(limits.call_deadline, Duration::from_secs(30));
+        assert_eq!(limits.download_deadline.base, Duration::from_secs(300));
+        assert_eq!(
+            limits.download_deadline.per_gib,
+            PbxLimits::default().download_deadline.per_gib
+        );
+        assert_eq!(limits.max_json_bytes, 2 << 20);
+        assert_eq!(
+            limits.max_backup_for(&TenantId::new("other").expect("t")),
+            10 << 30
+        );
+        assert_eq!(
+            limits.max_backup_for(&TenantId::new("acme").expect("t")),
+            200 << 30
+        );
+        for (text, named) in [
+            ("call_timeout_seconds = 0", "pbx.call_timeout_seconds"),
+            ("max_json_mib = 0", "pbx.max_json_mib"),
+            ("max_backup_gib = 0", "pbx.max_backup_gib"),
+        ] {
+            let file: FileSettings = toml::from_str(&format!("[pbx]\n{text}\n")).expect("toml");
+            let error = pbx_limits(file.pbx.as_ref().expect("section"), &mut limits)
+                .expect_err(text)
+                .to_string();
+            assert!(error.contains(named), "{error}");
+        }
+        assert!(toml::from_str::<FileSettings>("[pbx]\nmax_json = 3\n").is_err());
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    let state = Arc::new(AppState::new(pipeline.clone(), read));
+    let options = restorable_api::ServerOptions::from_env();
+    let state = Arc::new(AppState::with_options(pipeline.clone(), read, options));
     tasks.spawn(async move {
         if let Err(error) = restorable_api::serve(listener, state, shutdown).await {
             tracing::error!(%error, "the web server stopped");

@@ -10,22 +10,21 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use rand::distributions::{Alphanumeric, DistString};
 use chrono::{TimeZone, Utc};
+use rand::distributions::{Alphanumeric, DistString};
 use restorable_api::auth::{
-    add_user, issue_token_for, list_tokens, parse_lifetime, remove_user, revoke_token, Added,
-    Role, Scope,
+    add_user, issue_token_for, list_tokens, parse_lifetime, remove_user, revoke_token, Added, Role,
+    Scope,
 };
 use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::ids::TenantId;
+use restorable_pipeline::context::Settings;
 use restorable_pipeline::read_model::rebuild;
 use restorable_pipeline::store::Store;
-use restorable_pipeline::context::Settings;
 use secrecy::SecretString;
 
 use crate::cli::{
-    ProjectionsCommand, TokenAddArgs, TokenListArgs, TokenRevokeArgs, UserAddArgs,
-    UserRemoveArgs,
+    ProjectionsCommand, TokenAddArgs, TokenListArgs, TokenRevokeArgs, UserAddArgs, UserRemoveArgs,
 };
 use crate::commands::open;
 
@@ -143,9 +142,10 @@ pub async fn token_add(args: TokenAddArgs) -> Result<ExitCode> {
 }
 
 fn when(unix: i64) -> String {
-    Utc.timestamp_opt(unix, 0)
-        .single()
-        .map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+    Utc.timestamp_opt(unix, 0).single().map_or_else(
+        || "-".to_owned(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 /// Lists API tokens (never their secrets): id, user, name, issued, expires.
@@ -162,7 +162,11 @@ pub async fn token_list(args: TokenListArgs) -> Result<ExitCode> {
         "ID", "USER", "NAME", "ISSUED"
     );
     for t in tokens? {
-        let expired = if t.expires_at <= now { " (expired)" } else { "" };
+        let expired = if t.expires_at <= now {
+            " (expired)"
+        } else {
+            ""
+        };
         println!(
             "{:<12}  {:<32}  {:<16}  {:<25}  {}{expired}",
             t.id(),
@@ -217,7 +221,10 @@ pub async fn user_remove(args: UserRemoveArgs) -> Result<ExitCode> {
             &user.email,
         )
         .await?;
-        println!("removed user {} with their sessions and API tokens", user.email);
+        println!(
+            "removed user {} with their sessions and API tokens",
+            user.email
+        );
         anyhow::Ok(())
     }
     .await;

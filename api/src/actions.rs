@@ -406,11 +406,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_chunk_is_released_only_when_the_hash_matches() {
-        let out: Vec<_> = checked_against(chunks(&[b"ab", b"cd", b"ef"]), expected(b"abcdef"), || {
-            panic!("no mismatch")
-        })
-        .collect()
-        .await;
+        let out: Vec<_> =
+            checked_against(chunks(&[b"ab", b"cd", b"ef"]), expected(b"abcdef"), || {
+                panic!("no mismatch")
+            })
+            .collect()
+            .await;
         let bytes: Vec<u8> = out
             .into_iter()
             .flat_map(|c| c.expect("no error").to_vec())
@@ -419,12 +420,18 @@ mod tests {
 
         let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = called.clone();
-        let out: Vec<_> = checked_against(chunks(&[b"ab", b"cd", b"eX"]), expected(b"abcdef"), move || {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst)
-        })
+        let out: Vec<_> = checked_against(
+            chunks(&[b"ab", b"cd", b"eX"]),
+            expected(b"abcdef"),
+            move || flag.store(true, std::sync::atomic::Ordering::SeqCst),
+        )
         .collect()
         .await;
-        assert_eq!(out.len(), 3, "two chunks, then the error in place of the last");
+        assert_eq!(
+            out.len(),
+            3,
+            "two chunks, then the error in place of the last"
+        );
         assert_eq!(out[0].as_ref().expect("first").as_ref(), b"ab");
         assert_eq!(out[1].as_ref().expect("second").as_ref(), b"cd");
         assert!(out[2].is_err());

@@ -344,7 +344,13 @@ pub async fn issue_token_for(
 /// # Errors
 /// See [`issue_token_for`].
 pub async fn issue_token(store: &Store, email: &str, name: &str) -> Result<String, AuthError> {
-    issue_token_for(store, email, name, chrono::Duration::days(DEFAULT_TOKEN_DAYS)).await
+    issue_token_for(
+        store,
+        email,
+        name,
+        chrono::Duration::days(DEFAULT_TOKEN_DAYS),
+    )
+    .await
 }
 
 /// The tokens of one user, or of everyone.
@@ -416,7 +422,10 @@ pub async fn log_in_from(
     {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) | Err(_) => {
-            tracing::warn!(?address, "sign-in refused: too many passwords being checked");
+            tracing::warn!(
+                ?address,
+                "sign-in refused: too many passwords being checked"
+            );
             return Ok(LogIn::Throttled(std::time::Duration::from_secs(1)));
         }
     };

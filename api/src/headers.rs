@@ -61,9 +61,7 @@ mod tests {
         if let Some(proto) = forwarded {
             builder = builder.header("x-forwarded-proto", proto);
         }
-        builder
-            .body(axum::body::Body::empty())
-            .expect("a request")
+        builder.body(axum::body::Body::empty()).expect("a request")
     }
 
     #[test]

@@ -202,17 +202,19 @@ pub async fn serve(
         let header_timeout = options.header_timeout;
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(remote));
-                let request = request.map(|body| timed_body(Body::new(body), body_timeout));
-                let app = app.clone();
-                async move { tower::ServiceExt::oneshot(app, request).await }
-            });
+            let service =
+                hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(remote));
+                    let request = request.map(|body| timed_body(Body::new(body), body_timeout));
+                    let app = app.clone();
+                    async move { tower::ServiceExt::oneshot(app, request).await }
+                });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {

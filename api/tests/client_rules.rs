@@ -645,7 +645,11 @@ async fn a_corrupted_copy_is_never_delivered_complete() {
                 body.len()
             );
         } else {
-            assert!(body.len() < length, "attempt {attempt}: {} bytes without a head", body.len());
+            assert!(
+                body.len() < length,
+                "attempt {attempt}: {} bytes without a head",
+                body.len()
+            );
         }
     }
     // And through reqwest (HTTP/1.1 only): an error, never a complete body.

@@ -655,7 +655,9 @@ async fn the_error_answers_are_exactly_the_documented_ones() {
             .cloned()
             .unwrap_or_default();
         if responses.contains_key("429") {
-            problems.push(format!("{method} {path}: documents 429, which the API never answers"));
+            problems.push(format!(
+                "{method} {path}: documents 429, which the API never answers"
+            ));
         }
         let own = path
             .replace("{instance_id}", &world.acme.instance.to_string())
@@ -673,7 +675,10 @@ async fn the_error_answers_are_exactly_the_documented_ones() {
                 continue;
             }
             let mut request = match method.as_str() {
-                "post" => world.http.post(world.url(&concrete)).json(&serde_json::json!({})),
+                "post" => world
+                    .http
+                    .post(world.url(&concrete))
+                    .json(&serde_json::json!({})),
                 _ => world.http.get(world.url(&concrete)),
             };
             if let Some(token) = token {

@@ -350,7 +350,10 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Rejected`] for a shorter or non-hex prefix; a storage error.
-    pub async fn revoke_api_tokens(&self, id_prefix: &str) -> Result<Vec<ApiTokenRecord>, StoreError> {
+    pub async fn revoke_api_tokens(
+        &self,
+        id_prefix: &str,
+    ) -> Result<Vec<ApiTokenRecord>, StoreError> {
         let prefix = id_prefix.trim().to_ascii_lowercase();
         if prefix.len() < 8 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(StoreError::Rejected(format!(

@@ -507,6 +507,7 @@ async fn instance_page(
         tenant = esc(row.tenant_id.as_str()),
         status = status_badge(status),
     );
+    body.push_str(&endpoint_section(&state, &id).await);
     if who.role == Role::Administrator {
         body.push_str(&format!(
             "<form method=\"post\" action=\"/instances/{}/action\" class=\"admin\">\
@@ -536,6 +537,73 @@ async fn instance_page(
     }
     body.push_str("</tbody></table><script src=\"/static/live.js\"></script>");
     page(&row.name, Some(&who), &body)
+}
+
+/// One `endpoint_changed`: when, the old and the new origin.
+fn endpoint_change(change: &restorable_domain::instance::EndpointChanged) -> String {
+    use restorable_pipeline::pbx_client::origin_of;
+    let from = change
+        .previous_api_url
+        .as_deref()
+        .map_or("—".to_owned(), |url| {
+            format!("<code>{}</code>", esc(&origin_of(url)))
+        });
+    let insecure = if change.allow_insecure_http {
+        " (plain http allowed)"
+    } else {
+        ""
+    };
+    format!(
+        "<li>{at}: <code>endpoint_changed</code> {from} → <code>{to}</code>{insecure}</li>",
+        at = time(Some(change.changed_at)),
+        to = esc(&origin_of(&change.api_url)),
+    )
+}
+
+/// The instance's PBX origin, a warning when plain http to a host that is not loopback is
+/// allowed, and every change of its URL (`endpoint_changed`: old and new origin). Empty when
+/// the instance cannot be read (the page shows the rest).
+async fn endpoint_section(state: &Shared, id: &str) -> String {
+    use restorable_domain::instance::{Instance, InstanceEvent};
+    use restorable_pipeline::pbx_client::{check_endpoint, origin_of};
+    let Ok(instance) = state.pipeline.store.load::<Instance>(id).await else {
+        return String::new();
+    };
+    let Some(enrolled) = instance.enrolled else {
+        return String::new();
+    };
+    let mut out = format!(
+        "<p class=\"meta\">PBX <code>{}</code></p>",
+        esc(&origin_of(&enrolled.api_url))
+    );
+    if enrolled.allow_insecure_http && check_endpoint(&enrolled.api_url, false).is_err() {
+        out.push_str(
+            "<div class=\"reason failure\" role=\"alert\">Warning: plain http is allowed for \
+             this PBX (<code>allow_insecure_http</code>). The tenant's backup password and the \
+             PBX credentials cross the network in clear; enrol it again at an https URL.</div>",
+        );
+    }
+    let history = state
+        .pipeline
+        .store
+        .history("Instance", id)
+        .await
+        .unwrap_or_default();
+    let changes: Vec<String> = history
+        .iter()
+        .filter(|e| e.event_type == "EndpointChanged")
+        .filter_map(|e| serde_json::from_str::<InstanceEvent>(&e.payload).ok())
+        .filter_map(|e| match e {
+            InstanceEvent::EndpointChanged(change) => Some(endpoint_change(&change)),
+            _ => None,
+        })
+        .collect();
+    if !changes.is_empty() {
+        out.push_str("<h2>Endpoint changes</h2><ul class=\"endpoint-changes\">");
+        out.push_str(&changes.concat());
+        out.push_str("</ul>");
+    }
+    out
 }
 
 fn page_error(who: &Principal, error: ApiError) -> Response {

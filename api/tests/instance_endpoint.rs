@@ -1,0 +1,70 @@
+//! The instance page shows where the PBX is, warns when plain http to a host that is not
+//! loopback is allowed, and lists every `endpoint_changed` with the old and the new origin.
+
+mod common;
+
+use common::World;
+use restorable_api::auth::Role;
+use restorable_domain::instance::Instance;
+use restorable_pipeline::context::PbxCredentials;
+use restorable_pipeline::enrolment::{enrol_with, EnrolOptions, EnrolRequest};
+use secrecy::SecretString;
+
+async fn page(world: &World, token: &str, path: &str) -> String {
+    let response = world
+        .http
+        .get(world.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.expect("body")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repointed_insecure_instance_shows_the_change_and_a_warning() {
+    let world = World::sqlite().await;
+    let viewer = &world.acme.tokens[&Role::Viewer];
+    let path = format!("/instances/{}", world.acme.instance);
+    let before = page(&world, viewer, &path).await;
+    assert!(!before.contains("plain http is allowed"), "{before}");
+    assert!(!before.contains("endpoint_changed"), "{before}");
+
+    let instance: Instance = world
+        .pipeline
+        .store
+        .load(&world.acme.instance.to_string())
+        .await
+        .expect("instance");
+    let enrolled = instance.enrolled.expect("enrolled");
+    let old_origin = restorable_pipeline::pbx_client::origin_of(&enrolled.api_url);
+    enrol_with(
+        &world.pipeline,
+        EnrolRequest {
+            tenant: enrolled.tenant_id.clone(),
+            name: enrolled.name.clone(),
+            fqdn: enrolled.fqdn.clone(),
+            api_url: "http://10.9.8.7:5000/".into(),
+            credentials: PbxCredentials {
+                client_id: SecretString::from("id"),
+                client_secret: SecretString::from("another-secret"),
+            },
+            schedule: enrolled.schedule,
+            restore_policy: enrolled.restore_policy,
+        },
+        &EnrolOptions {
+            actor: "admin@acme.example".into(),
+            allow_insecure_http: true,
+        },
+    )
+    .await
+    .expect("repointed");
+
+    let after = page(&world, viewer, &path).await;
+    assert!(after.contains("plain http is allowed"), "{after}");
+    assert!(after.contains("endpoint_changed"), "{after}");
+    assert!(after.contains(&format!("<code>{old_origin}</code>")), "{after}");
+    assert!(after.contains("<code>http://10.9.8.7:5000</code>"), "{after}");
+    assert!(!after.contains("another-secret"));
+}

@@ -653,6 +653,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_past_the_maximum_is_refused_as_too_large() {
+        let mut reader = ExactLength::new(&b"123456789"[..], 9).at_most(4);
+        let mut out = Vec::new();
+        assert!(reader.read_to_end(&mut out).await.is_err());
+        assert_eq!(reader.refusal, Some(Refusal::TooLarge { limit: 4 }));
+        assert_eq!(
+            reader.refusal.map(|r| r.failure("x.zip").reason),
+            Some(FailureReason::BackupTooLarge)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trickle_is_refused_at_the_deadline() {
+        let (mut writer, trickle) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while writer.write_all(b"x").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let mut reader = ExactLength::new(trickle, 1 << 20).within(Duration::from_millis(200));
+        let mut out = Vec::new();
+        let started = std::time::Instant::now();
+        assert!(reader.read_to_end(&mut out).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!out.is_empty(), "some bytes came before the deadline");
+        let failure = reader.refusal.map(|r| r.failure("x.zip"));
+        assert_eq!(
+            failure.map(|f| (f.reason, f.retryable)),
+            Some((FailureReason::PbxDeadline, true))
+        );
+    }
+
+    #[tokio::test]
     async fn an_exact_body_passes() {
         let mut reader = ExactLength::new(&b"12345"[..], 5);
         let mut out = Vec::new();

@@ -352,7 +352,15 @@ async fn status_with_cookie(world: &World, cookie: &str) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_expire_and_are_revoked_and_users_end_with_their_credentials() {
-    let world = World::sqlite_with(options()).await;
+    tokens_and_users(World::sqlite_with(options()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_expire_and_are_revoked_and_users_end_with_their_credentials_on_postgres() {
+    tokens_and_users(World::postgres_with(options()).await).await;
+}
+
+async fn tokens_and_users(world: World) {
     let store = &world.pipeline.store;
     let viewer = email("acme", Role::Viewer);
 
@@ -632,11 +640,17 @@ async fn a_corrupted_copy_is_never_delivered_complete() {
     bytes[middle] ^= 0x01;
     std::fs::write(&file, &bytes).expect("write");
 
+    assert!(
+        length > 3 * 256 * 1024,
+        "a copy of several chunks: {length} bytes"
+    );
+    let mut partial = 0;
     for attempt in 0..3 {
         // Either the connection ends before a head (a copy held back whole) or the body stops
         // short of its Content-Length: never a complete answer.
         let (head, body, _) = raw_get(&world, &path, &token).await;
         if let Some(head) = head {
+            partial += 1;
             assert!(head.starts_with("HTTP/1.1 200"), "{head}");
             assert_eq!(content_length(&head), length);
             assert!(
@@ -652,7 +666,11 @@ async fn a_corrupted_copy_is_never_delivered_complete() {
             );
         }
     }
-    // And through reqwest (HTTP/1.1 only): an error, never a complete body.
+    assert!(
+        partial > 0,
+        "the first chunks of a large copy are streamed, then it is cut off"
+    );
+    // And through reqwest (HTTP/1.1 only): an error, before the head or in the body.
     let client = reqwest::Client::builder()
         .http1_only()
         .build()
@@ -661,9 +679,10 @@ async fn a_corrupted_copy_is_never_delivered_complete() {
         .get(world.url(&path))
         .bearer_auth(&token)
         .send()
-        .await
-        .expect("head");
-    assert!(answer.bytes().await.is_err(), "reading the body fails");
+        .await;
+    if let Ok(answer) = answer {
+        assert!(answer.bytes().await.is_err(), "reading the body fails");
+    }
 
     // The refusal is audited.
     let deadline = Instant::now() + Duration::from_secs(10);

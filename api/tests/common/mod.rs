@@ -70,16 +70,26 @@ impl World {
         Self::build(false, ServerOptions::default()).await
     }
 
-    /// On SQLite, served with `options`.
+    /// On SQLite, served with `options`; each backup carries 1 MiB of recordings (a download
+    /// spans several chunks).
     pub async fn sqlite_with(options: ServerOptions) -> Self {
-        Self::build(false, options).await
+        Self::build_padded(false, options, 1 << 20).await
     }
 
     pub async fn postgres() -> Self {
         Self::build(true, ServerOptions::default()).await
     }
 
+    /// On a scratch PostgreSQL database, served with `options`.
+    pub async fn postgres_with(options: ServerOptions) -> Self {
+        Self::build(true, options).await
+    }
+
     async fn build(postgres: bool, options: ServerOptions) -> Self {
+        Self::build_padded(postgres, options, 0).await
+    }
+
+    async fn build_padded(postgres: bool, options: ServerOptions, padding: u64) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let database = if postgres {
             Some(
@@ -108,6 +118,7 @@ impl World {
             let mut config = SimPbxConfig::new(&format!("{tenant}-hq"), 11);
             config.fault = fault;
             config.backup_delay = Duration::from_millis(20);
+            config.padding_bytes = padding;
             let pbx = RunningPbx::start(config, sims.path())
                 .await
                 .expect("simulator");

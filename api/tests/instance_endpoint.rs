@@ -64,7 +64,13 @@ async fn a_repointed_insecure_instance_shows_the_change_and_a_warning() {
     let after = page(&world, viewer, &path).await;
     assert!(after.contains("plain http is allowed"), "{after}");
     assert!(after.contains("endpoint_changed"), "{after}");
-    assert!(after.contains(&format!("<code>{old_origin}</code>")), "{after}");
-    assert!(after.contains("<code>http://10.9.8.7:5000</code>"), "{after}");
+    assert!(
+        after.contains(&format!("<code>{old_origin}</code>")),
+        "{after}"
+    );
+    assert!(
+        after.contains("<code>http://10.9.8.7:5000</code>"),
+        "{after}"
+    );
     assert!(!after.contains("another-secret"));
 }

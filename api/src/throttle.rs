@@ -112,6 +112,10 @@ impl Throttle {
             entries.retain(|_, e| {
                 e.locked_until.is_some_and(|u| u > now) || now - e.window_start < window
             });
+            if entries.len() >= MAX_KEYS {
+                // Still full of recent failures: keep only the locks.
+                entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now));
+            }
         }
         for key in Self::keys(email, address) {
             let limit = match key {

@@ -108,10 +108,17 @@ pub async fn enrol(
         },
         restore_policy: RestorePolicy::default(),
     };
-    let id = enrolment::enrol(&state.pipeline, request)
+    // Repointing an enrolled instance is audited (`endpoint_changed`) under the caller's name;
+    // plain http to a host that is not loopback is refused here (only the CLI can allow it).
+    let options = enrolment::EnrolOptions {
+        actor: who.actor.clone(),
+        allow_insecure_http: false,
+    };
+    let id = enrolment::enrol_with(&state.pipeline, request, &options)
         .await
         .map_err(|e| match e {
             enrolment::EnrolmentError::Store(s) => ApiError::from(s),
+            enrolment::EnrolmentError::Endpoint(e) => ApiError::BadRequest(e.to_string()),
             other => ApiError::internal(other),
         })?;
     record(

@@ -5,6 +5,7 @@ mod common;
 
 use common::World;
 use restorable_api::auth::Role;
+use restorable_domain::audit::AuditAction;
 use restorable_domain::instance::Instance;
 use restorable_pipeline::context::PbxCredentials;
 use restorable_pipeline::enrolment::{enrol_with, EnrolOptions, EnrolRequest};
@@ -73,4 +74,74 @@ async fn a_repointed_insecure_instance_shows_the_change_and_a_warning() {
         "{after}"
     );
     assert!(!after.contains("another-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_refuses_plain_http_to_a_remote_pbx_and_audits_a_repoint_under_the_caller() {
+    let world = World::sqlite().await;
+    let admin = &world.acme.tokens[&Role::Administrator];
+    let enrol = |url: &'static str| {
+        world
+            .http
+            .post(world.url("/api/v1/instances"))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({
+                "tenant": "acme",
+                "name": "branch",
+                "url": url,
+                "client_id": "id",
+                "client_secret": "a-secret",
+            }))
+            .send()
+    };
+    let refused = enrol("http://pbx.example.test").await.expect("request");
+    assert_eq!(refused.status(), 400);
+    let text = refused.text().await.expect("body");
+    assert!(text.contains("https"), "{text}");
+
+    assert_eq!(
+        enrol("https://pbx.example.test").await.expect("r").status(),
+        201
+    );
+    assert_eq!(
+        enrol("https://moved.example.test")
+            .await
+            .expect("r")
+            .status(),
+        201
+    );
+    let trail = world
+        .pipeline
+        .store
+        .history("AuditTrail", "acme")
+        .await
+        .expect("history");
+    let records: Vec<_> = trail
+        .iter()
+        .filter_map(|e| {
+            serde_json::from_str::<restorable_domain::audit::AuditEvent>(&e.payload).ok()
+        })
+        .map(|restorable_domain::audit::AuditEvent::ActionRecorded(r)| r)
+        .collect();
+    let repoints: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == AuditAction::EndpointChanged)
+        .collect();
+    assert_eq!(repoints.len(), 1, "{records:?}");
+    let enrolments: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == AuditAction::Enrol && r.instance_id == repoints[0].instance_id)
+        .collect();
+    assert_eq!(enrolments.len(), 2, "{records:?}");
+    assert_eq!(
+        repoints[0].actor, enrolments[1].actor,
+        "under the caller's name"
+    );
+    assert!(
+        repoints[0]
+            .actor
+            .contains(&common::email("acme", Role::Administrator)),
+        "{}",
+        repoints[0].actor
+    );
 }

@@ -25,6 +25,7 @@ use secrecy::SecretString;
 
 use crate::cli::{
     ProjectionsCommand, TokenAddArgs, TokenListArgs, TokenRevokeArgs, UserAddArgs, UserRemoveArgs,
+    UserResetArgs,
 };
 use crate::commands::open;
 
@@ -126,6 +127,27 @@ pub async fn user_add(args: UserAddArgs) -> Result<ExitCode> {
         println!("password (shown once): {}", password.expose_secret());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resets a user's password, keeping their role and tenant (see [`user_add`]).
+///
+/// # Errors
+/// No such user, bad input or a store failure.
+pub async fn user_reset(args: UserResetArgs) -> Result<ExitCode> {
+    let pipeline = open(&args.data, Settings::default()).await?;
+    let email = args.email.trim().to_lowercase();
+    let user = pipeline.store.user(&email).await;
+    pipeline.store.close().await;
+    let user = user?.with_context(|| format!("no user {email:?}"))?;
+    user_add(UserAddArgs {
+        data: args.data,
+        email,
+        role: user.role,
+        tenant: user.tenant_scope,
+        password_file: args.password_file,
+        password_stdin: args.password_stdin,
+    })
+    .await
 }
 
 /// Issues an API token and prints it once.

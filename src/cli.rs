@@ -105,6 +105,26 @@ pub enum UserCommand {
     Add(UserAddArgs),
     /// Removes a user with their sessions and API tokens (audited as `user_remove`).
     Remove(UserRemoveArgs),
+    /// Resets a user's password, keeping their role and tenant: ends their sessions and revokes
+    /// their API tokens (audited as `password_reset`).
+    ResetPassword(UserResetArgs),
+}
+
+/// `restorable user reset-password`.
+#[derive(Args)]
+pub struct UserResetArgs {
+    /// State directory.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The user's e-mail address.
+    #[arg(long)]
+    pub email: String,
+    /// A file holding the new password (default: one is generated and printed once).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// Read the new password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// `restorable user remove`.

@@ -46,6 +46,7 @@ pub async fn dispatch(cli: cli::Cli) -> Result<ExitCode> {
         Command::Download(args) => download(args).await,
         Command::User(cli::UserCommand::Add(args)) => accounts::user_add(args).await,
         Command::User(cli::UserCommand::Remove(args)) => accounts::user_remove(args).await,
+        Command::User(cli::UserCommand::ResetPassword(args)) => accounts::user_reset(args).await,
         Command::Token(cli::TokenCommand::Add(args)) => accounts::token_add(args).await,
         Command::Token(cli::TokenCommand::List(args)) => accounts::token_list(args).await,
         Command::Token(cli::TokenCommand::Revoke(args)) => accounts::token_revoke(args).await,

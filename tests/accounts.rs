@@ -274,6 +274,43 @@ fn tokens_are_listed_expire_and_are_revoked_and_users_are_reset_and_removed_audi
     assert!(text(&reset).contains("password reset"), "{}", text(&reset));
     assert!(!token_works(data, &other), "a reset ends the user's tokens");
 
+    // So does `user reset-password`, which keeps the role and tenant.
+    let another = issue("another", "30d");
+    assert!(token_works(data, &another));
+    let reset = restorable(
+        data,
+        &[
+            "user",
+            "reset-password",
+            "--email",
+            "owner@acme.example",
+            "--password-stdin",
+        ],
+        "yet another long password\n",
+    );
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert!(
+        text(&reset).contains("owner, tenant acme"),
+        "{}",
+        text(&reset)
+    );
+    assert!(
+        !token_works(data, &another),
+        "a reset ends the user's tokens"
+    );
+    let nobody = restorable(
+        data,
+        &[
+            "user",
+            "reset-password",
+            "--email",
+            "nobody@acme.example",
+            "--password-stdin",
+        ],
+        "yet another long password\n",
+    );
+    assert!(!nobody.status.success(), "no such user");
+
     // Removing a user ends their tokens; removing them twice is refused.
     let last = issue("last", "30d");
     let removed = restorable(

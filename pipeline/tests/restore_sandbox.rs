@@ -556,3 +556,65 @@ async fn a_sweep_never_follows_a_symbolic_link() {
         .file_type()
         .is_symlink());
 }
+
+/// A sandbox root another local user prepared — a world-writable parent with a symbolic link
+/// at the root's name, or (as root) a parent and root owned by another uid — is refused with a
+/// clear error: nothing is provisioned, swept, deleted or chmod-ed, and a canary directory the
+/// link points at stays exactly as it was.
+#[tokio::test]
+async fn a_sandbox_root_prepared_by_another_user_is_refused_and_nothing_outside_is_touched() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().expect("tempdir");
+    let canary = base.path().join("canary");
+    std::fs::create_dir(&canary).expect("canary");
+    std::fs::write(canary.join("keep"), "precious").expect("canary file");
+    std::fs::set_permissions(&canary, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let canary_intact = || {
+        let mode = std::fs::metadata(&canary)
+            .expect("canary")
+            .permissions()
+            .mode()
+            & 0o7777;
+        mode == 0o750
+            && std::fs::read_to_string(canary.join("keep")).ok().as_deref() == Some("precious")
+    };
+
+    let shared = base.path().join("shared");
+    std::fs::create_dir(&shared).expect("shared");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let root = shared.join("root");
+    std::os::unix::fs::symlink(&canary, &root).expect("the attacker's link");
+    let mut cases = vec![root];
+
+    if rustix_is_root() {
+        let foreign = base.path().join("foreign");
+        let foreign_root = foreign.join("root");
+        std::fs::create_dir_all(&foreign_root).expect("foreign");
+        for dir in [&foreign, &foreign_root] {
+            std::os::unix::fs::chown(dir, Some(54321), Some(54321)).expect("chown");
+        }
+        cases.push(foreign_root);
+    }
+
+    for root in cases {
+        let sandboxes = ProcessSandboxes::discover(&root).expect("discover");
+        assert_eq!(sandboxes.sweep_leftovers().await, 0, "{}", root.display());
+        let failure = match sandboxes.provision_process().await {
+            Ok(_) => panic!("{}: a sandbox was provisioned", root.display()),
+            Err(failure) => failure,
+        };
+        assert_eq!(
+            failure.reason(),
+            FailureReason::SandboxProvision,
+            "{failure}"
+        );
+        assert!(
+            failure
+                .to_string()
+                .contains("refusing the sandbox directory"),
+            "{failure}"
+        );
+        assert!(canary_intact(), "the canary changed ({})", root.display());
+    }
+    assert!(canary.join("keep").exists());
+}

@@ -76,14 +76,80 @@ pub fn sandbox_root(data_dir: &Path) -> PathBuf {
         .join(&hex::encode(digest)[..16])
 }
 
-/// Creates `root` and its parent with mode 0711: the unprivileged server user may pass through
-/// to its own sandbox, but not list the others.
+/// Creates `root` (and its parent when missing) with mode 0711: the unprivileged server user
+/// may pass through to its own sandbox, but not list the others. Both are checked first (see
+/// [`check_root`]): a root another user prepared is refused, never used or chmod-ed.
 fn create_root(root: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(root)?;
-    for dir in [Some(root), root.parent()].into_iter().flatten() {
-        if dir.file_name().is_some_and(|n| n != "tmp") {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    if let Some(parent) = root.parent() {
+        create_private_dir(parent)?;
+    }
+    create_private_dir(root)?;
+    check_root(root)?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
+}
+
+/// Creates `dir` if it is missing (mode 0711, as this user); an existing one is left as it is.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o711).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// Checks that `root` can be trusted with root's deletions and chmods: itself a real directory
+/// (not a symbolic link) owned by this user and writable by nobody else; its parent either the
+/// same, or a sticky directory of root's such as `/tmp` (where nobody can rename our entries).
+/// Otherwise another local user could have prepared it, or could swap what is inside it for a
+/// link to what they want destroyed.
+///
+/// # Errors
+/// `PermissionDenied`, naming the directory and what is wrong with it.
+pub fn check_root(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = effective_uid().ok_or_else(|| std::io::Error::other("no effective uid"))?;
+    let refuse = |dir: &Path, why: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing the sandbox directory {}: {why}; remove it, or point the data \
+                 directory elsewhere",
+                dir.display()
+            ),
+        )
+    };
+    let judge = |dir: &Path, sticky_root_ok: bool| -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(dir)?;
+        if meta.file_type().is_symlink() {
+            return Err(refuse(dir, "it is a symbolic link".to_owned()));
         }
+        if !meta.is_dir() {
+            return Err(refuse(dir, "it is not a directory".to_owned()));
+        }
+        let mode = meta.mode();
+        if sticky_root_ok && meta.uid() == 0 && mode & 0o1000 != 0 {
+            return Ok(());
+        }
+        if meta.uid() != me {
+            return Err(refuse(
+                dir,
+                format!(
+                    "it belongs to uid {}, not to this service (uid {me})",
+                    meta.uid()
+                ),
+            ));
+        }
+        if mode & 0o022 != 0 {
+            return Err(refuse(
+                dir,
+                format!("others may write to it (mode {:o})", mode & 0o7777),
+            ));
+        }
+        Ok(())
+    };
+    judge(root, false)?;
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        judge(parent, true)?;
     }
     Ok(())
 }
@@ -152,15 +218,17 @@ fn nobody() -> Result<(u32, u32), RestoreFailure> {
 }
 
 fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
+    effective_uid() == Some(0)
+}
+
+/// This process's effective uid (from `/proc/self/status`).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|uid| uid.parse().ok())
 }
 
 impl ProcessSandboxes {
@@ -353,6 +421,12 @@ impl RestoreSandbox for ProcessSandboxes {
     /// Destroys the sandboxes under the root whose owner is gone (see the module header); a
     /// live one — of this process or another — is left alone.
     async fn sweep_leftovers(&self) -> usize {
+        if let Err(error) = check_root(&self.root) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::error!(%error, "not sweeping the sandbox root");
+            }
+            return 0;
+        }
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return 0;
         };

@@ -707,3 +707,47 @@ async fn a_corrupted_copy_is_never_delivered_complete() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passwords_are_hashed_a_few_at_a_time() {
+    let world = World::sqlite_with(ServerOptions {
+        concurrent_hashes: 1,
+        hash_queue_wait: Duration::from_millis(50),
+        ..options()
+    })
+    .await;
+    // Six sign-ins at once (distinct accounts and addresses: no throttle applies): one hashes,
+    // those that cannot get a turn within 50 ms are answered 429 with Retry-After.
+    let attempts = (0..6u8).map(|i| {
+        let client = client_from(20 + i);
+        let url = world.url("/login");
+        async move {
+            client
+                .post(url)
+                .form(&[
+                    ("email", format!("someone{i}@acme.example")),
+                    ("password", "wrong".into()),
+                ])
+                .send()
+                .await
+                .expect("answer")
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|a| a.status()).collect();
+    assert!(
+        statuses.contains(&StatusCode::UNAUTHORIZED),
+        "at least one was checked: {statuses:?}"
+    );
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status() == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(
+        !busy.is_empty(),
+        "some waited too long for a turn: {statuses:?}"
+    );
+    assert!(busy
+        .iter()
+        .all(|a| a.headers().get("retry-after").is_some()));
+}

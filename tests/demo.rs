@@ -227,3 +227,38 @@ async fn no_secret_reaches_logs_output_events_or_files() {
         }
     }
 }
+
+/// Restore-Tested needs no privilege: as an ordinary user the sandbox runs in a user namespace
+/// of its own. When the suite runs as root (CI), the demo runs here as `nobody` (uid 65534,
+/// through `setpriv`); run as anyone else, the test above already is that proof.
+#[test]
+fn the_demo_reaches_restore_tested_as_an_unprivileged_user() {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::chown(home.path(), Some(65534), Some(65534)).expect("chown");
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_restorable"))
+        .args(["demo", "--fleet", "2", "--no-faults", "--data-dir"])
+        .arg(home.path().join("data"))
+        .env("HOME", home.path())
+        .env("TMPDIR", home.path())
+        .output()
+        .expect("run the demo as nobody");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo as nobody failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in ["pbx-01", "pbx-02"] {
+        let line = table_line(&stdout, name);
+        assert!(line.contains("Restore-Tested"), "{line}\n{stdout}");
+    }
+}

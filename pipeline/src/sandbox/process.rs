@@ -1,6 +1,10 @@
 //! The process sandbox (the restore sandbox adapter that runs here). Each restore test gets:
 //! - a fresh network namespace (`unshare --net`): only a downed loopback inside, so nothing in
-//!   the sandbox can reach the live PBX, the host's services or the internet;
+//!   the sandbox can reach the live PBX, the host's services or the internet. As root the
+//!   server runs as `nobody`; as any other user it runs as that user inside a fresh user
+//!   namespace that maps the user to itself (`unshare --user --map-current-user --net`), so
+//!   Restore-Tested needs no privilege. Where the kernel forbids unprivileged user namespaces,
+//!   discovery (at start-up and in `doctor`) fails naming the sysctl to change;
 //! - a throwaway PostgreSQL cluster (`initdb` into a fresh directory, run as the unprivileged
 //!   `nobody` user, listening on a Unix socket only) with database `database_single` and the
 //!   3CX-shaped schema of [`super::schema`];
@@ -217,6 +221,52 @@ fn nobody() -> Result<(u32, u32), RestoreFailure> {
         })
 }
 
+/// Whether this (non-root) user may make the user and network namespaces a rootless sandbox
+/// runs in; if not, exactly which setting forbids it — never a silent fall-back to less
+/// isolation.
+fn check_user_namespaces() -> Result<(), RestoreFailure> {
+    let output = std::process::Command::new("unshare")
+        .args(["--user", "--map-current-user", "--net", "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| provision_error("running unshare (install util-linux)", e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|v| v.trim().to_owned())
+            .ok()
+    };
+    let mut why = Vec::new();
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        why.push("sysctl kernel.unprivileged_userns_clone=0 (set it to 1)");
+    }
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        why.push("sysctl user.max_user_namespaces=0 (set it above 0)");
+    }
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        why.push(
+            "sysctl kernel.apparmor_restrict_unprivileged_userns=1 (set it to 0, or give the \
+             service an AppArmor profile with `userns`)",
+        );
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(provision_error(
+        "unprivileged user namespaces are not available, so a rootless restore sandbox cannot \
+         be isolated",
+        format!(
+            "{}; or run the service as root. unshare said: {}",
+            if why.is_empty() {
+                "check the kernel's user namespace settings".to_owned()
+            } else {
+                why.join("; ")
+            },
+            stderr.trim()
+        ),
+    ))
+}
+
 fn is_root() -> bool {
     effective_uid() == Some(0)
 }
@@ -237,7 +287,12 @@ impl ProcessSandboxes {
     /// # Errors
     /// [`RestoreFailure::Provision`] when PostgreSQL or the `nobody` user is missing.
     pub fn discover(root: impl Into<PathBuf>) -> Result<Self, RestoreFailure> {
-        let run_as = if is_root() { Some(nobody()?) } else { None };
+        let run_as = if is_root() {
+            Some(nobody()?)
+        } else {
+            check_user_namespaces()?;
+            None
+        };
         Ok(Self {
             root: root.into(),
             pg_bin: find_pg_bin()?,
@@ -356,6 +411,11 @@ impl ProcessSandboxes {
         let log = std::fs::File::create(sandbox.dir.join("server.log"))
             .map_err(|e| provision_error("creating the server log", e))?;
         let mut server = Command::new("unshare");
+        if self.run_as.is_none() {
+            // Rootless: a user namespace mapping this user to itself lets it own a network
+            // namespace; PostgreSQL still runs as this (non-root) user.
+            server.args(["--user", "--map-current-user"]);
+        }
         server.arg("--net").arg("--").arg("setpriv");
         self.unprivileged(&mut server);
         server

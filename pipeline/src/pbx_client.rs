@@ -344,6 +344,20 @@ fn unreachable_from(call: &'static str, error: &reqwest::Error) -> PbxError {
     PbxError::Unreachable { call, detail }
 }
 
+/// The redirect policy: follow up to [`MAX_REDIRECTS`] redirects on `origin`; stop at any other
+/// (the 3xx answer then comes back, and [`PbxClient::success`] names where it pointed).
+fn same_origin(origin: String) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() < MAX_REDIRECTS
+            && origin_key(attempt.url()).as_deref() == Some(origin.as_str())
+        {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 /// Reads a JSON body of at most `limit` bytes.
 async fn read_json<T: serde::de::DeserializeOwned>(
     call: &'static str,
@@ -393,20 +407,10 @@ impl PbxClient {
         let url = check_endpoint(base_url, allow_insecure_http)?;
         let origin = origin_key(&url)
             .ok_or_else(|| PbxError::Endpoint(EndpointError::NotAUrl("an opaque origin".into())))?;
-        let allowed = origin.clone();
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() < MAX_REDIRECTS
-                && origin_key(attempt.url()).as_deref() == Some(allowed.as_str())
-            {
-                attempt.follow()
-            } else {
-                attempt.stop()
-            }
-        });
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
-            .redirect(policy)
+            .redirect(same_origin(origin.clone()))
             .build()
             .map_err(|e| unreachable_from(CALL, &e))?;
         let mut client = Self {
@@ -780,6 +784,112 @@ mod tests {
             origin: origin_key(&url).expect("a tuple origin"),
             limits: PbxLimits::default(),
             token: SecretString::from(String::new()),
+        }
+    }
+
+    /// A PBX that answers every request with `answer` (raw HTTP/1.1), then trickles `trickle`
+    /// bytes one per 50 ms (if any).
+    async fn raw_pbx(answer: impl Into<String>, trickle: usize) -> String {
+        let answer: &'static str = Box::leak(answer.into().into_boxed_str());
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for _ in 0..trickle {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if socket.write_all(b" ").await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    fn bounded_client(base: &str) -> PbxClient {
+        let mut pbx = client(base);
+        pbx.limits.call_deadline = Duration::from_millis(400);
+        pbx.limits.max_json_bytes = 64 * 1024;
+        pbx
+    }
+
+    #[tokio::test]
+    async fn a_trickling_json_answer_hits_the_call_deadline() {
+        let base = raw_pbx(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+            10_000,
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let error = bounded_client(&base)
+            .list_backups()
+            .await
+            .expect_err("trickle");
+        assert!(matches!(error, PbxError::Deadline { .. }), "{error}");
+        assert!(error.retryable());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn an_announced_or_streamed_json_answer_over_the_cap_is_refused() {
+        let announced = raw_pbx(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 99999999999\r\n\r\n{",
+            0,
+        )
+        .await;
+        let error = bounded_client(&announced)
+            .list_backups()
+            .await
+            .expect_err("cap");
+        assert!(matches!(error, PbxError::AnswerTooLarge { .. }), "{error}");
+        // No length: read up to the cap, then refused.
+        let streamed = raw_pbx(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{{\"value\": [{}",
+                "{},".repeat(100_000)
+            ),
+            0,
+        )
+        .await;
+        let error = bounded_client(&streamed)
+            .list_backups()
+            .await
+            .expect_err("cap");
+        assert!(matches!(error, PbxError::AnswerTooLarge { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_off_the_origin_is_not_followed() {
+        let base = raw_pbx(
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/internal\r\ncontent-length: 0\r\n\r\n",
+            0,
+        )
+        .await;
+        let mut pbx = bounded_client(&base);
+        pbx.http = reqwest::Client::builder()
+            .redirect(same_origin(pbx.origin.clone()))
+            .build()
+            .expect("client");
+        let error = pbx.list_backups().await.expect_err("redirect");
+        match error {
+            PbxError::OffOrigin { target, .. } => assert_eq!(target, "http://127.0.0.1:9"),
+            other => panic!("{other}"),
         }
     }
 

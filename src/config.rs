@@ -27,6 +27,10 @@
 //! close_minutes = 5             # an ended cycle whose instance still holds it open
 //! check_every_seconds = 60      # how often the watchdog looks
 //!
+//! [sandbox]                     # the resources of one restore test (the defaults)
+//! disk_mib = 16384              # the whole sandbox on disk; over it: restore_rejected
+//! memory_mib = 4096             # address space of each sandbox server process
+//!
 //! [verify]                      # the verifier's budget per archive (the defaults)
 //! max_entries = 1000000
 //! max_inflated_gib = 1024       # inflated bytes the entries may declare, in all
@@ -84,6 +88,32 @@ struct FileSettings {
     deadlines: Option<FileDeadlines>,
     verify: Option<FileVerify>,
     pbx: Option<FilePbx>,
+    sandbox: Option<FileSandbox>,
+}
+
+/// `[sandbox]`: the resources of one restore test.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSandbox {
+    disk_mib: Option<u64>,
+    memory_mib: Option<u64>,
+}
+
+/// `[sandbox]` over the defaults in `settings`.
+fn sandbox_limits(file: &FileSandbox, settings: &mut Settings) -> Result<()> {
+    let mib = |key: &str, value: u64, least: u64| {
+        if !(least..=1 << 24).contains(&value) {
+            bail!("sandbox.{key} must be between {least} and 16777216, not {value}");
+        }
+        Ok(value << 20)
+    };
+    if let Some(value) = file.disk_mib {
+        settings.sandbox_limits.disk_bytes = mib("disk_mib", value, 64)?;
+    }
+    if let Some(value) = file.memory_mib {
+        settings.sandbox_limits.memory_bytes = mib("memory_mib", value, 256)?;
+    }
+    Ok(())
 }
 
 /// `[pbx]`: deadlines and size caps of PBX calls and downloads.
@@ -420,6 +450,9 @@ pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Sett
     }
     if let Some(file_verify) = &file.verify {
         verify_limits(file_verify, &mut settings)?;
+    }
+    if let Some(file_sandbox) = &file.sandbox {
+        sandbox_limits(file_sandbox, &mut settings)?;
     }
     if let Some(file_pbx) = &file.pbx {
         pbx_limits(file_pbx, &mut settings.pbx)?;

@@ -145,7 +145,7 @@ impl Pipeline {
         };
         let sandbox: Arc<dyn RestoreSandbox> =
             match ProcessSandboxes::discover(sandbox_root(&backends.data_dir)) {
-                Ok(sandboxes) => Arc::new(sandboxes),
+                Ok(sandboxes) => Arc::new(sandboxes.with_limits(settings.sandbox_limits)),
                 Err(failure) => Arc::new(crate::context::Unavailable(failure.to_string())),
             };
         Ok(Some(Self {

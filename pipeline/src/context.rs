@@ -57,6 +57,8 @@ pub struct Settings {
     pub pbx: crate::pbx_client::PbxLimits,
     /// The verifier's budget per archive, and the weakest AES accepted by default.
     pub verify_limits: crate::archive::VerifyLimits,
+    /// The resources of one restore sandbox.
+    pub sandbox_limits: crate::sandbox::process::SandboxLimits,
     /// Tenants whose policy accepts AES weaker than `verify_limits.minimum_encryption`.
     pub tenant_minimum_encryption: std::collections::HashMap<TenantId, crate::archive::AesStrength>,
 }
@@ -152,6 +154,7 @@ impl Default for Settings {
             deadlines: Deadlines::default(),
             pbx: crate::pbx_client::PbxLimits::default(),
             verify_limits: crate::archive::VerifyLimits::default(),
+            sandbox_limits: crate::sandbox::process::SandboxLimits::default(),
             tenant_minimum_encryption: std::collections::HashMap::new(),
         }
     }

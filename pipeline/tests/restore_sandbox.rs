@@ -618,3 +618,38 @@ async fn a_sandbox_root_prepared_by_another_user_is_refused_and_nothing_outside_
     }
     assert!(canary.join("keep").exists());
 }
+
+/// A backup whose data outgrows the sandbox's disk budget ends `restore_rejected`, naming the
+/// budget, and leaves nothing behind.
+#[tokio::test]
+async fn a_restore_that_outgrows_the_disk_budget_is_rejected_and_leaves_nothing() {
+    use restorable_pipeline::sandbox::process::SandboxLimits;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut settings = String::from(SETTINGS);
+    for i in 0..1_500_000 {
+        settings.push_str(&format!("PADDING{i:08},{:0>60}\n", i));
+    }
+    let archive = archive_with(&[("parameter", &settings)], "pw-for-the-test-archive");
+    let sandboxes = ProcessSandboxes::discover(root.path())
+        .expect("discover")
+        .with_limits(SandboxLimits {
+            disk_bytes: 96 << 20,
+            ..SandboxLimits::default()
+        });
+    let failure = restorable_pipeline::sandbox::restore_test(
+        &sandboxes,
+        archive,
+        &secrecy::SecretString::from("pw-for-the-test-archive"),
+        &restorable_domain::ladder::ManifestCounts::default(),
+        Duration::from_secs(120),
+    )
+    .await
+    .expect_err("over the disk budget");
+    assert_eq!(
+        failure.reason(),
+        FailureReason::RestoreRejected,
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("disk budget"), "{failure}");
+    assert_nothing_left(root.path());
+}

@@ -10,7 +10,11 @@
 //!   3CX-shaped schema of [`super::schema`];
 //! - the backup's `DbTables/*.csv` streamed into it with `COPY`, straight out of the decrypted
 //!   archive (no plaintext copy of the archive is ever written);
-//! - limits: the caller's time limit, a file-size limit and PostgreSQL's own resource settings;
+//! - limits ([`SandboxLimits`], from the config): the caller's time limit; a disk budget for the
+//!   whole sandbox, watched while the restore runs (over it, the restore ends
+//!   `restore_rejected` and the sandbox is destroyed); the server's memory (`RLIMIT_AS` per
+//!   process), its largest file (`RLIMIT_FSIZE`) and open files; its process count bounded by
+//!   its own settings (8 connections, 2 background workers, no parallel workers, no autovacuum);
 //! - a sealed server: its socket directory and socket are 0700 (owned by the server user), and
 //!   every connection needs the sandbox's own random password (SCRAM; never `trust`), which only
 //!   this process knows — another local user can neither reach the socket nor log in;
@@ -165,9 +169,55 @@ fn create_owned_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
 }
 
+/// The resources one sandbox may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Bytes on disk of the whole sandbox (cluster, WAL, logs), watched while restoring.
+    pub disk_bytes: u64,
+    /// Address space of each server process (`RLIMIT_AS`).
+    pub memory_bytes: u64,
+}
+
+impl Default for SandboxLimits {
+    /// 16 GiB of disk, 4 GiB of memory per server process.
+    fn default() -> Self {
+        Self {
+            disk_bytes: 16 << 30,
+            memory_bytes: 4 << 30,
+        }
+    }
+}
+
+/// How often the disk budget is checked during a restore.
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// Bytes on disk under `dir` (allocated blocks; never follows a link). Entries that vanish or
+/// cannot be read while it walks are skipped.
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            total = total.saturating_add(meta.blocks().saturating_mul(512));
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
 /// Makes process sandboxes under a root directory.
 #[derive(Clone, Debug)]
 pub struct ProcessSandboxes {
+    limits: SandboxLimits,
     root: PathBuf,
     pg_bin: PathBuf,
     /// The unprivileged user the cluster runs as, when we are root (PostgreSQL refuses root).
@@ -297,6 +347,7 @@ impl ProcessSandboxes {
             root: root.into(),
             pg_bin: find_pg_bin()?,
             run_as,
+            limits: SandboxLimits::default(),
         })
     }
 
@@ -306,6 +357,11 @@ impl ProcessSandboxes {
             pg_bin: pg_bin.into(),
             ..self
         }
+    }
+
+    /// The same sandboxes with other limits.
+    pub fn with_limits(self, limits: SandboxLimits) -> Self {
+        Self { limits, ..self }
     }
 
     /// Where the sandboxes live.
@@ -327,6 +383,7 @@ impl ProcessSandboxes {
             server: None,
             connection: None,
             password: SecretString::from(hex::encode(password)),
+            disk_budget: self.limits.disk_bytes,
         };
         match self.start(&mut sandbox).await {
             Ok(()) => Ok(sandbox),
@@ -422,6 +479,7 @@ impl ProcessSandboxes {
             .arg("prlimit")
             .arg(format!("--fsize={MAX_FILE_BYTES}"))
             .arg("--nofile=1024")
+            .arg(format!("--as={}", self.limits.memory_bytes))
             .arg("--")
             .arg(self.pg_bin.join("postgres"))
             .arg("-D")
@@ -446,6 +504,13 @@ impl ProcessSandboxes {
             ])
             .args(["-c", "temp_file_limit=1GB", "-c", "max_wal_size=256MB"])
             .args(["-c", "unix_socket_permissions=0700"])
+            .args([
+                "-c",
+                "max_worker_processes=2",
+                "-c",
+                "max_parallel_workers=0",
+            ])
+            .args(["-c", "autovacuum=off"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -616,6 +681,8 @@ pub struct ProcessSandbox {
     connection: Option<PgPool>,
     /// The `postgres` role's password, random per sandbox.
     password: SecretString,
+    /// Bytes on disk the sandbox may use.
+    disk_budget: u64,
 }
 
 impl Drop for ProcessSandbox {
@@ -716,6 +783,73 @@ enum Piece {
 }
 
 impl ProcessSandbox {
+    /// Streams every table of the archive into the sandbox, then checks the foreign keys.
+    async fn load(
+        &mut self,
+        archive: std::fs::File,
+        password: &SecretString,
+    ) -> Result<(), RestoreFailure> {
+        let (sender, mut pieces) = mpsc::channel(8);
+        let password = password.clone();
+        let reader = tokio::task::spawn_blocking(move || read_tables(archive, password, sender));
+        let connection = self.connection()?;
+        let mut copy = None;
+        let mut table = "";
+        while let Some(piece) = pieces.recv().await {
+            match piece {
+                Piece::Table(name) => {
+                    table = name;
+                    let statement =
+                        format!("COPY {name} FROM STDIN WITH (FORMAT csv, HEADER true)");
+                    copy = Some(
+                        connection
+                            .copy_in_raw(&statement)
+                            .await
+                            .map_err(|e| database_failure(name, &e))?,
+                    );
+                }
+                Piece::Chunk(bytes) => {
+                    if let Some(copy) = copy.as_mut() {
+                        copy.send(bytes)
+                            .await
+                            .map_err(|e| database_failure(table, &e))?;
+                    }
+                }
+                Piece::End => {
+                    if let Some(copy) = copy.take() {
+                        copy.finish()
+                            .await
+                            .map_err(|e| database_failure(table, &e))?;
+                    }
+                }
+                Piece::Missing(name) if schema::REQUIRED_TABLES.contains(&name) => {
+                    return Err(RestoreFailure::Rejected(format!(
+                        "DbTables/{name}.csv is missing"
+                    )));
+                }
+                Piece::Missing(_) => {}
+                Piece::Failed(detail) => return Err(RestoreFailure::Rejected(detail)),
+            }
+        }
+        reader
+            .await
+            .map_err(|e| RestoreFailure::Rejected(format!("the archive reader stopped: {e}")))?;
+        for foreign_key in schema::FOREIGN_KEYS {
+            let (table, column, referenced, referenced_column) = *foreign_key;
+            sqlx::raw_sql(&schema::foreign_key_sql(*foreign_key))
+                .execute(&connection)
+                .await
+                .map_err(|e| match database_failure(table, &e) {
+                    RestoreFailure::Integrity(why) => RestoreFailure::Integrity(format!(
+                        "{table}.{column} references a missing {referenced}.{referenced_column} \
+                         ({why})"
+                    )),
+                    other => other,
+                })?;
+        }
+        Ok(())
+    }
+
     /// The directory of the server's Unix socket.
     pub fn socket_dir(&self) -> PathBuf {
         self.dir.join("socket")
@@ -850,65 +984,28 @@ impl Sandbox for ProcessSandbox {
         archive: std::fs::File,
         password: &SecretString,
     ) -> Result<(), RestoreFailure> {
-        let (sender, mut pieces) = mpsc::channel(8);
-        let password = password.clone();
-        let reader = tokio::task::spawn_blocking(move || read_tables(archive, password, sender));
-        let connection = self.connection()?;
-        let mut copy = None;
-        let mut table = "";
-        while let Some(piece) = pieces.recv().await {
-            match piece {
-                Piece::Table(name) => {
-                    table = name;
-                    let statement =
-                        format!("COPY {name} FROM STDIN WITH (FORMAT csv, HEADER true)");
-                    copy = Some(
-                        connection
-                            .copy_in_raw(&statement)
-                            .await
-                            .map_err(|e| database_failure(name, &e))?,
-                    );
-                }
-                Piece::Chunk(bytes) => {
-                    if let Some(copy) = copy.as_mut() {
-                        copy.send(bytes)
-                            .await
-                            .map_err(|e| database_failure(table, &e))?;
-                    }
-                }
-                Piece::End => {
-                    if let Some(copy) = copy.take() {
-                        copy.finish()
-                            .await
-                            .map_err(|e| database_failure(table, &e))?;
-                    }
-                }
-                Piece::Missing(name) if schema::REQUIRED_TABLES.contains(&name) => {
-                    return Err(RestoreFailure::Rejected(format!(
-                        "DbTables/{name}.csv is missing"
-                    )));
-                }
-                Piece::Missing(_) => {}
-                Piece::Failed(detail) => return Err(RestoreFailure::Rejected(detail)),
-            }
-        }
-        reader
-            .await
-            .map_err(|e| RestoreFailure::Rejected(format!("the archive reader stopped: {e}")))?;
-        for foreign_key in schema::FOREIGN_KEYS {
-            let (table, column, referenced, referenced_column) = *foreign_key;
-            sqlx::raw_sql(&schema::foreign_key_sql(*foreign_key))
-                .execute(&connection)
+        let (dir, budget) = (self.dir.clone(), self.disk_budget);
+        let over_budget = async move {
+            loop {
+                tokio::time::sleep(DISK_CHECK_EVERY).await;
+                let used = tokio::task::spawn_blocking({
+                    let dir = dir.clone();
+                    move || disk_usage(&dir)
+                })
                 .await
-                .map_err(|e| match database_failure(table, &e) {
-                    RestoreFailure::Integrity(why) => RestoreFailure::Integrity(format!(
-                        "{table}.{column} references a missing {referenced}.{referenced_column} \
-                         ({why})"
-                    )),
-                    other => other,
-                })?;
+                .unwrap_or(0);
+                if used > budget {
+                    return used;
+                }
+            }
+        };
+        tokio::select! {
+            loaded = self.load(archive, password) => loaded,
+            used = over_budget => Err(RestoreFailure::Rejected(format!(
+                "the restore outgrew the sandbox's disk budget ({used} bytes used, {budget} \
+                 allowed)"
+            ))),
         }
-        Ok(())
     }
 
     async fn inspect(&mut self) -> Result<ManifestCounts, RestoreFailure> {

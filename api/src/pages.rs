@@ -123,10 +123,7 @@ fn page_around(title: &str, who: Option<&Principal>, body: Bytes) -> Response {
         [
             (CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
             (CONTENT_LENGTH, length.to_string()),
-            (
-                CONTENT_SECURITY_POLICY,
-                crate::headers::CSP.to_owned(),
-            ),
+            (CONTENT_SECURITY_POLICY, crate::headers::CSP.to_owned()),
             (CACHE_CONTROL, "no-store".to_owned()),
         ],
         Body::from_stream(futures_util::stream::iter(parts)),

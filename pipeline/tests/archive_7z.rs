@@ -393,7 +393,9 @@ fn ignorable_ranges(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
         b"PK\x05\x06",
         "the archive has no comment"
     );
-    let mut ranges = vec![end + 22..bytes.len()];
+    // The archive comment (empty here: 7-Zip writes none).
+    let mut ranges = Vec::new();
+    ranges.push(end + 22..bytes.len());
     let mut at = le32(bytes, end + 16);
     while at < end {
         assert_eq!(&bytes[at..at + 4], b"PK\x01\x02");

@@ -287,7 +287,7 @@ async fn verify(args: cli::VerifyArgs) -> Result<ExitCode> {
                     .join(", ")
             };
             println!(
-                "OK: {} entries decrypted, authenticated and inflated ({} bytes); DbTables: {}; \
+                "OK: {} entries authenticated and read to their end ({} bytes); DbTables: {}; \
                  encryption: {}; compression: {}",
                 report.entries,
                 report.inflated_bytes,

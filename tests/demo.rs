@@ -241,10 +241,15 @@ fn the_demo_reaches_restore_tested_as_an_unprivileged_user() {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");
-    std::os::unix::fs::chown(home.path(), Some(65534), Some(65534)).expect("chown");
+    // A copy of the binary nobody can run, wherever the checkout lives (e.g. under /root).
+    let binary = home.path().join("restorable");
+    std::fs::copy(env!("CARGO_BIN_EXE_restorable"), &binary).expect("copy the binary");
+    for path in [home.path(), binary.as_path()] {
+        std::os::unix::fs::chown(path, Some(65534), Some(65534)).expect("chown");
+    }
     let output = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_restorable"))
+        .arg(&binary)
         .args(["demo", "--fleet", "2", "--no-faults", "--data-dir"])
         .arg(home.path().join("data"))
         .env("HOME", home.path())

@@ -73,14 +73,18 @@ const MAX_FILE_BYTES: u64 = 2 << 30;
 pub const UNMARKED_LEFTOVER_AGE: Duration = Duration::from_secs(10 * 60);
 
 /// The sandbox root of the installation whose data directory is `data_dir`:
-/// `$TMPDIR/restorable-sandboxes/<16 hex digits of SHA-256 of the data directory's path>`.
-/// One root per installation, so sweeping leftovers never touches another one's sandboxes.
+/// `$TMPDIR/restorable-sandboxes-<uid>/<16 hex digits of SHA-256 of the data directory's path>`.
+/// One root per installation, so sweeping leftovers never touches another one's sandboxes, and
+/// one parent per user, so users of one host never share (or fight over) a directory.
 pub fn sandbox_root(data_dir: &Path) -> PathBuf {
     use sha2::{Digest, Sha256};
     let absolute = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
     let digest = Sha256::digest(absolute.to_string_lossy().as_bytes());
     std::env::temp_dir()
-        .join("restorable-sandboxes")
+        .join(format!(
+            "restorable-sandboxes-{}",
+            effective_uid().unwrap_or(u32::MAX)
+        ))
         .join(&hex::encode(digest)[..16])
 }
 

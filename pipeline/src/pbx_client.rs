@@ -453,6 +453,21 @@ impl PbxClient {
             .unwrap_or(Err(PbxError::Deadline { call, after }))
     }
 
+    /// Sends `request` with the session's token: the response if it is a success, an
+    /// unreachable PBX or an error status otherwise (see [`Self::success`]).
+    async fn authorized(
+        &self,
+        call: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, PbxError> {
+        let response = request
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| unreachable_from(call, &e))?;
+        self.success(call, response).await
+    }
+
     /// The response if it is a success; a redirect that was not followed (off the origin, or
     /// too many) or an error status as its error.
     async fn success(
@@ -534,14 +549,7 @@ impl PbxClient {
     ) -> Result<T, PbxError> {
         let url = self.url(call, path)?;
         self.bounded(call, async {
-            let response = self
-                .http
-                .get(url)
-                .bearer_auth(self.token.expose_secret())
-                .send()
-                .await
-                .map_err(|e| unreachable_from(call, &e))?;
-            let response = self.success(call, response).await?;
+            let response = self.authorized(call, self.http.get(url)).await?;
             read_json(call, response, self.limits.max_json_bytes).await
         })
         .await
@@ -565,15 +573,9 @@ impl PbxClient {
         let url = self.url(CALL, "/xapi/v1/Backups/Pbx.Backup")?;
         let outcome = self
             .bounded(CALL, async {
-                let response = self
-                    .http
-                    .post(url)
-                    .bearer_auth(self.token.expose_secret())
-                    .json(&body)
-                    .send()
+                self.authorized(CALL, self.http.post(url).json(&body))
                     .await
-                    .map_err(|e| unreachable_from(CALL, &e))?;
-                self.success(CALL, response).await.map(drop)
+                    .map(drop)
             })
             .await;
         match outcome {
@@ -707,14 +709,7 @@ impl PbxClient {
         const CALL: &str = "delete backup";
         let url = self.url(CALL, &format!("/xapi/v1/Backups('{file_name}')"))?;
         self.bounded(CALL, async {
-            let response = self
-                .http
-                .delete(url)
-                .bearer_auth(self.token.expose_secret())
-                .send()
-                .await
-                .map_err(|e| unreachable_from(CALL, &e))?;
-            self.success(CALL, response).await.map(drop)
+            self.authorized(CALL, self.http.delete(url)).await.map(drop)
         })
         .await
     }

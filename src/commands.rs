@@ -432,8 +432,8 @@ async fn worker(args: cli::WorkerArgs) -> Result<ExitCode> {
 }
 
 async fn doctor(data: cli::DataDir) -> Result<ExitCode> {
-    let (backends, _) = config::resolve(&data, Settings::default())?;
-    let report = restorable_pipeline::config::diagnose(&backends).await;
+    let (backends, settings) = config::resolve(&data, Settings::default())?;
+    let report = restorable_pipeline::config::diagnose(&backends, &settings).await;
     let mut healthy = true;
     for line in &report {
         healthy &= line.ok;

@@ -30,6 +30,9 @@
 //! [sandbox]                     # the resources of one restore test (the defaults)
 //! disk_mib = 16384              # the whole sandbox on disk; over it: restore_rejected
 //! memory_mib = 4096             # address space of each sandbox server process
+//! processes = 64                # processes of the sandbox server (RLIMIT_NPROC)
+//! # dir = "/var/lib/restorable-sandboxes"  # default: $TMPDIR/restorable-sandboxes-<uid>/<hash>
+//! # user = "restorable-sandbox" # as root, the server's user (default: nobody)
 //!
 //! [verify]                      # the verifier's budget per archive (the defaults)
 //! max_entries = 1000000
@@ -50,7 +53,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -97,6 +100,9 @@ struct FileSettings {
 struct FileSandbox {
     disk_mib: Option<u64>,
     memory_mib: Option<u64>,
+    processes: Option<u64>,
+    dir: Option<PathBuf>,
+    user: Option<String>,
 }
 
 /// `[sandbox]` over the defaults in `settings`.
@@ -112,6 +118,27 @@ fn sandbox_limits(file: &FileSandbox, settings: &mut Settings) -> Result<()> {
     }
     if let Some(value) = file.memory_mib {
         settings.sandbox_limits.memory_bytes = mib("memory_mib", value, 256)?;
+    }
+    if let Some(value) = file.processes {
+        if !(16..=4096).contains(&value) {
+            bail!("sandbox.processes must be between 16 and 4096, not {value}");
+        }
+        settings.sandbox_limits.processes = value;
+    }
+    if let Some(dir) = &file.dir {
+        if !dir.is_absolute() {
+            bail!(
+                "sandbox.dir must be an absolute path, not {}",
+                dir.display()
+            );
+        }
+        settings.sandbox_placement.dir = Some(dir.clone());
+    }
+    if let Some(user) = &file.user {
+        if user.is_empty() || user == "root" || user.contains([':', '/', '\n']) {
+            bail!("sandbox.user must name an unprivileged user, not {user:?}");
+        }
+        settings.sandbox_placement.user = Some(user.clone());
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use crate::kms_sealer::{KmsConfig, KmsKeySealer};
 use crate::nats::{Nats, NatsConfig, NatsError};
 use crate::retry::Backoff;
 use crate::s3_vault::{S3Config, S3Vault};
-use crate::sandbox::process::{sandbox_root, ProcessSandboxes};
+use crate::sandbox::process::ProcessSandboxes;
 use crate::sandbox::RestoreSandbox;
 use crate::sealing::{KeySealer, LocalKeySealer, SealError};
 use crate::store::{Store, StoreError};
@@ -143,11 +143,13 @@ impl Pipeline {
             }
             None => None,
         };
-        let sandbox: Arc<dyn RestoreSandbox> =
-            match ProcessSandboxes::discover(sandbox_root(&backends.data_dir)) {
-                Ok(sandboxes) => Arc::new(sandboxes.with_limits(settings.sandbox_limits)),
-                Err(failure) => Arc::new(crate::context::Unavailable(failure.to_string())),
-            };
+        let sandbox: Arc<dyn RestoreSandbox> = match ProcessSandboxes::discover_as(
+            settings.sandbox_placement.root(&backends.data_dir),
+            settings.sandbox_placement.user.as_deref(),
+        ) {
+            Ok(sandboxes) => Arc::new(sandboxes.with_limits(settings.sandbox_limits)),
+            Err(failure) => Arc::new(crate::context::Unavailable(failure.to_string())),
+        };
         Ok(Some(Self {
             store,
             vault,
@@ -347,7 +349,7 @@ fn line(port: &'static str, outcome: Result<String, String>) -> BackendReport {
 
 /// Checks each backend on its own (one failing does not hide the others), for
 /// `restorable doctor`.
-pub async fn diagnose(backends: &Backends) -> Vec<BackendReport> {
+pub async fn diagnose(backends: &Backends, settings: &Settings) -> Vec<BackendReport> {
     let store = match &backends.database_url {
         Some(location) => Store::connect(location).await,
         None => Store::open(&backends.data_dir).await,
@@ -409,9 +411,12 @@ pub async fn diagnose(backends: &Backends) -> Vec<BackendReport> {
     report.push(line("key sealing", sealing));
     report.push(line(
         "restore sandbox",
-        ProcessSandboxes::discover(sandbox_root(&backends.data_dir))
-            .map(|s| s.kind().to_owned())
-            .map_err(|e| e.to_string()),
+        ProcessSandboxes::discover_as(
+            settings.sandbox_placement.root(&backends.data_dir),
+            settings.sandbox_placement.user.as_deref(),
+        )
+        .map(|s| s.with_limits(settings.sandbox_limits).describe())
+        .map_err(|e| e.to_string()),
     ));
     report
 }

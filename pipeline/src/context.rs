@@ -59,6 +59,8 @@ pub struct Settings {
     pub verify_limits: crate::archive::VerifyLimits,
     /// The resources of one restore sandbox.
     pub sandbox_limits: crate::sandbox::process::SandboxLimits,
+    /// Where the restore sandboxes live and, as root, which user their servers run as.
+    pub sandbox_placement: crate::sandbox::process::SandboxPlacement,
     /// Tenants whose policy accepts AES weaker than `verify_limits.minimum_encryption`.
     pub tenant_minimum_encryption: std::collections::HashMap<TenantId, crate::archive::AesStrength>,
 }
@@ -155,6 +157,7 @@ impl Default for Settings {
             pbx: crate::pbx_client::PbxLimits::default(),
             verify_limits: crate::archive::VerifyLimits::default(),
             sandbox_limits: crate::sandbox::process::SandboxLimits::default(),
+            sandbox_placement: crate::sandbox::process::SandboxPlacement::default(),
             tenant_minimum_encryption: std::collections::HashMap::new(),
         }
     }

@@ -653,3 +653,145 @@ async fn a_restore_that_outgrows_the_disk_budget_is_rejected_and_leaves_nothing(
     assert!(failure.to_string().contains("disk budget"), "{failure}");
     assert_nothing_left(root.path());
 }
+
+/// The running server is under every configured limit and in namespaces of its own, and its
+/// files are out of other users' reach: `/proc/<postmaster>/limits` shows the process count,
+/// address space and file size limits; its user and network namespaces are not ours; the
+/// sandbox directories are 0700 (rootless) or 0710 with the server's group (root), so another
+/// local user can neither list nor enter them.
+#[tokio::test]
+async fn the_sandbox_server_runs_under_its_limits_in_its_own_namespaces() {
+    use restorable_pipeline::sandbox::process::SandboxLimits;
+    use std::os::unix::fs::MetadataExt;
+    let root = tempfile::tempdir().expect("tempdir");
+    let limits = SandboxLimits {
+        disk_bytes: 512 << 20,
+        memory_bytes: 768 << 20,
+        processes: 48,
+    };
+    let sandboxes = ProcessSandboxes::discover(root.path())
+        .expect("discover")
+        .with_limits(limits);
+    let mut sandbox = sandboxes.provision_process().await.expect("provision");
+    let dir = sandbox
+        .socket_dir()
+        .parent()
+        .expect("sandbox dir")
+        .to_owned();
+    let pid_file = std::fs::read_to_string(dir.join("pgdata/postmaster.pid")).expect("pid file");
+    let pid: u32 = pid_file
+        .lines()
+        .next()
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+
+    let proc_limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let soft = |name: &str| -> String {
+        let line = proc_limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {proc_limits}"));
+        line[name.len()..]
+            .split_whitespace()
+            .next()
+            .expect("value")
+            .to_owned()
+    };
+    assert_eq!(soft("Max processes"), "48");
+    assert_eq!(soft("Max address space"), (768u64 << 20).to_string());
+    assert_eq!(soft("Max file size"), (2u64 << 30).to_string());
+
+    let ns =
+        |pid: &str, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("ns");
+    for kind in ["net", "user"] {
+        assert_ne!(
+            ns(&pid.to_string(), kind),
+            ns("self", kind),
+            "the server shares our {kind} namespace"
+        );
+    }
+
+    let server_uid = std::fs::metadata(format!("/proc/{pid}"))
+        .expect("proc")
+        .uid();
+    let me = std::fs::metadata("/proc/self").expect("proc").uid();
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").mode() & 0o7777;
+    if me == 0 {
+        assert_ne!(server_uid, 0, "the server runs as root");
+        let server_gid = std::fs::metadata(format!("/proc/{pid}"))
+            .expect("proc")
+            .gid();
+        for d in [root.path(), dir.as_path()] {
+            assert_eq!(mode(d), 0o710, "{}", d.display());
+            assert_eq!(std::fs::metadata(d).expect("stat").gid(), server_gid);
+        }
+        // Another local user can neither list the root nor enter a sandbox.
+        for (what, args) in [
+            (
+                "list",
+                vec!["ls".to_owned(), root.path().display().to_string()],
+            ),
+            (
+                "enter",
+                vec!["ls".to_owned(), dir.join("pgdata").display().to_string()],
+            ),
+        ] {
+            let output = std::process::Command::new("setpriv")
+                .args(["--reuid=54321", "--regid=54321", "--clear-groups"])
+                .args(&args)
+                .output()
+                .expect("setpriv");
+            assert!(!output.status.success(), "another user could {what}");
+        }
+    } else {
+        assert_eq!(server_uid, me);
+        for d in [root.path(), dir.as_path()] {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+        }
+    }
+    sandbox.destroy().await;
+    assert_nothing_left(root.path());
+}
+
+/// A backup whose one huge value needs more memory than the sandbox's server may have ends
+/// `restore_rejected` (out of memory, never the value) and leaves nothing behind.
+#[tokio::test]
+async fn a_restore_that_outgrows_the_memory_limit_is_rejected_and_leaves_nothing() {
+    use restorable_pipeline::sandbox::process::SandboxLimits;
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut settings = String::from(SETTINGS);
+    settings.push_str("HUGE,");
+    settings.push_str(&"m".repeat(400 << 20));
+    settings.push('\n');
+    let archive = archive_with(&[("parameter", &settings)], "pw-for-the-test-archive");
+    drop(settings);
+    let sandboxes = ProcessSandboxes::discover(root.path())
+        .expect("discover")
+        .with_limits(SandboxLimits {
+            memory_bytes: 384 << 20,
+            ..SandboxLimits::default()
+        });
+    let failure = restorable_pipeline::sandbox::restore_test(
+        &sandboxes,
+        archive,
+        &secrecy::SecretString::from("pw-for-the-test-archive"),
+        &restorable_domain::ladder::ManifestCounts::default(),
+        Duration::from_secs(120),
+    )
+    .await
+    .expect_err("over the memory limit");
+    assert_eq!(
+        failure.reason(),
+        FailureReason::RestoreRejected,
+        "{failure}"
+    );
+    let text = failure.to_string();
+    assert!(!text.contains("mmmmmmmm"), "the value leaked: {text:.200}");
+    assert!(
+        text.contains("out_of_memory") || text.contains("54000"),
+        "not ended by the memory limit: {text}"
+    );
+    assert_nothing_left(root.path());
+}

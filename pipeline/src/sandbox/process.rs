@@ -72,6 +72,9 @@ const MAX_FILE_BYTES: u64 = 2 << 30;
 /// created, so only a process killed between the two leaves one without; this is generous.
 pub const UNMARKED_LEFTOVER_AGE: Duration = Duration::from_secs(10 * 60);
 
+/// The name of the per-user parent of the default sandbox roots, before the uid.
+const SANDBOX_PARENT_PREFIX: &str = "restorable-sandboxes-";
+
 /// The sandbox root of the installation whose data directory is `data_dir`:
 /// `$TMPDIR/restorable-sandboxes-<uid>/<16 hex digits of SHA-256 of the data directory's path>`.
 /// One root per installation, so sweeping leftovers never touches another one's sandboxes, and
@@ -82,31 +85,69 @@ pub fn sandbox_root(data_dir: &Path) -> PathBuf {
     let digest = Sha256::digest(absolute.to_string_lossy().as_bytes());
     std::env::temp_dir()
         .join(format!(
-            "restorable-sandboxes-{}",
+            "{SANDBOX_PARENT_PREFIX}{}",
             effective_uid().unwrap_or(u32::MAX)
         ))
         .join(&hex::encode(digest)[..16])
 }
 
-/// Creates `root` (and its parent when missing) with mode 0711: the unprivileged server user
-/// may pass through to its own sandbox, but not list the others. Both are checked first (see
-/// [`check_root`]): a root another user prepared is refused, never used or chmod-ed.
-fn create_root(root: &Path) -> std::io::Result<()> {
+/// Creates `root` (and its parent when missing), checks both (see [`check_root`]: a root
+/// another user prepared is refused, never used or chmod-ed), then seals them with
+/// [`private_mode`]: nobody but this user — and, as root, the sandbox user's group, so the
+/// server can pass through to its own cluster — may enter, and nobody else may list them.
+fn create_root(root: &Path, server_gid: Option<u32>) -> std::io::Result<()> {
     if let Some(parent) = root.parent() {
         create_private_dir(parent)?;
     }
     create_private_dir(root)?;
     check_root(root)?;
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
+    // Only a parent of our own making ([`sandbox_root`]'s `restorable-sandboxes-<uid>`): never
+    // chmod a directory the root was merely placed in (`/tmp`, `/var/lib`, ...).
+    let ours = |p: &&Path| {
+        is_ours(p)
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(SANDBOX_PARENT_PREFIX))
+    };
+    if let Some(parent) = root.parent().filter(ours) {
+        seal(parent, server_gid)?;
+    }
+    seal(root, server_gid)
 }
 
-/// Creates `dir` if it is missing (mode 0711, as this user); an existing one is left as it is.
+/// Creates `dir` if it is missing (mode 0700, as this user); an existing one is left as it is.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o711).create(dir) {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         other => other,
     }
+}
+
+/// Whether `dir` (not followed if a link) belongs to this user.
+fn is_ours(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && Some(m.uid()) == effective_uid())
+}
+
+/// 0700 when the server runs as this user (rootless); as root, 0710 with the server user's
+/// group, so only that group may pass through (never list) on the way to its cluster.
+fn private_mode(server_gid: Option<u32>) -> u32 {
+    if server_gid.is_some() {
+        0o710
+    } else {
+        0o700
+    }
+}
+
+/// Gives a directory of ours its [`private_mode`] (and, as root, the server user's group).
+fn seal(dir: &Path, server_gid: Option<u32>) -> std::io::Result<()> {
+    if let Some(gid) = server_gid {
+        std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    }
+    std::fs::set_permissions(
+        dir,
+        std::fs::Permissions::from_mode(private_mode(server_gid)),
+    )
 }
 
 /// Checks that `root` can be trusted with root's deletions and chmods: itself a real directory
@@ -166,11 +207,12 @@ pub fn check_root(root: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Creates a sandbox directory of ours with mode 0711: the unprivileged server user may pass
-/// through to `pgdata/` and `socket/`, but cannot change the owner marker.
-fn create_owned_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+/// Creates a sandbox directory of ours, sealed by [`seal`]: the server user may pass through
+/// to `pgdata/` and `socket/`, but cannot change the owner marker.
+fn create_owned_dir(dir: &Path, server_gid: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    seal(dir, server_gid)
 }
 
 /// The resources one sandbox may use.
@@ -180,15 +222,37 @@ pub struct SandboxLimits {
     pub disk_bytes: u64,
     /// Address space of each server process (`RLIMIT_AS`).
     pub memory_bytes: u64,
+    /// Processes of the server (`RLIMIT_NPROC`, counted inside the sandbox's own user
+    /// namespace, so other processes of the same user never count against it).
+    pub processes: u64,
 }
 
 impl Default for SandboxLimits {
-    /// 16 GiB of disk, 4 GiB of memory per server process.
+    /// 16 GiB of disk, 4 GiB of memory per server process, 64 processes.
     fn default() -> Self {
         Self {
             disk_bytes: 16 << 30,
             memory_bytes: 4 << 30,
+            processes: 64,
         }
+    }
+}
+
+/// Where the sandboxes of an installation live and, when the service runs as root, which
+/// unprivileged user their servers run as (PostgreSQL refuses root).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxPlacement {
+    /// The sandbox root; `None`: [`sandbox_root`] of the data directory.
+    pub dir: Option<PathBuf>,
+    /// The server user when running as root; `None`: `nobody`. A dedicated system user (e.g.
+    /// `restorable-sandbox`, no login, no home) shares its files with no other service.
+    pub user: Option<String>,
+}
+
+impl SandboxPlacement {
+    /// The sandbox root of the installation whose data directory is `data_dir`.
+    pub fn root(&self, data_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| sandbox_root(data_dir))
     }
 }
 
@@ -226,6 +290,10 @@ pub struct ProcessSandboxes {
     pg_bin: PathBuf,
     /// The unprivileged user the cluster runs as, when we are root (PostgreSQL refuses root).
     run_as: Option<(u32, u32)>,
+    /// Whether the server gets a user namespace of its own (always when rootless; as root when
+    /// the kernel lets the sandbox user make one). Without it (root only), the network
+    /// namespace is root's and the process limit counts all of the sandbox user's processes.
+    own_user_namespace: bool,
 }
 
 fn provision_error(what: &str, detail: impl std::fmt::Display) -> RestoreFailure {
@@ -258,28 +326,45 @@ fn find_pg_bin() -> Result<PathBuf, RestoreFailure> {
         .ok_or_else(|| provision_error("no PostgreSQL server binaries", "install postgresql"))
 }
 
-/// uid and gid of `nobody` from /etc/passwd.
-fn nobody() -> Result<(u32, u32), RestoreFailure> {
+/// uid and gid of the user `name` from /etc/passwd; root is never a sandbox user.
+fn system_user(name: &str) -> Result<(u32, u32), RestoreFailure> {
     let passwd = std::fs::read_to_string("/etc/passwd")
         .map_err(|e| provision_error("reading /etc/passwd", e))?;
-    passwd
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields.first() == Some(&"nobody") && fields.len() > 3)
-                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
-                .flatten()
-        })
-        .ok_or_else(|| {
-            provision_error("no 'nobody' user", "needed to run the sandbox unprivileged")
-        })
+    let found = passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.first() == Some(&name) && fields.len() > 3)
+            .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+            .flatten()
+    });
+    match found {
+        Some((0, _)) => Err(provision_error(
+            &format!("the sandbox user {name:?} is root"),
+            "the restore sandbox must run as an unprivileged user",
+        )),
+        Some(ids) => Ok(ids),
+        None => Err(provision_error(
+            &format!("no user {name:?}"),
+            "needed to run the sandbox unprivileged (create it, or set [sandbox] user)",
+        )),
+    }
 }
 
-/// Whether this (non-root) user may make the user and network namespaces a rootless sandbox
-/// runs in; if not, exactly which setting forbids it — never a silent fall-back to less
-/// isolation.
-fn check_user_namespaces() -> Result<(), RestoreFailure> {
-    let output = std::process::Command::new("unshare")
+/// Whether this (non-root) user — or, as root, the sandbox user `run_as` — may make the user
+/// and network namespaces a sandbox runs in; if not, exactly which setting forbids it — never a
+/// silent fall-back to less isolation.
+fn check_user_namespaces(run_as: Option<(u32, u32)>) -> Result<(), RestoreFailure> {
+    let mut command = std::process::Command::new(if run_as.is_some() {
+        "setpriv"
+    } else {
+        "unshare"
+    });
+    if let Some((uid, gid)) = run_as {
+        command
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .args(["--clear-groups", "--", "unshare"]);
+    }
+    let output = command
         .args(["--user", "--map-current-user", "--net", "--", "true"])
         .stdin(Stdio::null())
         .output()
@@ -336,23 +421,70 @@ fn effective_uid() -> Option<u32> {
 }
 
 impl ProcessSandboxes {
-    /// Process sandboxes kept under `root`, with the machine's PostgreSQL.
+    /// Process sandboxes kept under `root`, with the machine's PostgreSQL; as root, their
+    /// servers run as `nobody`.
     ///
     /// # Errors
-    /// [`RestoreFailure::Provision`] when PostgreSQL or the `nobody` user is missing.
+    /// [`RestoreFailure::Provision`] when PostgreSQL or the `nobody` user is missing, or (not
+    /// root) user namespaces are unavailable.
     pub fn discover(root: impl Into<PathBuf>) -> Result<Self, RestoreFailure> {
-        let run_as = if is_root() {
-            Some(nobody()?)
+        Self::discover_as(root, None)
+    }
+
+    /// As [`Self::discover`], with the server user (as root) `user` instead of `nobody`.
+    ///
+    /// # Errors
+    /// As [`Self::discover`]; also when `user` does not exist or is root.
+    pub fn discover_as(
+        root: impl Into<PathBuf>,
+        user: Option<&str>,
+    ) -> Result<Self, RestoreFailure> {
+        let (run_as, own_user_namespace) = if is_root() {
+            let ids = system_user(user.unwrap_or("nobody"))?;
+            let own = match check_user_namespaces(Some(ids)) {
+                Ok(()) => true,
+                Err(failure) => {
+                    tracing::warn!(
+                        %failure,
+                        "the restore sandbox's server gets root's network namespace, not a user \
+                         namespace of its own: its process limit counts every process of its user"
+                    );
+                    false
+                }
+            };
+            (Some(ids), own)
         } else {
-            check_user_namespaces()?;
-            None
+            check_user_namespaces(None)?;
+            (None, true)
         };
         Ok(Self {
             root: root.into(),
             pg_bin: find_pg_bin()?,
             run_as,
+            own_user_namespace,
             limits: SandboxLimits::default(),
         })
+    }
+
+    /// What isolates these sandboxes, for `restorable doctor`.
+    pub fn describe(&self) -> String {
+        let who = match self.run_as {
+            None => format!("as uid {} (rootless)", effective_uid().unwrap_or(u32::MAX)),
+            Some((uid, _)) => format!("as uid {uid}"),
+        };
+        let namespaces = if self.own_user_namespace {
+            "own user + network namespace"
+        } else {
+            "own network namespace"
+        };
+        format!(
+            "process sandbox {who}, {namespaces}, under {}; limits: disk {} MiB, memory {} MiB \
+             per process, {} processes",
+            self.root.display(),
+            self.limits.disk_bytes >> 20,
+            self.limits.memory_bytes >> 20,
+            self.limits.processes
+        )
     }
 
     /// The same sandboxes with other PostgreSQL server binaries.
@@ -410,11 +542,48 @@ impl ProcessSandboxes {
         command.arg("--");
     }
 
+    /// The namespaces and identity of the server, up to the `prlimit` it runs under:
+    /// - rootless: `unshare --user --map-current-user --net -- setpriv --pdeathsig KILL --`
+    ///   (a user namespace mapping this user to itself lets it own a network namespace);
+    /// - root, with a user namespace: `setpriv <user> -- unshare --user --map-current-user
+    ///   --net -- setpriv --pdeathsig KILL --` (the same, made by the sandbox user, so the
+    ///   process limit counts only the sandbox's processes);
+    /// - root, without: `unshare --net -- setpriv --pdeathsig KILL <user> --`.
+    ///
+    /// The parent-death signal is set last, since entering a user namespace clears it.
+    fn server_command(&self) -> Command {
+        let mut server;
+        match self.run_as {
+            Some((uid, gid)) if self.own_user_namespace => {
+                server = Command::new("setpriv");
+                server
+                    .arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .args(["--clear-groups", "--", "unshare"])
+                    .args(["--user", "--map-current-user", "--net", "--", "setpriv"])
+                    .args(["--pdeathsig", "KILL", "--"]);
+            }
+            Some(_) => {
+                server = Command::new("unshare");
+                server.args(["--net", "--", "setpriv"]);
+                self.unprivileged(&mut server);
+            }
+            None => {
+                server = Command::new("unshare");
+                server.args(["--user", "--map-current-user", "--net", "--", "setpriv"]);
+                self.unprivileged(&mut server);
+            }
+        }
+        server
+    }
+
     async fn start(&self, sandbox: &mut ProcessSandbox) -> Result<(), RestoreFailure> {
-        create_root(&self.root).map_err(|e| provision_error("creating the sandbox root", e))?;
+        let server_gid = self.run_as.map(|(_, gid)| gid);
+        create_root(&self.root, server_gid)
+            .map_err(|e| provision_error("creating the sandbox root", e))?;
         let pgdata = sandbox.dir.join("pgdata");
         let socket = sandbox.dir.join("socket");
-        create_owned_dir(&sandbox.dir)
+        create_owned_dir(&sandbox.dir, server_gid)
             .map_err(|e| provision_error("creating the sandbox directory", e))?;
         Owner::current()
             .and_then(|owner| owner.write_marker(&sandbox.dir))
@@ -471,19 +640,13 @@ impl ProcessSandboxes {
 
         let log = std::fs::File::create(sandbox.dir.join("server.log"))
             .map_err(|e| provision_error("creating the server log", e))?;
-        let mut server = Command::new("unshare");
-        if self.run_as.is_none() {
-            // Rootless: a user namespace mapping this user to itself lets it own a network
-            // namespace; PostgreSQL still runs as this (non-root) user.
-            server.args(["--user", "--map-current-user"]);
-        }
-        server.arg("--net").arg("--").arg("setpriv");
-        self.unprivileged(&mut server);
+        let mut server = self.server_command();
         server
             .arg("prlimit")
             .arg(format!("--fsize={MAX_FILE_BYTES}"))
             .arg("--nofile=1024")
             .arg(format!("--as={}", self.limits.memory_bytes))
+            .arg(format!("--nproc={}", self.limits.processes))
             .arg("--")
             .arg(self.pg_bin.join("postgres"))
             .arg("-D")
@@ -755,6 +918,8 @@ fn sqlstate_name(code: &str) -> &'static str {
         "22P02" => "invalid_text_representation",
         "22P04" => "bad_copy_file_format",
         "53100" => "disk_full",
+        "53200" => "out_of_memory",
+        "53300" => "too_many_connections",
         "54000" => "program_limit_exceeded",
         "57014" => "query_canceled",
         _ => "database error",

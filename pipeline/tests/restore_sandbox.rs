@@ -795,3 +795,54 @@ async fn a_restore_that_outgrows_the_memory_limit_is_rejected_and_leaves_nothing
     );
     assert_nothing_left(root.path());
 }
+
+/// Every sandbox rule holds for an ordinary user too (the rootless branch: a user namespace of
+/// the sandbox's own, 0700 directories). Run as root (CI), this runs a copy of this very test
+/// binary as `nobody` with the tests that need nothing but the sandbox; run as anyone else,
+/// those tests above already are that proof.
+#[test]
+fn the_sandbox_tests_pass_as_an_unprivileged_user() {
+    if !rustix_is_root() {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let binary = home.path().join("restore_sandbox");
+    std::fs::copy(std::env::current_exe().expect("this test binary"), &binary)
+        .expect("copy the test binary");
+    for path in [home.path(), binary.as_path()] {
+        std::os::unix::fs::chown(path, Some(65534), Some(65534)).expect("chown");
+    }
+    let tests = [
+        "a_minimal_valid_database_restores",
+        "data_that_does_not_load_is_restore_rejected",
+        "the_sandbox_server_is_sealed_against_other_local_users",
+        "the_sandbox_server_runs_under_its_limits_in_its_own_namespaces",
+        "a_restore_that_outgrows_the_memory_limit_is_rejected_and_leaves_nothing",
+        "a_restore_that_outgrows_the_disk_budget_is_rejected_and_leaves_nothing",
+        "a_restore_past_its_time_limit_fails_with_restore_timeout_and_leaves_nothing",
+        "a_sandbox_root_prepared_by_another_user_is_refused_and_nothing_outside_is_touched",
+        "a_sweep_never_follows_a_symbolic_link",
+    ];
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&binary)
+        .args(tests)
+        .args(["--exact", "--test-threads=2"])
+        .env("HOME", home.path())
+        .env("TMPDIR", home.path())
+        .current_dir(home.path())
+        .output()
+        .expect("run the sandbox tests as nobody");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the sandbox tests failed as nobody:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let passed = stdout.matches("... ok").count();
+    assert_eq!(
+        passed,
+        tests.len(),
+        "not every test ran as nobody:\n{stdout}"
+    );
+}

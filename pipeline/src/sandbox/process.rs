@@ -1,20 +1,23 @@
 //! The process sandbox (the restore sandbox adapter that runs here). Each restore test gets:
 //! - a fresh network namespace (`unshare --net`): only a downed loopback inside, so nothing in
-//!   the sandbox can reach the live PBX, the host's services or the internet. As root the
-//!   server runs as `nobody`; as any other user it runs as that user inside a fresh user
-//!   namespace that maps the user to itself (`unshare --user --map-current-user --net`), so
-//!   Restore-Tested needs no privilege. Where the kernel forbids unprivileged user namespaces,
-//!   discovery (at start-up and in `doctor`) fails naming the sysctl to change;
-//! - a throwaway PostgreSQL cluster (`initdb` into a fresh directory, run as the unprivileged
-//!   `nobody` user, listening on a Unix socket only) with database `database_single` and the
-//!   3CX-shaped schema of [`super::schema`];
+//!   the sandbox can reach the live PBX, the host's services or the internet. The server runs
+//!   inside a fresh user namespace that maps its user to itself (`unshare --user
+//!   --map-current-user --net`): as any non-root user, as that user, so Restore-Tested needs
+//!   no privilege; as root, as `nobody` (or the configured [`SandboxPlacement::user`]), which
+//!   makes the namespaces after dropping root (see [`ProcessSandboxes::describe`]). Where the
+//!   kernel forbids unprivileged user namespaces, discovery (at start-up and in `doctor`) fails
+//!   naming the sysctl to change (as root: the server keeps root's user namespace, logged);
+//! - a throwaway PostgreSQL cluster (`initdb` into a fresh directory, run as the server user,
+//!   listening on a Unix socket only) with database `database_single` and the 3CX-shaped
+//!   schema of [`super::schema`];
 //! - the backup's `DbTables/*.csv` streamed into it with `COPY`, straight out of the decrypted
 //!   archive (no plaintext copy of the archive is ever written);
 //! - limits ([`SandboxLimits`], from the config): the caller's time limit; a disk budget for the
 //!   whole sandbox, watched while the restore runs (over it, the restore ends
 //!   `restore_rejected` and the sandbox is destroyed); the server's memory (`RLIMIT_AS` per
-//!   process), its largest file (`RLIMIT_FSIZE`) and open files; its process count bounded by
-//!   its own settings (8 connections, 2 background workers, no parallel workers, no autovacuum);
+//!   process), processes (`RLIMIT_NPROC`, counted in its user namespace), largest file
+//!   (`RLIMIT_FSIZE`) and open files; and its own settings (8 connections, 2 background
+//!   workers, no parallel workers, no autovacuum);
 //! - a sealed server: its socket directory and socket are 0700 (owned by the server user), and
 //!   every connection needs the sandbox's own random password (SCRAM; never `trust`), which only
 //!   this process knows — another local user can neither reach the socket nor log in;
@@ -22,11 +25,13 @@
 //!   constraint, SQLSTATE and input line, never a row's values (they would land in the
 //!   immutable history, the UI and alerts).
 //!
-//! Everything of one sandbox lives under `<root>/<id>/`; the root of an installation is
-//! [`sandbox_root`] — outside its data directory, which may be private, since the unprivileged
-//! server user must be able to reach its own cluster. `<id>/` itself belongs to the process that
-//! made it (the server user only gets `pgdata/` and `socket/` inside it), and before anything
-//! else it receives the owner marker of [`super::owner`]: pid, process start time and boot id.
+//! Everything of one sandbox lives under `<root>/<id>/` (`<id>` random); the root of an
+//! installation is [`SandboxPlacement::root`] — by default [`sandbox_root`], outside its data
+//! directory, which may be private, since the unprivileged server user must be able to reach its
+//! own cluster. The root and `<id>/` are 0700 when rootless, 0710 with the server user's group
+//! as root (it may pass through, never list). `<id>/` belongs to the process that made it (the
+//! server user only gets `pgdata/` and `socket/` inside it), and before anything else it
+//! receives the owner marker of [`super::owner`]: pid, process start time and boot id.
 //!
 //! The server is started with a parent-death signal, so a worker killed mid-test takes its
 //! sandbox server down with it. [`ProcessSandboxes::sweep_leftovers`] then removes its directory

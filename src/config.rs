@@ -19,6 +19,11 @@
 //! webhook_secret_env = "ACME_WEBHOOK_SECRET"   # required with webhook_url: webhooks are signed
 //! email_to = ["ops@acme.example"]              # needs [smtp]
 //!
+//! [operations_alerts]           # the operator's routes: dead letters, a held relay (same keys)
+//! webhook_url = "https://hooks.ops.example/restorable"
+//! webhook_secret_env = "OPS_WEBHOOK_SECRET"
+//! email_to = ["oncall@example.com"]
+//!
 //! [deadlines]                   # how long a cycle may stand on a rung before the watchdog
 //! capture = { minutes = 30, per_gib = 10 }     # fails it stage_timeout: minutes, plus
 //! secure = { minutes = 10, per_gib = 5 }       # per_gib minutes per GiB of backup
@@ -88,6 +93,7 @@ struct FileSettings {
     smtp: Option<FileSmtp>,
     #[serde(default)]
     alert_routes: HashMap<String, FileAlertRoute>,
+    operations_alerts: Option<FileAlertRoute>,
     deadlines: Option<FileDeadlines>,
     verify: Option<FileVerify>,
     pbx: Option<FilePbx>,
@@ -309,7 +315,8 @@ struct FileSmtp {
     starttls: Option<bool>,
 }
 
-/// `[alert_routes.<tenant>]`: where a tenant's alerts go.
+/// `[alert_routes.<tenant>]`: where a tenant's alerts go; `[operations_alerts]`: where the
+/// operator's go.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileAlertRoute {
@@ -332,7 +339,33 @@ fn secret_from_env(
     }
 }
 
-/// `[smtp]` and `[alert_routes.*]`, secrets read through `env`.
+/// One `[alert_routes.<tenant>]` or `[operations_alerts]` section (named `section`), its
+/// webhook secret read through `env`.
+fn section_routes(
+    section: &str,
+    route: &FileAlertRoute,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TenantRoutes> {
+    let webhook = match (&route.webhook_url, &route.webhook_secret_env) {
+        (Some(url), Some(name)) => Some(WebhookRoute {
+            url: url.clone(),
+            secret: secret_from_env(&format!("{section}.webhook_secret_env"), name, env)?,
+        }),
+        (None, None) => None,
+        (Some(_), None) => bail!(
+            "{section}.webhook_secret_env is required with webhook_url: webhooks are always signed"
+        ),
+        (None, Some(_)) => {
+            bail!("{section}.webhook_secret_env is set but webhook_url is not")
+        }
+    };
+    Ok(TenantRoutes {
+        webhook,
+        email_to: route.email_to.clone(),
+    })
+}
+
+/// `[smtp]`, `[alert_routes.*]` and `[operations_alerts]`, secrets read through `env`.
 fn alert_routes(file: &FileSettings, env: &dyn Fn(&str) -> Option<String>) -> Result<AlertRoutes> {
     let smtp = match &file.smtp {
         None => None,
@@ -361,33 +394,20 @@ fn alert_routes(file: &FileSettings, env: &dyn Fn(&str) -> Option<String>) -> Re
         let route = &file.alert_routes[slug];
         let tenant = TenantId::new(slug)
             .with_context(|| format!("alert_routes: {slug:?} is not a tenant id"))?;
-        let webhook = match (&route.webhook_url, &route.webhook_secret_env) {
-            (Some(url), Some(name)) => Some(WebhookRoute {
-                url: url.clone(),
-                secret: secret_from_env(
-                    &format!("alert_routes.{slug}.webhook_secret_env"),
-                    name,
-                    env,
-                )?,
-            }),
-            (None, None) => None,
-            (Some(_), None) => bail!(
-                "alert_routes.{slug}.webhook_secret_env is required with webhook_url: \
-                 webhooks are always signed"
-            ),
-            (None, Some(_)) => {
-                bail!("alert_routes.{slug}.webhook_secret_env is set but webhook_url is not")
-            }
-        };
         tenants.insert(
             tenant,
-            TenantRoutes {
-                webhook,
-                email_to: route.email_to.clone(),
-            },
+            section_routes(&format!("alert_routes.{slug}"), route, env)?,
         );
     }
-    let routes = AlertRoutes { smtp, tenants };
+    let operations = match &file.operations_alerts {
+        Some(route) => Some(section_routes("operations_alerts", route, env)?),
+        None => None,
+    };
+    let routes = AlertRoutes {
+        smtp,
+        tenants,
+        operations,
+    };
     routes.check().map_err(|e| anyhow!("{e}"))?;
     Ok(routes)
 }
@@ -689,6 +709,36 @@ email_to = ["noc@globex.example"]
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(routes_from("").expect("none").tenants.is_empty());
+        assert!(routes_from("").expect("none").operations.is_none());
+    }
+
+    #[test]
+    fn the_operators_routes_are_their_own_section() {
+        use secrecy::ExposeSecret;
+        let routes = routes_from(&format!(
+            "{ROUTES}\n[operations_alerts]\nwebhook_url = \"https://hooks.ops.example/r\"\n\
+             webhook_secret_env = \"TEST_ACME_SECRET\"\nemail_to = [\"oncall@ops.example\"]\n"
+        ))
+        .expect("routes");
+        let operations = routes.operations.as_ref().expect("operations routes");
+        let webhook = operations.webhook.as_ref().expect("webhook");
+        assert_eq!(webhook.url, "https://hooks.ops.example/r");
+        assert_eq!(webhook.secret.expose_secret(), "acme-secret-value");
+        assert_eq!(operations.email_to, ["oncall@ops.example"]);
+        assert_eq!(routes.tenants.len(), 2, "no tenant of that name");
+        for (text, named) in [
+            (
+                "[operations_alerts]\nwebhook_url = \"https://h/x\"\n",
+                "operations_alerts.webhook_secret_env",
+            ),
+            (
+                "[operations_alerts]\nemail_to = [\"oncall@ops.example\"]\n",
+                "operations_alerts.email_to",
+            ),
+        ] {
+            let error = routes_from(text).expect_err("refused");
+            assert!(format!("{error:#}").contains(named), "{text}: {error:#}");
+        }
     }
 
     #[test]

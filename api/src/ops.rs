@@ -103,6 +103,17 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
         }
         Err(error) => tracing::warn!(%error, "/metrics: counting the dead letters failed"),
     }
+    match state.pipeline.store.operations_alerts(true).await {
+        Ok(open) => {
+            let _ = writeln!(
+                text,
+                "# HELP restorable_operations_alerts_open Operations alerts raised and not resolved (dead letters, a held relay)."
+            );
+            let _ = writeln!(text, "# TYPE restorable_operations_alerts_open gauge");
+            let _ = writeln!(text, "restorable_operations_alerts_open {}", open.len());
+        }
+        Err(error) => tracing::warn!(%error, "/metrics: listing the operations alerts failed"),
+    }
     let held = restorable_pipeline::nats::relay::HELD.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
         text,

@@ -458,6 +458,11 @@ async fn dead_letters_are_for_administrators_of_every_tenant_and_counted_in_metr
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE restorable_dead_letters_pending gauge"));
+    assert!(
+        metric(&metrics, "restorable_operations_alerts_open")
+            .is_some_and(|open| open.parse::<u64>().is_ok()),
+        "{metrics}"
+    );
 
     // Replayed letters are no longer pending.
     store

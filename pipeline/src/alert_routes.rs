@@ -39,6 +39,13 @@
 //! killed process — and delivers them again, under the same delivery id (receivers drop
 //! repeats). A redelivered event whose row exists is left to its lease holder.
 //!
+//! **Operations alerts** ([`crate::operations_alerts`]: a consumer's dead letters, a held
+//! relay) take the same routes and the same leased, resumable rows, but the operator's:
+//! `[operations_alerts]` ([`AlertRoutes::operations`]) and [`OPERATIONS_SUBJECT`], never a
+//! tenant's. Their document is an [`OperationsMessage`] (`scope: "operations"`), the webhook's
+//! event header `OperationsAlertRaised` / `OperationsAlertResolved`, the delivery id
+//! `operations/<condition>:<2 × number, + 1 for the resolution>`.
+//!
 //! **No secrets.** The webhook secret and the SMTP password are [`SecretString`]s (redacted in
 //! `Debug`), never in a message, a log line or an error; logs show a webhook URL without its
 //! credentials, query or fragment ([`redact_url`]). Alert events themselves carry none.
@@ -69,11 +76,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Pipeline;
 use crate::stages::alerts::alert_subject;
-use crate::store::{LoggedEvent, PendingDelivery, Store, StoreError};
+use crate::store::{
+    delivery_row, LoggedEvent, OperationsAlert, PendingDelivery, Store, StoreError, OPERATIONS_ROWS,
+};
 use crate::transport::Consumer;
 
 /// How often [`AlertDelivery::resume_until`] looks for deliveries to take over.
 pub const RESUME_EVERY: Duration = Duration::from_secs(30);
+/// The NATS subject operations alerts are published on (outside `restorable.alerts.<tenant>`,
+/// so no tenant's subscription sees them).
+pub const OPERATIONS_SUBJECT: &str = "restorable.operations.alerts";
 /// The aggregate whose events are delivered.
 pub const AGGREGATE_TYPE: &str = "InstanceAlerts";
 /// The header carrying the body's signature: `sha256=<lowercase hex>`.
@@ -206,6 +218,10 @@ pub struct AlertRoutes {
     pub smtp: Option<SmtpRelay>,
     /// Routes by tenant.
     pub tenants: HashMap<TenantId, TenantRoutes>,
+    /// The service operator's routes (`[operations_alerts]`): operations alerts — dead letters,
+    /// a held relay ([`crate::operations_alerts`]) — go here and to [`OPERATIONS_SUBJECT`],
+    /// never to a tenant.
+    pub operations: Option<TenantRoutes>,
 }
 
 fn invalid(what: impl Into<String>, detail: impl Into<String>) -> AlertRouteError {
@@ -257,40 +273,43 @@ impl AlertRoutes {
         let mut tenants: Vec<_> = self.tenants.iter().collect();
         tenants.sort_by(|a, b| a.0.cmp(b.0));
         for (tenant, routes) in tenants {
-            if let Some(webhook) = &routes.webhook {
-                let what = format!("alert_routes.{tenant}.webhook_url");
-                let url = reqwest::Url::parse(&webhook.url)
-                    .map_err(|e| invalid(&what, format!("{}: {e}", redact_url(&webhook.url))))?;
-                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                    return Err(invalid(
-                        &what,
-                        format!(
-                            "{} is not an http:// or https:// URL",
-                            redact_url(&webhook.url)
-                        ),
-                    ));
-                }
-                if webhook.secret.expose_secret().is_empty() {
-                    return Err(invalid(
-                        format!("alert_routes.{tenant}.webhook_secret"),
-                        "is empty",
-                    ));
-                }
-            }
-            for address in &routes.email_to {
-                address.parse::<Mailbox>().map_err(|e| {
-                    invalid(
-                        format!("alert_routes.{tenant}.email_to"),
-                        format!("{address:?}: {e}"),
-                    )
-                })?;
-            }
-            if !routes.email_to.is_empty() && self.smtp.is_none() {
+            self.check_routes(&format!("alert_routes.{tenant}"), routes)?;
+        }
+        if let Some(routes) = &self.operations {
+            self.check_routes("operations_alerts", routes)?;
+        }
+        Ok(())
+    }
+
+    /// Checks one set of routes, its settings named under `section`.
+    fn check_routes(&self, section: &str, routes: &TenantRoutes) -> Result<(), AlertRouteError> {
+        if let Some(webhook) = &routes.webhook {
+            let what = format!("{section}.webhook_url");
+            let url = reqwest::Url::parse(&webhook.url)
+                .map_err(|e| invalid(&what, format!("{}: {e}", redact_url(&webhook.url))))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(invalid(
-                    format!("alert_routes.{tenant}.email_to"),
-                    "e-mail recipients need an [smtp] relay",
+                    &what,
+                    format!(
+                        "{} is not an http:// or https:// URL",
+                        redact_url(&webhook.url)
+                    ),
                 ));
             }
+            if webhook.secret.expose_secret().is_empty() {
+                return Err(invalid(format!("{section}.webhook_secret"), "is empty"));
+            }
+        }
+        for address in &routes.email_to {
+            address
+                .parse::<Mailbox>()
+                .map_err(|e| invalid(format!("{section}.email_to"), format!("{address:?}: {e}")))?;
+        }
+        if !routes.email_to.is_empty() && self.smtp.is_none() {
+            return Err(invalid(
+                format!("{section}.email_to"),
+                "e-mail recipients need an [smtp] relay",
+            ));
         }
         Ok(())
     }
@@ -455,6 +474,129 @@ impl AlertMessage {
     }
 }
 
+/// The JSON document an operations alert sends on every route: `scope` (always
+/// `operations`), `alert` (the title), `state` (`raised` / `resolved`), `alert_id`
+/// (`<condition>-<number>`), `condition`, `detail`, `raised_at`, `resolved_at` (`null` while
+/// raised). No tenant, no instance: it is about the service.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OperationsMessage {
+    /// Always `operations`: tells these apart from a tenant's alerts.
+    pub scope: &'static str,
+    /// `Dead Letters`, `Relay Held`.
+    pub alert: &'static str,
+    /// `raised` or `resolved`.
+    pub state: &'static str,
+    /// `<condition>-<number>`: the same in the raise and its resolution.
+    pub alert_id: String,
+    /// What it is about, e.g. `dead_letters:close` or `relay_held`.
+    pub condition: String,
+    /// What was seen when it was raised (error texts only).
+    pub detail: String,
+    /// When it was raised (RFC 3339).
+    pub raised_at: String,
+    /// When it was resolved (`resolved` only).
+    pub resolved_at: Option<String>,
+}
+
+impl OperationsMessage {
+    /// The message of `alert`: `resolved` once it has a `resolved_at`.
+    pub fn of(alert: &OperationsAlert) -> Self {
+        Self {
+            scope: "operations",
+            alert: alert.title(),
+            state: if alert.resolved_at.is_some() {
+                "resolved"
+            } else {
+                "raised"
+            },
+            alert_id: alert.alert_id(),
+            condition: alert.key.clone(),
+            detail: alert.detail.clone(),
+            raised_at: alert.raised_at.clone(),
+            resolved_at: alert.resolved_at.clone(),
+        }
+    }
+
+    /// `OperationsAlertRaised` or `OperationsAlertResolved` (the webhook's event header).
+    pub fn event_type(&self) -> &'static str {
+        if self.resolved_at.is_some() {
+            "OperationsAlertResolved"
+        } else {
+            "OperationsAlertRaised"
+        }
+    }
+
+    /// The JSON body (the bytes that are signed).
+    pub fn to_json(&self) -> Bytes {
+        // A struct of strings always serializes.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// The e-mail subject.
+    pub fn subject(&self) -> String {
+        let prefix = if self.resolved_at.is_some() {
+            "Resolved: "
+        } else {
+            ""
+        };
+        format!("[Restorable] {prefix}{} - operations", self.alert)
+    }
+
+    /// The e-mail body: one fact per line.
+    pub fn text(&self, delivery_id: &str) -> String {
+        let mut lines = vec![
+            format!("{} ({})", self.alert, self.state),
+            String::new(),
+            format!("Condition:   {}", self.condition),
+            format!("Detail:      {}", self.detail),
+            format!("Raised at:   {}", self.raised_at),
+        ];
+        if let Some(at) = &self.resolved_at {
+            lines.push(format!("Resolved at: {at}"));
+        }
+        lines.push(format!("Alert id:    {}", self.alert_id));
+        lines.push(format!("Delivery:    {delivery_id}"));
+        lines.push(String::new());
+        lines.join("\r\n")
+    }
+}
+
+/// Whose routes a delivery takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Audience {
+    /// A tenant's (`[alert_routes.<tenant>]`, `restorable.alerts.<tenant>`).
+    Tenant(TenantId),
+    /// The service operator's (`[operations_alerts]`, [`OPERATIONS_SUBJECT`]).
+    Operations,
+}
+
+impl Audience {
+    /// The NATS subject it is published on.
+    fn subject(&self) -> String {
+        match self {
+            Audience::Tenant(tenant) => alert_subject(tenant.as_str()),
+            Audience::Operations => OPERATIONS_SUBJECT.to_owned(),
+        }
+    }
+
+    /// The section of the settings its routes come from.
+    fn section(&self) -> String {
+        match self {
+            Audience::Tenant(tenant) => format!("alert_routes.{tenant}"),
+            Audience::Operations => "operations_alerts".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Audience {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Audience::Tenant(tenant) => write!(f, "{tenant}"),
+            Audience::Operations => f.write_str("operations"),
+        }
+    }
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 fn mac(key: &[u8], body: &[u8]) -> HmacSha256 {
@@ -508,16 +650,66 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// One event ready to go out.
+/// One alert ready to go out.
 #[derive(Clone, Debug)]
 struct Delivery {
     /// `<aggregate id>:<sequence>`.
     id: String,
-    /// The aggregate (instance) and sequence of the event.
+    /// The aggregate (instance) and sequence of the event (of an operations alert:
+    /// [`delivery_row`]).
     instance_id: String,
     sequence: i64,
-    message: AlertMessage,
+    /// Whose routes it takes.
+    audience: Audience,
+    /// The alert's id (for logs).
+    alert_id: String,
+    /// The webhook's event header and NATS's `Restorable-Event-Type`.
+    event_type: &'static str,
+    /// The e-mail subject and body.
+    subject: String,
+    text: String,
+    /// The JSON document (the same on every route).
     body: Bytes,
+    /// Whether a row of `alert_deliveries` stands for it (deleted when the route is done).
+    recorded: bool,
+}
+
+impl Delivery {
+    /// A tenant's alert: event `sequence` of the `InstanceAlerts` aggregate `instance_id`.
+    fn of_tenant(message: &AlertMessage, instance_id: &str, sequence: i64) -> Self {
+        let id = format!("{instance_id}:{sequence}");
+        Self {
+            text: message.text(&id),
+            id,
+            instance_id: instance_id.to_owned(),
+            sequence,
+            audience: Audience::Tenant(message.tenant_id.clone()),
+            alert_id: message.alert_id.clone(),
+            event_type: message.event_type(),
+            subject: message.subject(),
+            body: message.to_json(),
+            recorded: true,
+        }
+    }
+
+    /// An operations alert's raise or resolution (its row: [`delivery_row`]).
+    fn of_operations(alert: &OperationsAlert, recorded: bool) -> Self {
+        let message = OperationsMessage::of(alert);
+        let (instance_id, sequence) = delivery_row(alert);
+        let id = format!("{instance_id}:{sequence}");
+        Self {
+            text: message.text(&id),
+            id,
+            instance_id,
+            sequence,
+            audience: Audience::Operations,
+            alert_id: message.alert_id.clone(),
+            event_type: message.event_type(),
+            subject: message.subject(),
+            body: message.to_json(),
+            recorded,
+        }
+    }
 }
 
 /// The outcome of one attempt that failed.
@@ -585,7 +777,7 @@ async fn post_webhook(
             .post(&webhook.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
-            .header(EVENT_HEADER, delivery.message.event_type())
+            .header(EVENT_HEADER, delivery.event_type)
             .header(DELIVERY_HEADER, &delivery.id)
             .body(delivery.body.clone())
             .send()
@@ -623,19 +815,19 @@ fn mail(relay: &SmtpRelay, to: &[String], delivery: &Delivery) -> Result<Message
         .map_err(|e| invalid("smtp.from", e.to_string()))?;
     let mut builder = Message::builder()
         .from(from)
-        .subject(delivery.message.subject())
+        .subject(delivery.subject.clone())
         .header(ContentType::TEXT_PLAIN);
     for address in to {
         let mailbox = address.parse::<Mailbox>().map_err(|e| {
             invalid(
-                format!("alert_routes.{}.email_to", delivery.message.tenant_id),
+                format!("{}.email_to", delivery.audience.section()),
                 format!("{address:?}: {e}"),
             )
         })?;
         builder = builder.to(mailbox);
     }
     builder
-        .body(delivery.message.text(&delivery.id))
+        .body(delivery.text.clone())
         .map_err(|e| AlertRouteError::Smtp {
             relay: relay.address(),
             detail: e.to_string(),
@@ -681,14 +873,14 @@ async fn send_mail(
 }
 
 async fn publish(client: &async_nats::Client, delivery: &Delivery) -> Result<(), AlertRouteError> {
-    let subject = alert_subject(delivery.message.tenant_id.as_str());
+    let subject = delivery.audience.subject();
     let nats_error = |detail: String| AlertRouteError::Nats {
         subject: subject.clone(),
         detail,
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", delivery.id.as_str());
-    headers.insert("Restorable-Event-Type", delivery.message.event_type());
+    headers.insert("Restorable-Event-Type", delivery.event_type);
     client
         .publish_with_headers(subject.clone(), headers, delivery.body.clone())
         .await
@@ -716,6 +908,7 @@ impl Drop for InFlight {
 type RouteWork = Pin<Box<dyn Future<Output = Result<(), AlertRouteError>> + Send>>;
 
 /// The consumer that delivers alerts to their routes (see the module documentation).
+#[derive(Clone)]
 pub struct AlertDelivery {
     store: Store,
     nats: Option<async_nats::Client>,
@@ -789,13 +982,21 @@ impl AlertDelivery {
         }
     }
 
-    /// The routes `tenant`'s alerts take from this process.
-    fn routes_for(&self, tenant: &TenantId) -> Vec<&'static str> {
+    /// The configured webhook and e-mail routes of `audience`.
+    fn routes_of(&self, audience: &Audience) -> Option<&TenantRoutes> {
+        match audience {
+            Audience::Tenant(tenant) => self.routes.tenants.get(tenant),
+            Audience::Operations => self.routes.operations.as_ref(),
+        }
+    }
+
+    /// The routes `audience`'s alerts take from this process.
+    fn routes_for(&self, audience: &Audience) -> Vec<&'static str> {
         let mut routes = Vec::new();
         if self.nats.is_some() {
             routes.push("nats");
         }
-        if let Some(tenant_routes) = self.routes.tenants.get(tenant) {
+        if let Some(tenant_routes) = self.routes_of(audience) {
             if tenant_routes.webhook.is_some() {
                 routes.push("webhook");
             }
@@ -824,18 +1025,14 @@ impl AlertDelivery {
                 Box::pin(async move { publish(&client, &owned).await }) as _
             }),
             "webhook" => self
-                .routes
-                .tenants
-                .get(&delivery.message.tenant_id)
+                .routes_of(&delivery.audience)
                 .and_then(|r| r.webhook.clone())
                 .map(|webhook| {
                     let (owned, policy) = (delivery.clone(), self.retry.clone());
                     Box::pin(async move { post_webhook(&webhook, &owned, &policy).await }) as _
                 }),
             "email" => self
-                .routes
-                .tenants
-                .get(&delivery.message.tenant_id)
+                .routes_of(&delivery.audience)
                 .filter(|r| !r.email_to.is_empty())
                 .map(|r| {
                     let (relay, to) = (self.routes.smtp.clone(), r.email_to.clone());
@@ -855,9 +1052,10 @@ impl AlertDelivery {
         };
         let store = self.store.clone();
         let id = delivery.id.clone();
-        let tenant = delivery.message.tenant_id.clone();
-        let alert_id = delivery.message.alert_id.clone();
-        let event_type = delivery.message.event_type();
+        let tenant = delivery.audience.to_string();
+        let alert_id = delivery.alert_id.clone();
+        let event_type = delivery.event_type;
+        let recorded = delivery.recorded;
         tokio::spawn(async move {
             let _guard = guard;
             match work {
@@ -872,6 +1070,9 @@ impl AlertDelivery {
                         tracing::warn!(route, delivery = %id, %tenant, %alert_id, event_type, %error, "alert not delivered");
                     }
                 },
+            }
+            if !recorded {
+                return;
             }
             if let Err(error) = store.end_delivery(&pending).await {
                 tracing::warn!(route, delivery = %id, %error, "delivery ended but its row stays; it will be made again");
@@ -891,6 +1092,10 @@ impl AlertDelivery {
             .await?;
         let mut history: Option<(String, Vec<LoggedEvent>)> = None;
         for pending in &taken {
+            if let Some(key) = pending.instance_id.strip_prefix(OPERATIONS_ROWS) {
+                self.resume_operations(key, pending).await?;
+                continue;
+            }
             if history
                 .as_ref()
                 .is_none_or(|(id, _)| *id != pending.instance_id)
@@ -914,13 +1119,8 @@ impl AlertDelivery {
             match (message, route) {
                 (Some(message), Some(route)) => {
                     tracing::info!(route, instance = %pending.instance_id, sequence = pending.sequence, "resuming an alert delivery");
-                    let delivery = Delivery {
-                        id: format!("{}:{}", pending.instance_id, pending.sequence),
-                        instance_id: pending.instance_id.clone(),
-                        sequence: pending.sequence,
-                        body: message.to_json(),
-                        message,
-                    };
+                    let delivery =
+                        Delivery::of_tenant(&message, &pending.instance_id, pending.sequence);
                     self.start(route, &delivery);
                 }
                 _ => {
@@ -930,6 +1130,111 @@ impl AlertDelivery {
             }
         }
         Ok(taken.len())
+    }
+
+    /// Resumes the delivery of an operations alert taken over from a stopped process.
+    async fn resume_operations(
+        &self,
+        key: &str,
+        pending: &PendingDelivery,
+    ) -> Result<(), StoreError> {
+        let (number, resolution) = (pending.sequence / 2, pending.sequence % 2 == 1);
+        let alert = self
+            .store
+            .operations_alert(key, number)
+            .await?
+            .filter(|alert| alert.resolved_at.is_some() || !resolution);
+        let route = ["nats", "webhook", "email"]
+            .into_iter()
+            .find(|r| *r == pending.route);
+        match (alert, route) {
+            (Some(mut alert), Some(route)) => {
+                if !resolution {
+                    // The raise as it was sent, even if it was resolved since.
+                    alert.resolved_at = None;
+                }
+                tracing::info!(
+                    route,
+                    condition = key,
+                    sequence = pending.sequence,
+                    "resuming an operations alert delivery"
+                );
+                self.start(route, &Delivery::of_operations(&alert, true));
+            }
+            _ => {
+                tracing::warn!(route = %pending.route, condition = key, sequence = pending.sequence, "pending operations alert delivery without its alert; dropped");
+                self.store.end_delivery(pending).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises the operations alert `key` unless it is open, and sends the raise to the
+    /// operator's routes and [`OPERATIONS_SUBJECT`] — recorded and leased in
+    /// `alert_deliveries` in the same transaction, like a tenant's alert, so a delivery cut off
+    /// by a stopped process is resumed. The alert if this call raised it (only the process
+    /// whose raise won sends it).
+    ///
+    /// # Errors
+    /// A store failure (nothing was raised or sent).
+    pub async fn raise_operations(
+        &self,
+        key: &str,
+        detail: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<OperationsAlert>, StoreError> {
+        let routes = self.routes_for(&Audience::Operations);
+        let raised = self
+            .store
+            .raise_operations_alert(key, detail, at, &routes, self.lease_from(Utc::now()))
+            .await?;
+        if let Some(alert) = &raised {
+            tracing::error!(condition = key, alert = %alert.alert_id(), %detail, "operations alert raised");
+            let delivery = Delivery::of_operations(alert, true);
+            for route in routes {
+                self.start(route, &delivery);
+            }
+        }
+        Ok(raised)
+    }
+
+    /// Resolves the open operations alert `key` and sends the resolution, as
+    /// [`AlertDelivery::raise_operations`] sends a raise; the alert if this call resolved it.
+    ///
+    /// # Errors
+    /// A store failure (nothing was resolved or sent).
+    pub async fn resolve_operations(
+        &self,
+        key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<OperationsAlert>, StoreError> {
+        let routes = self.routes_for(&Audience::Operations);
+        let resolved = self
+            .store
+            .resolve_operations_alert(key, at, &routes, self.lease_from(Utc::now()))
+            .await?;
+        if let Some(alert) = &resolved {
+            tracing::info!(condition = key, alert = %alert.alert_id(), "operations alert resolved");
+            let delivery = Delivery::of_operations(alert, true);
+            for route in routes {
+                self.start(route, &delivery);
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Sends an operations alert that could not be recorded (the store does not answer) to
+    /// the operator's routes, without rows: a process stopped meanwhile loses it.
+    pub fn send_operations_unrecorded(&self, alert: &OperationsAlert) {
+        let delivery = Delivery::of_operations(alert, false);
+        for route in self.routes_for(&delivery.audience) {
+            self.start(route, &delivery);
+        }
+    }
+
+    /// The store deliveries are recorded in.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Resumes deliveries cut off by stopped processes: at once, then every [`RESUME_EVERY`],
@@ -966,15 +1271,9 @@ impl Consumer for AlertDelivery {
         let Some(message) = self.message(&event).await? else {
             return Ok(());
         };
-        let delivery = Delivery {
-            id: format!("{}:{}", event.aggregate_id, event.sequence),
-            instance_id: event.aggregate_id.clone(),
-            sequence: event.sequence,
-            body: message.to_json(),
-            message,
-        };
+        let delivery = Delivery::of_tenant(&message, &event.aggregate_id, event.sequence);
         let lease_until = self.lease_from(Utc::now());
-        for route in self.routes_for(&delivery.message.tenant_id) {
+        for route in self.routes_for(&delivery.audience) {
             let pending = PendingDelivery {
                 instance_id: delivery.instance_id.clone(),
                 sequence: delivery.sequence,
@@ -1068,6 +1367,7 @@ mod tests {
                     email_to: vec![],
                 },
             )]),
+            operations: None,
         };
         let shown = format!("{routes:?}");
         for secret in ["smtp-pass-123", "hook-secret-456", "query-secret"] {
@@ -1089,6 +1389,7 @@ mod tests {
         let with = |smtp: Option<SmtpRelay>, routes: TenantRoutes| AlertRoutes {
             smtp,
             tenants: HashMap::from([(acme.clone(), routes)]),
+            operations: None,
         };
         let webhook = |url: &str, secret: &str| TenantRoutes {
             webhook: Some(WebhookRoute {
@@ -1159,6 +1460,7 @@ mod tests {
             reason: None,
             detail: "no copy has reached Secured yet".into(),
             raised_at: DateTime::<Utc>::UNIX_EPOCH,
+            position: 0,
         };
         let body: serde_json::Value =
             serde_json::from_slice(&AlertMessage::raised(&raised).to_json()).expect("json");

@@ -28,6 +28,8 @@
 //! - [`watchdog`]: fails (`stage_timeout`) or closes a cycle that stood still past its rung's
 //!   deadline, so no instance stays with a cycle in flight, whatever was lost.
 //! - [`poison`]: when a consumer gives up on an event (dead letters), for both transports.
+//! - [`operations_alerts`]: alerts to the operator about the service itself — a consumer's
+//!   dead letters, a held relay — raised once per condition and resolved when it ends.
 
 pub mod alert_routes;
 pub mod archive;
@@ -38,6 +40,7 @@ pub mod enrolment;
 pub mod error;
 pub mod kms_sealer;
 pub mod nats;
+pub mod operations_alerts;
 pub mod pbx_client;
 pub mod poison;
 pub mod read_model;

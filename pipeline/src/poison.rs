@@ -10,6 +10,9 @@
 //!   and, when a ladder stage gave up on its cycle's event, fails that cycle (`internal`,
 //!   retryable), which raises Backup Failed and frees the instance. Consumers that are not a
 //!   ladder stage (close, alerts, deliveries) fail nothing: the watchdog closes what they left.
+//! - Every consumer's pending dead letters, ladder stage or not, raise one operations alert
+//!   per consumer (`dead_letters:<consumer>`, to the operator's routes), resolved once they
+//!   are all replayed ([`crate::operations_alerts`]).
 
 use std::collections::HashMap;
 

@@ -202,6 +202,7 @@ async fn a_webhook_gets_one_accepted_signed_delivery_after_retries() {
                 email_to: vec![],
             },
         )]),
+        operations: None,
     };
     let (_dir, pipeline) = pipeline_with(routes).await;
     let delivery = AlertDelivery::new(&pipeline).with_retry(quick_retries());
@@ -328,6 +329,7 @@ async fn a_webhook_that_refuses_with_a_4xx_is_not_retried() {
                 email_to: vec![],
             },
         )]),
+        operations: None,
     };
     let (_dir, pipeline) = pipeline_with(routes).await;
     let delivery = AlertDelivery::new(&pipeline).with_retry(quick_retries());
@@ -441,6 +443,7 @@ async fn an_email_route_gets_a_plain_text_message_through_the_relay() {
                 email_to: vec!["ops@acme.example".to_owned()],
             },
         )]),
+        operations: None,
     };
     let (_dir, pipeline) = pipeline_with(routes).await;
     let delivery = AlertDelivery::new(&pipeline).with_retry(quick_retries());
@@ -556,6 +559,7 @@ async fn a_route_that_never_answers_does_not_hold_up_react() {
                 email_to: vec!["ops@acme.example".to_owned()],
             },
         )]),
+        operations: None,
     };
     let (_dir, pipeline) = pipeline_with(routes).await;
     // Pauses of 2 + 4 + 8 + 16 + 32 s: a react that waited for the routes would take > 60 s.
@@ -603,6 +607,7 @@ fn webhook_routes(tenant: &TenantId, url: &str) -> AlertRoutes {
                 email_to: vec![],
             },
         )]),
+        operations: None,
     }
 }
 

@@ -11,7 +11,10 @@
 //!
 //! The relay never skips an event. A store error, NATS being away, or an event of a type or
 //! version it does not know (written by a newer Restorable) *holds* the relay: logged at error,
-//! counted in `/metrics` (`restorable_relay_held`), retried with back-off until it passes. Only
+//! counted in `/metrics` (`restorable_relay_held`), retried with back-off until it passes, and
+//! — with a [`RelayAlarm`] — alerted to the operator once it has lasted
+//! [`crate::operations_alerts::RELAY_ALERT_AFTER`] (`relay_held`, resolved by the next batch
+//! that goes through). Only
 //! an event that can never travel (its stored payload is not the event's JSON) goes to the dead
 //! letters — NATS `restorable.deadletter.relay` and the store's `dead_letters`, alerted and
 //! replayable — so that one bad row cannot stop the log.
@@ -27,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::{encode, Routing, WireError, DEAD_LETTER_REASON};
 use super::Nats;
+use crate::operations_alerts::RelayAlarm;
 use crate::retry::Backoff;
 use crate::store::{Lease, LoggedEvent, Store, StoreError};
 
@@ -80,6 +84,8 @@ pub struct Relay {
     store: Store,
     nats: Nats,
     routes: Mutex<HashMap<String, Routing>>,
+    /// Tells the operator of a lasting hold (none: logs and `/metrics` only).
+    alarm: Option<RelayAlarm>,
 }
 
 impl Relay {
@@ -89,11 +95,20 @@ impl Relay {
             store,
             nats,
             routes: Mutex::new(HashMap::new()),
+            alarm: None,
         }
     }
 
+    /// The same, raising (and resolving) the `relay_held` operations alert through `alarm`.
+    #[must_use]
+    pub fn with_alarm(mut self, alarm: RelayAlarm) -> Self {
+        self.alarm = Some(alarm);
+        self
+    }
+
     /// Relays until `shutdown`; errors are logged and retried with back-off (never skipped).
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut alarm = self.alarm.take();
         let committed = self.store.committed();
         let holder = uuid::Uuid::new_v4().to_string();
         let mut lease: Option<Lease> = None;
@@ -102,6 +117,7 @@ impl Relay {
             let notified = committed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let relaying = lease.is_some();
             let outcome = match &lease {
                 None => match self
                     .store
@@ -114,6 +130,9 @@ impl Relay {
                             "relaying the event log to NATS JetStream"
                         );
                         lease = Some(taken);
+                        if let Some(alarm) = &mut alarm {
+                            alarm.lease_taken();
+                        }
                         continue;
                     }
                     Ok(None) => Ok(0),
@@ -121,6 +140,13 @@ impl Relay {
                 },
                 Some(held) => self.relay_batch(held).await,
             };
+            if let (Some(alarm), true) = (&mut alarm, relaying) {
+                match &outcome {
+                    Ok(_) => alarm.passed().await,
+                    Err(RelayError::Store(StoreError::LeaseLost(_))) => alarm.lease_lost(),
+                    Err(error) => alarm.held(&error.to_string()).await,
+                }
+            }
             match outcome {
                 Ok(0) => {
                     HELD.store(false, std::sync::atomic::Ordering::Relaxed);

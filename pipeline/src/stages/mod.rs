@@ -116,6 +116,12 @@ pub async fn run_stages(
     tasks.spawn(watchdog.run(shutdown.clone()));
     if names.contains(&"alert_delivery") {
         let resumer = crate::alert_routes::AlertDelivery::new(pipeline);
+        // Dead letters become operations alerts (raised once per consumer, resolved when
+        // replayed): every process delivering alerts looks; the store lets one raise each.
+        tasks.spawn(crate::operations_alerts::watch_dead_letters(
+            resumer.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(resumer.resume_until(shutdown.clone()));
     }
     let chosen = consumers(pipeline)
@@ -132,7 +138,11 @@ pub async fn run_stages(
             }
         }
         Some(nats) => {
-            let relay = Relay::new(pipeline.store.clone(), nats.clone());
+            let alarm = crate::operations_alerts::RelayAlarm::new(
+                crate::alert_routes::AlertDelivery::new(pipeline),
+                crate::operations_alerts::RELAY_ALERT_AFTER,
+            );
+            let relay = Relay::new(pipeline.store.clone(), nats.clone()).with_alarm(alarm);
             tasks.spawn(relay.run(shutdown.clone()));
             for consumer in chosen {
                 let (pipeline, nats, settings, shutdown) = (

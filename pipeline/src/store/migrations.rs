@@ -89,6 +89,23 @@ CREATE TABLE dead_letters
 );
 "#;
 
+/// Operations alerts (the same SQL on both backends): alerts about the service itself, not one
+/// PBX — a consumer's pending dead letters, a held NATS relay ([`crate::operations_alerts`]).
+/// One row per alert: `alert_key` names the condition (`dead_letters:close`, `relay_held`),
+/// `number` counts its raises; at most one row of a key is open (`resolved_at` NULL), which is
+/// what makes a condition raise once however often it is seen. Kept for good, like the tenants'.
+const OPERATIONS_ALERTS: &str = r#"
+CREATE TABLE operations_alerts
+(
+  alert_key   text   NOT NULL,
+  number      bigint NOT NULL,
+  detail      text   NOT NULL,
+  raised_at   text   NOT NULL,
+  resolved_at text,
+  PRIMARY KEY (alert_key, number)
+);
+"#;
+
 /// API tokens expire: `expires_at` (Unix seconds). Tokens issued before this migration, which
 /// never expired, get the default lifetime (90 days) from the moment it runs.
 const TOKEN_EXPIRY_SQLITE: &str = r#"
@@ -146,6 +163,7 @@ CREATE TABLE consumer_checkpoints
     (3, ALERT_DELIVERIES),
     (4, LEASES_AND_DEAD_LETTERS),
     (5, TOKEN_EXPIRY_SQLITE),
+    (6, OPERATIONS_ALERTS),
 ];
 
 /// PostgreSQL (production). SQLite has one writer at a time, so its positions follow commit
@@ -205,6 +223,7 @@ CREATE TABLE consumer_checkpoints
     (3, ALERT_DELIVERIES),
     (4, LEASES_AND_DEAD_LETTERS),
     (5, TOKEN_EXPIRY_POSTGRES),
+    (6, OPERATIONS_ALERTS),
 ];
 
 /// Applies the pending SQLite migrations.

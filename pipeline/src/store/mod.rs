@@ -180,10 +180,14 @@ macro_rules! on_backend {
 mod dead_letters;
 mod deliveries;
 mod leases;
+mod operations_alerts;
 mod tables;
 pub use dead_letters::DeadLetter;
 pub use deliveries::PendingDelivery;
 pub use leases::Lease;
+pub use operations_alerts::{
+    delivery_row, OperationsAlert, DEAD_LETTERS, OPERATIONS_ROWS, RELAY_HELD,
+};
 pub use tables::{ApiTokenRecord, SessionRecord, UserRecord, ViewRow};
 
 /// Reads rows of [`LOGGED_EVENTS`] into events (one body for both row types).

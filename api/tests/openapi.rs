@@ -550,7 +550,11 @@ fn the_row_schemas_name_the_serialized_fields() {
     check(
         &doc,
         "AlertKind",
-        &[AlertKind::BackupFailed, AlertKind::BackupStale],
+        &[
+            AlertKind::BackupFailed,
+            AlertKind::BackupStale,
+            AlertKind::VerifyStale,
+        ],
         &mut problems,
     );
     check(

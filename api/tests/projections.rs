@@ -1,6 +1,6 @@
 //! The read side is rebuildable: `rebuild` empties the stored views and replays the whole
 //! history, and the result equals the live views — in memory and as stored rows — on both
-//! backends. Also: a failed copy raises one alert, resolved by a later Secured copy.
+//! backends. Also: a failed copy raises one alert, naming its reason.
 
 mod common;
 

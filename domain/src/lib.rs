@@ -10,8 +10,8 @@
 //! - [`cycle`]: the `BackupCycle` aggregate — one backup attempt of one instance up the ladder.
 //! - [`instance`]: the `Instance` aggregate — enrolment, schedule, stop/resume, cycle in flight.
 //! - [`tenant_key`]: the `TenantKey` aggregate — sealed backup password versions of a tenant.
-//! - [`alert`]: the `InstanceAlerts` aggregate — Backup Failed / Stale alerts, raised once,
-//!   resolved by a later Secured copy.
+//! - [`alert`]: the `InstanceAlerts` aggregate — Backup Failed / Backup Stale / Verify Stale
+//!   alerts, raised once, resolved only when the instance recovers (in log order).
 //! - [`audit`]: the `AuditTrail` aggregate — what people did through the API, per tenant.
 //! - [`schema`]: the JSON Schemas of every event type and version (the public wire contract).
 

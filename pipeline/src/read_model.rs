@@ -6,7 +6,7 @@
 //! projector that lost its lease in an outage writes nothing more, and the stored checkpoint
 //! never moves back. A process that becomes the writer first reloads the stored rows (what it
 //! folded while not writing was never stored), so the stored views always equal a rebuild. The
-//! writer also sweeps for stale instances and raises "Backup Stale" alerts.
+//! writer also sweeps for stale instances and raises "Backup Stale" and "Verify Stale" alerts.
 //!
 //! [`rebuild`] empties the views and replays the whole history; the result must equal the live
 //! views (a test checks it).
@@ -230,7 +230,7 @@ impl ReadSide {
     }
 
     /// Follows the log until `shutdown`. The holder of the `projector` lease stores the rows
-    /// and, every `sweep_every`, raises "Backup Stale" for stale instances. Store errors are
+    /// and, every `sweep_every`, raises "Backup Stale" and "Verify Stale" for stale instances. Store errors are
     /// retried with back-off; a lost lease stops the writing until it is held again.
     pub async fn run(self, store: Store, sweep_every: Duration, shutdown: CancellationToken) {
         let holder = uuid::Uuid::new_v4().to_string();
@@ -310,34 +310,43 @@ impl ReadSide {
         }
     }
 
-    /// Raises "Backup Stale" for every instance that is stale and has no such alert open.
+    /// Raises "Backup Stale" or "Verify Stale" for every instance that is so and has no such alert open.
     ///
     /// # Errors
     /// A store failure.
     pub async fn sweep_stale(&self, store: &Store) -> Result<(), StoreError> {
+        use restorable_domain::alert::AlertKind;
         let now = Utc::now();
+        let position = self.position();
         let stale: Vec<_> = {
             let model = self.read();
             let open: HashSet<_> = model
                 .alerts
                 .rows()
                 .into_iter()
-                .filter(|a| {
-                    a.resolved_at.is_none()
-                        && a.kind == restorable_domain::alert::AlertKind::BackupStale
-                })
-                .map(|a| a.instance_id)
+                .filter(|a| a.resolved_at.is_none())
+                .map(|a| (a.instance_id, a.kind))
                 .collect();
-            model
-                .fleet
-                .rows()
-                .into_iter()
-                .filter(|r| r.is_stale(now) && !open.contains(&r.instance_id))
-                .map(|r| (r.tenant_id.clone(), r.instance_id, r.last_secured))
-                .collect()
+            let mut stale = Vec::new();
+            for row in model.fleet.rows() {
+                let due = [
+                    (AlertKind::BackupStale, row.is_stale(now), row.last_secured),
+                    (
+                        AlertKind::VerifyStale,
+                        row.is_verify_stale(now),
+                        row.last_verified,
+                    ),
+                ];
+                for (kind, is_due, last) in due {
+                    if is_due && !open.contains(&(row.instance_id, kind)) {
+                        stale.push((kind, row.tenant_id.clone(), row.instance_id, last));
+                    }
+                }
+            }
+            stale
         };
-        for (tenant, instance, last_secured) in stale {
-            raise_stale(store, &tenant, instance, last_secured, now).await?;
+        for (kind, tenant, instance, last) in stale {
+            raise_stale(store, kind, &tenant, instance, last, position, now).await?;
         }
         Ok(())
     }

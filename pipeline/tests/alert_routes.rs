@@ -80,6 +80,7 @@ async fn raise_failed(pipeline: &Pipeline, tenant: &TenantId) -> InstanceId {
                 reason: Some(FailureReason::PbxAuth),
                 detail: DETAIL.to_owned(),
                 raised_at: Utc::now(),
+                position: 1,
             }),
         )
         .await
@@ -269,6 +270,9 @@ async fn a_webhook_gets_one_accepted_signed_delivery_after_retries() {
             &instance.to_string(),
             AlertCommand::Resolve {
                 cycle_id: by,
+                reached: restorable_domain::ladder::Rung::Verified,
+                ended: true,
+                position: i64::MAX,
                 at: Utc::now(),
             },
         )

@@ -1,16 +1,20 @@
 //! Alerts through the real store: an instance with no Secured copy within twice its interval
 //! raises "Backup Stale" once however often the projector sweeps, a failing cycle raises
-//! "Backup Failed" once however often it is delivered or repeated, and a later Secured copy
-//! resolves both.
+//! "Backup Failed" once however often it is delivered or repeated; a later Secured copy
+//! resolves the stale alert only, and only a later cycle that *ends* Verified resolves the
+//! failure (no flapping while copies reach Secured and fail one rung later).
+
+mod common;
 
 use chrono::{Duration, Utc};
 use restorable_domain::alert::AlertKind;
-use restorable_domain::cycle::{examples, BackupCycleCommand, CycleStarted, Secured};
+use restorable_domain::cycle::{examples, BackupCycleCommand, CycleStarted, Secured, Verified};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{
-    InstanceCommand, InstanceEnrolled, RestorePolicy, Schedule, SealedCredentials,
+    CycleClosed, CycleOpened, InstanceCommand, InstanceEnrolled, RestorePolicy, Schedule,
+    SealedCredentials,
 };
-use restorable_domain::ladder::{FailureReason, Stage, Trigger};
+use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pipeline::context::{Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
 use restorable_pipeline::stages::alerts::AlertsStage;
@@ -42,10 +46,15 @@ async fn start_cycle(
 
 /// Delivers every logged event of `cycle` to the alerts stage, twice (at-least-once).
 async fn deliver_twice(pipeline: &Pipeline, cycle: CycleId) {
+    deliver_history_twice(pipeline, "BackupCycle", &cycle.to_string()).await;
+}
+
+/// Delivers every logged event of one aggregate to the alerts stage, twice.
+async fn deliver_history_twice(pipeline: &Pipeline, aggregate_type: &str, id: &str) {
     let stage = AlertsStage::new(pipeline.clone());
     let events = pipeline
         .store
-        .history("BackupCycle", &cycle.to_string())
+        .history(aggregate_type, id)
         .await
         .expect("history");
     for _ in 0..2 {
@@ -56,7 +65,7 @@ async fn deliver_twice(pipeline: &Pipeline, cycle: CycleId) {
 }
 
 #[tokio::test]
-async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy() {
+async fn stale_and_failed_alerts_are_raised_once_and_resolved_only_by_recovery() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = Pipeline::embedded(dir.path(), Settings::default())
         .await
@@ -148,9 +157,21 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
         "no storm on retries"
     );
 
-    // A later copy reaches Secured: both resolved.
+    // A later copy reaches Secured, then Verified: the stale alert is resolved, the failure is
+    // not (the cycle may still fail one rung later).
     let good = start_cycle(&pipeline, &tenant, instance, Utc::now()).await;
     let store = &pipeline.store;
+    store
+        .instance(
+            &instance.to_string(),
+            InstanceCommand::OpenCycle(CycleOpened {
+                cycle_id: good,
+                trigger: Trigger::Scheduled,
+                opened_at: Utc::now(),
+            }),
+        )
+        .await
+        .expect("open");
     store
         .cycle(
             &good.to_string(),
@@ -168,6 +189,16 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
         )
         .await
         .expect("secured");
+    store
+        .cycle(
+            &good.to_string(),
+            BackupCycleCommand::RecordVerified(Verified {
+                verified_at: Utc::now(),
+                ..examples::verified()
+            }),
+        )
+        .await
+        .expect("verified");
     deliver_twice(&pipeline, good).await;
     read.catch_up_and_store(&pipeline.store)
         .await
@@ -179,8 +210,32 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
     );
     assert_eq!(
         open(&read, AlertKind::BackupFailed),
+        vec![true],
+        "a copy still climbing resolved the failure"
+    );
+
+    // The cycle ends Verified without failure: now the failure is resolved.
+    store
+        .instance(
+            &instance.to_string(),
+            InstanceCommand::CloseCycle(CycleClosed {
+                cycle_id: good,
+                reached: Rung::Verified,
+                failed: false,
+                retryable: false,
+                closed_at: Utc::now(),
+            }),
+        )
+        .await
+        .expect("close");
+    deliver_history_twice(&pipeline, "Instance", &instance.to_string()).await;
+    read.catch_up_and_store(&pipeline.store)
+        .await
+        .expect("fold");
+    assert_eq!(
+        open(&read, AlertKind::BackupFailed),
         vec![false],
-        "failed resolved"
+        "failed resolved by the recovered cycle"
     );
     read.sweep_stale(&pipeline.store).await.expect("sweep");
     read.catch_up_and_store(&pipeline.store)
@@ -189,6 +244,133 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_by_a_secured_copy(
     assert_eq!(
         read.read().alerts.rows().len(),
         2,
-        "no new alert once Secured"
+        "no new alert once Verified"
     );
+}
+
+/// The flapping this product must never do: a PBX whose every copy reaches Secured and then
+/// fails verify (its archives are encrypted with another password) raises Backup Failed once
+/// and never resolves it, however many cycles run — one raise, no "resolved", until it
+/// recovers.
+#[tokio::test]
+async fn a_pbx_that_never_produces_a_good_copy_has_one_alert_that_never_flaps() {
+    let harness = common::Harness::new().await;
+    let pbx = harness
+        .pbx(
+            "pbx-wrong-pw",
+            Some(restorable_pbx_sim::Fault::WrongPassword),
+        )
+        .await;
+    let instance = harness.enrol(&pbx, 60).await;
+    for _ in 0..3 {
+        let cycle = restorable_pipeline::enrolment::open_cycle(
+            &harness.pipeline,
+            instance,
+            Trigger::Manual,
+        )
+        .await
+        .expect("open");
+        harness.drive(&[cycle]).await;
+        let cycle = harness.cycle(cycle).await;
+        assert_eq!(
+            cycle.failed.map(|f| f.stage),
+            Some(Stage::Verify),
+            "the cycle should reach Secured and fail at verify"
+        );
+    }
+    let history: Vec<String> = harness
+        .pipeline
+        .store
+        .history("InstanceAlerts", &instance.to_string())
+        .await
+        .expect("alert history")
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(history, vec!["AlertRaised".to_owned()]);
+}
+
+/// Copies that reach Secured but never Verified (the verify stage away, say, while nothing
+/// fails): after the first cycles the sweep raises "Verify Stale" once (not "Backup Stale":
+/// copies are fresh), and the next Verified copy resolves it.
+#[tokio::test]
+async fn secured_copies_never_verified_raise_verify_stale_once_until_one_is_verified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = Pipeline::embedded(dir.path(), Settings::default())
+        .await
+        .expect("pipeline");
+    let tenant = TenantId::new("acme").expect("slug");
+    let instance = InstanceId::for_name(&tenant, "hq");
+    pipeline
+        .store
+        .instance(
+            &instance.to_string(),
+            InstanceCommand::Enrol(InstanceEnrolled {
+                instance_id: instance,
+                tenant_id: tenant.clone(),
+                name: "hq".into(),
+                fqdn: "hq.example".into(),
+                api_url: "https://hq.example".into(),
+                credentials: SealedCredentials("sealed".into()),
+                schedule: Schedule {
+                    interval_minutes: 30,
+                },
+                restore_policy: RestorePolicy::default(),
+                allow_insecure_http: false,
+                enrolled_at: Utc::now() - Duration::hours(2),
+            }),
+        )
+        .await
+        .expect("enrol");
+    let store = &pipeline.store;
+    let read = ReadSide::load(store).await.expect("views");
+    let alerts = |read: &ReadSide| {
+        read.read()
+            .alerts
+            .rows()
+            .into_iter()
+            .map(|a| (a.kind, a.resolved_at.is_none()))
+            .collect::<Vec<_>>()
+    };
+    let mut last = None;
+    for n in 0..3 {
+        let cycle = start_cycle(&pipeline, &tenant, instance, Utc::now()).await;
+        for command in [
+            BackupCycleCommand::RecordCaptured(examples::captured()),
+            BackupCycleCommand::RecordSecured(Secured {
+                secured_at: Utc::now(),
+                ..examples::secured()
+            }),
+        ] {
+            store
+                .cycle(&cycle.to_string(), command)
+                .await
+                .expect("climb");
+        }
+        read.catch_up_and_store(store).await.expect("fold");
+        read.sweep_stale(store).await.expect("sweep");
+        read.catch_up_and_store(store).await.expect("fold");
+        if n < 2 {
+            assert_eq!(alerts(&read), vec![], "too early after {} cycles", n + 1);
+        }
+        last = Some(cycle);
+    }
+    read.sweep_stale(store).await.expect("sweep again");
+    read.catch_up_and_store(store).await.expect("fold");
+    assert_eq!(alerts(&read), vec![(AlertKind::VerifyStale, true)]);
+
+    let cycle = last.expect("a cycle");
+    store
+        .cycle(
+            &cycle.to_string(),
+            BackupCycleCommand::RecordVerified(Verified {
+                verified_at: Utc::now(),
+                ..examples::verified()
+            }),
+        )
+        .await
+        .expect("verified");
+    deliver_twice(&pipeline, cycle).await;
+    read.catch_up_and_store(store).await.expect("fold");
+    assert_eq!(alerts(&read), vec![(AlertKind::VerifyStale, false)]);
 }

@@ -96,7 +96,23 @@ impl FleetRow {
             (false, Some(at), _) | (false, None, Some(at)) => now - at > stale_after,
         }
     }
+
+    /// Whether copies are Secured but none reached Verified within twice the interval (or,
+    /// never Verified, none in the instance's first [`VERIFY_STALE_CYCLES`] cycles): the vault
+    /// fills with copies nobody proved. Never while [`Self::is_stale`] (Backup Stale says it).
+    pub fn is_verify_stale(&self, now: DateTime<Utc>) -> bool {
+        if self.stopped || self.last_secured.is_none() || self.is_stale(now) {
+            return false;
+        }
+        match self.last_verified {
+            Some(at) => now - at > Duration::seconds(self.interval_secs) * 2,
+            None => self.cycles >= VERIFY_STALE_CYCLES,
+        }
+    }
 }
+
+/// Cycles after which an instance whose copies were never Verified is Verify Stale.
+pub const VERIFY_STALE_CYCLES: u64 = 3;
 
 /// The fleet view.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -157,7 +157,8 @@ fn seal(dir: &Path, server_gid: Option<u32>) -> std::io::Result<()> {
 
 /// Checks that `root` can be trusted with root's deletions and chmods: itself a real directory
 /// (not a symbolic link) owned by this user and writable by nobody else; its parent either the
-/// same, or a sticky directory of root's such as `/tmp` (where nobody can rename our entries).
+/// same, or a directory of root's that only root may write (`/var/lib`) or that is sticky
+/// (`/tmp`, where nobody can rename our entries).
 /// Otherwise another local user could have prepared it, or could swap what is inside it for a
 /// link to what they want destroyed.
 ///
@@ -185,7 +186,9 @@ pub fn check_root(root: &Path) -> std::io::Result<()> {
             return Err(refuse(dir, "it is not a directory".to_owned()));
         }
         let mode = meta.mode();
-        if sticky_root_ok && meta.uid() == 0 && mode & 0o1000 != 0 {
+        // A parent of root's that only root may write (`/var/lib`, `/srv`), or a sticky one
+        // (`/tmp`, where nobody can rename our entries), cannot be used against us.
+        if sticky_root_ok && meta.uid() == 0 && (mode & 0o1000 != 0 || mode & 0o022 == 0) {
             return Ok(());
         }
         if meta.uid() != me {

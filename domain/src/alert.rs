@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | Backup Failed | a cycle fails | a *later* cycle ends without failure at Verified or above; a Restore-Tested failure only by a later cycle that ends Restore-Tested |
 //! | Backup Stale | no copy reached Secured within twice the interval | a later copy reaches Secured |
-//! | Verify Stale | copies are Secured but none reached Verified within twice the interval | a later copy reaches Verified |
+//! | Verify Stale | copies are Secured but none reached Verified within twice the interval (not while Backup Stale or Backup Failed is open) | a later copy reaches Verified |
 //!
 //! "Later" is the position in the event log, never a wall clock: every alert keeps the log
 //! position of what raised it, and only an event further on in the log resolves it — so a

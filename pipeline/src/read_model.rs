@@ -329,11 +329,13 @@ impl ReadSide {
                 .collect();
             let mut stale = Vec::new();
             for row in model.fleet.rows() {
+                // An open Backup Failed already says it: no second alert for one problem.
+                let failing = open.contains(&(row.instance_id, AlertKind::BackupFailed));
                 let due = [
                     (AlertKind::BackupStale, row.is_stale(now), row.last_secured),
                     (
                         AlertKind::VerifyStale,
-                        row.is_verify_stale(now),
+                        row.is_verify_stale(now) && !failing,
                         row.last_verified,
                     ),
                 ];

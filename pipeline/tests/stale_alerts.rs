@@ -290,15 +290,8 @@ async fn a_pbx_that_never_produces_a_good_copy_has_one_alert_that_never_flaps() 
     assert_eq!(history, vec!["AlertRaised".to_owned()]);
 }
 
-/// Copies that reach Secured but never Verified (the verify stage away, say, while nothing
-/// fails): after the first cycles the sweep raises "Verify Stale" once (not "Backup Stale":
-/// copies are fresh), and the next Verified copy resolves it.
-#[tokio::test]
-async fn secured_copies_never_verified_raise_verify_stale_once_until_one_is_verified() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = Pipeline::embedded(dir.path(), Settings::default())
-        .await
-        .expect("pipeline");
+/// Enrols `acme/hq` (every 30 minutes, two hours ago).
+async fn enrol_hq(pipeline: &Pipeline) -> (TenantId, InstanceId) {
     let tenant = TenantId::new("acme").expect("slug");
     let instance = InstanceId::for_name(&tenant, "hq");
     pipeline
@@ -322,6 +315,77 @@ async fn secured_copies_never_verified_raise_verify_stale_once_until_one_is_veri
         )
         .await
         .expect("enrol");
+    (tenant, instance)
+}
+
+/// A cycle of `instance` that reaches Secured now (and goes no further).
+async fn secured_cycle(pipeline: &Pipeline, tenant: &TenantId, instance: InstanceId) -> CycleId {
+    let cycle = start_cycle(pipeline, tenant, instance, Utc::now()).await;
+    for command in [
+        BackupCycleCommand::RecordCaptured(examples::captured()),
+        BackupCycleCommand::RecordSecured(Secured {
+            secured_at: Utc::now(),
+            ..examples::secured()
+        }),
+    ] {
+        pipeline
+            .store
+            .cycle(&cycle.to_string(), command)
+            .await
+            .expect("climb");
+    }
+    cycle
+}
+
+/// One problem, one alert: while Backup Failed is open (the copies fail at verify), the sweep
+/// raises no Verify Stale for the same instance.
+#[tokio::test]
+async fn no_verify_stale_beside_an_open_backup_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = Pipeline::embedded(dir.path(), Settings::default())
+        .await
+        .expect("pipeline");
+    let (tenant, instance) = enrol_hq(&pipeline).await;
+    let store = &pipeline.store;
+    for _ in 0..3 {
+        secured_cycle(&pipeline, &tenant, instance).await;
+    }
+    let failing = secured_cycle(&pipeline, &tenant, instance).await;
+    store
+        .cycle(
+            &failing.to_string(),
+            BackupCycleCommand::RecordFailure(examples::failed(
+                Stage::Verify,
+                FailureReason::WrongKey,
+            )),
+        )
+        .await
+        .expect("fail");
+    deliver_twice(&pipeline, failing).await;
+    let read = ReadSide::load(store).await.expect("views");
+    read.catch_up_and_store(store).await.expect("fold");
+    read.sweep_stale(store).await.expect("sweep");
+    read.catch_up_and_store(store).await.expect("fold");
+    let kinds: Vec<_> = read
+        .read()
+        .alerts
+        .rows()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(kinds, vec![AlertKind::BackupFailed]);
+}
+
+/// Copies that reach Secured but never Verified (the verify stage away, say, while nothing
+/// fails): after the first cycles the sweep raises "Verify Stale" once (not "Backup Stale":
+/// copies are fresh), and the next Verified copy resolves it.
+#[tokio::test]
+async fn secured_copies_never_verified_raise_verify_stale_once_until_one_is_verified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = Pipeline::embedded(dir.path(), Settings::default())
+        .await
+        .expect("pipeline");
+    let (tenant, instance) = enrol_hq(&pipeline).await;
     let store = &pipeline.store;
     let read = ReadSide::load(store).await.expect("views");
     let alerts = |read: &ReadSide| {
@@ -334,19 +398,7 @@ async fn secured_copies_never_verified_raise_verify_stale_once_until_one_is_veri
     };
     let mut last = None;
     for n in 0..3 {
-        let cycle = start_cycle(&pipeline, &tenant, instance, Utc::now()).await;
-        for command in [
-            BackupCycleCommand::RecordCaptured(examples::captured()),
-            BackupCycleCommand::RecordSecured(Secured {
-                secured_at: Utc::now(),
-                ..examples::secured()
-            }),
-        ] {
-            store
-                .cycle(&cycle.to_string(), command)
-                .await
-                .expect("climb");
-        }
+        let cycle = secured_cycle(&pipeline, &tenant, instance).await;
         read.catch_up_and_store(store).await.expect("fold");
         read.sweep_stale(store).await.expect("sweep");
         read.catch_up_and_store(store).await.expect("fold");

@@ -619,6 +619,33 @@ async fn a_sandbox_root_prepared_by_another_user_is_refused_and_nothing_outside_
     assert!(canary.join("keep").exists());
 }
 
+/// Restores `archive` in a sandbox under `root` with `limits`, which must end it
+/// `restore_rejected`.
+async fn rejected_under(
+    limits: restorable_pipeline::sandbox::process::SandboxLimits,
+    archive: std::fs::File,
+    root: &Path,
+) -> restorable_pipeline::sandbox::RestoreFailure {
+    let sandboxes = ProcessSandboxes::discover(root)
+        .expect("discover")
+        .with_limits(limits);
+    let failure = restorable_pipeline::sandbox::restore_test(
+        &sandboxes,
+        archive,
+        &secrecy::SecretString::from("pw-for-the-test-archive"),
+        &restorable_domain::ladder::ManifestCounts::default(),
+        Duration::from_secs(120),
+    )
+    .await
+    .expect_err("over a limit");
+    assert_eq!(
+        failure.reason(),
+        FailureReason::RestoreRejected,
+        "{failure}"
+    );
+    failure
+}
+
 /// A backup whose data outgrows the sandbox's disk budget ends `restore_rejected`, naming the
 /// budget, and leaves nothing behind.
 #[tokio::test]
@@ -630,26 +657,11 @@ async fn a_restore_that_outgrows_the_disk_budget_is_rejected_and_leaves_nothing(
         settings.push_str(&format!("PADDING{i:08},{:0>60}\n", i));
     }
     let archive = archive_with(&[("parameter", &settings)], "pw-for-the-test-archive");
-    let sandboxes = ProcessSandboxes::discover(root.path())
-        .expect("discover")
-        .with_limits(SandboxLimits {
-            disk_bytes: 96 << 20,
-            ..SandboxLimits::default()
-        });
-    let failure = restorable_pipeline::sandbox::restore_test(
-        &sandboxes,
-        archive,
-        &secrecy::SecretString::from("pw-for-the-test-archive"),
-        &restorable_domain::ladder::ManifestCounts::default(),
-        Duration::from_secs(120),
-    )
-    .await
-    .expect_err("over the disk budget");
-    assert_eq!(
-        failure.reason(),
-        FailureReason::RestoreRejected,
-        "{failure}"
-    );
+    let limits = SandboxLimits {
+        disk_bytes: 96 << 20,
+        ..SandboxLimits::default()
+    };
+    let failure = rejected_under(limits, archive, root.path()).await;
     assert!(failure.to_string().contains("disk budget"), "{failure}");
     assert_nothing_left(root.path());
 }
@@ -767,26 +779,11 @@ async fn a_restore_that_outgrows_the_memory_limit_is_rejected_and_leaves_nothing
     settings.push('\n');
     let archive = archive_with(&[("parameter", &settings)], "pw-for-the-test-archive");
     drop(settings);
-    let sandboxes = ProcessSandboxes::discover(root.path())
-        .expect("discover")
-        .with_limits(SandboxLimits {
-            memory_bytes: 384 << 20,
-            ..SandboxLimits::default()
-        });
-    let failure = restorable_pipeline::sandbox::restore_test(
-        &sandboxes,
-        archive,
-        &secrecy::SecretString::from("pw-for-the-test-archive"),
-        &restorable_domain::ladder::ManifestCounts::default(),
-        Duration::from_secs(120),
-    )
-    .await
-    .expect_err("over the memory limit");
-    assert_eq!(
-        failure.reason(),
-        FailureReason::RestoreRejected,
-        "{failure}"
-    );
+    let limits = SandboxLimits {
+        memory_bytes: 384 << 20,
+        ..SandboxLimits::default()
+    };
+    let failure = rejected_under(limits, archive, root.path()).await;
     let text = failure.to_string();
     assert!(!text.contains("mmmmmmmm"), "the value leaked: {text:.200}");
     assert!(

@@ -70,30 +70,8 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_only_by_recovery()
     let pipeline = Pipeline::embedded(dir.path(), Settings::default())
         .await
         .expect("pipeline");
-    let tenant = TenantId::new("acme").expect("slug");
-    let instance = InstanceId::for_name(&tenant, "hq");
     let long_ago = Utc::now() - Duration::hours(3);
-    pipeline
-        .store
-        .instance(
-            &instance.to_string(),
-            InstanceCommand::Enrol(InstanceEnrolled {
-                instance_id: instance,
-                tenant_id: tenant.clone(),
-                name: "hq".into(),
-                fqdn: "hq.example".into(),
-                api_url: "https://hq.example".into(),
-                credentials: SealedCredentials("sealed".into()),
-                schedule: Schedule {
-                    interval_minutes: 30,
-                },
-                restore_policy: RestorePolicy::default(),
-                allow_insecure_http: false,
-                enrolled_at: long_ago,
-            }),
-        )
-        .await
-        .expect("enrol");
+    let (tenant, instance) = enrol_hq(&pipeline, long_ago).await;
     // A cycle three hours ago that never got past capture: stale (interval 30 min).
     let first = start_cycle(&pipeline, &tenant, instance, long_ago).await;
     let read = ReadSide::load(&pipeline.store).await.expect("views");
@@ -290,8 +268,11 @@ async fn a_pbx_that_never_produces_a_good_copy_has_one_alert_that_never_flaps() 
     assert_eq!(history, vec!["AlertRaised".to_owned()]);
 }
 
-/// Enrols `acme/hq` (every 30 minutes, two hours ago).
-async fn enrol_hq(pipeline: &Pipeline) -> (TenantId, InstanceId) {
+/// Enrols `acme/hq` (every 30 minutes) at `enrolled_at`.
+async fn enrol_hq(
+    pipeline: &Pipeline,
+    enrolled_at: chrono::DateTime<Utc>,
+) -> (TenantId, InstanceId) {
     let tenant = TenantId::new("acme").expect("slug");
     let instance = InstanceId::for_name(&tenant, "hq");
     pipeline
@@ -310,7 +291,7 @@ async fn enrol_hq(pipeline: &Pipeline) -> (TenantId, InstanceId) {
                 },
                 restore_policy: RestorePolicy::default(),
                 allow_insecure_http: false,
-                enrolled_at: Utc::now() - Duration::hours(2),
+                enrolled_at,
             }),
         )
         .await
@@ -345,7 +326,7 @@ async fn no_verify_stale_beside_an_open_backup_failed() {
     let pipeline = Pipeline::embedded(dir.path(), Settings::default())
         .await
         .expect("pipeline");
-    let (tenant, instance) = enrol_hq(&pipeline).await;
+    let (tenant, instance) = enrol_hq(&pipeline, Utc::now() - Duration::hours(2)).await;
     let store = &pipeline.store;
     for _ in 0..3 {
         secured_cycle(&pipeline, &tenant, instance).await;
@@ -385,7 +366,7 @@ async fn secured_copies_never_verified_raise_verify_stale_once_until_one_is_veri
     let pipeline = Pipeline::embedded(dir.path(), Settings::default())
         .await
         .expect("pipeline");
-    let (tenant, instance) = enrol_hq(&pipeline).await;
+    let (tenant, instance) = enrol_hq(&pipeline, Utc::now() - Duration::hours(2)).await;
     let store = &pipeline.store;
     let read = ReadSide::load(store).await.expect("views");
     let alerts = |read: &ReadSide| {

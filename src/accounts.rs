@@ -18,7 +18,7 @@ use restorable_api::auth::{
 };
 use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::ids::TenantId;
-use restorable_pipeline::context::Settings;
+use restorable_pipeline::pipeline::Settings;
 use restorable_pipeline::read_model::rebuild;
 use restorable_pipeline::store::Store;
 use secrecy::SecretString;

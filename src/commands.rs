@@ -10,20 +10,20 @@ use restorable_domain::ids::{InstanceId, TenantId};
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pipeline::archive::{verify_archive, VerifyLimits, CORE_TABLES};
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::enrolment::{
     enrol_with, open_cycle, rotate_tenant_key, EnrolOptions, EnrolRequest,
 };
-use restorable_pipeline::nats::worker::WorkerSettings;
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
+use restorable_pipeline::runtime::{self, scheduler};
 use restorable_pipeline::stages::verify::failure_reason;
-use restorable_pipeline::{scheduler, stages};
+use restorable_pipeline::transport::nats::worker::WorkerSettings;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, Command};
 use crate::config;
 use crate::{accounts, demo, history, sim, table, web};
-use restorable_pipeline::driver;
+use restorable_pipeline::runtime::driver;
 
 /// Runs the chosen subcommand.
 ///
@@ -238,7 +238,7 @@ async fn serve(args: cli::ServeArgs) -> Result<ExitCode> {
     };
     let stages = tokio::spawn({
         let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
-        async move { stages::run_all(&pipeline, shutdown).await }
+        async move { runtime::run_all(&pipeline, shutdown).await }
     });
     let scheduler = tokio::spawn(scheduler::run(
         pipeline.clone(),
@@ -379,10 +379,10 @@ fn stage_names(given: &[String]) -> Result<Vec<&'static str>> {
     let mut names = Vec::new();
     for stage in given {
         match stage.as_str() {
-            "all" => names.extend(stages::STAGE_NAMES.iter().copied()),
+            "all" => names.extend(runtime::STAGE_NAMES.iter().copied()),
             "restore-test" | "restore_test" => names.push("restore_test"),
             "alert-delivery" | "alert_delivery" => names.push("alert_delivery"),
-            other => match stages::STAGE_NAMES.iter().find(|n| **n == other) {
+            other => match runtime::STAGE_NAMES.iter().find(|n| **n == other) {
                 Some(name) => names.push(*name),
                 None => anyhow::bail!(
                     "unknown stage {other:?}: start, capture, secure, verify, restore-test, close, alerts, alert-delivery or all"
@@ -422,7 +422,7 @@ async fn worker(args: cli::WorkerArgs) -> Result<ExitCode> {
         transport = if pipeline.nats.is_some() { "nats" } else { "in-process" },
         "worker running; SIGTERM or Ctrl-C to stop"
     );
-    stages::run_stages(&pipeline, &names, &settings, shutdown.clone()).await;
+    runtime::run_stages(&pipeline, &names, &settings, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(scheduler) = scheduler {
         scheduler.await?;
@@ -433,7 +433,7 @@ async fn worker(args: cli::WorkerArgs) -> Result<ExitCode> {
 
 async fn doctor(data: cli::DataDir) -> Result<ExitCode> {
     let (backends, settings) = config::resolve(&data, Settings::default())?;
-    let report = restorable_pipeline::config::diagnose(&backends, &settings).await;
+    let report = restorable_pipeline::setup::diagnose(&backends, &settings).await;
     let mut healthy = true;
     for line in &report {
         healthy &= line.ok;

@@ -63,14 +63,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use restorable_domain::ids::TenantId;
-use restorable_pipeline::alert_routes::{AlertRoutes, SmtpRelay, TenantRoutes, WebhookRoute};
+use restorable_pipeline::alerting::{AlertRoutes, SmtpRelay, TenantRoutes, WebhookRoute};
 use restorable_pipeline::archive::AesStrength;
-use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::{Deadlines, Settings};
-use restorable_pipeline::kms_sealer::KmsConfig;
-use restorable_pipeline::nats::NatsConfig;
-use restorable_pipeline::pbx_client::PbxLimits;
-use restorable_pipeline::s3_vault::S3Config;
+use restorable_pipeline::deadlines::Deadlines;
+use restorable_pipeline::pbx::PbxLimits;
+use restorable_pipeline::pipeline::Settings;
+use restorable_pipeline::sealing::KmsConfig;
+use restorable_pipeline::setup::Backends;
+use restorable_pipeline::transport::nats::NatsConfig;
+use restorable_pipeline::vault::S3Config;
 use secrecy::SecretString;
 use serde::Deserialize;
 

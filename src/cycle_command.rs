@@ -12,7 +12,7 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::ids::CycleId;
-use restorable_pipeline::context::Settings;
+use restorable_pipeline::pipeline::Settings;
 use restorable_pipeline::watchdog::{abort, AbortError};
 
 use crate::cli::DataDir;

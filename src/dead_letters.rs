@@ -17,10 +17,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use restorable_pipeline::context::{Pipeline, Settings};
-use restorable_pipeline::nats::relay::Relay;
-use restorable_pipeline::stages;
+use restorable_pipeline::pipeline::{Pipeline, Settings};
+use restorable_pipeline::runtime;
 use restorable_pipeline::store::DeadLetter;
+use restorable_pipeline::transport::nats::relay::Relay;
 use restorable_pipeline::transport::Consumer;
 
 use crate::cli::DataDir;
@@ -144,7 +144,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
 }
 
 async fn replay_in(pipeline: &Pipeline, args: &ReplayArgs) -> Result<Outcome> {
-    let consumers = stages::consumers(pipeline);
+    let consumers = runtime::consumers(pipeline);
     let letters = pipeline
         .store
         .dead_letters(false)

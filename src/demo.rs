@@ -14,14 +14,14 @@ use restorable_domain::ids::{CycleId, TenantId};
 use restorable_domain::instance::{Instance, RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_projections::AnyEvent;
 use secrecy::SecretString;
 
 use crate::cli::DemoArgs;
 use crate::{history, table};
-use restorable_pipeline::driver;
+use restorable_pipeline::runtime::driver;
 
 /// The demo fleet's faults, by position (cycled for larger fleets): each lands on its own rung.
 const DEMO_FAULTS: [Option<Fault>; 12] = [
@@ -168,9 +168,9 @@ async fn serve(pipeline: &Pipeline, listen: std::net::SocketAddr) -> Result<()> 
     let address = crate::web::start(pipeline, listen, &mut tasks, shutdown.clone()).await?;
     tasks.spawn({
         let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
-        async move { restorable_pipeline::stages::run_all(&pipeline, shutdown).await }
+        async move { restorable_pipeline::runtime::run_all(&pipeline, shutdown).await }
     });
-    tasks.spawn(restorable_pipeline::scheduler::run(
+    tasks.spawn(restorable_pipeline::runtime::scheduler::run(
         pipeline.clone(),
         Duration::from_secs(60),
         shutdown.clone(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use restorable_api::AppState;
-use restorable_pipeline::context::Pipeline;
+use restorable_pipeline::pipeline::Pipeline;
 use restorable_pipeline::read_model::ReadSide;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;

@@ -17,9 +17,9 @@ use restorable_domain::ids::TenantId;
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pbx_sim::{RunningPbx, SimPbxConfig};
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
-use restorable_pipeline::driver::run_until_closed;
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
+use restorable_pipeline::runtime::driver::run_until_closed;
 use secrecy::SecretString;
 
 fn restorable(data: &Path, args: &[&str], stdin: &str) -> Output {

@@ -44,15 +44,15 @@ use rand::{Rng, SeedableRng};
 use restorable_domain::ids::{InstanceId, TenantId};
 use restorable_domain::instance::{Instance, InstanceCommand, RestorePolicy, Schedule};
 use restorable_pbx_sim::{RunningPbx, SimPbxConfig};
-use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::enrolment::{enrol, EnrolRequest};
-use restorable_pipeline::kms_sealer::{KmsConfig, KmsKeySealer};
-use restorable_pipeline::nats::{NatsConfig, EVENTS_STREAM};
-use restorable_pipeline::s3_vault::{S3Config, S3Vault};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
+use restorable_pipeline::sealing::{KmsConfig, KmsKeySealer};
+use restorable_pipeline::setup::Backends;
 use restorable_pipeline::testing::{
     aws_endpoint, unique_bucket, NatsServer, PostgresCluster, AWS_REGION,
 };
+use restorable_pipeline::transport::nats::{NatsConfig, EVENTS_STREAM};
+use restorable_pipeline::vault::{S3Config, S3Vault};
 use secrecy::SecretString;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;

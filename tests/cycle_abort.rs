@@ -13,8 +13,8 @@ use restorable_domain::cycle::{BackupCycle, BackupCycleCommand, CycleStarted};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{Instance, RestorePolicy, Schedule};
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use secrecy::SecretString;
 
 fn restorable(data: &Path, args: &[&str]) -> Output {

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use restorable_domain::ids::TenantId;
 use restorable_pbx_sim::SimPbxConfig;
-use restorable_pipeline::context::{Pipeline, Settings};
+use restorable_pipeline::pipeline::{Pipeline, Settings};
 use secrecy::ExposeSecret;
 use sqlx::Row;
 

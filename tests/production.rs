@@ -13,16 +13,16 @@ use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{Instance, RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
-use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
-use restorable_pipeline::driver::run_until_closed;
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
-use restorable_pipeline::kms_sealer::{KmsConfig, KmsKeySealer};
-use restorable_pipeline::nats::NatsConfig;
-use restorable_pipeline::s3_vault::{S3Config, S3Vault};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
+use restorable_pipeline::runtime::driver::run_until_closed;
+use restorable_pipeline::sealing::{KmsConfig, KmsKeySealer};
+use restorable_pipeline::setup::Backends;
 use restorable_pipeline::testing::{
     aws_endpoint, test_server_url, unique_bucket, NatsServer, ScratchDatabase, AWS_REGION,
 };
+use restorable_pipeline::transport::nats::NatsConfig;
+use restorable_pipeline::vault::{S3Config, S3Vault};
 use secrecy::SecretString;
 
 /// How far a cycle got: its rung, and the failure's stage and reason if it failed.

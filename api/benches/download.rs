@@ -26,11 +26,11 @@ use restorable_domain::ids::TenantId;
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::{Rung, Trigger};
 use restorable_pbx_sim::{RunningPbx, SimPbxConfig};
-use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
-use restorable_pipeline::driver::run_until_closed;
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
+use restorable_pipeline::runtime::driver::run_until_closed;
+use restorable_pipeline::setup::Backends;
 use secrecy::SecretString;
 use tokio::process::Command;
 

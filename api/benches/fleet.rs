@@ -38,10 +38,10 @@ use restorable_domain::cycle::{
 use restorable_domain::ids::{CycleId, TenantId};
 use restorable_domain::instance::{CycleClosed, InstanceCommand, RestorePolicy, Schedule};
 use restorable_domain::ladder::{FailureReason, LockMode, Rung, Stage, Trigger};
-use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::enrolment::{enrol, ensure_tenant_key, open_cycle, EnrolRequest};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
+use restorable_pipeline::setup::Backends;
 use restorable_pipeline::testing::{test_server_url, ScratchDatabase};
 use restorable_projections::fleet::{FleetRow, Status};
 use secrecy::SecretString;

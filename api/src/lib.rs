@@ -44,7 +44,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::Router;
 use futures_util::StreamExt;
-use restorable_pipeline::context::Pipeline;
+use restorable_pipeline::pipeline::Pipeline;
 use restorable_pipeline::read_model::ReadSide;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;

@@ -114,7 +114,8 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
         }
         Err(error) => tracing::warn!(%error, "/metrics: listing the operations alerts failed"),
     }
-    let held = restorable_pipeline::nats::relay::HELD.load(std::sync::atomic::Ordering::Relaxed);
+    let held = restorable_pipeline::transport::nats::relay::HELD
+        .load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
         text,
         "# HELP restorable_relay_held 1 while this process's NATS relay is held (a batch keeps failing)."

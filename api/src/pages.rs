@@ -538,7 +538,7 @@ async fn instance_page(
 
 /// One `endpoint_changed`: when, the old and the new origin.
 fn endpoint_change(change: &restorable_domain::instance::EndpointChanged) -> String {
-    use restorable_pipeline::pbx_client::origin_of;
+    use restorable_pipeline::pbx::origin_of;
     let from = change
         .previous_api_url
         .as_deref()
@@ -562,7 +562,7 @@ fn endpoint_change(change: &restorable_domain::instance::EndpointChanged) -> Str
 /// the instance cannot be read (the page shows the rest).
 async fn endpoint_section(state: &Shared, id: &str) -> String {
     use restorable_domain::instance::{Instance, InstanceEvent};
-    use restorable_pipeline::pbx_client::{check_endpoint, origin_of};
+    use restorable_pipeline::pbx::{check_endpoint, origin_of};
     let Ok(instance) = state.pipeline.store.load::<Instance>(id).await else {
         return String::new();
     };

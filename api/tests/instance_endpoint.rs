@@ -7,8 +7,8 @@ use common::World;
 use restorable_api::auth::Role;
 use restorable_domain::audit::AuditAction;
 use restorable_domain::instance::Instance;
-use restorable_pipeline::context::PbxCredentials;
 use restorable_pipeline::enrolment::{enrol_with, EnrolOptions, EnrolRequest};
+use restorable_pipeline::pipeline::PbxCredentials;
 use secrecy::SecretString;
 
 async fn page(world: &World, token: &str, path: &str) -> String {
@@ -39,7 +39,7 @@ async fn a_repointed_insecure_instance_shows_the_change_and_a_warning() {
         .await
         .expect("instance");
     let enrolled = instance.enrolled.expect("enrolled");
-    let old_origin = restorable_pipeline::pbx_client::origin_of(&enrolled.api_url);
+    let old_origin = restorable_pipeline::pbx::origin_of(&enrolled.api_url);
     enrol_with(
         &world.pipeline,
         EnrolRequest {

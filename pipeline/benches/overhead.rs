@@ -22,15 +22,15 @@ use restorable_domain::cycle::{
 use restorable_domain::ids::TenantId;
 use restorable_domain::instance::{CycleClosed, InstanceCommand, RestorePolicy, Schedule};
 use restorable_domain::ladder::{LockMode, Rung, Trigger};
-use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
-use restorable_pipeline::nats::relay::Relay;
-use restorable_pipeline::nats::worker::{run_worker, WorkerSettings};
-use restorable_pipeline::nats::NatsConfig;
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
+use restorable_pipeline::setup::Backends;
 use restorable_pipeline::stages::start::StartStage;
 use restorable_pipeline::store::{LoggedEvent, StoreError};
 use restorable_pipeline::testing::{test_server_url, NatsServer, ScratchDatabase};
+use restorable_pipeline::transport::nats::relay::Relay;
+use restorable_pipeline::transport::nats::worker::{run_worker, WorkerSettings};
+use restorable_pipeline::transport::nats::NatsConfig;
 use restorable_pipeline::transport::{run_consumer, Consumer};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -182,7 +182,7 @@ async fn run(label: &'static str, backends: Backends, cycles: usize) -> Run {
             }
         }
     }
-    let mut position = restorable_pipeline::driver::head_position(&pipeline)
+    let mut position = restorable_pipeline::runtime::driver::head_position(&pipeline)
         .await
         .expect("head");
     let (mut closed, mut events) = (0, 0);

@@ -20,8 +20,8 @@ use restorable_domain::instance::{
 use restorable_domain::ladder::Trigger;
 use restorable_domain::tenant_key::{SealedPassword, TenantKey, TenantKeyCommand};
 
-use crate::context::{PbxCredentials, Pipeline};
-use crate::pbx_client::{check_endpoint, origin_of, EndpointError};
+use crate::pbx::{check_endpoint, origin_of, EndpointError};
+use crate::pipeline::{PbxCredentials, Pipeline};
 use crate::sealing::{generate_tenant_password, SealError};
 use crate::store::StoreError;
 use secrecy::ExposeSecret;

@@ -2,7 +2,7 @@
 //! a consumer's dead letters, and a NATS relay that stopped publishing. They go to the
 //! operator's routes (`[operations_alerts]`: webhook, e-mail, and NATS
 //! `restorable.operations.alerts`), through the same delivery machinery as the tenants' alerts
-//! ([`crate::alert_routes`]: leased rows, retries, resumed after a crash), never to a tenant.
+//! ([`crate::alerting`]: leased rows, retries, resumed after a crash), never to a tenant.
 //!
 //! ```text
 //! dead_letters (pending, per consumer) ─► sweep ─┐                 ┌─► webhook
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::alert_routes::AlertDelivery;
+use crate::alerting::AlertDelivery;
 use crate::store::{DeadLetter, OperationsAlert, Store, StoreError, DEAD_LETTERS, RELAY_HELD};
 
 /// How often the dead letters are compared with the open alerts.

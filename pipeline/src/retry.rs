@@ -117,3 +117,42 @@ mod tests {
         assert!(backoff.next_delay() < Duration::from_millis(300));
     }
 }
+
+/// How deliveries are retried: `attempts` in all, the first pause `first_delay`, doubling after
+/// each failure; each attempt limited to `attempt_timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (at least one is made).
+    pub attempts: u32,
+    /// The pause after the first failure.
+    pub first_delay: Duration,
+    /// The time limit of one attempt (HTTP request, SMTP command).
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Six attempts, pauses of 0.5, 1, 2, 4 and 8 seconds, 10 seconds per attempt.
+    fn default() -> Self {
+        Self {
+            attempts: 6,
+            first_delay: Duration::from_millis(500),
+            attempt_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after failed attempt `n` (1-based).
+    pub fn delay_after(&self, n: u32) -> Duration {
+        let factor = 2u32.saturating_pow(n.saturating_sub(1));
+        self.first_delay.saturating_mul(factor)
+    }
+
+    /// How long one route's delivery can take at most: every attempt to its time limit, every
+    /// pause, and one attempt's time more as a margin. A delivery's lease lasts this long.
+    pub fn longest_delivery(&self) -> Duration {
+        let attempts = self.attempts.max(1);
+        let pauses: Duration = (1..attempts).map(|n| self.delay_after(n)).sum();
+        pauses + self.attempt_timeout.saturating_mul(attempts + 1)
+    }
+}

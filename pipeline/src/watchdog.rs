@@ -33,7 +33,8 @@ use restorable_domain::instance::{Instance, InstanceEvent};
 use restorable_domain::ladder::{FailureReason, Rung, Stage};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Deadlines, Pipeline};
+use crate::deadlines::Deadlines;
+use crate::pipeline::Pipeline;
 use crate::stages::{close::close_cycle, record, StageFailure};
 use crate::store::{Lease, StoreError};
 
@@ -385,7 +386,7 @@ pub fn standing(
 }
 
 /// The time limit of `standing` for a backup of `size` bytes.
-pub fn deadline(settings: &crate::context::Settings, standing: Standing, size: u64) -> Duration {
+pub fn deadline(settings: &crate::pipeline::Settings, standing: Standing, size: u64) -> Duration {
     let limits: &Deadlines = &settings.deadlines;
     match standing.awaited() {
         None => limits.close,
@@ -618,7 +619,8 @@ pub fn human(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{Deadline, Settings};
+    use crate::deadlines::Deadline;
+    use crate::pipeline::Settings;
 
     #[test]
     fn deadlines_grow_with_size_and_never_undercut_a_stage_limit() {

@@ -19,14 +19,14 @@ use hmac::{Hmac, Mac};
 use restorable_domain::alert::{AlertCommand, AlertKind, AlertRaised};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::ladder::{FailureReason, Stage};
-use restorable_pipeline::alert_routes::{
+use restorable_pipeline::alerting::{
     verify, AlertDelivery, AlertRoutes, RetryPolicy, SmtpRelay, TenantRoutes, WebhookRoute,
     DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER,
 };
-use restorable_pipeline::context::{Pipeline, Settings};
-use restorable_pipeline::nats::{Nats, NatsConfig};
+use restorable_pipeline::pipeline::{Pipeline, Settings};
 use restorable_pipeline::store::LoggedEvent;
 use restorable_pipeline::testing::{free_port, NatsServer};
+use restorable_pipeline::transport::nats::{Nats, NatsConfig};
 use restorable_pipeline::transport::Consumer;
 use secrecy::SecretString;
 use sha2::Sha256;
@@ -509,7 +509,7 @@ async fn alerts_are_published_on_the_tenants_nats_subject() {
             .expect("NATS"),
     );
     let listener = async_nats::connect(url.as_str()).await.expect("connect");
-    let subject = restorable_pipeline::stages::alerts::alert_subject(tenant.as_str());
+    let subject = restorable_pipeline::alerting::alert_subject(tenant.as_str());
     assert_eq!(subject, format!("restorable.alerts.{tenant}"));
     let mut subscriber = listener.subscribe(subject).await.expect("subscribe");
     listener.flush().await.expect("flush");

@@ -21,9 +21,10 @@ use restorable_domain::instance::{
 };
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
-use restorable_pipeline::context::{Deadline, PbxCredentials, Settings};
+use restorable_pipeline::deadlines::Deadline;
 use restorable_pipeline::enrolment::{enrol_with, open_cycle, EnrolOptions, EnrolRequest};
-use restorable_pipeline::pbx_client::PbxLimits;
+use restorable_pipeline::pbx::PbxLimits;
+use restorable_pipeline::pipeline::{PbxCredentials, Settings};
 use secrecy::SecretString;
 
 /// A TCP service on loopback that counts the connections it gets (it should get none).

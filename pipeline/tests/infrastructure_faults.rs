@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use common::{Backend, Harness};
 use restorable_domain::ladder::{Rung, Trigger};
-use restorable_pipeline::driver::head_position;
 use restorable_pipeline::enrolment::open_cycle;
-use restorable_pipeline::nats::relay::{Relay, CHECKPOINT};
-use restorable_pipeline::nats::{DEAD_LETTER_STREAM, EVENTS_STREAM};
 use restorable_pipeline::read_model::{rebuild, ReadSide};
+use restorable_pipeline::runtime::driver::head_position;
 use restorable_pipeline::store::Store;
+use restorable_pipeline::transport::nats::relay::{Relay, CHECKPOINT};
+use restorable_pipeline::transport::nats::{DEAD_LETTER_STREAM, EVENTS_STREAM};
 use tokio_util::sync::CancellationToken;
 
 /// Makes every `Captured` insert fail for the next `seconds` (a real database error raised by a
@@ -59,7 +59,7 @@ async fn an_outcome_that_meets_a_store_error_is_recorded_once_the_store_answers(
     let shutdown = CancellationToken::new();
     let stages = tokio::spawn({
         let (pipeline, shutdown) = (harness.pipeline.clone(), shutdown.clone());
-        async move { restorable_pipeline::stages::run_all(&pipeline, shutdown).await }
+        async move { restorable_pipeline::runtime::run_all(&pipeline, shutdown).await }
     });
     // While the store refuses the outcome, the cycle stays where it was: the copy is in the
     // vault, but the cycle is neither captured nor failed.
@@ -177,7 +177,8 @@ async fn the_relay_holds_on_a_store_error_and_an_unknown_version_and_never_skips
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(stream_messages(&harness, EVENTS_STREAM).await, 0);
     assert!(
-        restorable_pipeline::nats::relay::HELD.load(std::sync::atomic::Ordering::Relaxed),
+        restorable_pipeline::transport::nats::relay::HELD
+            .load(std::sync::atomic::Ordering::Relaxed),
         "the relay says it is held"
     );
     store

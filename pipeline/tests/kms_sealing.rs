@@ -7,8 +7,8 @@ mod aws {
     pub use restorable_pipeline::testing::{aws_endpoint as endpoint, AWS_REGION as REGION};
 }
 
-use restorable_pipeline::kms_sealer::{KmsConfig, KmsKeySealer};
 use restorable_pipeline::sealing::{KeySealer, SealError, SealedSecret};
+use restorable_pipeline::sealing::{KmsConfig, KmsKeySealer};
 use secrecy::{ExposeSecret, SecretString};
 
 const PLAINTEXT: &str = "Zq8RtVisibleTenantPw24ch";

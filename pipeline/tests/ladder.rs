@@ -14,9 +14,10 @@ use restorable_domain::instance::{Instance, InstanceCommand};
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::Fault;
 use restorable_pipeline::archive::{verify_archive, ArchiveFault, VerifyLimits, CORE_TABLES};
-use restorable_pipeline::driver::head_position;
 use restorable_pipeline::enrolment::{open_cycle, rotate_tenant_key};
-use restorable_pipeline::{scheduler, stages};
+use restorable_pipeline::runtime::driver::head_position;
+use restorable_pipeline::runtime::{run_all, scheduler};
+use restorable_pipeline::stages;
 use tokio_util::sync::CancellationToken;
 
 async fn a_healthy_pbx_climbs_to_verified_with_an_honest_record(backend: Backend) {
@@ -302,7 +303,7 @@ async fn redelivering_every_event_produces_no_second_event(backend: Backend) {
     let shutdown = CancellationToken::new();
     let workers = tokio::spawn({
         let (pipeline, shutdown) = (harness.pipeline.clone(), shutdown.clone());
-        async move { stages::run_all(&pipeline, shutdown).await }
+        async move { run_all(&pipeline, shutdown).await }
     });
     // Wait until every consumer has caught up with the log again.
     let head = head_position(&harness.pipeline).await.expect("head");

@@ -8,14 +8,14 @@ use std::time::Duration;
 use restorable_domain::ids::{InstanceId, TenantId};
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
-use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
-use restorable_pipeline::driver::head_position;
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
-use restorable_pipeline::nats::message::{decode, message_id};
-use restorable_pipeline::nats::relay::{Relay, CHECKPOINT};
-use restorable_pipeline::nats::{Nats, NatsConfig, EVENTS_STREAM};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
+use restorable_pipeline::runtime::driver::head_position;
+use restorable_pipeline::setup::Backends;
 use restorable_pipeline::testing::{test_server_url, NatsServer, ScratchDatabase};
+use restorable_pipeline::transport::nats::message::{decode, message_id};
+use restorable_pipeline::transport::nats::relay::{Relay, CHECKPOINT};
+use restorable_pipeline::transport::nats::{Nats, NatsConfig, EVENTS_STREAM};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
@@ -174,9 +174,9 @@ impl restorable_pipeline::transport::Consumer for AlwaysBroken {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_keeps_failing_goes_to_the_dead_letters_and_fails_its_cycle() {
-    use restorable_pipeline::nats::worker::{run_worker, WorkerSettings};
-    use restorable_pipeline::nats::DEAD_LETTER_STREAM;
     use restorable_pipeline::stages::start::StartStage;
+    use restorable_pipeline::transport::nats::worker::{run_worker, WorkerSettings};
+    use restorable_pipeline::transport::nats::DEAD_LETTER_STREAM;
 
     let database = ScratchDatabase::create(&test_server_url())
         .await

@@ -19,17 +19,17 @@ use bytes::Bytes;
 use chrono::Utc;
 use common::{Backend, Harness};
 use futures_util::StreamExt;
-use restorable_pipeline::alert_routes::{
+use restorable_pipeline::alerting::{
     verify, AlertDelivery, AlertRoutes, RetryPolicy, TenantRoutes, WebhookRoute, DELIVERY_HEADER,
     EVENT_HEADER, OPERATIONS_SUBJECT, SIGNATURE_HEADER,
 };
-use restorable_pipeline::context::Settings;
-use restorable_pipeline::driver::head_position;
-use restorable_pipeline::nats::relay::{Relay, CHECKPOINT};
-use restorable_pipeline::nats::worker::WorkerSettings;
 use restorable_pipeline::operations_alerts::{sweep_dead_letters, RelayAlarm};
-use restorable_pipeline::stages::run_stages;
+use restorable_pipeline::pipeline::Settings;
+use restorable_pipeline::runtime::driver::head_position;
+use restorable_pipeline::runtime::run_stages;
 use restorable_pipeline::store::Store;
+use restorable_pipeline::transport::nats::relay::{Relay, CHECKPOINT};
+use restorable_pipeline::transport::nats::worker::WorkerSettings;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

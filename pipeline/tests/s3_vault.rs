@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, ObjectLockMode, VersioningConfiguration};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use restorable_pipeline::s3_vault::{S3Config, S3Vault, PART_SIZE};
 use restorable_pipeline::vault::{LockMode, ObjectLock, Vault, VaultError};
+use restorable_pipeline::vault::{S3Config, S3Vault, PART_SIZE};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 

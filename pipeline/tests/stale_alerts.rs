@@ -15,7 +15,7 @@ use restorable_domain::instance::{
     SealedCredentials,
 };
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
-use restorable_pipeline::context::{Pipeline, Settings};
+use restorable_pipeline::pipeline::{Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
 use restorable_pipeline::stages::alerts::AlertsStage;
 use restorable_pipeline::transport::Consumer;

@@ -20,9 +20,9 @@ use restorable_domain::instance::Instance;
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::RunningPbx;
 use restorable_pipeline::enrolment::open_cycle;
-use restorable_pipeline::kms_sealer::{KmsConfig, KmsKeySealer};
-use restorable_pipeline::s3_vault::{S3Config, S3Vault};
+use restorable_pipeline::sealing::{KmsConfig, KmsKeySealer};
 use restorable_pipeline::testing::{aws_endpoint, unique_bucket, AWS_REGION};
+use restorable_pipeline::vault::{S3Config, S3Vault};
 
 /// A new symmetric KMS key on the local endpoint.
 async fn new_kms_key() -> String {

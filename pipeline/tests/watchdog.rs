@@ -15,8 +15,9 @@ use restorable_domain::ids::{CycleId, InstanceId};
 use restorable_domain::instance::{Instance, InstanceEvent};
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::Fault;
-use restorable_pipeline::context::{Deadline, Deadlines, Settings};
+use restorable_pipeline::deadlines::{Deadline, Deadlines};
 use restorable_pipeline::enrolment::open_cycle;
+use restorable_pipeline::pipeline::Settings;
 use restorable_pipeline::watchdog::{sweep, Action, Watchdog};
 
 const SECURE: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use restorable_api::auth::{add_user, issue_token, Role, Scope};
 use restorable_api::AppState;
-use restorable_pipeline::context::Pipeline;
+use restorable_pipeline::pipeline::Pipeline;
 use restorable_pipeline::read_model::ReadSide;
 use restorable_pipeline::testing::free_port;
 use secrecy::SecretString;

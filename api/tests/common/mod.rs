@@ -14,11 +14,11 @@ use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
-use restorable_pipeline::config::Backends;
-use restorable_pipeline::context::{PbxCredentials, Pipeline, Settings};
-use restorable_pipeline::driver::run_until_closed;
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
+use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
+use restorable_pipeline::runtime::driver::run_until_closed;
+use restorable_pipeline::setup::Backends;
 use restorable_pipeline::testing::{test_server_url, ScratchDatabase};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -178,7 +178,7 @@ impl World {
         // The alerts stage may still be raising the failure's alert: wait for it.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            restorable_pipeline::stages::run_stages(
+            restorable_pipeline::runtime::run_stages(
                 &pipeline,
                 &["alerts"],
                 &Default::default(),

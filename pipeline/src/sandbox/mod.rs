@@ -33,6 +33,9 @@
 pub mod owner;
 pub mod process;
 pub mod schema;
+mod unavailable;
+
+pub use unavailable::Unavailable;
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! it is open, so a cycle failing again and again (or a redelivered event) raises nothing more.
 //! Every command carries its event's log position: only what comes later in the log resolves
 //! an alert. Stale instances are raised by the projector's sweep ([`raise_stale`]). Delivering
-//! alerts to their routes is another consumer's job ([`crate::alert_routes`]), so a slow
+//! alerts to their routes is another consumer's job ([`crate::alerting`]), so a slow
 //! webhook never holds up the ladder.
 
 use async_trait::async_trait;
@@ -19,7 +19,7 @@ use restorable_domain::instance::InstanceEvent;
 use restorable_domain::ladder::Rung;
 
 use super::is_cycle_event;
-use crate::context::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::store::{LoggedEvent, Store, StoreError};
 use crate::transport::Consumer;
 
@@ -33,11 +33,6 @@ impl AlertsStage {
     pub fn new(pipeline: Pipeline) -> Self {
         Self { pipeline }
     }
-}
-
-/// The subject a tenant's alerts are published on.
-pub fn alert_subject(tenant: &str) -> String {
-    format!("restorable.alerts.{tenant}")
 }
 
 /// Raises a "Backup Stale" (no copy reached Secured lately) or "Verify Stale" (copies are

@@ -3,7 +3,7 @@
 //! deadline until it is listed, takes the manifest counts, and streams the download into the
 //! vault under Object Lock (the vault computes SHA-256 on the way; nothing is held in memory).
 //!
-//! The PBX is not trusted ([`crate::pbx_client`]): its URL must be `https` (or loopback, or
+//! The PBX is not trusted ([`crate::pbx`]): its URL must be `https` (or loopback, or
 //! explicitly allowed plain `http`), the download must stay on its enrolled origin, a backup the
 //! PBX reports as not encrypted (`GetBackupExtras`) is refused before it is fetched, and a
 //! backup larger than the tenant's maximum is refused by its listed size and `Content-Length`
@@ -40,8 +40,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{is_cycle_event, record, StageFailure};
-use crate::context::{PbxCredentials, Pipeline};
-use crate::pbx_client::{BackupEntry, BackupRequest, PbxClient, PbxError};
+use crate::pbx::{BackupEntry, BackupRequest, PbxClient, PbxError};
+use crate::pipeline::{PbxCredentials, Pipeline};
 use crate::retry::within_stage;
 use crate::sealing::{SealError, SealedSecret};
 use crate::store::{LoggedEvent, StoreError};
@@ -310,7 +310,7 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
         .as_ref()
         .ok_or_else(|| StageFailure::permanent(FailureReason::Internal, "instance not enrolled"))?;
     // Before anything is unsealed: a URL refused now (enrolled before the rule) gets nothing.
-    crate::pbx_client::check_endpoint(&enrolled.api_url, enrolled.allow_insecure_http)
+    crate::pbx::check_endpoint(&enrolled.api_url, enrolled.allow_insecure_http)
         .map_err(|e| pbx_failure(PbxError::Endpoint(e)))?;
     let key: TenantKey = pipeline
         .store

@@ -11,7 +11,7 @@ use restorable_domain::ladder::Rung;
 
 use super::is_cycle_event;
 use super::restore_test::planned;
-use crate::context::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 

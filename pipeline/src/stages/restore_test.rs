@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::capture::{retry_transient, unseal_password, vault_failure};
 use super::{is_cycle_event, record, StageFailure};
-use crate::context::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::sandbox::restore_test;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;

@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 
 use super::capture::{domain_lock_mode, retry_transient, vault_failure};
 use super::{is_cycle_event, record, StageFailure};
-use crate::context::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 use crate::vault::VaultError;

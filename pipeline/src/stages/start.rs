@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use restorable_domain::cycle::{BackupCycleCommand, CycleStarted};
 use restorable_domain::instance::{Instance, InstanceEvent};
 
-use crate::context::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 

@@ -10,7 +10,7 @@ use restorable_domain::ladder::{FailureReason, Rung, Stage};
 use super::capture::{retry_transient, unseal_password, vault_failure};
 use super::{is_cycle_event, record, StageFailure};
 use crate::archive::{self, ArchiveFault};
-use crate::context::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 use crate::vault::VaultError;

@@ -12,14 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::Consumer;
 use crate::error::ErrorKind;
 use crate::poison::{give_up, Attempts, Verdict};
 use crate::retry::Backoff;
-use crate::store::{LoggedEvent, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How many events a consumer reads at once.
 const BATCH: i64 = 64;
@@ -31,23 +31,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The first pause before a failed batch is tried again (so that the attempts a poison event
 /// is allowed are spread over tens of seconds, not used up in a blip).
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
-
-/// A stage processor (or any other reaction to events).
-#[async_trait]
-pub trait Consumer: Send + Sync + 'static {
-    /// The durable name of its checkpoint, e.g. `capture`.
-    fn name(&self) -> &'static str;
-    /// The event types it reacts to (its JetStream filter: one type, or every event).
-    fn event_types(&self) -> &'static [&'static str];
-    /// Whether it reacts to this event at all.
-    fn wants(&self, event: &LoggedEvent) -> bool;
-    /// Reacts. Stage failures are recorded as `Failed` events by the consumer itself and return
-    /// `Ok`; an `Err` means the infrastructure failed and the event must be delivered again.
-    ///
-    /// # Errors
-    /// A store failure that left the reaction undone.
-    async fn react(&self, event: LoggedEvent) -> Result<(), StoreError>;
-}
 
 /// Runs `consumer` until `shutdown` is cancelled. In-flight reactions of the current batch are
 /// finished before it returns (their checkpoint is then saved).
@@ -149,6 +132,8 @@ async fn deliver_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::LoggedEvent;
+    use async_trait::async_trait;
     use restorable_domain::cycle::{examples, BackupCycleCommand};
     use std::sync::atomic::{AtomicUsize, Ordering};
 

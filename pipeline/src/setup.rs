@@ -3,22 +3,22 @@
 //! production backend is switched on by its own setting, checked when the pipeline is opened, so
 //! a missing or wrong one stops start-up with a message naming it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Pipeline, Settings, SetupError};
-use crate::kms_sealer::{KmsConfig, KmsKeySealer};
-use crate::nats::{Nats, NatsConfig, NatsError};
+use crate::pipeline::{Pipeline, Settings};
 use crate::retry::Backoff;
-use crate::s3_vault::{S3Config, S3Vault};
 use crate::sandbox::process::ProcessSandboxes;
 use crate::sandbox::RestoreSandbox;
 use crate::sealing::{KeySealer, LocalKeySealer, SealError};
+use crate::sealing::{KmsConfig, KmsKeySealer};
 use crate::store::{Store, StoreError};
+use crate::transport::nats::{Nats, NatsConfig, NatsError};
 use crate::vault::{LocalVault, Vault, VaultError};
+use crate::vault::{S3Config, S3Vault};
 
 /// The backends of one process.
 #[derive(Clone, Debug, Default)]
@@ -46,7 +46,37 @@ pub struct BackendReport {
     pub ok: bool,
 }
 
+/// Why the pipeline could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The event store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vault directory.
+    #[error("vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
+    /// The master key file.
+    #[error("key sealing: {0}")]
+    Sealing(#[from] crate::sealing::SealError),
+    /// NATS JetStream.
+    #[error("transport: {0}")]
+    Nats(#[from] crate::transport::nats::NatsError),
+}
+
 impl Pipeline {
+    /// The embedded default: everything under `data_dir` (`events.db`, `vault/`, `master.key`);
+    /// restore sandboxes under [`sandbox_root`] of it.
+    ///
+    /// # Errors
+    /// When a part cannot be opened; the error names it.
+    pub async fn embedded(data_dir: &Path, settings: Settings) -> Result<Self, SetupError> {
+        let backends = Backends {
+            data_dir: data_dir.to_owned(),
+            ..Default::default()
+        };
+        Self::open(&backends, settings).await
+    }
+
     /// Opens every backend `backends` names (the embedded default for the rest), failing at once
     /// if one cannot be used (one-shot commands, tests).
     ///
@@ -148,7 +178,7 @@ impl Pipeline {
             settings.sandbox_placement.user.as_deref(),
         ) {
             Ok(sandboxes) => Arc::new(sandboxes.with_limits(settings.sandbox_limits)),
-            Err(failure) => Arc::new(crate::context::Unavailable(failure.to_string())),
+            Err(failure) => Arc::new(crate::sandbox::Unavailable(failure.to_string())),
         };
         Ok(Some(Self {
             store,
@@ -325,7 +355,7 @@ fn database_unreachable(error: &sqlx::Error) -> bool {
     }
 }
 
-/// The markers [`crate::s3_vault::describe`] gives a transport failure or an overloaded service.
+/// The markers [`crate::aws::describe`] gives a transport failure or an overloaded service.
 fn remote_unreachable(detail: &str) -> bool {
     ["endpoint unreachable", "(HTTP 5", "Throttling", "SlowDown"]
         .iter()

@@ -10,8 +10,8 @@ use restorable_domain::instance::Instance;
 use restorable_domain::ladder::Trigger;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Pipeline;
 use crate::enrolment::{open_cycle, EnrolmentError};
+use crate::pipeline::Pipeline;
 use crate::store::StoreError;
 
 /// Opens a cycle for every instance due now; returns the instances it opened one for.

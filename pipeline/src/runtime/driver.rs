@@ -9,8 +9,7 @@ use restorable_domain::ids::CycleId;
 use restorable_domain::instance::InstanceEvent;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Pipeline;
-use crate::stages;
+use crate::pipeline::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
 
 /// Why the cycles did not all close.
@@ -63,7 +62,7 @@ pub async fn run_until_closed(
     let workers = tokio::spawn({
         let pipeline = pipeline.clone();
         let shutdown = shutdown.clone();
-        async move { stages::run_all(&pipeline, shutdown).await }
+        async move { crate::runtime::run_all(&pipeline, shutdown).await }
     });
     let outcome = watch(pipeline, cycles, from_position, limit, on_event).await;
     shutdown.cancel();

@@ -30,8 +30,8 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::s3_vault::{aws_http_client, code, describe, env_credentials, is_transient, AwsError};
-use crate::sealing::{KeySealer, SealError, SealedSecret};
+use super::{KeySealer, SealError, SealedSecret};
+use crate::aws::{aws_http_client, code, describe, env_credentials, is_transient, AwsError};
 
 /// Prefix of the sealed text KMS makes.
 pub const SEALED_PREFIX: &str = "kms:";

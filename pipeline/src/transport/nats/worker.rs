@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::{decode, DEAD_LETTER_REASON};
 use super::{Nats, NatsError, EVENTS_STREAM};
-use crate::context::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::poison::{give_up, Attempts, Verdict, POISON_AFTER};
 use crate::retry::{redelivery_delay, Backoff};
 use crate::store::{LoggedEvent, StoreError};

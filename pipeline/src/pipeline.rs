@@ -1,7 +1,6 @@
 //! The pipeline's wiring: the event store and the adapters behind each port, plus the settings
 //! every stage reads. One `Pipeline` is shared (cheaply cloned) by all consumers of a process.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,27 +10,11 @@ use restorable_domain::tenant_key::TenantKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::sandbox::{RestoreFailure, RestoreSandbox, Sandbox};
+use crate::deadlines::Deadlines;
+use crate::sandbox::RestoreSandbox;
 use crate::sealing::{KeySealer, SealedSecret};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::vault::Vault;
-
-/// Why the pipeline could not be assembled.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// The event store.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The vault directory.
-    #[error("vault: {0}")]
-    Vault(#[from] crate::vault::VaultError),
-    /// The master key file.
-    #[error("key sealing: {0}")]
-    Sealing(#[from] crate::sealing::SealError),
-    /// NATS JetStream.
-    #[error("transport: {0}")]
-    Nats(#[from] crate::nats::NatsError),
-}
 
 /// Tunables of the stages.
 #[derive(Clone, Debug)]
@@ -49,12 +32,12 @@ pub struct Settings {
     /// Hard time limit of one restore test (provision to destroy).
     pub restore_time_limit: Duration,
     /// Where each tenant's alerts are delivered (none by default).
-    pub alert_routes: crate::alert_routes::AlertRoutes,
+    pub alert_routes: crate::alerting::routes::AlertRoutes,
     /// How long a cycle may stand on each rung before the watchdog fails it
     /// ([`crate::watchdog`]).
     pub deadlines: Deadlines,
     /// Deadlines and size caps of PBX calls and downloads (the PBX is not trusted).
-    pub pbx: crate::pbx_client::PbxLimits,
+    pub pbx: crate::pbx::PbxLimits,
     /// The verifier's budget per archive, and the weakest AES accepted by default.
     pub verify_limits: crate::archive::VerifyLimits,
     /// The resources of one restore sandbox.
@@ -63,65 +46,6 @@ pub struct Settings {
     pub sandbox_placement: crate::sandbox::process::SandboxPlacement,
     /// Tenants whose policy accepts AES weaker than `verify_limits.minimum_encryption`.
     pub tenant_minimum_encryption: std::collections::HashMap<TenantId, crate::archive::AesStrength>,
-}
-
-/// A time limit that grows with the size of the backup: `base + per_gib × GiB`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Deadline {
-    /// The limit of an empty backup.
-    pub base: Duration,
-    /// Added for every GiB (pro rata) of the backup.
-    pub per_gib: Duration,
-}
-
-impl Deadline {
-    /// A limit of `base` plus `per_gib` for every GiB.
-    pub const fn new(base: Duration, per_gib: Duration) -> Self {
-        Self { base, per_gib }
-    }
-
-    /// The limit for a backup of `bytes`.
-    pub fn for_size(&self, bytes: u64) -> Duration {
-        const GIB: f64 = (1u64 << 30) as f64;
-        #[allow(clippy::cast_precision_loss)] // sizes far below 2^52 bytes
-        let gib = bytes as f64 / GIB;
-        let scaled =
-            Duration::try_from_secs_f64(self.per_gib.as_secs_f64() * gib).unwrap_or(Duration::MAX);
-        self.base.saturating_add(scaled)
-    }
-}
-
-/// The time limit of each rung of the ladder, and of a finished cycle not yet closed. A cycle
-/// that stands still longer is failed `stage_timeout` (retryable) by the watchdog.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Deadlines {
-    /// Started → Captured, scaled by the instance's last known backup size.
-    pub capture: Deadline,
-    /// Captured → Secured.
-    pub secure: Deadline,
-    /// Secured → Verified.
-    pub verify: Deadline,
-    /// Verified → Restore-Tested (only when a restore test is due).
-    pub restore_test: Deadline,
-    /// A cycle that ended (failed, or at its last rung) whose instance still holds it open.
-    pub close: Duration,
-    /// How often the watchdog looks.
-    pub check_every: Duration,
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        const MINUTE: u64 = 60;
-        let minutes = |m: u64| Duration::from_secs(m * MINUTE);
-        Self {
-            capture: Deadline::new(minutes(30), minutes(10)),
-            secure: Deadline::new(minutes(10), minutes(5)),
-            verify: Deadline::new(minutes(10), minutes(5)),
-            restore_test: Deadline::new(minutes(30), minutes(10)),
-            close: minutes(5),
-            check_every: Duration::from_secs(MINUTE),
-        }
-    }
 }
 
 impl Settings {
@@ -152,33 +76,14 @@ impl Default for Settings {
             tenant_retention: std::collections::HashMap::new(),
             delete_from_pbx: true,
             restore_time_limit: Duration::from_secs(10 * 60),
-            alert_routes: crate::alert_routes::AlertRoutes::default(),
+            alert_routes: crate::alerting::routes::AlertRoutes::default(),
             deadlines: Deadlines::default(),
-            pbx: crate::pbx_client::PbxLimits::default(),
+            pbx: crate::pbx::PbxLimits::default(),
             verify_limits: crate::archive::VerifyLimits::default(),
             sandbox_limits: crate::sandbox::process::SandboxLimits::default(),
             sandbox_placement: crate::sandbox::process::SandboxPlacement::default(),
             tenant_minimum_encryption: std::collections::HashMap::new(),
         }
-    }
-}
-
-/// The sandbox of a machine that cannot run restore tests (no PostgreSQL, no `nobody` user):
-/// every restore test fails `sandbox_provision` with the reason, so the ladder says so.
-pub(crate) struct Unavailable(pub(crate) String);
-
-#[async_trait::async_trait]
-impl RestoreSandbox for Unavailable {
-    fn kind(&self) -> &'static str {
-        "unavailable"
-    }
-
-    async fn sweep_leftovers(&self) -> usize {
-        0
-    }
-
-    async fn provision(&self) -> Result<Box<dyn Sandbox>, RestoreFailure> {
-        Err(RestoreFailure::Provision(self.0.clone()))
     }
 }
 
@@ -205,23 +110,10 @@ pub struct Pipeline {
     /// Stage tunables.
     pub settings: Settings,
     /// The NATS JetStream transport; `None`: stages are fed in-process from the store.
-    pub nats: Option<crate::nats::Nats>,
+    pub nats: Option<crate::transport::nats::Nats>,
 }
 
 impl Pipeline {
-    /// The embedded default: everything under `data_dir` (`events.db`, `vault/`, `master.key`);
-    /// restore sandboxes under [`sandbox_root`] of it.
-    ///
-    /// # Errors
-    /// When a part cannot be opened; the error names it.
-    pub async fn embedded(data_dir: &Path, settings: Settings) -> Result<Self, SetupError> {
-        let backends = crate::config::Backends {
-            data_dir: data_dir.to_owned(),
-            ..Default::default()
-        };
-        Self::open(&backends, settings).await
-    }
-
     /// The sealing context of a tenant's backup password (like a KMS encryption context).
     pub fn password_context(tenant: &TenantId) -> String {
         format!("tenant-password/{tenant}")

@@ -1,0 +1,246 @@
+//! Alert route configuration: every tenant's webhook and e-mail recipients, the SMTP relay, the
+//! operator's routes, and the checks a configuration must pass before anything is sent. A leaf:
+//! the pipeline's settings hold an [`AlertRoutes`].
+
+use std::collections::HashMap;
+use std::fmt;
+
+use lettre::message::Mailbox;
+use restorable_domain::ids::TenantId;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use crate::retry::RetryPolicy;
+
+/// Why an alert route is misconfigured or a delivery failed. Never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertRouteError {
+    /// A route's setting is not usable (named by `what`, e.g. `alert_routes.acme.email_to`).
+    #[error("{what}: {detail}")]
+    Invalid {
+        /// The setting.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The webhook answered with a status that is not 2xx.
+    #[error("webhook {url}: HTTP {status}")]
+    Status {
+        /// The URL without credentials, query or fragment.
+        url: String,
+        /// The answer's status code.
+        status: u16,
+    },
+    /// The webhook could not be reached (connection, TLS, timeout).
+    #[error("webhook {url}: {detail}")]
+    Http {
+        /// The URL without credentials, query or fragment.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The SMTP relay refused the message or could not be reached.
+    #[error("e-mail via {relay}: {detail}")]
+    Smtp {
+        /// `host:port` of the relay.
+        relay: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A tenant has e-mail recipients but no SMTP relay is configured.
+    #[error("e-mail: no SMTP relay is configured")]
+    NoSmtpRelay,
+    /// The NATS publish failed.
+    #[error("NATS {subject}: {detail}")]
+    Nats {
+        /// The subject.
+        subject: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The alert a resolution refers to is not in its aggregate's history.
+    #[error("alert {alert_id}: no AlertRaised for it in InstanceAlerts {instance}")]
+    UnknownAlert {
+        /// The alert.
+        alert_id: String,
+        /// The aggregate (instance) id.
+        instance: String,
+    },
+    /// Every attempt failed.
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: Box<AlertRouteError>,
+    },
+}
+
+/// A tenant's webhook.
+#[derive(Clone)]
+pub struct WebhookRoute {
+    /// Where alerts are posted (`http://` or `https://`).
+    pub url: String,
+    /// The HMAC-SHA256 key of the signature header.
+    pub secret: SecretString,
+}
+
+impl fmt::Debug for WebhookRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookRoute")
+            .field("url", &redact_url(&self.url))
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// Where one tenant's alerts go (besides NATS, which every tenant gets when it is configured).
+#[derive(Clone, Debug, Default)]
+pub struct TenantRoutes {
+    /// A signed webhook.
+    pub webhook: Option<WebhookRoute>,
+    /// E-mail recipients (sent through [`AlertRoutes::smtp`]).
+    pub email_to: Vec<String>,
+}
+
+/// The SMTP relay alert e-mail goes through.
+#[derive(Clone, Debug)]
+pub struct SmtpRelay {
+    /// Host name (also the name its TLS certificate must carry).
+    pub host: String,
+    /// Port (587 for submission with STARTTLS, 25 for a local MTA).
+    pub port: u16,
+    /// The sender, e.g. `Restorable <alerts@example.com>`.
+    pub from: String,
+    /// The login, if the relay wants one.
+    pub username: Option<String>,
+    /// The password of `username`.
+    pub password: Option<SecretString>,
+    /// STARTTLS is required (`true`), or the connection stays unencrypted (`false`: only
+    /// allowed for a loopback relay).
+    pub starttls: bool,
+}
+
+impl SmtpRelay {
+    pub(crate) fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Every tenant's alert routes. The default has none: alerts are only recorded (and published
+/// on NATS when the pipeline has it).
+#[derive(Clone, Debug, Default)]
+pub struct AlertRoutes {
+    /// The relay for e-mail routes.
+    pub smtp: Option<SmtpRelay>,
+    /// Routes by tenant.
+    pub tenants: HashMap<TenantId, TenantRoutes>,
+    /// The service operator's routes (`[operations_alerts]`): operations alerts — dead letters,
+    /// a held relay ([`crate::operations_alerts`]) — go here and to [`OPERATIONS_SUBJECT`],
+    /// never to a tenant.
+    pub operations: Option<TenantRoutes>,
+}
+
+pub(crate) fn invalid(what: impl Into<String>, detail: impl Into<String>) -> AlertRouteError {
+    AlertRouteError::Invalid {
+        what: what.into(),
+        detail: detail.into(),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl AlertRoutes {
+    /// Checks every route before anything is sent: webhook URLs are `http(s)://` with a
+    /// non-empty secret, addresses parse, e-mail routes have a relay, and an unencrypted relay
+    /// is a loopback one.
+    ///
+    /// # Errors
+    /// [`AlertRouteError::Invalid`] naming the setting (`smtp.from`, `alert_routes.<tenant>...`).
+    pub fn check(&self) -> Result<(), AlertRouteError> {
+        if let Some(smtp) = &self.smtp {
+            if smtp.host.trim().is_empty() {
+                return Err(invalid("smtp.host", "is empty"));
+            }
+            if smtp.port == 0 {
+                return Err(invalid("smtp.port", "must not be 0"));
+            }
+            smtp.from
+                .parse::<Mailbox>()
+                .map_err(|e| invalid("smtp.from", format!("{:?}: {e}", smtp.from)))?;
+            if smtp.password.is_some() && smtp.username.is_none() {
+                return Err(invalid("smtp.password", "is set but smtp.username is not"));
+            }
+            if !smtp.starttls && !is_loopback(&smtp.host) {
+                return Err(invalid(
+                    "smtp.starttls",
+                    format!(
+                        "an unencrypted connection is only allowed to a loopback relay, not {:?}",
+                        smtp.host
+                    ),
+                ));
+            }
+        }
+        let mut tenants: Vec<_> = self.tenants.iter().collect();
+        tenants.sort_by(|a, b| a.0.cmp(b.0));
+        for (tenant, routes) in tenants {
+            self.check_routes(&format!("alert_routes.{tenant}"), routes)?;
+        }
+        if let Some(routes) = &self.operations {
+            self.check_routes("operations_alerts", routes)?;
+        }
+        Ok(())
+    }
+
+    /// Checks one set of routes, its settings named under `section`.
+    fn check_routes(&self, section: &str, routes: &TenantRoutes) -> Result<(), AlertRouteError> {
+        if let Some(webhook) = &routes.webhook {
+            let what = format!("{section}.webhook_url");
+            let url = reqwest::Url::parse(&webhook.url)
+                .map_err(|e| invalid(&what, format!("{}: {e}", redact_url(&webhook.url))))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    &what,
+                    format!(
+                        "{} is not an http:// or https:// URL",
+                        redact_url(&webhook.url)
+                    ),
+                ));
+            }
+            if webhook.secret.expose_secret().is_empty() {
+                return Err(invalid(format!("{section}.webhook_secret"), "is empty"));
+            }
+        }
+        for address in &routes.email_to {
+            address
+                .parse::<Mailbox>()
+                .map_err(|e| invalid(format!("{section}.email_to"), format!("{address:?}: {e}")))?;
+        }
+        if !routes.email_to.is_empty() && self.smtp.is_none() {
+            return Err(invalid(
+                format!("{section}.email_to"),
+                "e-mail recipients need an [smtp] relay",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A URL fit for logs: scheme, host, port and path only (no credentials, query or fragment).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "<not a URL>".to_owned(),
+    }
+}

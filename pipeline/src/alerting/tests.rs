@@ -1,0 +1,212 @@
+//! Tests of alert delivery: messages, signatures, route checks, retries.
+
+use std::collections::HashMap;
+
+use super::*;
+use restorable_domain::alert::AlertKind;
+use secrecy::SecretString;
+
+#[test]
+fn the_signer_matches_rfc_4231_test_case_2() {
+    let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+    assert_eq!(sign(b"Jefe", b"what do ya want for nothing?"), expected);
+    assert!(verify(
+        b"Jefe",
+        b"what do ya want for nothing?",
+        &format!("sha256={expected}")
+    ));
+    assert!(!verify(
+        b"Jeff",
+        b"what do ya want for nothing?",
+        &format!("sha256={expected}")
+    ));
+    assert!(!verify(
+        b"Jefe",
+        b"what do ya want for nothing!",
+        &format!("sha256={expected}")
+    ));
+    assert!(!verify(b"Jefe", b"what do ya want for nothing?", expected));
+}
+
+#[test]
+fn back_off_doubles() {
+    let policy = RetryPolicy::default();
+    let pauses: Vec<_> = (1..policy.attempts)
+        .map(|n| policy.delay_after(n))
+        .collect();
+    assert_eq!(
+        pauses,
+        [500, 1000, 2000, 4000, 8000].map(Duration::from_millis)
+    );
+}
+
+#[test]
+fn a_lease_outlasts_every_attempt_and_pause() {
+    // Pauses 0.5 + 1 + 2 + 4 + 8 s, six attempts of 10 s, and one more as a margin.
+    assert_eq!(
+        RetryPolicy::default().longest_delivery(),
+        Duration::from_millis(85_500)
+    );
+}
+
+#[test]
+fn logged_urls_lose_credentials_and_query() {
+    assert_eq!(
+        redact_url("https://user:pw@hooks.example/a/b?token=s3cret#x"),
+        "https://hooks.example/a/b"
+    );
+    assert_eq!(redact_url("not a url?token=s3cret"), "<not a URL>");
+}
+
+#[test]
+fn the_webhook_secret_is_not_in_debug_output() {
+    let routes = AlertRoutes {
+        smtp: Some(SmtpRelay {
+            host: "smtp.example.com".into(),
+            port: 587,
+            from: "alerts@example.com".into(),
+            username: Some("alerts".into()),
+            password: Some(SecretString::from("smtp-pass-123")),
+            starttls: true,
+        }),
+        tenants: HashMap::from([(
+            TenantId::new("acme").expect("slug"),
+            TenantRoutes {
+                webhook: Some(WebhookRoute {
+                    url: "https://hooks.example/x?token=query-secret".into(),
+                    secret: SecretString::from("hook-secret-456"),
+                }),
+                email_to: vec![],
+            },
+        )]),
+        operations: None,
+    };
+    let shown = format!("{routes:?}");
+    for secret in ["smtp-pass-123", "hook-secret-456", "query-secret"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
+
+#[test]
+fn misconfigured_routes_are_named() {
+    let acme = TenantId::new("acme").expect("slug");
+    let relay = SmtpRelay {
+        host: "smtp.example.com".into(),
+        port: 587,
+        from: "alerts@example.com".into(),
+        username: None,
+        password: None,
+        starttls: true,
+    };
+    let with = |smtp: Option<SmtpRelay>, routes: TenantRoutes| AlertRoutes {
+        smtp,
+        tenants: HashMap::from([(acme.clone(), routes)]),
+        operations: None,
+    };
+    let webhook = |url: &str, secret: &str| TenantRoutes {
+        webhook: Some(WebhookRoute {
+            url: url.into(),
+            secret: SecretString::from(secret),
+        }),
+        email_to: vec![],
+    };
+    let mail = |to: &str| TenantRoutes {
+        webhook: None,
+        email_to: vec![to.into()],
+    };
+    let cases = [
+        (
+            with(None, webhook("ftp://h/x", "s")),
+            "alert_routes.acme.webhook_url",
+        ),
+        (
+            with(None, webhook("https://h/x", "")),
+            "alert_routes.acme.webhook_secret",
+        ),
+        (with(None, mail("ops@acme.example")), "need an [smtp] relay"),
+        (
+            with(Some(relay.clone()), mail("not an address")),
+            "alert_routes.acme.email_to",
+        ),
+        (
+            with(
+                Some(SmtpRelay {
+                    starttls: false,
+                    ..relay.clone()
+                }),
+                mail("ops@acme.example"),
+            ),
+            "smtp.starttls",
+        ),
+    ];
+    for (routes, named) in cases {
+        let error = routes.check().expect_err("refused");
+        assert!(error.to_string().contains(named), "{named}: {error}");
+    }
+    let fine = with(
+        Some(SmtpRelay {
+            host: "127.0.0.1".into(),
+            starttls: false,
+            ..relay
+        }),
+        TenantRoutes {
+            webhook: Some(WebhookRoute {
+                url: "http://127.0.0.1:9/hook".into(),
+                secret: SecretString::from("s"),
+            }),
+            email_to: vec!["ops@acme.example".into()],
+        },
+    );
+    fine.check().expect("a loopback relay may be unencrypted");
+}
+
+#[test]
+fn the_message_has_every_key_and_a_resolution_repeats_the_alert() {
+    let raised = AlertRaised {
+        alert_id: "x-1".into(),
+        kind: AlertKind::BackupStale,
+        tenant_id: TenantId::new("acme").expect("slug"),
+        instance_id: InstanceId(uuid::Uuid::nil()),
+        cycle_id: None,
+        stage: None,
+        reason: None,
+        detail: "no copy has reached Secured yet".into(),
+        raised_at: DateTime::<Utc>::UNIX_EPOCH,
+        position: 0,
+    };
+    let body: serde_json::Value =
+        serde_json::from_slice(&AlertMessage::raised(&raised).to_json()).expect("json");
+    let keys: Vec<_> = body.as_object().expect("object").keys().cloned().collect();
+    for key in [
+        "alert",
+        "state",
+        "alert_id",
+        "tenant_id",
+        "instance_id",
+        "cycle_id",
+        "stage",
+        "reason",
+        "detail",
+        "raised_at",
+        "resolved_at",
+        "resolved_by",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing from {body}");
+    }
+    assert_eq!(body["alert"], "Backup Stale");
+    assert_eq!(body["state"], "raised");
+    let by = CycleId(uuid::Uuid::nil());
+    let resolved = AlertMessage::resolved(
+        &raised,
+        &AlertResolved {
+            alert_id: "x-1".into(),
+            kind: AlertKind::BackupStale,
+            resolved_by: by,
+            resolved_at: DateTime::<Utc>::UNIX_EPOCH,
+        },
+    );
+    assert_eq!(resolved.event_type(), "AlertResolved");
+    assert_eq!(resolved.state, "resolved");
+    assert_eq!(resolved.detail, raised.detail);
+    assert_eq!(resolved.resolved_by, Some(by));
+}

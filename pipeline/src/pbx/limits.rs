@@ -1,0 +1,51 @@
+//! How far the pipeline trusts a PBX: deadlines and size caps of its calls and downloads.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use restorable_domain::ids::TenantId;
+
+use crate::deadlines::Deadline;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// How far the pipeline trusts a PBX: deadlines and size caps (`[pbx]` in the config file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PbxLimits {
+    /// Overall deadline of one API call, from connecting to the last byte of the answer.
+    pub call_deadline: Duration,
+    /// Overall deadline of one backup download, scaled by its `Content-Length`.
+    pub download_deadline: Deadline,
+    /// The largest JSON answer read from a PBX.
+    pub max_json_bytes: u64,
+    /// The largest backup stored, unless its tenant has its own maximum.
+    pub max_backup_bytes: u64,
+    /// The tenants whose backups may be larger or must be smaller than `max_backup_bytes`.
+    pub tenant_max_backup_bytes: HashMap<TenantId, u64>,
+}
+
+impl Default for PbxLimits {
+    fn default() -> Self {
+        Self {
+            call_deadline: Duration::from_secs(2 * 60),
+            download_deadline: Deadline::new(
+                Duration::from_secs(30 * 60),
+                Duration::from_secs(10 * 60),
+            ),
+            max_json_bytes: 4 * MIB,
+            max_backup_bytes: 50 * GIB,
+            tenant_max_backup_bytes: HashMap::new(),
+        }
+    }
+}
+
+impl PbxLimits {
+    /// The largest backup stored for `tenant`.
+    pub fn max_backup_for(&self, tenant: &TenantId) -> u64 {
+        self.tenant_max_backup_bytes
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.max_backup_bytes)
+    }
+}

@@ -73,6 +73,7 @@ use restorable_pipeline::pbx_client::PbxLimits;
 use restorable_pipeline::s3_vault::S3Config;
 use secrecy::SecretString;
 use serde::Deserialize;
+use url::Url;
 
 use crate::cli::DataDir;
 
@@ -418,16 +419,39 @@ fn read_file(path: &Path) -> Result<FileSettings> {
     toml::from_str(&text).with_context(|| format!("in the configuration file {}", path.display()))
 }
 
-fn url_with_scheme(what: &str, url: &str, schemes: &[&str]) -> Result<()> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        bail!(
-            "{what} {url:?} is not a URL (expected {}://host...)",
+/// `text` fit for messages: a URL's password replaced by `***`. Text that is not a URL but holds
+/// an `@` (perhaps credentials) is not shown at all. The one place the binary shows a URL that
+/// may carry a password.
+pub fn redact_url(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            // Only fails on a URL without a host, which has no password either.
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) if !url.cannot_be_a_base() => text.to_owned(),
+        _ if text.contains('@') => "<not a URL>".to_owned(),
+        _ => text.to_owned(),
+    }
+}
+
+/// Checks that the setting `what` is a URL with a host and one of `schemes`.
+fn url_with_scheme(what: &str, text: &str, schemes: &[&str]) -> Result<()> {
+    let shown = redact_url(text);
+    let url = match Url::parse(text) {
+        Ok(url) if !url.cannot_be_a_base() => Some(url),
+        Err(url::ParseError::EmptyHost) => None,
+        _ => bail!(
+            "{what} {shown:?} is not a URL (expected {}://host...)",
             schemes[0]
-        );
+        ),
     };
-    if !schemes.contains(&scheme) || rest.is_empty() {
+    let usable = url.is_some_and(|url| {
+        schemes.contains(&url.scheme()) && url.host_str().is_some_and(|host| !host.is_empty())
+    });
+    if !usable {
         bail!(
-            "{what} {url:?}: expected a {} URL",
+            "{what} {shown:?}: expected a {} URL",
             schemes
                 .iter()
                 .map(|s| format!("{s}://"))
@@ -468,7 +492,10 @@ pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Sett
     let s3_endpoint = pick(&data.s3_endpoint, &file.s3_endpoint);
     let s3_bucket = pick(&data.s3_bucket, &file.s3_bucket);
     if let (Some(endpoint), None) = (&s3_endpoint, &s3_bucket) {
-        bail!("RESTORABLE_S3_ENDPOINT is set ({endpoint}) but RESTORABLE_S3_BUCKET is not: name the Object Lock bucket");
+        bail!(
+            "RESTORABLE_S3_ENDPOINT is set ({}) but RESTORABLE_S3_BUCKET is not: name the Object Lock bucket",
+            redact_url(endpoint)
+        );
     }
     if let Some(endpoint) = &s3_endpoint {
         url_with_scheme("RESTORABLE_S3_ENDPOINT", endpoint, &["http", "https"])?;
@@ -476,7 +503,10 @@ pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Sett
     let kms_endpoint = pick(&data.kms_endpoint, &file.kms_endpoint);
     let kms_key_id = pick(&data.kms_key_id, &file.kms_key_id);
     if let (Some(endpoint), None) = (&kms_endpoint, &kms_key_id) {
-        bail!("RESTORABLE_KMS_ENDPOINT is set ({endpoint}) but RESTORABLE_KMS_KEY_ID is not: name the key that seals tenant passwords");
+        bail!(
+            "RESTORABLE_KMS_ENDPOINT is set ({}) but RESTORABLE_KMS_KEY_ID is not: name the key that seals tenant passwords",
+            redact_url(endpoint)
+        );
     }
     if let Some(endpoint) = &kms_endpoint {
         url_with_scheme("RESTORABLE_KMS_ENDPOINT", endpoint, &["http", "https"])?;
@@ -563,6 +593,39 @@ mod tests {
             let error = resolve_args(args).expect_err("refused");
             assert!(format!("{error:#}").contains(named), "{args:?}: {error:#}");
         }
+    }
+
+    #[test]
+    fn urls_are_checked_with_their_passwords_hidden() {
+        for (url, named) in [
+            ("postgres://u:hunter2@h:99999/db", "is not a URL"),
+            (
+                "mysql://u:hunter2@h/db",
+                "expected a postgres:// or postgresql:// URL",
+            ),
+            ("postgres://", "expected a postgres://"),
+        ] {
+            let error = resolve_args(&["--database-url", url]).expect_err(url);
+            let text = format!("{error:#}");
+            assert!(text.contains(named), "{url}: {text}");
+            assert!(!text.contains("hunter2"), "{url}: {text}");
+        }
+        for url in ["nats://", "http://h:1", "localhost:4222"] {
+            let error = resolve_args(&["--nats-url", url]).expect_err(url);
+            assert!(
+                format!("{error:#}").contains("RESTORABLE_NATS_URL"),
+                "{url}: {error:#}"
+            );
+        }
+        assert!(resolve_args(&["--database-url", "postgres://u:pw@db.example:5432/x"]).is_ok());
+        assert!(resolve_args(&["--database-url", "sqlite://./x.db"]).is_ok());
+        assert!(resolve_args(&["--nats-url", "tls://nats.example:4222"]).is_ok());
+        assert_eq!(
+            redact_url("postgres://u:hunter2@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("u:hunter2@h:bad"), "<not a URL>");
     }
 
     #[test]

@@ -2,15 +2,17 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use restorable_domain::ids::TenantId;
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_pipeline::context::{PbxCredentials, Settings};
 use restorable_pipeline::enrolment::{enrol_with, EnrolOptions, EnrolRequest};
 use secrecy::SecretString;
+use url::Url;
 
 use crate::cli::EnrolArgs;
 use crate::runtime::{open, operator, read_secret_file};
+use crate::settings::redact_url;
 
 /// Enrols the PBX and prints its instance id.
 ///
@@ -20,7 +22,7 @@ pub async fn run(args: EnrolArgs) -> Result<ExitCode> {
     let pipeline = open(&args.data, Settings::default()).await?;
     let fqdn = match args.fqdn {
         Some(fqdn) => fqdn,
-        None => reqwest_host(&args.url)?,
+        None => pbx_host(&args.url)?,
     };
     let options = EnrolOptions {
         actor: operator(),
@@ -59,13 +61,15 @@ pub async fn run(args: EnrolArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The host of the PBX URL `url`, its FQDN unless `--fqdn` names one.
-fn reqwest_host(url: &str) -> Result<String> {
-    let rest = url
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .with_context(|| format!("{url:?} is not a URL (expected https://host)"))?;
-    let host = rest.split(['/', ':']).next().unwrap_or_default();
-    anyhow::ensure!(!host.is_empty(), "{url:?} has no host");
+/// The host of the PBX URL `text`, its FQDN unless `--fqdn` names one.
+fn pbx_host(text: &str) -> Result<String> {
+    let shown = redact_url(text);
+    let url = match Url::parse(text) {
+        Ok(url) if !url.cannot_be_a_base() => url,
+        Err(url::ParseError::EmptyHost) => anyhow::bail!("{shown:?} has no host"),
+        _ => anyhow::bail!("{shown:?} is not a URL (expected https://host)"),
+    };
+    let host = url.host_str().unwrap_or_default();
+    anyhow::ensure!(!host.is_empty(), "{shown:?} has no host");
     Ok(host.to_owned())
 }

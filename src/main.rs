@@ -5,7 +5,7 @@
 //! # Layout
 //! - `cli`: the clap definitions (every subcommand and flag, with its environment fallback).
 //! - `settings`: the backend settings (flags, environment, TOML file) every pipeline command
-//!   shares, checked before anything starts.
+//!   shares, checked before anything starts (`settings/`: `limits`, `alerts`, `urls`).
 //! - `runtime`: what the commands share: opening the pipeline, signals, the web UI in this
 //!   process, secret files, the operator's name (a leaf: no command is imported there).
 //! - `commands`: one file per subcommand (`commands/backup_now.rs`, `commands/verify.rs`, ...);

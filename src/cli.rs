@@ -91,10 +91,10 @@ pub enum Command {
     Projections(ProjectionsCommand),
     /// An operator's commands on one cycle (abort).
     #[command(subcommand)]
-    Cycle(crate::cycle_command::CycleCommand),
+    Cycle(CycleCommand),
     /// Events a consumer gave up on: list them, replay them.
     #[command(subcommand)]
-    DeadLetters(crate::dead_letters::DeadLettersCommand),
+    DeadLetters(DeadLettersCommand),
 }
 
 /// `restorable user ...`.
@@ -216,6 +216,67 @@ pub struct TokenAddArgs {
 pub enum ProjectionsCommand {
     /// Empties the stored views and rebuilds them from the whole event history.
     Rebuild(DataDir),
+}
+
+/// `restorable cycle ...`.
+#[derive(Subcommand)]
+pub enum CycleCommand {
+    /// Abort a cycle in flight (audited): it fails `aborted` and its instance is freed.
+    Abort(CycleAbortArgs),
+}
+
+/// `restorable cycle abort`.
+#[derive(Args)]
+pub struct CycleAbortArgs {
+    /// State directory and backends.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The cycle to abort.
+    #[arg(long)]
+    pub cycle: String,
+    /// Why (kept in the cycle's `Failed` detail).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `restorable dead-letters ...`.
+#[derive(Subcommand)]
+pub enum DeadLettersCommand {
+    /// List the dead letters waiting for a replay (with --all, the replayed ones too).
+    List(DeadLettersListArgs),
+    /// Replay a dead letter: run its consumer's reaction again, in this process.
+    Replay(DeadLettersReplayArgs),
+}
+
+/// `restorable dead-letters list`.
+#[derive(Args)]
+pub struct DeadLettersListArgs {
+    /// State directory and backends.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Also the dead letters already replayed.
+    #[arg(long)]
+    pub all: bool,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `restorable dead-letters replay`.
+#[derive(Args)]
+pub struct DeadLettersReplayArgs {
+    /// State directory and backends.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The consumer that gave up (`start`, `capture`, ..., `alert_delivery`, or `relay`).
+    #[arg(long, requires = "position", required_unless_present = "all")]
+    pub consumer: Option<String>,
+    /// The event's position in the log.
+    #[arg(long, requires = "consumer")]
+    pub position: Option<i64>,
+    /// Replay every pending dead letter, oldest first.
+    #[arg(long, conflicts_with_all = ["consumer", "position"])]
+    pub all: bool,
 }
 
 #[derive(Args)]

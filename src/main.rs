@@ -3,29 +3,20 @@
 //! Thin wiring only: parse the command line, set up logging, hand over to a command module.
 //!
 //! # Layout
-//! - `cli`: the clap definitions (every flag, with its environment fallback).
-//! - `demo`: `restorable demo` — a simulated fleet up the ladder, ending in a fleet table.
-//! - `commands`: enrol, backup-now, serve, worker, doctor, verify, events, fleet, rotate-key.
-//! - `config`: the backend settings (flags, environment, TOML file) every pipeline command shares.
-//! - `sim`: `restorable pbx-sim` — simulated PBXes for demos and tests.
-//! - `history`: decoding the event log into typed events.
-//! - `table`: the fleet table as text.
-//! - `web`: the web UI and API in this process (projector + HTTP server).
-//! - `accounts`: `user add`, `token add`, `projections rebuild`.
-//! - `cycle_command`: `cycle abort` (audited).
-//! - `dead_letters`: `dead-letters list` and `dead-letters replay`.
+//! - `cli`: the clap definitions (every subcommand and flag, with its environment fallback).
+//! - `settings`: the backend settings (flags, environment, TOML file) every pipeline command
+//!   shares, checked before anything starts (`settings/`: `limits`, `alerts`, `urls`).
+//! - `runtime`: what the commands share: opening the pipeline, signals, the web UI in this
+//!   process, secret files, the operator's name (a leaf: no command is imported there).
+//! - `commands`: one file per subcommand (`commands/backup_now.rs`, `commands/verify.rs`, ...);
+//!   `commands/mod.rs` dispatches.
+//!
+//! Imports only go down that list: `commands` -> `runtime` -> `settings` -> `cli`.
 
-mod accounts;
 mod cli;
 mod commands;
-mod config;
-mod cycle_command;
-mod dead_letters;
-mod demo;
-mod history;
-mod sim;
-mod table;
-mod web;
+mod runtime;
+mod settings;
 
 use std::process::ExitCode;
 

@@ -20,7 +20,9 @@ use restorable_projections::AnyEvent;
 use secrecy::SecretString;
 
 use crate::cli::DemoArgs;
-use crate::{history, table};
+use crate::runtime::{cancel_on_signal, open, start_web};
+
+use super::fleet;
 use restorable_pipeline::runtime::driver;
 
 /// The demo fleet's faults, by position (cycled for larger fleets): each lands on its own rung.
@@ -51,7 +53,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         poll_interval: Duration::from_millis(100),
         ..Settings::default()
     };
-    let pipeline = crate::commands::open(&args.data, settings).await?;
+    let pipeline = open(&args.data, settings).await?;
     let sim_dir = tempfile::tempdir().context("creating the simulator's directory")?;
     let mut fleet = Vec::new();
     for index in 0..args.fleet {
@@ -113,7 +115,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         cycles.clone(),
         start_position,
         Duration::from_secs(args.capture_deadline_secs.max(60) * 10),
-        |logged| match history::decode(logged) {
+        |logged| match fleet::decode(logged) {
             Ok(event) => report(&event, &names, &mut owners, &cycles, &progress),
             Err(error) => tracing::warn!(%error, "event not shown"),
         },
@@ -127,8 +129,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         return Err(error.into());
     }
 
-    let view = history::fleet(&pipeline.store).await?;
-    print!("{}", table::render(&view, Utc::now()));
+    let view = fleet::view(&pipeline.store).await?;
+    print!("{}", fleet::render(&view, Utc::now()));
     println!(
         "\nData directory: {} (run again to continue the history)",
         args.data.data_dir.display()
@@ -165,7 +167,7 @@ async fn serve(pipeline: &Pipeline, listen: std::net::SocketAddr) -> Result<()> 
     .await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let address = crate::web::start(pipeline, listen, &mut tasks, shutdown.clone()).await?;
+    let address = start_web(pipeline, listen, &mut tasks, shutdown.clone()).await?;
     tasks.spawn({
         let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
         async move { restorable_pipeline::runtime::run_all(&pipeline, shutdown).await }
@@ -180,14 +182,14 @@ async fn serve(pipeline: &Pipeline, listen: std::net::SocketAddr) -> Result<()> 
         "Sign in as {email} with password {} (demo account, new each run)",
         password.expose_secret()
     );
-    crate::commands::cancel_on_signal(shutdown.clone());
+    cancel_on_signal(shutdown.clone());
     shutdown.cancelled().await;
     tasks.join_all().await;
     Ok(())
 }
 
 async fn fleet_names(pipeline: &Pipeline) -> Result<std::collections::HashMap<String, String>> {
-    let view = history::fleet(&pipeline.store).await?;
+    let view = fleet::view(&pipeline.store).await?;
     Ok(view
         .rows()
         .into_iter()

@@ -16,57 +16,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
 use restorable_pipeline::pipeline::{Pipeline, Settings};
 use restorable_pipeline::runtime;
 use restorable_pipeline::store::DeadLetter;
 use restorable_pipeline::transport::nats::relay::Relay;
 use restorable_pipeline::transport::Consumer;
 
-use crate::cli::DataDir;
+use crate::cli::{DeadLettersCommand, DeadLettersListArgs, DeadLettersReplayArgs};
+use crate::runtime::open;
 
 /// The consumer name of the outbox relay's dead letters.
 const RELAY: &str = "relay";
-
-/// `restorable dead-letters ...`.
-#[derive(Subcommand)]
-pub enum DeadLettersCommand {
-    /// List the dead letters waiting for a replay (with --all, the replayed ones too).
-    List(ListArgs),
-    /// Replay a dead letter: run its consumer's reaction again, in this process.
-    Replay(ReplayArgs),
-}
-
-/// `restorable dead-letters list`.
-#[derive(Args)]
-pub struct ListArgs {
-    /// State directory and backends.
-    #[command(flatten)]
-    pub data: DataDir,
-    /// Also the dead letters already replayed.
-    #[arg(long)]
-    pub all: bool,
-    /// Print a JSON array instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `restorable dead-letters replay`.
-#[derive(Args)]
-pub struct ReplayArgs {
-    /// State directory and backends.
-    #[command(flatten)]
-    pub data: DataDir,
-    /// The consumer that gave up (`start`, `capture`, ..., `alert_delivery`, or `relay`).
-    #[arg(long, requires = "position", required_unless_present = "all")]
-    pub consumer: Option<String>,
-    /// The event's position in the log.
-    #[arg(long, requires = "consumer")]
-    pub position: Option<i64>,
-    /// Replay every pending dead letter, oldest first.
-    #[arg(long, conflicts_with_all = ["consumer", "position"])]
-    pub all: bool,
-}
 
 /// Runs a `restorable dead-letters` command.
 ///
@@ -79,8 +39,8 @@ pub async fn run(command: DeadLettersCommand) -> Result<ExitCode> {
     }
 }
 
-async fn list(args: ListArgs) -> Result<ExitCode> {
-    let pipeline = crate::commands::open(&args.data, Settings::default()).await?;
+async fn list(args: DeadLettersListArgs) -> Result<ExitCode> {
+    let pipeline = open(&args.data, Settings::default()).await?;
     let letters = pipeline.store.dead_letters(!args.all).await;
     pipeline.store.close().await;
     let letters = letters.context("reading the dead letters")?;
@@ -136,14 +96,14 @@ impl Outcome {
     }
 }
 
-async fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    let pipeline = crate::commands::open(&args.data, Settings::default()).await?;
+async fn replay(args: DeadLettersReplayArgs) -> Result<ExitCode> {
+    let pipeline = open(&args.data, Settings::default()).await?;
     let outcome = replay_in(&pipeline, &args).await;
     pipeline.store.close().await;
     Ok(outcome?.code())
 }
 
-async fn replay_in(pipeline: &Pipeline, args: &ReplayArgs) -> Result<Outcome> {
+async fn replay_in(pipeline: &Pipeline, args: &DeadLettersReplayArgs) -> Result<Outcome> {
     let consumers = runtime::consumers(pipeline);
     let letters = pipeline
         .store

@@ -9,34 +9,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use clap::{Args, Subcommand};
 use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::ids::CycleId;
 use restorable_pipeline::pipeline::Settings;
 use restorable_pipeline::watchdog::{abort, AbortError};
 
-use crate::cli::DataDir;
-
-/// `restorable cycle ...`.
-#[derive(Subcommand)]
-pub enum CycleCommand {
-    /// Abort a cycle in flight (audited): it fails `aborted` and its instance is freed.
-    Abort(AbortArgs),
-}
-
-/// `restorable cycle abort`.
-#[derive(Args)]
-pub struct AbortArgs {
-    /// State directory and backends.
-    #[command(flatten)]
-    pub data: DataDir,
-    /// The cycle to abort.
-    #[arg(long)]
-    pub cycle: String,
-    /// Why (kept in the cycle's `Failed` detail).
-    #[arg(long)]
-    pub reason: Option<String>,
-}
+use crate::cli::{CycleAbortArgs, CycleCommand};
+use crate::runtime::{open, operator};
 
 /// Runs a `restorable cycle` command.
 ///
@@ -48,22 +27,13 @@ pub async fn run(command: CycleCommand) -> Result<ExitCode> {
     }
 }
 
-/// Who did it, as the audit trail shows it.
-fn actor() -> String {
-    let user = std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "operator".to_owned());
-    format!("{user} (cli)")
-}
-
-async fn abort_command(args: AbortArgs) -> Result<ExitCode> {
+async fn abort_command(args: CycleAbortArgs) -> Result<ExitCode> {
     let cycle: CycleId = args
         .cycle
         .parse()
         .with_context(|| format!("{:?} is not a cycle id", args.cycle))?;
-    let pipeline = crate::commands::open(&args.data, Settings::default()).await?;
-    let actor = actor();
+    let pipeline = open(&args.data, Settings::default()).await?;
+    let actor = operator();
     let detail = match &args.reason {
         Some(reason) => format!("aborted by {actor}: {reason}"),
         None => format!("aborted by {actor}"),

@@ -1,0 +1,41 @@
+//! `restorable restore-test`: restore-tests a Verified cycle now, whatever the cadence.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use restorable_pipeline::pipeline::Settings;
+
+use crate::cli::RestoreTestArgs;
+use crate::runtime::open;
+
+/// Runs the restore test and prints the rung reached (exit code 1 when it failed).
+///
+/// # Errors
+/// A bad cycle id or a store failure.
+pub async fn run(args: RestoreTestArgs) -> Result<ExitCode> {
+    let settings = Settings {
+        restore_time_limit: Duration::from_secs(args.time_limit_secs),
+        ..Settings::default()
+    };
+    let pipeline = open(&args.data, settings).await?;
+    let cycle: restorable_domain::ids::CycleId = args.cycle.parse()?;
+    restorable_pipeline::stages::restore_test::restore_test_now(&pipeline, &cycle.to_string())
+        .await?;
+    let state: restorable_domain::cycle::BackupCycle =
+        pipeline.store.load(&cycle.to_string()).await?;
+    pipeline.store.close().await;
+    match state.failed {
+        Some(failed) => {
+            println!(
+                "FAILED at {}: {} ({})",
+                failed.stage, failed.reason, failed.detail
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            println!("reached {}", state.rung.map_or("-", |r| r.label()));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The file's alert routes: `[smtp]` (the relay alert e-mail goes through),
+//! `[alert_routes.<tenant>]` and `[operations_alerts]`. Secrets are never in the file, only the
+//! names of the environment variables that hold them; a variable that is not set stops the
+//! start, naming it.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail, Context, Result};
+use restorable_domain::ids::TenantId;
+use restorable_pipeline::alerting::{AlertRoutes, SmtpRelay, TenantRoutes, WebhookRoute};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// `[smtp]`: the relay alert e-mail goes through.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSmtp {
+    host: String,
+    port: Option<u16>,
+    from: String,
+    username: Option<String>,
+    /// The name of the environment variable holding the password.
+    password_env: Option<String>,
+    starttls: Option<bool>,
+}
+
+/// `[alert_routes.<tenant>]`: where a tenant's alerts go; `[operations_alerts]`: where the
+/// operator's go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAlertRoute {
+    webhook_url: Option<String>,
+    /// The name of the environment variable holding the webhook's signing secret.
+    webhook_secret_env: Option<String>,
+    #[serde(default)]
+    email_to: Vec<String>,
+}
+
+/// The secret in the environment variable `name`, which `what` refers to.
+fn secret_from_env(
+    what: &str,
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SecretString> {
+    match env(name) {
+        Some(value) if !value.is_empty() => Ok(SecretString::from(value)),
+        _ => bail!("{what}: the environment variable {name} is not set (or is empty or not UTF-8)"),
+    }
+}
+
+/// One `[alert_routes.<tenant>]` or `[operations_alerts]` section (named `section`), its
+/// webhook secret read through `env`.
+fn section_routes(
+    section: &str,
+    route: &FileAlertRoute,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TenantRoutes> {
+    let webhook = match (&route.webhook_url, &route.webhook_secret_env) {
+        (Some(url), Some(name)) => Some(WebhookRoute {
+            url: url.clone(),
+            secret: secret_from_env(&format!("{section}.webhook_secret_env"), name, env)?,
+        }),
+        (None, None) => None,
+        (Some(_), None) => bail!(
+            "{section}.webhook_secret_env is required with webhook_url: webhooks are always signed"
+        ),
+        (None, Some(_)) => {
+            bail!("{section}.webhook_secret_env is set but webhook_url is not")
+        }
+    };
+    Ok(TenantRoutes {
+        webhook,
+        email_to: route.email_to.clone(),
+    })
+}
+
+/// `[smtp]`, `[alert_routes.*]` and `[operations_alerts]`, secrets read through `env`.
+pub(super) fn alert_routes(
+    smtp: Option<&FileSmtp>,
+    routes: &HashMap<String, FileAlertRoute>,
+    operations: Option<&FileAlertRoute>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AlertRoutes> {
+    let smtp = match smtp {
+        None => None,
+        Some(smtp) => {
+            let starttls = smtp.starttls.unwrap_or(true);
+            let password = match (&smtp.username, &smtp.password_env) {
+                (Some(_), Some(name)) => Some(secret_from_env("smtp.password_env", name, env)?),
+                (None, None) => None,
+                (Some(_), None) => bail!("smtp.username is set but smtp.password_env is not"),
+                (None, Some(_)) => bail!("smtp.password_env is set but smtp.username is not"),
+            };
+            Some(SmtpRelay {
+                host: smtp.host.clone(),
+                port: smtp.port.unwrap_or(if starttls { 587 } else { 25 }),
+                from: smtp.from.clone(),
+                username: smtp.username.clone(),
+                password,
+                starttls,
+            })
+        }
+    };
+    let mut tenants = HashMap::new();
+    let mut slugs: Vec<_> = routes.keys().collect();
+    slugs.sort();
+    for slug in slugs {
+        let route = &routes[slug];
+        let tenant = TenantId::new(slug)
+            .with_context(|| format!("alert_routes: {slug:?} is not a tenant id"))?;
+        tenants.insert(
+            tenant,
+            section_routes(&format!("alert_routes.{slug}"), route, env)?,
+        );
+    }
+    let operations = match operations {
+        Some(route) => Some(section_routes("operations_alerts", route, env)?),
+        None => None,
+    };
+    let routes = AlertRoutes {
+        smtp,
+        tenants,
+        operations,
+    };
+    routes.check().map_err(|e| anyhow!("{e}"))?;
+    Ok(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sections these tests read, as the file holds them.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sections {
+        smtp: Option<FileSmtp>,
+        #[serde(default)]
+        alert_routes: HashMap<String, FileAlertRoute>,
+        operations_alerts: Option<FileAlertRoute>,
+    }
+
+    const ROUTES: &str = r#"
+[smtp]
+host = "smtp.example.com"
+from = "Restorable <alerts@example.com>"
+username = "alerts"
+password_env = "TEST_SMTP_PASSWORD"
+
+[alert_routes.acme]
+webhook_url = "https://hooks.acme.example/restorable?team=ops"
+webhook_secret_env = "TEST_ACME_SECRET"
+email_to = ["ops@acme.example", "cto@acme.example"]
+
+[alert_routes.globex]
+email_to = ["noc@globex.example"]
+"#;
+
+    fn fake_env(name: &str) -> Option<String> {
+        match name {
+            "TEST_SMTP_PASSWORD" => Some("smtp-password-value".to_owned()),
+            "TEST_ACME_SECRET" => Some("acme-secret-value".to_owned()),
+            _ => None,
+        }
+    }
+
+    fn routes_from(text: &str) -> Result<AlertRoutes> {
+        let file: Sections = toml::from_str(text)?;
+        alert_routes(
+            file.smtp.as_ref(),
+            &file.alert_routes,
+            file.operations_alerts.as_ref(),
+            &fake_env,
+        )
+    }
+
+    #[test]
+    fn alert_routes_are_read_with_their_secrets_from_the_environment() {
+        use secrecy::ExposeSecret;
+        let routes = routes_from(ROUTES).expect("routes");
+        let smtp = routes.smtp.as_ref().expect("smtp");
+        assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 587));
+        assert!(smtp.starttls, "STARTTLS unless turned off");
+        assert_eq!(
+            smtp.password.as_ref().map(|p| p.expose_secret().to_owned()),
+            Some("smtp-password-value".to_owned())
+        );
+        let acme = &routes.tenants[&TenantId::new("acme").expect("slug")];
+        let webhook = acme.webhook.as_ref().expect("webhook");
+        assert_eq!(webhook.secret.expose_secret(), "acme-secret-value");
+        assert_eq!(acme.email_to.len(), 2);
+        let globex = &routes.tenants[&TenantId::new("globex").expect("slug")];
+        assert!(globex.webhook.is_none());
+        let shown = format!("{routes:?}");
+        for secret in ["smtp-password-value", "acme-secret-value", "team=ops"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(routes_from("").expect("none").tenants.is_empty());
+        assert!(routes_from("").expect("none").operations.is_none());
+    }
+
+    #[test]
+    fn the_operators_routes_are_their_own_section() {
+        use secrecy::ExposeSecret;
+        let routes = routes_from(&format!(
+            "{ROUTES}\n[operations_alerts]\nwebhook_url = \"https://hooks.ops.example/r\"\n\
+             webhook_secret_env = \"TEST_ACME_SECRET\"\nemail_to = [\"oncall@ops.example\"]\n"
+        ))
+        .expect("routes");
+        let operations = routes.operations.as_ref().expect("operations routes");
+        let webhook = operations.webhook.as_ref().expect("webhook");
+        assert_eq!(webhook.url, "https://hooks.ops.example/r");
+        assert_eq!(webhook.secret.expose_secret(), "acme-secret-value");
+        assert_eq!(operations.email_to, ["oncall@ops.example"]);
+        assert_eq!(routes.tenants.len(), 2, "no tenant of that name");
+        for (text, named) in [
+            (
+                "[operations_alerts]\nwebhook_url = \"https://h/x\"\n",
+                "operations_alerts.webhook_secret_env",
+            ),
+            (
+                "[operations_alerts]\nemail_to = [\"oncall@ops.example\"]\n",
+                "operations_alerts.email_to",
+            ),
+        ] {
+            let error = routes_from(text).expect_err("refused");
+            assert!(format!("{error:#}").contains(named), "{text}: {error:#}");
+        }
+    }
+
+    #[test]
+    fn alert_route_mistakes_are_named() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[alert_routes.acme]\nwebhook_url = \"https://h/x\"\nwebhook_secret_env = \"TEST_UNSET\"\n",
+                "TEST_UNSET",
+            ),
+            (
+                "[alert_routes.acme]\nwebhook_url = \"https://h/x\"\n",
+                "alert_routes.acme.webhook_secret_env",
+            ),
+            (
+                "[alert_routes.Acme_Corp]\nemail_to = [\"a@b.example\"]\n",
+                "Acme_Corp",
+            ),
+            (
+                "[alert_routes.acme]\nemail_to = [\"ops@acme.example\"]\n",
+                "[smtp]",
+            ),
+            (
+                "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"a@b.example\"\nusername = \"u\"\npassword_env = \"TEST_NO_PASSWORD\"\n",
+                "TEST_NO_PASSWORD",
+            ),
+            (
+                "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"a@b.example\"\nstarttls = false\n",
+                "smtp.starttls",
+            ),
+            (
+                "[alert_routes.acme]\nwebhook = \"https://h/x\"\n",
+                "webhook",
+            ),
+        ];
+        for (text, named) in cases {
+            let error = routes_from(text).expect_err("refused");
+            assert!(format!("{error:#}").contains(named), "{text}: {error:#}");
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The settings every pipeline command shares: flags (with `RESTORABLE_*` environment
+//! fallbacks, see `cli::DataDir`) over an optional TOML file, checked before anything starts so a
+//! mistake is named at once. Nothing set means the embedded default.
+//!
+//! This module reads the file and merges it under the flags ([`resolve`]); the file's sections
+//! are checked by job: `limits` (`[sandbox]`, `[pbx]`, `[verify]`, `[deadlines]`), `alerts`
+//! (`[smtp]`, `[alert_routes.*]`, `[operations_alerts]`) and `urls` (every URL setting, and
+//! [`redact_url`] for showing one). Those three are leaves: they never import this module.
+//!
+//! Alert routes live only in the file; secrets are never written in it, only the names of the
+//! environment variables that hold them:
+//!
+//! ```toml
+//! [smtp]                        # the relay alert e-mail goes through
+//! host = "smtp.example.com"
+//! port = 587                    # default: 587 with STARTTLS, 25 without
+//! from = "Restorable <alerts@example.com>"
+//! username = "alerts"           # optional, with password_env
+//! password_env = "RESTORABLE_SMTP_PASSWORD"
+//! starttls = true               # default; false only for a loopback relay (local MTA, tests)
+//!
+//! [alert_routes.acme]           # per tenant slug
+//! webhook_url = "https://hooks.acme.example/restorable"
+//! webhook_secret_env = "ACME_WEBHOOK_SECRET"   # required with webhook_url: webhooks are signed
+//! email_to = ["ops@acme.example"]              # needs [smtp]
+//!
+//! [operations_alerts]           # the operator's routes: dead letters, a held relay (same keys)
+//! webhook_url = "https://hooks.ops.example/restorable"
+//! webhook_secret_env = "OPS_WEBHOOK_SECRET"
+//! email_to = ["oncall@example.com"]
+//!
+//! [deadlines]                   # how long a cycle may stand on a rung before the watchdog
+//! capture = { minutes = 30, per_gib = 10 }     # fails it stage_timeout: minutes, plus
+//! secure = { minutes = 10, per_gib = 5 }       # per_gib minutes per GiB of backup
+//! verify = { minutes = 10, per_gib = 5 }       # (the defaults; any may be left out)
+//! restore_test = { minutes = 30, per_gib = 10 }
+//! close_minutes = 5             # an ended cycle whose instance still holds it open
+//! check_every_seconds = 60      # how often the watchdog looks
+//!
+//! [sandbox]                     # the resources of one restore test (the defaults)
+//! disk_mib = 16384              # the whole sandbox on disk; over it: restore_rejected
+//! memory_mib = 4096             # address space of each sandbox server process
+//! processes = 64                # processes of the sandbox server (RLIMIT_NPROC)
+//! # dir = "/var/lib/restorable-sandboxes"  # default: $TMPDIR/restorable-sandboxes-<uid>/<hash>
+//! # user = "restorable-sandbox" # as root, the server's user (default: nobody)
+//!
+//! [verify]                      # the verifier's budget per archive (the defaults)
+//! max_entries = 1000000
+//! max_inflated_gib = 1024       # inflated bytes the entries may declare, in all
+//! max_minutes = 360
+//! minimum_encryption = "aes256" # the weakest AES accepted: aes256, aes192 or aes128
+//! [verify.tenant_minimum_encryption]
+//! acme = "aes128"               # a tenant whose policy accepts weaker AES
+//!
+//! [pbx]                         # how far a PBX is trusted (the defaults)
+//! call_timeout_seconds = 120    # overall deadline of one API call, headers and body
+//! download_minutes = 30         # overall deadline of one download: minutes, plus
+//! download_per_gib_minutes = 10 # these minutes per GiB of its Content-Length
+//! max_json_mib = 4              # the largest JSON answer read
+//! max_backup_gib = 50           # the largest backup stored (Content-Length and streamed)
+//! [pbx.tenant_max_backup_gib]
+//! acme = 200                    # a tenant whose backups may be larger
+//! ```
+
+mod alerts;
+mod limits;
+mod urls;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use restorable_domain::ids::TenantId;
+use restorable_pipeline::pipeline::Settings;
+use restorable_pipeline::sealing::KmsConfig;
+use restorable_pipeline::setup::Backends;
+use restorable_pipeline::transport::nats::NatsConfig;
+use restorable_pipeline::vault::S3Config;
+use serde::Deserialize;
+
+use crate::cli::DataDir;
+
+use self::alerts::{alert_routes, FileAlertRoute, FileSmtp};
+use self::limits::{
+    deadlines, pbx_limits, sandbox_limits, verify_limits, FileDeadlines, FilePbx, FileSandbox,
+    FileVerify,
+};
+pub use self::urls::redact_url;
+use self::urls::url_with_scheme;
+
+/// The TOML file's keys: the flags' names in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<String>,
+    nats_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    kms_endpoint: Option<String>,
+    kms_key_id: Option<String>,
+    retention_days: Option<u32>,
+    #[serde(default)]
+    tenant_retention_days: HashMap<String, u32>,
+    smtp: Option<FileSmtp>,
+    #[serde(default)]
+    alert_routes: HashMap<String, FileAlertRoute>,
+    operations_alerts: Option<FileAlertRoute>,
+    deadlines: Option<FileDeadlines>,
+    verify: Option<FileVerify>,
+    pbx: Option<FilePbx>,
+    sandbox: Option<FileSandbox>,
+}
+
+fn read_file(path: &Path) -> Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in the configuration file {}", path.display()))
+}
+
+fn days(what: &str, days: u32) -> Result<chrono::Duration> {
+    if days == 0 || days > 36_500 {
+        bail!("{what} must be between 1 and 36500 days, not {days}");
+    }
+    Ok(chrono::Duration::days(i64::from(days)))
+}
+
+/// The backends and the retention the flags, environment and file ask for.
+///
+/// # Errors
+/// A message naming the setting that is missing or wrong.
+pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Settings)> {
+    let file = match &data.config {
+        Some(path) => read_file(path)?,
+        None => FileSettings::default(),
+    };
+    let pick = |flag: &Option<String>, file: &Option<String>| flag.clone().or(file.clone());
+    let database_url = pick(&data.database_url, &file.database_url);
+    if let Some(url) = &database_url {
+        if url.contains("://") && !url.starts_with("sqlite://") {
+            url_with_scheme("RESTORABLE_DATABASE_URL", url, &["postgres", "postgresql"])?;
+        }
+    }
+    let nats_url = pick(&data.nats_url, &file.nats_url);
+    if let Some(url) = &nats_url {
+        url_with_scheme("RESTORABLE_NATS_URL", url, &["nats", "tls"])?;
+    }
+    let s3_endpoint = pick(&data.s3_endpoint, &file.s3_endpoint);
+    let s3_bucket = pick(&data.s3_bucket, &file.s3_bucket);
+    if let (Some(endpoint), None) = (&s3_endpoint, &s3_bucket) {
+        bail!(
+            "RESTORABLE_S3_ENDPOINT is set ({}) but RESTORABLE_S3_BUCKET is not: name the Object Lock bucket",
+            redact_url(endpoint)
+        );
+    }
+    if let Some(endpoint) = &s3_endpoint {
+        url_with_scheme("RESTORABLE_S3_ENDPOINT", endpoint, &["http", "https"])?;
+    }
+    let kms_endpoint = pick(&data.kms_endpoint, &file.kms_endpoint);
+    let kms_key_id = pick(&data.kms_key_id, &file.kms_key_id);
+    if let (Some(endpoint), None) = (&kms_endpoint, &kms_key_id) {
+        bail!(
+            "RESTORABLE_KMS_ENDPOINT is set ({}) but RESTORABLE_KMS_KEY_ID is not: name the key that seals tenant passwords",
+            redact_url(endpoint)
+        );
+    }
+    if let Some(endpoint) = &kms_endpoint {
+        url_with_scheme("RESTORABLE_KMS_ENDPOINT", endpoint, &["http", "https"])?;
+    }
+    let s3_region = pick(&data.s3_region, &file.s3_region);
+    if let Some(days_set) = data.retention_days.or(file.retention_days) {
+        settings.retention = days("RESTORABLE_RETENTION_DAYS", days_set)?;
+    }
+    for (tenant, tenant_days) in &file.tenant_retention_days {
+        let id = TenantId::new(tenant)
+            .with_context(|| format!("tenant_retention_days: {tenant:?} is not a tenant id"))?;
+        let retention = days(&format!("tenant_retention_days.{tenant}"), *tenant_days)?;
+        settings.tenant_retention.insert(id, retention);
+    }
+    settings.alert_routes = alert_routes(
+        file.smtp.as_ref(),
+        &file.alert_routes,
+        file.operations_alerts.as_ref(),
+        &|name| std::env::var(name).ok(),
+    )?;
+    if let Some(file_deadlines) = &file.deadlines {
+        deadlines(file_deadlines, &mut settings.deadlines)?;
+    }
+    if let Some(file_verify) = &file.verify {
+        verify_limits(file_verify, &mut settings)?;
+    }
+    if let Some(file_sandbox) = &file.sandbox {
+        sandbox_limits(file_sandbox, &mut settings)?;
+    }
+    if let Some(file_pbx) = &file.pbx {
+        pbx_limits(file_pbx, &mut settings.pbx)?;
+    }
+    let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
+    let backends = Backends {
+        data_dir: data.data_dir.clone(),
+        database_url,
+        nats: nats_url.map(|url| NatsConfig { url }),
+        s3: s3_bucket.map(|bucket| S3Config {
+            endpoint: s3_endpoint,
+            bucket,
+            region: region.clone(),
+        }),
+        kms: kms_key_id.map(|key_id| KmsConfig {
+            endpoint: kms_endpoint,
+            key_id,
+            region,
+        }),
+    };
+    Ok((backends, settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        data: DataDir,
+    }
+
+    fn resolve_args(args: &[&str]) -> Result<(Backends, Settings)> {
+        let probe = Probe::try_parse_from(std::iter::once("probe").chain(args.iter().copied()))?;
+        resolve(&probe.data, Settings::default())
+    }
+
+    #[test]
+    fn nothing_set_is_the_embedded_default() {
+        let (backends, settings) = resolve_args(&["--data-dir", "/tmp/x"]).expect("resolve");
+        assert_eq!(backends.database_url, None);
+        assert!(backends.nats.is_none());
+        assert_eq!(settings.retention, chrono::Duration::days(30));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--database-url", "mysql://h/db"],
+                "RESTORABLE_DATABASE_URL",
+            ),
+            (&["--nats-url", "localhost:4222"], "RESTORABLE_NATS_URL"),
+            (&["--s3-endpoint", "http://h:1"], "RESTORABLE_S3_BUCKET"),
+            (&["--kms-endpoint", "http://h:1"], "RESTORABLE_KMS_KEY_ID"),
+            (&["--retention-days", "0"], "RESTORABLE_RETENTION_DAYS"),
+        ];
+        for (args, named) in cases {
+            let error = resolve_args(args).expect_err("refused");
+            assert!(format!("{error:#}").contains(named), "{args:?}: {error:#}");
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_with_their_passwords_hidden() {
+        for (url, named) in [
+            ("postgres://u:hunter2@h:99999/db", "is not a URL"),
+            (
+                "mysql://u:hunter2@h/db",
+                "expected a postgres:// or postgresql:// URL",
+            ),
+            ("postgres://", "expected a postgres://"),
+        ] {
+            let error = resolve_args(&["--database-url", url]).expect_err(url);
+            let text = format!("{error:#}");
+            assert!(text.contains(named), "{url}: {text}");
+            assert!(!text.contains("hunter2"), "{url}: {text}");
+        }
+        for url in ["nats://", "http://h:1", "localhost:4222"] {
+            let error = resolve_args(&["--nats-url", url]).expect_err(url);
+            assert!(
+                format!("{error:#}").contains("RESTORABLE_NATS_URL"),
+                "{url}: {error:#}"
+            );
+        }
+        assert!(resolve_args(&["--database-url", "postgres://u:pw@db.example:5432/x"]).is_ok());
+        assert!(resolve_args(&["--database-url", "sqlite://./x.db"]).is_ok());
+        assert!(resolve_args(&["--nats-url", "tls://nats.example:4222"]).is_ok());
+    }
+
+    #[test]
+    fn a_file_fills_what_flags_leave_open_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("restorable.toml");
+        std::fs::write(
+            &file,
+            "nats_url = \"nats://file:4222\"\nretention_days = 45\n\
+             [tenant_retention_days]\nacme = 90\n",
+        )
+        .expect("write");
+        let config = file.to_string_lossy().into_owned();
+        let (backends, settings) =
+            resolve_args(&["--config", &config, "--retention-days", "60"]).expect("resolve");
+        assert_eq!(
+            backends.nats.map(|n| n.url).as_deref(),
+            Some("nats://file:4222")
+        );
+        assert_eq!(settings.retention, chrono::Duration::days(60));
+        let acme = TenantId::new("acme").expect("tenant");
+        assert_eq!(settings.retention_for(&acme), chrono::Duration::days(90));
+
+        std::fs::write(&file, "nats_ulr = \"nats://typo\"\n").expect("write");
+        let error = resolve_args(&["--config", &config]).expect_err("unknown key");
+        assert!(format!("{error:#}").contains("nats_ulr"), "{error:#}");
+    }
+
+    #[test]
+    fn a_missing_secret_variable_stops_resolve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("restorable.toml");
+        std::fs::write(
+            &file,
+            "[alert_routes.acme]\nwebhook_url = \"https://h/x\"\n\
+             webhook_secret_env = \"RESTORABLE_TEST_SURELY_UNSET_7F3A\"\n",
+        )
+        .expect("write");
+        let config = file.to_string_lossy().into_owned();
+        let error = resolve_args(&["--config", &config]).expect_err("no secret");
+        assert!(
+            format!("{error:#}").contains("RESTORABLE_TEST_SURELY_UNSET_7F3A"),
+            "{error:#}"
+        );
+    }
+}

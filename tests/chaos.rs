@@ -48,11 +48,9 @@ use restorable_pipeline::enrolment::{enrol, EnrolRequest};
 use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::sealing::{KmsConfig, KmsKeySealer};
 use restorable_pipeline::setup::Backends;
-use restorable_pipeline::testing::{
-    aws_endpoint, unique_bucket, NatsServer, PostgresCluster, AWS_REGION,
-};
 use restorable_pipeline::transport::nats::{NatsConfig, EVENTS_STREAM};
 use restorable_pipeline::vault::{S3Config, S3Vault};
+use restorable_testkit::{aws_endpoint, unique_bucket, NatsServer, PostgresCluster, AWS_REGION};
 use secrecy::SecretString;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;

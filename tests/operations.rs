@@ -176,14 +176,14 @@ impl Drop for Running {
     }
 }
 
-fn scratch_database() -> restorable_pipeline::testing::ScratchDatabase {
+fn scratch_database() -> restorable_testkit::ScratchDatabase {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime
-        .block_on(restorable_pipeline::testing::ScratchDatabase::create(
-            &restorable_pipeline::testing::test_server_url(),
+        .block_on(restorable_testkit::ScratchDatabase::create(
+            &restorable_testkit::test_server_url(),
         ))
         .expect("scratch database")
 }
@@ -225,7 +225,7 @@ fn a_worker_started_before_nats_waits_for_it_and_then_runs() {
     let database = scratch_database();
     let data = tempfile::tempdir().expect("tempdir");
     // A NATS server that is down: its port and store are kept, nothing listens there yet.
-    let mut nats = restorable_pipeline::testing::NatsServer::start();
+    let mut nats = restorable_testkit::NatsServer::start();
     nats.stop();
     let (mut worker, log) = start_worker(data.path(), database.url(), &nats.url());
     assert!(
@@ -266,9 +266,9 @@ fn a_worker_started_before_nats_waits_for_it_and_then_runs() {
 #[test]
 fn a_worker_waits_for_its_database_without_its_password_and_stops_on_sigterm() {
     let data = tempfile::tempdir().expect("tempdir");
-    let port = restorable_pipeline::testing::free_port();
+    let port = restorable_testkit::free_port();
     let url = format!("postgres://u:s3cret@127.0.0.1:{port}/db");
-    let nats = restorable_pipeline::testing::NatsServer::start();
+    let nats = restorable_testkit::NatsServer::start();
     let (mut worker, log) = start_worker(data.path(), &url, &nats.url());
     assert!(
         log.wait_for(
@@ -304,12 +304,9 @@ fn doctor_answers_at_once_while_the_backends_are_down() {
     let data = tempfile::tempdir().expect("tempdir");
     let url = format!(
         "postgres://u:s3cret@127.0.0.1:{}/db",
-        restorable_pipeline::testing::free_port()
+        restorable_testkit::free_port()
     );
-    let nats_url = format!(
-        "nats://127.0.0.1:{}",
-        restorable_pipeline::testing::free_port()
-    );
+    let nats_url = format!("nats://127.0.0.1:{}", restorable_testkit::free_port());
     let started = Instant::now();
     let output = restorable()
         .args(["doctor", "--data-dir"])

@@ -18,11 +18,11 @@ use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::runtime::driver::run_until_closed;
 use restorable_pipeline::sealing::{KmsConfig, KmsKeySealer};
 use restorable_pipeline::setup::Backends;
-use restorable_pipeline::testing::{
-    aws_endpoint, test_server_url, unique_bucket, NatsServer, ScratchDatabase, AWS_REGION,
-};
 use restorable_pipeline::transport::nats::NatsConfig;
 use restorable_pipeline::vault::{S3Config, S3Vault};
+use restorable_testkit::{
+    aws_endpoint, test_server_url, unique_bucket, NatsServer, ScratchDatabase, AWS_REGION,
+};
 use secrecy::SecretString;
 
 /// How far a cycle got: its rung, and the failure's stage and reason if it failed.

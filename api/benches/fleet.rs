@@ -42,8 +42,8 @@ use restorable_pipeline::enrolment::{enrol, ensure_tenant_key, open_cycle, Enrol
 use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
 use restorable_pipeline::setup::Backends;
-use restorable_pipeline::testing::{test_server_url, ScratchDatabase};
 use restorable_projections::fleet::{FleetRow, Status};
+use restorable_testkit::{test_server_url, ScratchDatabase};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 

@@ -27,11 +27,11 @@ use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::setup::Backends;
 use restorable_pipeline::stages::start::StartStage;
 use restorable_pipeline::store::{LoggedEvent, StoreError};
-use restorable_pipeline::testing::{test_server_url, NatsServer, ScratchDatabase};
 use restorable_pipeline::transport::nats::relay::Relay;
 use restorable_pipeline::transport::nats::worker::{run_worker, WorkerSettings};
 use restorable_pipeline::transport::nats::NatsConfig;
 use restorable_pipeline::transport::{run_consumer, Consumer};
+use restorable_testkit::{test_server_url, NatsServer, ScratchDatabase};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 

@@ -30,7 +30,6 @@
 //! - [`poison`]: when a consumer gives up on an event (dead letters), for both transports.
 //! - [`error`]: the error taxonomy (refusal, infrastructure, stage failure) and its rules.
 //! - [`retry`]: every back-off and retry policy.
-//! - [`testing`]: real servers for tests and benchmarks (nats-server, scratch databases).
 
 pub mod alerting;
 pub mod archive;
@@ -50,7 +49,6 @@ pub mod sealing;
 pub mod setup;
 pub mod stages;
 pub mod store;
-pub mod testing;
 pub mod transport;
 pub mod vault;
 pub mod watchdog;

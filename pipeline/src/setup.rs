@@ -454,8 +454,8 @@ pub async fn diagnose(backends: &Backends, settings: &Settings) -> Vec<BackendRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::scratch::test_server_url;
-    use crate::testing::free_port;
+    use restorable_testkit::free_port;
+    use restorable_testkit::test_server_url;
     use std::time::Instant;
 
     fn io(kind: std::io::ErrorKind) -> sqlx::Error {

@@ -25,9 +25,9 @@ use restorable_pipeline::alerting::{
 };
 use restorable_pipeline::pipeline::{Pipeline, Settings};
 use restorable_pipeline::store::LoggedEvent;
-use restorable_pipeline::testing::{free_port, NatsServer};
 use restorable_pipeline::transport::nats::{Nats, NatsConfig};
 use restorable_pipeline::transport::Consumer;
+use restorable_testkit::{free_port, NatsServer};
 use secrecy::SecretString;
 use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

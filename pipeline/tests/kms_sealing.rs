@@ -4,7 +4,7 @@
 
 /// The local AWS endpoint shared by the suite.
 mod aws {
-    pub use restorable_pipeline::testing::{aws_endpoint as endpoint, AWS_REGION as REGION};
+    pub use restorable_testkit::{aws_endpoint as endpoint, AWS_REGION as REGION};
 }
 
 use restorable_pipeline::sealing::{KeySealer, SealError, SealedSecret};

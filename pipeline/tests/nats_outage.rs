@@ -12,10 +12,10 @@ use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
 use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::runtime::driver::head_position;
 use restorable_pipeline::setup::Backends;
-use restorable_pipeline::testing::{test_server_url, NatsServer, ScratchDatabase};
 use restorable_pipeline::transport::nats::message::{decode, message_id};
 use restorable_pipeline::transport::nats::relay::{Relay, CHECKPOINT};
 use restorable_pipeline::transport::nats::{Nats, NatsConfig, EVENTS_STREAM};
+use restorable_testkit::{test_server_url, NatsServer, ScratchDatabase};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 

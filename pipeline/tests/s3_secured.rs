@@ -16,10 +16,10 @@ use restorable_domain::ladder::{FailureReason, Rung, Stage};
 use restorable_pipeline::pipeline::{Pipeline, Settings};
 use restorable_pipeline::setup::Backends;
 use restorable_pipeline::stages::secure::SecureStage;
-use restorable_pipeline::testing::{aws_endpoint, unique_bucket, AWS_REGION};
 use restorable_pipeline::transport::Consumer;
 use restorable_pipeline::vault::{LockMode, ObjectLock};
 use restorable_pipeline::vault::{S3Config, S3Vault};
+use restorable_testkit::{aws_endpoint, unique_bucket, AWS_REGION};
 
 /// A pipeline whose vault is a new bucket, reached at `endpoint` (moto, or a proxy of it).
 async fn pipeline_on_s3(dir: &std::path::Path, endpoint: &str) -> Pipeline {

@@ -5,9 +5,7 @@
 
 /// The local AWS endpoint shared by the suite.
 mod aws {
-    pub use restorable_pipeline::testing::{
-        aws_endpoint as endpoint, unique_bucket, AWS_REGION as REGION,
-    };
+    pub use restorable_testkit::{aws_endpoint as endpoint, unique_bucket, AWS_REGION as REGION};
 }
 
 use std::io::{self, Read};

@@ -21,8 +21,8 @@ use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pbx_sim::RunningPbx;
 use restorable_pipeline::enrolment::open_cycle;
 use restorable_pipeline::sealing::{KmsConfig, KmsKeySealer};
-use restorable_pipeline::testing::{aws_endpoint, unique_bucket, AWS_REGION};
 use restorable_pipeline::vault::{S3Config, S3Vault};
+use restorable_testkit::{aws_endpoint, unique_bucket, AWS_REGION};
 
 /// A new symmetric KMS key on the local endpoint.
 async fn new_kms_key() -> String {

@@ -10,7 +10,7 @@ use restorable_api::auth::{add_user, issue_token, Role, Scope};
 use restorable_api::AppState;
 use restorable_pipeline::pipeline::Pipeline;
 use restorable_pipeline::read_model::ReadSide;
-use restorable_pipeline::testing::free_port;
+use restorable_testkit::free_port;
 use secrecy::SecretString;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;

@@ -19,7 +19,7 @@ use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
 use restorable_pipeline::runtime::driver::run_until_closed;
 use restorable_pipeline::setup::Backends;
-use restorable_pipeline::testing::{test_server_url, ScratchDatabase};
+use restorable_testkit::{test_server_url, ScratchDatabase};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 

@@ -16,9 +16,9 @@ use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::runtime::driver::run_until_closed;
 use restorable_pipeline::setup::Backends;
 use restorable_pipeline::stages::{capture::CaptureStage, start::StartStage};
-use restorable_pipeline::testing::{test_server_url, NatsServer, ScratchDatabase};
 use restorable_pipeline::transport::nats::NatsConfig;
 use restorable_pipeline::transport::{run_consumer, Consumer};
+use restorable_testkit::{test_server_url, NatsServer, ScratchDatabase};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 

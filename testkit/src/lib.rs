@@ -1,7 +1,7 @@
 //! Real servers for tests and benchmarks, started and stopped by the test itself: a throwaway
 //! `nats-server` with JetStream on a free port (which a test can stop and start again on the
-//! same port and store, to cut the transport off mid-run), and re-exported scratch PostgreSQL
-//! databases, and a local AWS endpoint (moto) for S3 and KMS. Readiness is awaited by asking the server, never by a fixed sleep.
+//! same port and store, to cut the transport off mid-run), throwaway (scratch) PostgreSQL
+//! databases and whole clusters, and a local AWS endpoint (moto) for S3 and KMS. Readiness is awaited by asking the server, never by a fixed sleep.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 mod aws;
 pub mod postgres;
+mod scratch;
 
-pub use crate::store::scratch::{test_server_url, ScratchDatabase};
 pub use aws::{aws_endpoint, unique_bucket, AWS_REGION};
 pub use postgres::{ClusterError, PostgresCluster};
+pub use scratch::{test_server_url, ScratchDatabase};
 
 /// The `nats-server` binary: `RESTORABLE_NATS_SERVER`, else Debian's, else the `PATH`'s.
 pub fn nats_server_binary() -> PathBuf {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The chaos test (tests/chaos.rs), longer: the production deployment — `serve` and two
+# The chaos test (tests/integration/chaos.rs), longer: the production deployment — `serve` and two
 # `worker --stage all` processes on a private PostgreSQL cluster, a private nats-server and a moto
 # server as the local AWS — with healthy simulated PBXes on a one-minute schedule, while workers
 # are killed -9 at random, PostgreSQL is stopped and resumed and nats-server is killed and
@@ -94,17 +94,17 @@ export RESTORABLE_CHAOS_LOG_DIR="$log_dir"
 
 echo "chaos: building ($profile_name profile)"
 cargo build "${profile[@]}" --bin restorable
-cargo test "${profile[@]}" -p restorable --test chaos --no-run
+cargo test "${profile[@]}" -p restorable --test integration --no-run
 echo "chaos: ${run_secs}s of faults (PostgreSQL down ${pg_outage}s and NATS down ${nats_outage}s every" \
   "${outage_every}s, a worker killed every ${kill_min}-${kill_max}s), ${pbxes} PBXes; logs in $log_dir"
 status=0
-cargo test "${profile[@]}" -p restorable --test chaos -- --nocapture || status=$?
+cargo test "${profile[@]}" -p restorable --test integration -- integration::chaos:: --nocapture || status=$?
 
 {
   echo "# Reliability"
   echo
   echo "What the production deployment survives, measured by \`scripts/chaos.sh\` (the chaos test"
-  echo "\`tests/chaos.rs\` run longer): one \`restorable serve\` and two \`restorable worker --stage all\`"
+  echo "\`tests/integration/chaos.rs\` run longer): one \`restorable serve\` and two \`restorable worker --stage all\`"
   echo "processes on one host, on PostgreSQL, NATS JetStream and a local AWS endpoint (moto: S3 with"
   echo "Object Lock, KMS), with ${pbxes} healthy simulated PBXes on a one-minute schedule. For"
   echo "${run_secs} s a worker is killed with SIGKILL every ${kill_min}–${kill_max} s (and restarted),"

@@ -10,9 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod aws;
+mod heavy;
 pub mod postgres;
 mod scratch;
 
+pub use heavy::{heavy, HeavyPermit};
 pub use aws::{aws_endpoint, unique_bucket, AWS_REGION};
 pub use postgres::{ClusterError, PostgresCluster};
 pub use scratch::{test_server_url, ScratchDatabase};

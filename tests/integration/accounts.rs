@@ -5,7 +5,7 @@
 //! a password reset and a removal end a user's tokens; each is audited; a download whose copy
 //! differs from its recorded SHA-256 fails and leaves no file behind.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! runs; a cycle that moves is never failed; an ended cycle whose close was lost is closed; on
 //! PostgreSQL two watchdogs act once. Real PBX simulators over HTTP, real stores.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

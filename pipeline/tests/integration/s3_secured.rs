@@ -5,7 +5,7 @@
 //! fails the cycle with the retryable `vault_unavailable`; a deleted copy keeps its permanent
 //! `object_missing`.
 
-mod fault_proxy;
+use crate::fault_proxy;
 
 use fault_proxy::{FaultProxy, Service};
 

@@ -6,7 +6,7 @@
 //! resolves each when it passes. The routes are an axum webhook receiver on port 0 and the
 //! test's own nats-server.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

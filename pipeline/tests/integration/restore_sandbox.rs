@@ -4,7 +4,7 @@
 //! time limit, or a killed worker. A sweep destroys only sandboxes whose owning process is gone,
 //! never another process's live one, and never follows a symbolic link.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -803,7 +803,7 @@ fn the_sandbox_tests_pass_as_an_unprivileged_user() {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");
-    let binary = home.path().join("restore_sandbox");
+    let binary = home.path().join("integration");
     std::fs::copy(std::env::current_exe().expect("this test binary"), &binary)
         .expect("copy the test binary");
     for path in [home.path(), binary.as_path()] {
@@ -823,7 +823,11 @@ fn the_sandbox_tests_pass_as_an_unprivileged_user() {
     let output = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&binary)
-        .args(tests)
+        .args(
+            tests
+                .iter()
+                .map(|name| format!("integration::restore_sandbox::{name}")),
+        )
         .args(["--exact", "--test-threads=2"])
         .env("HOME", home.path())
         .env("TMPDIR", home.path())

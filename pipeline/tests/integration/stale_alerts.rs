@@ -4,7 +4,7 @@
 //! resolves the stale alert only, and only a later cycle that *ends* Verified resolves the
 //! failure (no flapping while copies reach Secured and fail one rung later).
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use restorable_domain::alert::AlertKind;

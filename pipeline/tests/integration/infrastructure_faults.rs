@@ -5,7 +5,7 @@
 //! rebuild. Faults are real: database triggers that raise, a renamed table, rows written behind
 //! the pipeline's back.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! store, the local vault and sealer, and the stages driven as in production. Every fault lands
 //! on its rung with its reason; nothing climbs that did not earn it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

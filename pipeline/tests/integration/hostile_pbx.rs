@@ -5,7 +5,7 @@
 //! is never contacted. Also: plain `http` to a host that is not loopback is refused unless
 //! allowed, and re-enrolling an instance at another URL is an audited `endpoint_changed`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

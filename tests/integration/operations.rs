@@ -3,7 +3,7 @@
 //! started while NATS or PostgreSQL is down waits for it (without leaking a password) and gets
 //! going when it returns.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

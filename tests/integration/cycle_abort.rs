@@ -3,7 +3,7 @@
 //! cycle that is not in flight (closed, unknown) is refused with exit code 2 and nothing is
 //! recorded.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

@@ -4,7 +4,7 @@
 //! `list` no longer shows it and `list --all` shows it replayed. An unknown consumer, a letter
 //! that does not exist and a relay letter without NATS are refused with exit code 2.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

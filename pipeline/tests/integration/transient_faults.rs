@@ -7,8 +7,8 @@
 //! its permanent `key_unavailable`; a vault throttled through the capture fails it with the
 //! retryable `vault_unavailable`.
 
-mod common;
-mod fault_proxy;
+use crate::common;
+use crate::fault_proxy;
 
 use std::sync::Arc;
 

@@ -1,0 +1,24 @@
+//! The pipeline's integration tests, one binary (one link of the AWS, sqlx and NATS graph) with
+//! a module per concern under `tests/integration/`, against real servers: PostgreSQL, NATS
+//! JetStream, the local AWS endpoint, the PBX simulator, the restore sandbox. Heavy tests take a
+//! [`restorable_testkit::heavy`] permit so that only a few run at once on a small machine.
+
+mod common;
+mod fault_proxy;
+
+mod integration {
+    mod alert_routes;
+    mod archive_7z;
+    mod hostile_pbx;
+    mod infrastructure_faults;
+    mod kms_sealing;
+    mod ladder;
+    mod nats_outage;
+    mod operations_alerts;
+    mod restore_sandbox;
+    mod s3_secured;
+    mod s3_vault;
+    mod stale_alerts;
+    mod transient_faults;
+    mod watchdog;
+}

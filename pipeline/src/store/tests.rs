@@ -1,4 +1,6 @@
-//! The store's own tests, each on SQLite and on PostgreSQL.
+//! The store's own tests, each on SQLite and on PostgreSQL (`rstest` cases).
+
+use rstest::rstest;
 
 use super::scratch::{test_server_url, ScratchDatabase};
 use super::*;
@@ -31,30 +33,11 @@ impl Place {
     }
 }
 
-/// Runs a test body once on SQLite and once on PostgreSQL.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(false).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(true).await })*
-        }
-    };
-}
-
-on_both!(
-    events_get_global_positions_and_survive_reopen,
-    an_out_of_order_command_is_rejected_with_the_domain_reason,
-    checkpoints_only_move_forward_unless_rewound,
-    concurrent_writers_get_gap_free_positions_in_commit_order,
-    pending_deliveries_are_leased_taken_over_and_ended,
-    a_lease_has_one_holder_and_passes_on_when_it_runs_out,
-    a_writer_that_lost_its_lease_writes_nothing_and_checkpoints_never_move_back,
-    dead_letters_are_listed_until_replayed,
-);
-
-async fn a_lease_has_one_holder_and_passes_on_when_it_runs_out(postgres: bool) {
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn a_lease_has_one_holder_and_passes_on_when_it_runs_out(#[case] postgres: bool) {
     let place = Place::new(postgres).await;
     let store = place.open().await;
     let first = store
@@ -102,8 +85,12 @@ async fn a_lease_has_one_holder_and_passes_on_when_it_runs_out(postgres: bool) {
         .is_some());
 }
 
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
 async fn a_writer_that_lost_its_lease_writes_nothing_and_checkpoints_never_move_back(
-    postgres: bool,
+    #[case] postgres: bool,
 ) {
     let place = Place::new(postgres).await;
     let store = place.open().await;
@@ -151,7 +138,11 @@ async fn a_writer_that_lost_its_lease_writes_nothing_and_checkpoints_never_move_
     );
 }
 
-async fn dead_letters_are_listed_until_replayed(postgres: bool) {
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn dead_letters_are_listed_until_replayed(#[case] postgres: bool) {
     let place = Place::new(postgres).await;
     let store = place.open().await;
     let started = examples::started();
@@ -196,7 +187,11 @@ async fn dead_letters_are_listed_until_replayed(postgres: bool) {
     assert!(store.is_reachable().await);
 }
 
-async fn pending_deliveries_are_leased_taken_over_and_ended(postgres: bool) {
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn pending_deliveries_are_leased_taken_over_and_ended(#[case] postgres: bool) {
     let place = Place::new(postgres).await;
     let store = place.open().await;
     let pending = |route: &str| PendingDelivery {
@@ -255,7 +250,11 @@ async fn pending_deliveries_are_leased_taken_over_and_ended(postgres: bool) {
     store.close().await;
 }
 
-async fn events_get_global_positions_and_survive_reopen(postgres: bool) {
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn events_get_global_positions_and_survive_reopen(#[case] postgres: bool) {
     let place = Place::new(postgres).await;
     let store = place.open().await;
     let started = examples::started();
@@ -300,7 +299,11 @@ async fn events_get_global_positions_and_survive_reopen(postgres: bool) {
     );
 }
 
-async fn an_out_of_order_command_is_rejected_with_the_domain_reason(postgres: bool) {
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn an_out_of_order_command_is_rejected_with_the_domain_reason(#[case] postgres: bool) {
     let place = Place::new(postgres).await;
     let store = place.open().await;
     let error = store
@@ -314,7 +317,11 @@ async fn an_out_of_order_command_is_rejected_with_the_domain_reason(postgres: bo
     assert!(store.read_after(0, 10).await.expect("read").is_empty());
 }
 
-async fn checkpoints_only_move_forward_unless_rewound(postgres: bool) {
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn checkpoints_only_move_forward_unless_rewound(#[case] postgres: bool) {
     let place = Place::new(postgres).await;
     let store = place.open().await;
     assert_eq!(store.checkpoint("capture").await.expect("read"), 0);
@@ -328,7 +335,11 @@ async fn checkpoints_only_move_forward_unless_rewound(postgres: bool) {
 /// Many cycles written at once from two handles (two "processes"): every position from 1 to
 /// N is there once, and a reader that followed the log while they were written saw them all
 /// in order (a commit never lands behind a position already read).
-async fn concurrent_writers_get_gap_free_positions_in_commit_order(postgres: bool) {
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn concurrent_writers_get_gap_free_positions_in_commit_order(#[case] postgres: bool) {
     let place = Place::new(postgres).await;
     let (a, b) = (place.open().await, place.open().await);
     let reader = place.open().await;

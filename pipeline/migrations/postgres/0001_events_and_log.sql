@@ -1,3 +1,10 @@
+-- The events postgres-es expects, the global log filled by a trigger in the same transaction as
+-- each event, and the consumers' checkpoints. PostgreSQL hands out sequence values before
+-- commit, so a reader could see position 8 committed while 7 is still in flight and skip 7 for
+-- ever: the BEFORE trigger takes a transaction-scoped advisory lock before any row is written,
+-- so event-writing transactions commit one at a time and positions follow commit order (taking
+-- it before the insert means no transaction holds a row lock while it waits: no deadlock).
+-- Commits notify restorable_events, so consumers in other processes wake at once.
 CREATE TABLE events
 (
   aggregate_type text                         NOT NULL,

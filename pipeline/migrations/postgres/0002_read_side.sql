@@ -1,3 +1,5 @@
+-- The read side and accounts: view rows as JSON documents (kept by the projector, rebuildable
+-- from the log), users, sessions and API tokens (only hashes of tokens are stored).
 CREATE TABLE read_model
 (
   view      text NOT NULL,

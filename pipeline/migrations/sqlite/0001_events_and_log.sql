@@ -1,3 +1,6 @@
+-- The events sqlite-es expects, the global log filled by a trigger in the same transaction as
+-- each event (SQLite has one writer at a time, so positions follow commit order), and the
+-- consumers' checkpoints.
 CREATE TABLE events
 (
   aggregate_type text                          NOT NULL,

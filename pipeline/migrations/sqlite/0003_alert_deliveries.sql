@@ -1,3 +1,6 @@
+-- Alert deliveries in progress: one row per alert event and route from the moment the event is
+-- taken until the route has it or is given up on, leased by the process delivering it so another
+-- can take over when that process stops.
 CREATE TABLE alert_deliveries
 (
   instance_id text   NOT NULL,

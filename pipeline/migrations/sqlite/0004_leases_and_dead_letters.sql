@@ -1,3 +1,8 @@
+-- leases: a named role one process at a time plays (the relay, the projector, the watchdog);
+-- epoch grows at every change of holder, and every fenced write checks, in its own transaction,
+-- that its holder and epoch still hold an unexpired lease (database clock).
+-- dead_letters: events a consumer gave up on (they can never succeed), kept with the reason
+-- until an operator replays them.
 CREATE TABLE leases
 (
   name       text   PRIMARY KEY,

@@ -1,3 +1,7 @@
+-- Alerts about the service itself, not one PBX: a consumer's pending dead letters, a held NATS
+-- relay. One row per alert: alert_key names the condition (dead_letters:close, relay_held),
+-- number counts its raises; at most one row of a key is open (resolved_at NULL), which is what
+-- makes a condition raise once however often it is seen. Kept for good, like the tenants'.
 CREATE TABLE operations_alerts
 (
   alert_key   text   NOT NULL,

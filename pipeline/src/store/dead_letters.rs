@@ -3,13 +3,11 @@
 //! and the number of attempts until an operator replays them (`restorable dead-letters`). The
 //! event itself stays in the event store; a row only says who gave up on it and why.
 
+use super::{LoggedEvent, Store, StoreError};
 use chrono::Utc;
-use sqlx::Row;
-
-use super::{Backend, LoggedEvent, Store, StoreError};
 
 /// One event a consumer gave up on.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct DeadLetter {
     /// The consumer (stage) that gave up, e.g. `capture`.
     pub consumer: String,
@@ -52,7 +50,7 @@ impl Store {
             "INSERT INTO dead_letters ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL) \
              ON CONFLICT (consumer, position) DO NOTHING"
         );
-        on_backend!(self, |pool, _a| sqlx::query(&sql)
+        on_backend!(self, |pool| sqlx::query(&sql)
             .bind(consumer)
             .bind(event.position)
             .bind(&event.aggregate_type)
@@ -77,24 +75,10 @@ impl Store {
             "SELECT {COLUMNS} FROM dead_letters WHERE ($1 = 0 OR replayed_at IS NULL) \
              ORDER BY position, consumer"
         );
-        Ok(on_backend!(self, |pool, _a| sqlx::query(&sql)
+        Ok(on_backend!(self, |pool| sqlx::query_as(&sql)
             .bind(i64::from(pending_only))
             .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| DeadLetter {
-                consumer: r.get(0),
-                position: r.get(1),
-                aggregate_type: r.get(2),
-                aggregate_id: r.get(3),
-                sequence: r.get(4),
-                event_type: r.get(5),
-                reason: r.get(6),
-                attempts: r.get(7),
-                created_at: r.get(8),
-                replayed_at: r.get(9),
-            })
-            .collect()))
+            .await?))
     }
 
     /// How many dead letters wait for a replay (for `/metrics`).
@@ -103,9 +87,8 @@ impl Store {
     /// A storage error.
     pub async fn pending_dead_letters(&self) -> Result<i64, StoreError> {
         let sql = "SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL";
-        let pending: i64 = on_backend!(self, |pool, _a| sqlx::query_scalar(sql)
-            .fetch_one(pool)
-            .await?);
+        let pending: i64 =
+            on_backend!(self, |pool| sqlx::query_scalar(sql).fetch_one(pool).await?);
         Ok(pending)
     }
 
@@ -119,7 +102,7 @@ impl Store {
         position: i64,
     ) -> Result<bool, StoreError> {
         let sql = "UPDATE dead_letters SET replayed_at = $3 WHERE consumer = $1 AND position = $2";
-        let updated = on_backend!(self, |pool, _a| sqlx::query(sql)
+        let updated = on_backend!(self, |pool| sqlx::query(sql)
             .bind(consumer)
             .bind(position)
             .bind(Utc::now().to_rfc3339())
@@ -127,17 +110,5 @@ impl Store {
             .await?
             .rows_affected());
         Ok(updated == 1)
-    }
-
-    /// The event at `position` of the log, if there is one.
-    ///
-    /// # Errors
-    /// A storage error.
-    pub async fn event_at(&self, position: i64) -> Result<Option<LoggedEvent>, StoreError> {
-        Ok(self
-            .read_after(position - 1, 1)
-            .await?
-            .into_iter()
-            .find(|event| event.position == position))
     }
 }

@@ -4,12 +4,10 @@
 //! [`crate::alert_routes`]). Each row is leased: only the process whose lease it holds works on
 //! it until the lease runs out. The same SQL serves both backends.
 
-use sqlx::Row;
-
-use super::{Backend, Store, StoreError};
+use super::{Store, StoreError};
 
 /// One route's delivery of one alert event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct PendingDelivery {
     /// The `InstanceAlerts` aggregate (the instance) whose event it is.
     pub instance_id: String,
@@ -32,7 +30,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let sql = "INSERT INTO alert_deliveries (instance_id, sequence, route, lease_until) \
                    VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id, sequence, route) DO NOTHING";
-        let inserted = on_backend!(self, |pool, _a| sqlx::query(sql)
+        let inserted = on_backend!(self, |pool| sqlx::query(sql)
             .bind(&delivery.instance_id)
             .bind(delivery.sequence)
             .bind(&delivery.route)
@@ -55,18 +53,11 @@ impl Store {
     ) -> Result<Vec<PendingDelivery>, StoreError> {
         let sql = "UPDATE alert_deliveries SET lease_until = $2 WHERE lease_until < $1 \
                    RETURNING instance_id, sequence, route";
-        let mut taken = on_backend!(self, |pool, _a| sqlx::query(sql)
+        let mut taken: Vec<PendingDelivery> = on_backend!(self, |pool| sqlx::query_as(sql)
             .bind(now)
             .bind(lease_until)
             .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|r| PendingDelivery {
-                instance_id: r.get(0),
-                sequence: r.get(1),
-                route: r.get(2),
-            })
-            .collect::<Vec<_>>());
+            .await?);
         taken.sort_by(|a, b| (&a.instance_id, a.sequence).cmp(&(&b.instance_id, b.sequence)));
         Ok(taken)
     }
@@ -78,7 +69,7 @@ impl Store {
     pub async fn end_delivery(&self, delivery: &PendingDelivery) -> Result<(), StoreError> {
         let sql = "DELETE FROM alert_deliveries \
                    WHERE instance_id = $1 AND sequence = $2 AND route = $3";
-        on_backend!(self, |pool, _a| sqlx::query(sql)
+        on_backend!(self, |pool| sqlx::query(sql)
             .bind(&delivery.instance_id)
             .bind(delivery.sequence)
             .bind(&delivery.route)

@@ -7,9 +7,7 @@
 //! holds it anew. This replaces session advisory locks, which vanish with their connection
 //! without their holder noticing. The same SQL serves both backends; only "now" differs.
 
-use sqlx::Row;
-
-use super::{Backend, Store, StoreError};
+use super::{Dialect, Store, StoreError};
 
 /// A held lease: who holds it and under which epoch (the fencing token).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,14 +22,6 @@ pub struct Lease {
     pub ttl_ms: i64,
 }
 
-/// The database's clock in Unix milliseconds, as SQL.
-fn now_ms(backend: &Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite { .. } => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
-        Backend::Postgres { .. } => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS bigint)",
-    }
-}
-
 impl Store {
     /// Takes the lease `name` for `holder` if it is free, run out, or already this holder's;
     /// `None` while another holds it.
@@ -44,7 +34,7 @@ impl Store {
         holder: &str,
         ttl_ms: i64,
     ) -> Result<Option<Lease>, StoreError> {
-        let now = now_ms(&self.backend);
+        let now = self.backend.dialect().now_ms;
         let sql = format!(
             "INSERT INTO leases (name, holder, epoch, expires_at) VALUES ($1, $2, 1, {now} + $3) \
              ON CONFLICT (name) DO UPDATE SET \
@@ -54,13 +44,12 @@ impl Store {
              WHERE leases.holder = excluded.holder OR leases.expires_at < {now} \
              RETURNING epoch"
         );
-        let epoch = on_backend!(self, |pool, _a| sqlx::query(&sql)
+        let epoch: Option<i64> = on_backend!(self, |pool| sqlx::query_scalar(&sql)
             .bind(name)
             .bind(holder)
             .bind(ttl_ms)
             .fetch_optional(pool)
-            .await?
-            .map(|row| row.get::<i64, _>(0)));
+            .await?);
         Ok(epoch.map(|epoch| Lease {
             name: name.to_owned(),
             holder: holder.to_owned(),
@@ -80,20 +69,19 @@ impl Store {
         holder: &str,
         ttl_ms: i64,
     ) -> Result<Lease, StoreError> {
-        let now = now_ms(&self.backend);
+        let now = self.backend.dialect().now_ms;
         let sql = format!(
             "INSERT INTO leases (name, holder, epoch, expires_at) VALUES ($1, $2, 1, {now} + $3) \
              ON CONFLICT (name) DO UPDATE SET epoch = leases.epoch + 1, \
                holder = excluded.holder, expires_at = excluded.expires_at \
              RETURNING epoch"
         );
-        let epoch = on_backend!(self, |pool, _a| sqlx::query(&sql)
+        let epoch: i64 = on_backend!(self, |pool| sqlx::query_scalar(&sql)
             .bind(name)
             .bind(holder)
             .bind(ttl_ms)
             .fetch_one(pool)
-            .await?
-            .get::<i64, _>(0));
+            .await?);
         Ok(Lease {
             name: name.to_owned(),
             holder: holder.to_owned(),
@@ -108,8 +96,8 @@ impl Store {
     /// [`StoreError::LeaseLost`] if another process holds it now (or it ran out), or a storage
     /// error.
     pub async fn renew_lease(&self, lease: &Lease) -> Result<(), StoreError> {
-        let sql = renew_sql(&self.backend);
-        let renewed = on_backend!(self, |pool, _a| sqlx::query(&sql)
+        let sql = renew_sql(self.backend.dialect());
+        let renewed = on_backend!(self, |pool| sqlx::query(&sql)
             .bind(&lease.name)
             .bind(&lease.holder)
             .bind(lease.epoch)
@@ -131,7 +119,7 @@ impl Store {
     /// A storage error.
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         let sql = "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3";
-        on_backend!(self, |pool, _a| sqlx::query(sql)
+        on_backend!(self, |pool| sqlx::query(sql)
             .bind(&lease.name)
             .bind(&lease.holder)
             .bind(lease.epoch)
@@ -143,8 +131,8 @@ impl Store {
 }
 
 /// The statement that extends `$1` held by `$2` under epoch `$3` by `$4` ms, only if unexpired.
-pub(super) fn renew_sql(backend: &Backend) -> String {
-    let now = now_ms(backend);
+pub(super) fn renew_sql(dialect: &Dialect) -> String {
+    let now = dialect.now_ms;
     format!(
         "UPDATE leases SET expires_at = {now} + $4 \
          WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at >= {now}"

@@ -1,285 +1,331 @@
-//! The project's migrations, one list per backend, applied in order once each. Neither
-//! sqlite-es nor postgres-es creates its tables; both expect `events` in the shape below, to which
-//! we add `event_log` (a global, gap-free commit order, filled by a trigger in the same
-//! transaction as each event) and `consumer_checkpoints` (durable positions of consumers and of
-//! the NATS relay).
+//! The schema: one list of `.sql` files per backend, `pipeline/migrations/sqlite/` and
+//! `pipeline/migrations/postgres/` (`NNNN_name.sql`), embedded by `sqlx::migrate!` and applied
+//! in order, once each, by sqlx's migrator, which records them in `_sqlx_migrations`. Neither
+//! sqlite-es nor postgres-es creates its tables; both expect `events` in the shape of migration
+//! 1, to which we add `event_log` (a global, gap-free commit order, filled by a trigger in the
+//! same transaction as each event) and `consumer_checkpoints` (durable positions of consumers
+//! and of the NATS relay).
+//!
+//! On PostgreSQL, positions follow commit order only because event writers take turns: sequence
+//! values are handed out before commit, so a reader could see position 8 committed while 7 is
+//! in flight and skip 7 for ever. Migration 1's `BEFORE` trigger takes a transaction-scoped
+//! advisory lock before any row is written, so event-writing transactions commit one at a time
+//! (and no transaction holds a row lock while it waits: no deadlock). SQLite has one writer at a
+//! time by construction.
+//!
+//! # The bridge from the first runner
+//! Databases created before these files were migrated by a runner of our own, which recorded
+//! each version it applied in `schema_migrations (version, applied_at)`, running the same SQL
+//! the files hold. Before sqlx's migrator runs, every version recorded there that
+//! `_sqlx_migrations` lacks is copied into it (with the file's checksum, its `applied_at`, and
+//! an execution time of 0), so sqlx takes it as applied and runs only later versions.
+//! `schema_migrations` itself is left as it was.
+//!
+//! Several processes starting at once on PostgreSQL take turns: each holds the advisory lock
+//! the first runner took (so a process of the previous release waits too) for the bridge and
+//! the migrator, which takes sqlx's own lock inside it.
 
-use sqlx::{Pool, Postgres, Sqlite};
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::pool::PoolConnection;
+use sqlx::{Acquire, Database, Pool, Postgres, Sqlite};
 
 use super::StoreError;
 
-/// The read side and accounts, the same on both backends: view rows as JSON documents (kept by
-/// the projector, rebuildable from the log), users, sessions and API tokens (only hashes of
-/// tokens are stored).
-const READ_SIDE: &str = r#"
-CREATE TABLE read_model
-(
-  view      text NOT NULL,
-  key       text NOT NULL,
-  tenant_id text NOT NULL,
-  doc       text NOT NULL,
-  PRIMARY KEY (view, key)
-);
-CREATE INDEX read_model_by_tenant ON read_model (view, tenant_id);
-CREATE TABLE users
-(
-  email         text PRIMARY KEY,
-  password_hash text NOT NULL,
-  role          text NOT NULL,
-  tenant_scope  text NOT NULL,
-  created_at    text NOT NULL
-);
-CREATE TABLE sessions
-(
-  token_hash text   PRIMARY KEY,
-  email      text   NOT NULL REFERENCES users (email) ON DELETE CASCADE,
-  csrf_token text   NOT NULL,
-  expires_at bigint NOT NULL
-);
-CREATE TABLE api_tokens
-(
-  token_hash text PRIMARY KEY,
-  name       text NOT NULL,
-  email      text NOT NULL REFERENCES users (email) ON DELETE CASCADE,
-  created_at text NOT NULL
-);
-"#;
+/// SQLite's migrations (the embedded default).
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// Alert deliveries in progress (the same SQL on both backends): one row per alert event and
-/// route from the moment the event is taken until the route has it or is given up on, leased by
-/// the process delivering it so another can take over when that process stops.
-const ALERT_DELIVERIES: &str = r#"
-CREATE TABLE alert_deliveries
-(
-  instance_id text   NOT NULL,
-  sequence    bigint NOT NULL,
-  route       text   NOT NULL,
-  lease_until bigint NOT NULL,
-  PRIMARY KEY (instance_id, sequence, route)
-);
-"#;
+/// PostgreSQL's migrations (production).
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Leases with fencing and the dead letters (the same SQL on both backends).
-/// - `leases`: a named role one process at a time plays (the relay, the projector, the
-///   watchdog); `epoch` grows at every change of holder, and every fenced write checks, in its
-///   own transaction, that its holder and epoch still hold an unexpired lease (database clock).
-/// - `dead_letters`: events a consumer gave up on (they can never succeed), kept with the reason
-///   until an operator replays them.
-const LEASES_AND_DEAD_LETTERS: &str = r#"
-CREATE TABLE leases
-(
-  name       text   PRIMARY KEY,
-  holder     text   NOT NULL,
-  epoch      bigint NOT NULL,
-  expires_at bigint NOT NULL
-);
-CREATE TABLE dead_letters
-(
-  consumer       text   NOT NULL,
-  position       bigint NOT NULL,
-  aggregate_type text   NOT NULL,
-  aggregate_id   text   NOT NULL,
-  sequence       bigint NOT NULL,
-  event_type     text   NOT NULL,
-  reason         text   NOT NULL,
-  attempts       bigint NOT NULL,
-  created_at     text   NOT NULL,
-  replayed_at    text,
-  PRIMARY KEY (consumer, position)
-);
-"#;
-
-/// Operations alerts (the same SQL on both backends): alerts about the service itself, not one
-/// PBX — a consumer's pending dead letters, a held NATS relay ([`crate::operations_alerts`]).
-/// One row per alert: `alert_key` names the condition (`dead_letters:close`, `relay_held`),
-/// `number` counts its raises; at most one row of a key is open (`resolved_at` NULL), which is
-/// what makes a condition raise once however often it is seen. Kept for good, like the tenants'.
-const OPERATIONS_ALERTS: &str = r#"
-CREATE TABLE operations_alerts
-(
-  alert_key   text   NOT NULL,
-  number      bigint NOT NULL,
-  detail      text   NOT NULL,
-  raised_at   text   NOT NULL,
-  resolved_at text,
-  PRIMARY KEY (alert_key, number)
-);
-"#;
-
-/// API tokens expire: `expires_at` (Unix seconds). Tokens issued before this migration, which
-/// never expired, get the default lifetime (90 days) from the moment it runs.
-const TOKEN_EXPIRY_SQLITE: &str = r#"
-ALTER TABLE api_tokens ADD COLUMN expires_at bigint;
-UPDATE api_tokens SET expires_at = CAST(strftime('%s', 'now') AS integer) + 7776000;
-CREATE INDEX api_tokens_by_email ON api_tokens (email);
-CREATE INDEX sessions_by_email ON sessions (email);
-"#;
-
-/// [`TOKEN_EXPIRY_SQLITE`] for PostgreSQL.
-const TOKEN_EXPIRY_POSTGRES: &str = r#"
-ALTER TABLE api_tokens ADD COLUMN expires_at bigint;
-UPDATE api_tokens SET expires_at = CAST(extract(epoch FROM now()) AS bigint) + 7776000;
-CREATE INDEX api_tokens_by_email ON api_tokens (email);
-CREATE INDEX sessions_by_email ON sessions (email);
-"#;
-
-/// SQLite (the embedded default).
-const SQLITE: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
-CREATE TABLE events
-(
-  aggregate_type text                          NOT NULL,
-  aggregate_id   text                          NOT NULL,
-  sequence       integer CHECK (sequence >= 0) NOT NULL,
-  event_type     text                          NOT NULL,
-  event_version  text                          NOT NULL,
-  payload        text                          NOT NULL,
-  metadata       text                          NOT NULL,
-  PRIMARY KEY (aggregate_type, aggregate_id, sequence)
-) STRICT;
-CREATE TABLE event_log
-(
-  position       integer PRIMARY KEY AUTOINCREMENT,
-  aggregate_type text    NOT NULL,
-  aggregate_id   text    NOT NULL,
-  sequence       integer NOT NULL,
-  UNIQUE (aggregate_type, aggregate_id, sequence)
-);
-CREATE TRIGGER events_into_log AFTER INSERT ON events
-BEGIN
-  INSERT INTO event_log (aggregate_type, aggregate_id, sequence)
-  VALUES (NEW.aggregate_type, NEW.aggregate_id, NEW.sequence);
-END;
-CREATE TABLE consumer_checkpoints
-(
-  consumer text    PRIMARY KEY,
-  position integer NOT NULL
-) STRICT;
-"#,
-    ),
-    (2, READ_SIDE),
-    (3, ALERT_DELIVERIES),
-    (4, LEASES_AND_DEAD_LETTERS),
-    (5, TOKEN_EXPIRY_SQLITE),
-    (6, OPERATIONS_ALERTS),
-];
-
-/// PostgreSQL (production). SQLite has one writer at a time, so its positions follow commit
-/// order by construction; PostgreSQL hands out sequence values before commit, so a reader could
-/// see position 8 committed while 7 is still in flight and skip 7 for ever. The `BEFORE` trigger
-/// takes a transaction-scoped advisory lock before any row is written, so event-writing
-/// transactions commit one at a time and positions follow commit order here too (taking it
-/// before the insert means no transaction holds a row lock while it waits: no deadlock).
-/// Commits notify `restorable_events`, so consumers in other processes wake at once.
-const POSTGRES: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
-CREATE TABLE events
-(
-  aggregate_type text                         NOT NULL,
-  aggregate_id   text                         NOT NULL,
-  sequence       bigint CHECK (sequence >= 0) NOT NULL,
-  event_type     text                         NOT NULL,
-  event_version  text                         NOT NULL,
-  payload        jsonb                        NOT NULL,
-  metadata       jsonb                        NOT NULL,
-  PRIMARY KEY (aggregate_type, aggregate_id, sequence)
-);
-CREATE TABLE event_log
-(
-  position       bigserial PRIMARY KEY,
-  aggregate_type text   NOT NULL,
-  aggregate_id   text   NOT NULL,
-  sequence       bigint NOT NULL,
-  UNIQUE (aggregate_type, aggregate_id, sequence)
-);
-CREATE FUNCTION restorable_serialize_event_writers() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_advisory_xact_lock(72835610);
-  RETURN NEW;
-END $$;
-CREATE FUNCTION restorable_events_into_log() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO event_log (aggregate_type, aggregate_id, sequence)
-  VALUES (NEW.aggregate_type, NEW.aggregate_id, NEW.sequence);
-  PERFORM pg_notify('restorable_events', '');
-  RETURN NEW;
-END $$;
-CREATE TRIGGER events_serialize_writers BEFORE INSERT ON events
-  FOR EACH ROW EXECUTE FUNCTION restorable_serialize_event_writers();
-CREATE TRIGGER events_into_log AFTER INSERT ON events
-  FOR EACH ROW EXECUTE FUNCTION restorable_events_into_log();
-CREATE TABLE consumer_checkpoints
-(
-  consumer text   PRIMARY KEY,
-  position bigint NOT NULL
-);
-"#,
-    ),
-    (2, READ_SIDE),
-    (3, ALERT_DELIVERIES),
-    (4, LEASES_AND_DEAD_LETTERS),
-    (5, TOKEN_EXPIRY_POSTGRES),
-    (6, OPERATIONS_ALERTS),
-];
+/// The advisory lock the first runner held while it migrated.
+const MIGRATION_LOCK: i64 = 72_835_611;
 
 /// Applies the pending SQLite migrations.
 pub(super) async fn sqlite(pool: &Pool<Sqlite>) -> Result<(), StoreError> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at text NOT NULL)",
+    let mut conn = pool.acquire().await?;
+    let first_runner = sqlx::query(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
     )
-    .execute(pool)
-    .await?;
-    for (version, sql) in SQLITE {
-        let mut tx = pool.begin().await?;
-        let applied = sqlx::query("SELECT 1 FROM schema_migrations WHERE version = $1")
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !applied {
-            sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, datetime('now'))",
-            )
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some();
+    if first_runner {
+        bridge(&mut conn, &SQLITE).await?;
     }
+    SQLITE.run(&mut *conn).await.map_err(sqlx::Error::from)?;
     Ok(())
 }
 
-/// Applies the pending PostgreSQL migrations; several processes starting at once take turns
-/// (an advisory lock held for the migration's transaction).
+/// Applies the pending PostgreSQL migrations; several processes starting at once take turns.
 pub(super) async fn postgres(pool: &Pool<Postgres>) -> Result<(), StoreError> {
-    for (version, sql) in POSTGRES {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(72835611)")
-            .execute(&mut *tx)
+    let mut conn = pool.acquire().await?;
+    let migrated = async {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
             .await?;
+        let first_runner: bool =
+            sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                .fetch_one(&mut *conn)
+                .await?;
+        if first_runner {
+            bridge(&mut conn, &POSTGRES).await?;
+        }
+        POSTGRES.run(&mut *conn).await.map_err(sqlx::Error::from)?;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+    .await;
+    if migrated.is_err() {
+        // The session's locks end with it: never hand a connection that may hold one back.
+        conn.close_on_drop();
+    }
+    migrated
+}
+
+/// Records in `_sqlx_migrations`, in one transaction, each of `migrator`'s versions that the
+/// first runner recorded in `schema_migrations` and sqlx has not.
+async fn bridge<DB>(conn: &mut PoolConnection<DB>, migrator: &Migrator) -> Result<(), StoreError>
+where
+    DB: Database,
+    DB::Connection: Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let mut tx = conn.begin().await?;
+    tx.ensure_migrations_table()
+        .await
+        .map_err(sqlx::Error::from)?;
+    for migration in migrator.iter() {
         sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL)",
+            "INSERT INTO _sqlx_migrations \
+             (version, description, installed_on, success, checksum, execution_time) \
+             SELECT version, $2, applied_at, TRUE, $3, 0 FROM schema_migrations \
+             WHERE version = $1 ON CONFLICT (version) DO NOTHING",
         )
+        .bind(migration.version)
+        .bind(&*migration.description)
+        .bind(&*migration.checksum)
         .execute(&mut *tx)
         .await?;
-        let applied = sqlx::query("SELECT 1 FROM schema_migrations WHERE version = $1")
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !applied {
-            sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())")
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
     }
+    tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use sqlx::postgres::PgPoolOptions;
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use sqlx::Row;
+
+    use super::{POSTGRES, SQLITE};
+    use restorable_testkit::{test_server_url, ScratchDatabase};
+    use crate::store::{Store, StoreError};
+    use restorable_domain::cycle::{examples, BackupCycleCommand};
+
+    /// A database as the first runner left it after applying versions `1..=applied`: its
+    /// `schema_migrations` table (created as it created it) and each version's SQL run in its
+    /// own transaction with the version's record (the files hold the SQL it ran), plus a user
+    /// with an API token; nothing of sqlx's.
+    macro_rules! first_runner {
+        ($pool:expr, $migrator:expr, $table:expr, $now:expr, $applied:expr) => {{
+            let pool = $pool;
+            sqlx::query($table).execute(&pool).await.expect("table");
+            for migration in $migrator.iter().take($applied) {
+                let mut tx = pool.begin().await.expect("begin");
+                sqlx::raw_sql(&migration.sql)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("the first runner's SQL");
+                sqlx::query(&format!(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, {})",
+                    $now
+                ))
+                .bind(migration.version)
+                .execute(&mut *tx)
+                .await
+                .expect("record");
+                tx.commit().await.expect("commit");
+            }
+            sqlx::raw_sql(
+                "INSERT INTO users VALUES ('a@example.com', 'hash', 'owner', 'acme', 'then')",
+            )
+            .execute(&pool)
+            .await
+            .expect("a user");
+            let token = if $applied >= 5 {
+                "INSERT INTO api_tokens VALUES ('h1', 'ci', 'a@example.com', 'then', 123)"
+            } else {
+                "INSERT INTO api_tokens VALUES ('h1', 'ci', 'a@example.com', 'then')"
+            };
+            sqlx::raw_sql(token).execute(&pool).await.expect("a token");
+            pool.close().await;
+        }};
+    }
+
+    /// `(version, execution_time)` of every row of `_sqlx_migrations`, and the versions
+    /// `schema_migrations` holds.
+    macro_rules! recorded {
+        ($pool:expr) => {{
+            let pool = $pool;
+            let sqlx_rows = sqlx::query(
+                "SELECT version, execution_time FROM _sqlx_migrations WHERE success \
+                 ORDER BY version",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("_sqlx_migrations")
+            .iter()
+            .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
+            .collect::<Vec<_>>();
+            let old = sqlx::query_scalar::<_, i64>(
+                "SELECT version FROM schema_migrations ORDER BY version",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("schema_migrations");
+            pool.close().await;
+            (sqlx_rows, old)
+        }};
+    }
+
+    /// Where the old database lives, and how to open it.
+    enum Place {
+        Sqlite(tempfile::TempDir),
+        Postgres(ScratchDatabase),
+    }
+
+    impl Place {
+        async fn first_runner(postgres: bool, applied: usize) -> Self {
+            if postgres {
+                let db = ScratchDatabase::create(&test_server_url())
+                    .await
+                    .expect("PostgreSQL for tests (RESTORABLE_TEST_DATABASE_URL)");
+                let pool = PgPoolOptions::new().connect(db.url()).await.expect("pool");
+                first_runner!(
+                    pool,
+                    POSTGRES,
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL)",
+                    "now()",
+                    applied
+                );
+                Place::Postgres(db)
+            } else {
+                let dir = tempfile::tempdir().expect("tempdir");
+                first_runner!(
+                    Self::sqlite_pool(&dir).await,
+                    SQLITE,
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at text NOT NULL)",
+                    "datetime('now')",
+                    applied
+                );
+                Place::Sqlite(dir)
+            }
+        }
+
+        async fn sqlite_pool(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
+            let options = SqliteConnectOptions::new()
+                .filename(dir.path().join("events.db"))
+                .create_if_missing(true);
+            SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .expect("pool")
+        }
+
+        async fn open(&self) -> Result<Store, StoreError> {
+            match self {
+                Place::Sqlite(dir) => Store::open(dir.path()).await,
+                Place::Postgres(db) => Store::connect(db.url()).await,
+            }
+        }
+
+        async fn recorded(&self) -> (Vec<(i64, i64)>, Vec<i64>) {
+            match self {
+                Place::Sqlite(dir) => recorded!(Self::sqlite_pool(dir).await),
+                Place::Postgres(db) => {
+                    recorded!(PgPoolOptions::new().connect(db.url()).await.expect("pool"))
+                }
+            }
+        }
+    }
+
+    /// A database the first runner migrated opens without any migration running twice (a
+    /// second run of any would fail: `CREATE TABLE` of an existing table), runs only the
+    /// versions it lacked, and keeps its data; on PostgreSQL two processes opening it at once
+    /// both succeed.
+    #[rstest]
+    #[case::sqlite_fully_migrated(false, 6)]
+    #[case::sqlite_before_token_expiry(false, 4)]
+    #[case::postgres_fully_migrated(true, 6)]
+    #[case::postgres_before_token_expiry(true, 4)]
+    #[tokio::test]
+    async fn a_database_the_first_runner_migrated_opens_and_runs_only_what_it_lacked(
+        #[case] postgres: bool,
+        #[case] applied: usize,
+    ) {
+        let place = Place::first_runner(postgres, applied).await;
+        let store = if postgres {
+            let (a, b) = tokio::join!(place.open(), place.open());
+            b.expect("the second process opens it too");
+            a.expect("opens")
+        } else {
+            place.open().await.expect("opens")
+        };
+
+        let (sqlx_rows, old) = place.recorded().await;
+        let versions: Vec<i64> = sqlx_rows.iter().map(|(version, _)| *version).collect();
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6], "every version recorded once");
+        let applied = i64::try_from(applied).expect("small");
+        for (version, execution_time) in &sqlx_rows {
+            if *version <= applied {
+                assert_eq!(*execution_time, 0, "version {version} bridged, not run");
+            }
+        }
+        assert_eq!(old, (1..=applied).collect::<Vec<_>>(), "left as it was");
+
+        let token = store
+            .api_token("h1")
+            .await
+            .expect("read")
+            .expect("the token survived");
+        if applied >= 5 {
+            assert_eq!(token.expires_at, 123, "migration 5 did not run again");
+        } else {
+            let now = chrono::Utc::now().timestamp();
+            assert!(
+                (now + 7_776_000 - 60..=now + 7_776_000 + 60).contains(&token.expires_at),
+                "migration 5 ran: {}",
+                token.expires_at
+            );
+        }
+        assert!(store.user("a@example.com").await.expect("read").is_some());
+        let started = examples::started();
+        store
+            .cycle(
+                &started.cycle_id.to_string(),
+                BackupCycleCommand::Start(started.clone()),
+            )
+            .await
+            .expect("the store works");
+        assert_eq!(store.read_after(0, 10).await.expect("read").len(), 1);
+        store.close().await;
+
+        let reopened = place.open().await.expect("reopens");
+        assert_eq!(
+            place.recorded().await.0,
+            sqlx_rows,
+            "nothing ran on reopening"
+        );
+        assert_eq!(reopened.read_after(0, 10).await.expect("read").len(), 1);
+        reopened.close().await;
+    }
 }

@@ -4,14 +4,14 @@
 //! and delivers it: a key has at most one open row. The same SQL serves both backends.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::Row;
 
-use super::{Backend, Store, StoreError};
+use super::{Store, StoreError};
 
 /// One operations alert, open or resolved.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct OperationsAlert {
     /// The condition, e.g. `dead_letters:close` or `relay_held`.
+    #[sqlx(rename = "alert_key")]
     pub key: String,
     /// The how-manieth raise of this condition (1, 2, ...).
     pub number: i64,
@@ -72,19 +72,6 @@ pub fn delivery_row(alert: &OperationsAlert) -> (String, i64) {
     (format!("{OPERATIONS_ROWS}{}", alert.key), sequence)
 }
 
-/// A row of [`COLUMNS`] as an alert (a macro: the row types of the two backends differ).
-macro_rules! alert_from {
-    ($row:expr) => {
-        OperationsAlert {
-            key: $row.get(0),
-            number: $row.get(1),
-            detail: $row.get(2),
-            raised_at: $row.get(3),
-            resolved_at: $row.get(4),
-        }
-    };
-}
-
 impl Store {
     /// Raises the alert `key` at `at` unless one of that key is open, and records its delivery
     /// to each of `routes` leased until `lease_until` (Unix milliseconds), in one transaction;
@@ -111,15 +98,14 @@ impl Store {
              ON CONFLICT (alert_key, number) DO NOTHING \
              RETURNING {COLUMNS}"
         );
-        Ok(on_backend!(self, |pool, _a| {
+        Ok(on_backend!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let raised = sqlx::query(&sql)
+            let raised: Option<OperationsAlert> = sqlx::query_as(&sql)
                 .bind(key)
                 .bind(detail)
                 .bind(stamp(at))
                 .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| alert_from!(row));
+                .await?;
             if let Some(alert) = &raised {
                 let (instance, sequence) = delivery_row(alert);
                 for route in routes {
@@ -154,14 +140,13 @@ impl Store {
             "UPDATE operations_alerts SET resolved_at = $2 \
              WHERE alert_key = $1 AND resolved_at IS NULL RETURNING {COLUMNS}"
         );
-        Ok(on_backend!(self, |pool, _a| {
+        Ok(on_backend!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let resolved = sqlx::query(&sql)
+            let resolved: Option<OperationsAlert> = sqlx::query_as(&sql)
                 .bind(key)
                 .bind(stamp(at))
                 .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| alert_from!(row));
+                .await?;
             if let Some(alert) = &resolved {
                 let (instance, sequence) = delivery_row(alert);
                 for route in routes {
@@ -191,13 +176,10 @@ impl Store {
             "SELECT {COLUMNS} FROM operations_alerts \
              WHERE ($1 = 0 OR resolved_at IS NULL) ORDER BY raised_at, alert_key, number"
         );
-        Ok(on_backend!(self, |pool, _a| sqlx::query(&sql)
+        Ok(on_backend!(self, |pool| sqlx::query_as(&sql)
             .bind(i64::from(open_only))
             .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| alert_from!(row))
-            .collect()))
+            .await?))
     }
 
     /// The alert `key` number `number`, if there is one.
@@ -211,11 +193,10 @@ impl Store {
     ) -> Result<Option<OperationsAlert>, StoreError> {
         let sql =
             format!("SELECT {COLUMNS} FROM operations_alerts WHERE alert_key = $1 AND number = $2");
-        Ok(on_backend!(self, |pool, _a| sqlx::query(&sql)
+        Ok(on_backend!(self, |pool| sqlx::query_as(&sql)
             .bind(key)
             .bind(number)
             .fetch_optional(pool)
-            .await?
-            .map(|row| alert_from!(row))))
+            .await?))
     }
 }

@@ -1,28 +1,11 @@
-//! The read side's tables in the event store's database: view rows kept by the projector
-//! (`read_model`, written with the projector's checkpoint in one transaction) and the accounts
-//! of the API (users, sessions, API tokens with their expiry). The same SQL serves both
-//! backends.
+//! The accounts of the API in the event store's database: users, their signed-in sessions and
+//! their API tokens with expiry (only hashes of session tokens and API token secrets are
+//! stored).
 
-use sqlx::Row;
-
-use super::leases::{renew_sql, Lease};
-use super::{Backend, Store, StoreError};
-
-/// One row of a view, as a JSON document.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ViewRow {
-    /// `fleet`, `backups`, `alerts` or `audit`.
-    pub view: String,
-    /// The row's key within the view (an instance, cycle or alert id, or a log position).
-    pub key: String,
-    /// Whose data it is (tenant isolation is enforced on this column).
-    pub tenant_id: String,
-    /// The row, as JSON.
-    pub doc: String,
-}
+use super::{Store, StoreError};
 
 /// A user of the API.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {
     /// Login name.
     pub email: String,
@@ -35,7 +18,7 @@ pub struct UserRecord {
 }
 
 /// A signed-in browser session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRecord {
     /// The user.
     pub email: String,
@@ -46,7 +29,7 @@ pub struct SessionRecord {
 }
 
 /// An API token as stored (its secret is not: only the SHA-256 of it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ApiTokenRecord {
     /// The SHA-256 of the secret (hex); its first 12 characters are the token's id.
     pub token_hash: String,
@@ -67,132 +50,11 @@ impl ApiTokenRecord {
     }
 }
 
-fn token_record(r: &impl TokenRow) -> ApiTokenRecord {
-    r.token()
-}
-
-/// Reads an `api_tokens` row of either backend.
-trait TokenRow {
-    fn token(&self) -> ApiTokenRecord;
-}
-
-macro_rules! token_row {
-    ($row:ty) => {
-        impl TokenRow for $row {
-            fn token(&self) -> ApiTokenRecord {
-                ApiTokenRecord {
-                    token_hash: self.get(0),
-                    name: self.get(1),
-                    email: self.get(2),
-                    created_at: self.get(3),
-                    expires_at: self.get::<Option<i64>, _>(4).unwrap_or(0),
-                }
-            }
-        }
-    };
-}
-token_row!(sqlx::sqlite::SqliteRow);
-token_row!(sqlx::postgres::PgRow);
-
-const TOKEN_COLUMNS: &str = "token_hash, name, email, created_at, expires_at";
+/// `expires_at` is NULL in no row written since it was added; 0 reads as expired.
+const TOKEN_COLUMNS: &str =
+    "token_hash, name, email, created_at, COALESCE(expires_at, 0) AS expires_at";
 
 impl Store {
-    /// Writes view rows and moves `checkpoint` forward to `position` (never back), in one
-    /// transaction that first checks `lease` is still held (and extends it): a projector that
-    /// lost its lease writes nothing.
-    ///
-    /// # Errors
-    /// [`StoreError::LeaseLost`] (nothing written), or a storage error.
-    pub async fn save_view_rows(
-        &self,
-        rows: &[ViewRow],
-        checkpoint: &str,
-        position: i64,
-        lease: &Lease,
-    ) -> Result<(), StoreError> {
-        let upsert = "INSERT INTO read_model (view, key, tenant_id, doc) VALUES ($1, $2, $3, $4) \
-                      ON CONFLICT (view, key) DO UPDATE SET tenant_id = excluded.tenant_id, \
-                      doc = excluded.doc";
-        let save = self.forward_checkpoint_sql();
-        let renew = renew_sql(&self.backend);
-        on_backend!(self, |pool, _a| {
-            let mut tx = pool.begin().await?;
-            let held = sqlx::query(&renew)
-                .bind(&lease.name)
-                .bind(&lease.holder)
-                .bind(lease.epoch)
-                .bind(lease.ttl_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if held != 1 {
-                tx.rollback().await?;
-                return Err(StoreError::LeaseLost(lease.name.clone()));
-            }
-            for row in rows {
-                sqlx::query(upsert)
-                    .bind(&row.view)
-                    .bind(&row.key)
-                    .bind(&row.tenant_id)
-                    .bind(&row.doc)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(&save)
-                .bind(checkpoint)
-                .bind(position)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
-    /// Rows of `view`, of one tenant or (with `None`) of all, ordered by key.
-    ///
-    /// # Errors
-    /// A storage error.
-    pub async fn view_rows(
-        &self,
-        view: &str,
-        tenant: Option<&str>,
-    ) -> Result<Vec<ViewRow>, StoreError> {
-        let sql = "SELECT view, key, tenant_id, doc FROM read_model \
-                   WHERE view = $1 AND ($2 IS NULL OR tenant_id = $2) ORDER BY key";
-        Ok(on_backend!(self, |pool, _a| sqlx::query(sql)
-            .bind(view)
-            .bind(tenant)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| ViewRow {
-                view: r.get(0),
-                key: r.get(1),
-                tenant_id: r.get(2),
-                doc: r.get(3),
-            })
-            .collect()))
-    }
-
-    /// Empties every view and sets `checkpoint` back to 0 (the start of a rebuild).
-    ///
-    /// # Errors
-    /// A storage error.
-    pub async fn clear_views(&self, checkpoint: &str) -> Result<(), StoreError> {
-        on_backend!(self, |pool, _a| {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM read_model")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM consumer_checkpoints WHERE consumer = $1")
-                .bind(checkpoint)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
     /// Adds a user, or replaces the password, role and scope of an existing one.
     ///
     /// # Errors
@@ -203,7 +65,7 @@ impl Store {
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO UPDATE SET \
                    password_hash = excluded.password_hash, role = excluded.role, \
                    tenant_scope = excluded.tenant_scope";
-        on_backend!(self, |pool, _a| sqlx::query(sql)
+        on_backend!(self, |pool| sqlx::query(sql)
             .bind(&user.email)
             .bind(&user.password_hash)
             .bind(&user.role)
@@ -221,16 +83,10 @@ impl Store {
     /// A storage error.
     pub async fn user(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let sql = "SELECT email, password_hash, role, tenant_scope FROM users WHERE email = $1";
-        Ok(on_backend!(self, |pool, _a| sqlx::query(sql)
+        Ok(on_backend!(self, |pool| sqlx::query_as(sql)
             .bind(email)
             .fetch_optional(pool)
-            .await?
-            .map(|r| UserRecord {
-                email: r.get(0),
-                password_hash: r.get(1),
-                role: r.get(2),
-                tenant_scope: r.get(3),
-            })))
+            .await?))
     }
 
     /// Records a session under the hash of its token.
@@ -244,7 +100,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let sql = "INSERT INTO sessions (token_hash, email, csrf_token, expires_at) \
                    VALUES ($1, $2, $3, $4)";
-        on_backend!(self, |pool, _a| sqlx::query(sql)
+        on_backend!(self, |pool| sqlx::query(sql)
             .bind(token_hash)
             .bind(&session.email)
             .bind(&session.csrf_token)
@@ -261,15 +117,10 @@ impl Store {
     /// A storage error.
     pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         let sql = "SELECT email, csrf_token, expires_at FROM sessions WHERE token_hash = $1";
-        Ok(on_backend!(self, |pool, _a| sqlx::query(sql)
+        Ok(on_backend!(self, |pool| sqlx::query_as(sql)
             .bind(token_hash)
             .fetch_optional(pool)
-            .await?
-            .map(|r| SessionRecord {
-                email: r.get(0),
-                csrf_token: r.get(1),
-                expires_at: r.get(2),
-            })))
+            .await?))
     }
 
     /// Ends a session.
@@ -277,7 +128,7 @@ impl Store {
     /// # Errors
     /// A storage error.
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        on_backend!(self, |pool, _a| sqlx::query(
+        on_backend!(self, |pool| sqlx::query(
             "DELETE FROM sessions WHERE token_hash = $1"
         )
         .bind(token_hash)
@@ -302,7 +153,7 @@ impl Store {
         let now = chrono::Utc::now().to_rfc3339();
         let sql = "INSERT INTO api_tokens (token_hash, name, email, created_at, expires_at) \
                    VALUES ($1, $2, $3, $4, $5)";
-        on_backend!(self, |pool, _a| sqlx::query(sql)
+        on_backend!(self, |pool| sqlx::query(sql)
             .bind(token_hash)
             .bind(name)
             .bind(email)
@@ -320,11 +171,10 @@ impl Store {
     /// A storage error.
     pub async fn api_token(&self, token_hash: &str) -> Result<Option<ApiTokenRecord>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
-        Ok(on_backend!(self, |pool, _a| sqlx::query(&sql)
+        Ok(on_backend!(self, |pool| sqlx::query_as(&sql)
             .bind(token_hash)
             .fetch_optional(pool)
-            .await?
-            .map(|r| token_record(&r))))
+            .await?))
     }
 
     /// Every token, or (with `Some`) one user's, ordered by user and issue time.
@@ -336,13 +186,10 @@ impl Store {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE ($1 IS NULL OR email = $1) \
              ORDER BY email, created_at, token_hash"
         );
-        Ok(on_backend!(self, |pool, _a| sqlx::query(&sql)
+        Ok(on_backend!(self, |pool| sqlx::query_as(&sql)
             .bind(email)
             .fetch_all(pool)
-            .await?
-            .iter()
-            .map(token_record)
-            .collect()))
+            .await?))
     }
 
     /// Deletes the tokens whose hash starts with `id_prefix` (at least 8 hex characters) and
@@ -368,15 +215,12 @@ impl Store {
             "DELETE FROM api_tokens WHERE substr(token_hash, 1, {}) = $1",
             prefix.len()
         );
-        Ok(on_backend!(self, |pool, _a| {
+        Ok(on_backend!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let found: Vec<ApiTokenRecord> = sqlx::query(&select)
+            let found: Vec<ApiTokenRecord> = sqlx::query_as(&select)
                 .bind(&prefix)
                 .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(token_record)
-                .collect();
+                .await?;
             sqlx::query(&delete).bind(&prefix).execute(&mut *tx).await?;
             tx.commit().await?;
             found
@@ -388,7 +232,7 @@ impl Store {
     /// # Errors
     /// A storage error.
     pub async fn end_credentials(&self, email: &str) -> Result<(u64, u64), StoreError> {
-        Ok(on_backend!(self, |pool, _a| {
+        Ok(on_backend!(self, |pool| {
             let mut tx = pool.begin().await?;
             let sessions = sqlx::query("DELETE FROM sessions WHERE email = $1")
                 .bind(email)
@@ -410,7 +254,7 @@ impl Store {
     /// # Errors
     /// A storage error.
     pub async fn delete_user(&self, email: &str) -> Result<bool, StoreError> {
-        Ok(on_backend!(self, |pool, _a| {
+        Ok(on_backend!(self, |pool| {
             let mut tx = pool.begin().await?;
             for sql in [
                 "DELETE FROM sessions WHERE email = $1",

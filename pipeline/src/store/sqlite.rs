@@ -1,0 +1,79 @@
+//! SQLite, the embedded default: one durable file (WAL, full sync), its SQL dialect, and the
+//! guard that keeps sqlite-es from panicking on a payload that is not JSON.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::Aggregate;
+use sqlite_es::SqliteEventRepository;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Row, Sqlite};
+use tokio::sync::Notify;
+
+use super::{migrations, Backend, Dialect, Repository, Store, StoreError};
+
+pub(super) const DIALECT: Dialect = Dialect {
+    name: "sqlite",
+    now_ms: "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    greatest: "MAX",
+};
+
+impl Repository for Pool<Sqlite> {
+    type Events = SqliteEventRepository;
+    fn events(&self) -> SqliteEventRepository {
+        SqliteEventRepository::new(self.clone())
+    }
+}
+
+/// Opens (creating if needed) the SQLite file at `path` and applies pending migrations.
+pub(super) async fn open(path: &Path) -> Result<Store, StoreError> {
+    let connect_error = |source| StoreError::Connect {
+        location: path.display().to_string(),
+        source,
+    };
+    let url = format!("sqlite://{}", path.display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .map_err(connect_error)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .map_err(connect_error)?;
+    migrations::sqlite(&pool).await?;
+    Ok(Store {
+        backend: Arc::new(Backend::Sqlite(pool)),
+        committed: Arc::new(Notify::new()),
+        _listener: None,
+    })
+}
+
+/// Refuses an aggregate whose stored payloads are not JSON: sqlite-es 0.5 `unwrap()`s the
+/// payload column while loading, which would panic instead of reporting the bad event.
+pub(super) async fn refuse_malformed<A: Aggregate>(
+    pool: &Pool<Sqlite>,
+    id: &str,
+) -> Result<(), StoreError> {
+    let bad = sqlx::query(
+        "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         AND json_valid(payload) = 0 LIMIT 1",
+    )
+    .bind(A::TYPE)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    match bad {
+        Some(row) => Err(StoreError::Malformed(format!(
+            "{} {id}: the payload of event {} is not JSON",
+            A::TYPE,
+            row.get::<i64, _>(0)
+        ))),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,108 @@
+//! The projector's view rows (`read_model`): the read side's rows as JSON documents, rebuildable
+//! from the log, written with the projector's checkpoint in one transaction under its lease.
+
+use super::leases::renew_sql;
+use super::{Lease, Store, StoreError};
+
+/// One row of a view, as a JSON document.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ViewRow {
+    /// `fleet`, `backups`, `alerts` or `audit`.
+    pub view: String,
+    /// The row's key within the view (an instance, cycle or alert id, or a log position).
+    pub key: String,
+    /// Whose data it is (tenant isolation is enforced on this column).
+    pub tenant_id: String,
+    /// The row, as JSON.
+    pub doc: String,
+}
+
+impl Store {
+    /// Writes view rows and moves `checkpoint` forward to `position` (never back), in one
+    /// transaction that first checks `lease` is still held (and extends it): a projector that
+    /// lost its lease writes nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] (nothing written), or a storage error.
+    pub async fn save_view_rows(
+        &self,
+        rows: &[ViewRow],
+        checkpoint: &str,
+        position: i64,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        let upsert = "INSERT INTO read_model (view, key, tenant_id, doc) VALUES ($1, $2, $3, $4) \
+                      ON CONFLICT (view, key) DO UPDATE SET tenant_id = excluded.tenant_id, \
+                      doc = excluded.doc";
+        let save = self.forward_checkpoint_sql();
+        let renew = renew_sql(self.backend.dialect());
+        on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let held = sqlx::query(&renew)
+                .bind(&lease.name)
+                .bind(&lease.holder)
+                .bind(lease.epoch)
+                .bind(lease.ttl_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if held != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::LeaseLost(lease.name.clone()));
+            }
+            for row in rows {
+                sqlx::query(upsert)
+                    .bind(&row.view)
+                    .bind(&row.key)
+                    .bind(&row.tenant_id)
+                    .bind(&row.doc)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(&save)
+                .bind(checkpoint)
+                .bind(position)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Rows of `view`, of one tenant or (with `None`) of all, ordered by key.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn view_rows(
+        &self,
+        view: &str,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ViewRow>, StoreError> {
+        let sql = "SELECT view, key, tenant_id, doc FROM read_model \
+                   WHERE view = $1 AND ($2 IS NULL OR tenant_id = $2) ORDER BY key";
+        Ok(on_backend!(self, |pool| sqlx::query_as(sql)
+            .bind(view)
+            .bind(tenant)
+            .fetch_all(pool)
+            .await?))
+    }
+
+    /// Empties every view and sets `checkpoint` back to 0 (the start of a rebuild).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn clear_views(&self, checkpoint: &str) -> Result<(), StoreError> {
+        on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM read_model")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM consumer_checkpoints WHERE consumer = $1")
+                .bind(checkpoint)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

@@ -14,8 +14,8 @@ mod heavy;
 pub mod postgres;
 mod scratch;
 
-pub use heavy::{heavy, HeavyPermit};
 pub use aws::{aws_endpoint, unique_bucket, AWS_REGION};
+pub use heavy::{heavy, HeavyPermit};
 pub use postgres::{ClusterError, PostgresCluster};
 pub use scratch::{test_server_url, ScratchDatabase};
 

@@ -127,9 +127,9 @@ mod tests {
     use sqlx::Row;
 
     use super::{POSTGRES, SQLITE};
-    use restorable_testkit::{test_server_url, ScratchDatabase};
     use crate::store::{Store, StoreError};
     use restorable_domain::cycle::{examples, BackupCycleCommand};
+    use restorable_testkit::{test_server_url, ScratchDatabase};
 
     /// A database as the first runner left it after applying versions `1..=applied`: its
     /// `schema_migrations` table (created as it created it) and each version's SQL run in its

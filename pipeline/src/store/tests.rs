@@ -2,9 +2,9 @@
 
 use rstest::rstest;
 
-use restorable_testkit::{test_server_url, ScratchDatabase};
 use super::*;
 use restorable_domain::cycle::{examples, BackupCycleCommand};
+use restorable_testkit::{test_server_url, ScratchDatabase};
 
 /// Where a test's store lives; `reopen` gives a second, independent handle on it.
 enum Place {

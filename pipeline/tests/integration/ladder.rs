@@ -18,9 +18,15 @@ use restorable_pipeline::enrolment::{open_cycle, rotate_tenant_key};
 use restorable_pipeline::runtime::driver::head_position;
 use restorable_pipeline::runtime::{run_all, scheduler};
 use restorable_pipeline::stages;
+use rstest::rstest;
 use tokio_util::sync::CancellationToken;
 
-async fn a_healthy_pbx_climbs_to_verified_with_an_honest_record(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::postgres_nats(Backend::PostgresNats)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_pbx_climbs_to_verified_with_an_honest_record(#[case] backend: Backend) {
     let (harness, pbx, cycle_id) = one_cycle(backend, None).await;
     assert_eq!(
         harness.cycle_events(cycle_id).await,
@@ -106,7 +112,12 @@ async fn assert_lands(
     );
 }
 
-async fn bad_credentials_fail_capture_with_pbx_auth(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::postgres_nats(Backend::PostgresNats)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_fail_capture_with_pbx_auth(#[case] backend: Backend) {
     assert_lands(
         backend,
         Fault::BadCredentials,
@@ -117,7 +128,11 @@ async fn bad_credentials_fail_capture_with_pbx_auth(backend: Backend) {
     .await;
 }
 
-async fn a_backup_that_never_appears_fails_capture_with_capture_timeout(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_that_never_appears_fails_capture_with_capture_timeout(#[case] backend: Backend) {
     assert_lands(
         backend,
         Fault::NeverFinishes,
@@ -128,7 +143,11 @@ async fn a_backup_that_never_appears_fails_capture_with_capture_timeout(backend:
     .await;
 }
 
-async fn a_server_error_fails_capture_with_pbx_error_and_is_retryable(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_fails_capture_with_pbx_error_and_is_retryable(#[case] backend: Backend) {
     assert_lands(
         backend,
         Fault::ServerError,
@@ -141,7 +160,12 @@ async fn a_server_error_fails_capture_with_pbx_error_and_is_retryable(backend: B
     assert!(harness.cycle(cycle).await.failed.expect("failed").retryable);
 }
 
-async fn a_truncated_download_fails_capture_and_stores_nothing(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::postgres_nats(Backend::PostgresNats)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_download_fails_capture_and_stores_nothing(#[case] backend: Backend) {
     let (harness, _pbx, cycle_id) = one_cycle(backend, Some(Fault::TruncatedDownload)).await;
     let cycle = harness.cycle(cycle_id).await;
     let failed = cycle.failed.expect("failed");
@@ -160,7 +184,14 @@ async fn a_truncated_download_fails_capture_and_stores_nothing(backend: Backend)
     );
 }
 
-async fn a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::postgres_nats(Backend::PostgresNats)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt(
+    #[case] backend: Backend,
+) {
     assert_lands(
         backend,
         Fault::FlippedByte,
@@ -171,7 +202,11 @@ async fn a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt(backe
     .await;
 }
 
-async fn another_password_fails_verify_with_wrong_key(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_password_fails_verify_with_wrong_key(#[case] backend: Backend) {
     assert_lands(
         backend,
         Fault::WrongPassword,
@@ -182,7 +217,11 @@ async fn another_password_fails_verify_with_wrong_key(backend: Backend) {
     .await;
 }
 
-async fn a_missing_core_table_fails_verify_with_structure_incomplete(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_core_table_fails_verify_with_structure_incomplete(#[case] backend: Backend) {
     assert_lands(
         backend,
         Fault::MissingTable,
@@ -193,8 +232,13 @@ async fn a_missing_core_table_fails_verify_with_structure_incomplete(backend: Ba
     .await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::postgres_nats(Backend::PostgresNats)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation(
-    backend: Backend,
+    #[case] backend: Backend,
 ) {
     // Verified checks the archive, not the data's integrity: the restore test catches this one.
     assert_lands(
@@ -207,8 +251,12 @@ async fn a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_
     .await;
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_table(
-    backend: Backend,
+    #[case] backend: Backend,
 ) {
     let (harness, _pbx, cycle_id) = one_cycle(backend, Some(Fault::ManifestMismatch)).await;
     let failed = harness.cycle(cycle_id).await.failed.expect("failed");
@@ -223,7 +271,11 @@ async fn counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_t
     );
 }
 
-async fn a_slow_download_still_reaches_the_top_rung(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_download_still_reaches_the_top_rung(#[case] backend: Backend) {
     let (harness, _pbx, cycle_id) = one_cycle(backend, Some(Fault::SlowDownload)).await;
     assert_eq!(
         harness.cycle(cycle_id).await.rung,
@@ -248,7 +300,11 @@ async fn captured_then_tampered(
     harness.cycle(cycle_id).await
 }
 
-async fn a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch(#[case] backend: Backend) {
     let cycle = captured_then_tampered(backend, |vault, key| {
         let path = vault.join("objects").join(key);
         let mut bytes = std::fs::read(&path).expect("read object");
@@ -268,7 +324,12 @@ async fn a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch(backend
     );
 }
 
-async fn a_copy_without_object_lock_fails_secure_with_not_locked(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[case::postgres_nats(Backend::PostgresNats)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_without_object_lock_fails_secure_with_not_locked(#[case] backend: Backend) {
     let cycle = captured_then_tampered(backend, |vault, key| {
         let path = vault.join("meta").join(format!("{key}.json"));
         let mut meta: serde_json::Value =
@@ -284,7 +345,11 @@ async fn a_copy_without_object_lock_fails_secure_with_not_locked(backend: Backen
     );
 }
 
-async fn redelivering_every_event_produces_no_second_event(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivering_every_event_produces_no_second_event(#[case] backend: Backend) {
     let (harness, _pbx, cycle_id) = one_cycle(backend, None).await;
     let before = harness
         .pipeline
@@ -347,7 +412,11 @@ async fn redelivering_every_event_produces_no_second_event(backend: Backend) {
     );
 }
 
-async fn the_scheduler_opens_due_instances_once_and_skips_stopped_ones(backend: Backend) {
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_opens_due_instances_once_and_skips_stopped_ones(#[case] backend: Backend) {
     let harness = Harness::on(backend).await;
     let first = harness.pbx("pbx-a", None).await;
     let second = harness.pbx("pbx-b", None).await;
@@ -397,8 +466,12 @@ async fn the_scheduler_opens_due_instances_once_and_skips_stopped_ones(backend: 
     );
 }
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_theirs(
-    backend: Backend,
+    #[case] backend: Backend,
 ) {
     let harness = Harness::on(backend).await;
     let pbx = harness.pbx("pbx-rot", None).await;
@@ -450,53 +523,3 @@ async fn after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_
         Err(ArchiveFault::WrongKey)
     ));
 }
-
-/// Runs each test body on every store backend: one suite, two backends (and, for the tests
-/// that matter to the transport, PostgreSQL with NATS JetStream feeding the stages).
-macro_rules! on_backends {
-    ([$(($module:ident, $backend:ident)),* $(,)?], $tests:tt) => {
-        $(on_backends!($module, $backend, $tests);)*
-    };
-    ($module:ident, $backend:ident, [$($name:ident),* $(,)?]) => {
-        mod $module {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::$backend).await
-            })*
-        }
-    };
-}
-
-on_backends!(
-    [(sqlite, Sqlite), (postgres, Postgres)],
-    [
-        a_healthy_pbx_climbs_to_verified_with_an_honest_record,
-        bad_credentials_fail_capture_with_pbx_auth,
-        a_backup_that_never_appears_fails_capture_with_capture_timeout,
-        a_server_error_fails_capture_with_pbx_error_and_is_retryable,
-        a_truncated_download_fails_capture_and_stores_nothing,
-        a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt,
-        another_password_fails_verify_with_wrong_key,
-        a_missing_core_table_fails_verify_with_structure_incomplete,
-        counts_that_differ_from_the_manifest_fail_the_restore_test_naming_the_table,
-        a_slow_download_still_reaches_the_top_rung,
-        a_copy_altered_in_the_vault_fails_secure_with_checksum_mismatch,
-        a_copy_without_object_lock_fails_secure_with_not_locked,
-        redelivering_every_event_produces_no_second_event,
-        the_scheduler_opens_due_instances_once_and_skips_stopped_ones,
-        after_rotation_new_copies_use_the_new_key_and_old_ones_still_open_with_theirs,
-        a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation
-    ]
-);
-on_backends!(
-    postgres_nats,
-    PostgresNats,
-    [
-        a_healthy_pbx_climbs_to_verified_with_an_honest_record,
-        bad_credentials_fail_capture_with_pbx_auth,
-        a_truncated_download_fails_capture_and_stores_nothing,
-        a_flipped_byte_passes_secured_and_fails_verify_with_entry_corrupt,
-        a_copy_without_object_lock_fails_secure_with_not_locked,
-        a_dangling_foreign_key_passes_verified_and_fails_the_restore_test_with_integrity_violation
-    ]
-);

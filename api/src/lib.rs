@@ -1,26 +1,29 @@
 //! Restorable's HTTP side: the JSON API under `/api/v1/`, the web pages (fleet, instance
 //! Backups tab, sign-in), accounts and access, downloads streamed from the vault, the audited
 //! password reveal, the live update stream, `/healthz` and `/metrics`. It reads the projector's
-//! views ([`ReadSide`]) and writes through the pipeline's aggregates; every mutating action is
-//! recorded in the tenant's audit trail.
+//! views ([`ReadSide`](restorable_pipeline::read_model::ReadSide)) and writes through the
+//! pipeline's aggregates; every mutating action is recorded in the tenant's audit trail.
 //!
 //! # Layout
 //! Every module below answers one concern; none imports a module that imports it back
-//! (`state`, `error`, `throttle` and `queries` are leaves the request handlers build on).
+//! (`state`, `error`, `throttle` and `queries` are leaves the request handlers build on; in a
+//! folder, `mod.rs` only declares, routes and re-exports, and its files share through a
+//! sibling leaf, never through `mod.rs`).
 //! - `state.rs`: [`AppState`], [`ServerOptions`], [`Shared`]: what every handler receives.
 //! - `error.rs`: [`ApiError`], the one error type, and its status codes.
 //! - [`auth`]: users, sessions, API tokens, roles and tenant scopes
-//!   (`auth/{mod,passwords,sessions,tokens}.rs`).
+//!   (`auth/`: `principal.rs`, `accounts.rs`, `tokens.rs`, `sessions.rs`; `mod.rs` re-exports).
 //! - `access.rs`: looking up what a caller may see (other tenants' data is "not found").
 //! - `queries.rs`: the reads `json`, `pages` and `export` share (the fleet, an instance's
 //!   backups, a cycle, alerts) and the fleet filter.
 //! - [`actions`]: enrol, stop, resume, backup now, download, reveal — audited — and their JSON
-//!   routes (`actions/{mod,download}.rs`).
+//!   routes (`actions/`: `mod.rs`, `audit.rs` (the audit record, a leaf), `download.rs`).
 //! - `cache.rs`: rendered fleet answers, kept until the views move on.
 //! - [`json`]: the JSON reads ([`json::ROUTES`] lists every API route; `schemas/openapi.json`
 //!   documents them).
 //! - `export.rs`: CSV exports.
-//! - [`pages`]: the server-rendered web pages (`pages/*.rs`), from the askama templates in
+//! - [`pages`]: the server-rendered web pages (`pages/`: `mod.rs` the routes, `layout.rs` what
+//!   every page shares, `fleet.rs`, `instance.rs`, `sign_in.rs`), from the askama templates in
 //!   `api/templates/` (a base layout, the ladder and status badges as shared macros); the CSS
 //!   and JavaScript are `api/assets/`, compiled into the binary.
 //! - `ops.rs`: `/healthz`, `/metrics` and the live update stream.

@@ -12,7 +12,7 @@ use restorable_domain::cycle::BackupCycle;
 use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
-use super::record;
+use super::audit::record;
 use crate::access;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;

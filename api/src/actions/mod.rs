@@ -3,6 +3,7 @@
 //! (owners only). Each checks visibility first (another tenant's id is "not found"), then the
 //! role, and records an `ActionRecorded` event in the tenant's audit trail.
 
+mod audit;
 mod download;
 
 use axum::extract::{Path, State};
@@ -11,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use restorable_domain::audit::{ActionRecorded, AuditAction};
+use restorable_domain::audit::AuditAction;
+
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{InstanceCommand, RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
@@ -24,6 +26,7 @@ use crate::access;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
+use audit::record;
 
 pub use download::{checked_against, download, Expected};
 
@@ -59,32 +62,6 @@ pub struct EnrolBody {
     pub client_secret: SecretString,
     /// Minutes between scheduled backups (default: a day).
     pub interval_minutes: Option<u32>,
-}
-
-async fn record(
-    state: &AppState,
-    who: &Principal,
-    tenant: &TenantId,
-    action: AuditAction,
-    instance: Option<InstanceId>,
-    cycle: Option<CycleId>,
-    key_version: Option<u32>,
-) -> Result<(), ApiError> {
-    let record = ActionRecorded {
-        tenant_id: tenant.clone(),
-        actor: who.actor.clone(),
-        action,
-        instance_id: instance,
-        cycle_id: cycle,
-        key_version,
-        at: Utc::now(),
-    };
-    state
-        .pipeline
-        .store
-        .audit(tenant.as_str(), record)
-        .await
-        .map_err(ApiError::from)
 }
 
 /// Enrols an instance; returns its id.

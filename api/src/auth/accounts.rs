@@ -5,7 +5,7 @@
 use restorable_pipeline::store::{Store, UserRecord};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{AuthError, Role, Scope, BCRYPT_COST, MIN_PASSWORD_LEN};
+use super::principal::{AuthError, Role, Scope, BCRYPT_COST, MIN_PASSWORD_LEN};
 
 /// What [`add_user`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

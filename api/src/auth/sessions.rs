@@ -10,7 +10,7 @@ use chrono::Utc;
 use restorable_pipeline::store::{SessionRecord, Store, StoreError};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{
+use super::principal::{
     random_token, token_hash, AuthError, Credential, Principal, Role, Scope, BCRYPT_COST,
     SESSION_COOKIE, SESSION_HOURS,
 };

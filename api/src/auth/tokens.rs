@@ -4,7 +4,7 @@
 use chrono::Utc;
 use restorable_pipeline::store::{ApiTokenRecord, Store, StoreError};
 
-use super::{random_token, token_hash, AuthError, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS};
+use super::principal::{random_token, token_hash, AuthError, DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS};
 
 /// Parses a token lifetime: `90d`, `12h`, `30m` (a number alone is days).
 ///

@@ -10,7 +10,7 @@ use chrono::Utc;
 use restorable_projections::fleet::{FleetRow, Status};
 use serde::Deserialize;
 
-use super::{html, ladder, page_error, time, Badge, Nav, PageQuery, RungMark, Visitor};
+use super::layout::{html, ladder, page_error, time, Badge, Nav, PageQuery, RungMark, Visitor};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::queries::{fleet_key, fleet_window, status_param, FleetFilter};

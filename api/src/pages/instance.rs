@@ -13,7 +13,9 @@ use restorable_projections::backups::BackupRow;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{html, ladder, page_error, redirect, time, Badge, Nav, PageForm, RungMark, Visitor};
+use super::layout::{
+    html, ladder, page_error, redirect, time, Badge, Nav, PageForm, RungMark, Visitor,
+};
 use crate::access;
 use crate::actions::{self, InstanceAction};
 use crate::auth::{Principal, Role};

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::html;
+use super::layout::{html, Nav};
 use crate::auth;
 use crate::error::ApiError;
 use crate::state::Shared;
@@ -20,7 +20,7 @@ use crate::state::Shared;
 #[template(path = "login.html")]
 struct LoginPage {
     title: &'static str,
-    nav: Option<super::Nav<'static>>,
+    nav: Option<Nav<'static>>,
     error: Option<String>,
 }
 

@@ -8,7 +8,7 @@ use restorable_projections::fleet::FleetRow;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// The fleet row of `instance`, if the caller may see it.
 ///

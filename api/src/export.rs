@@ -6,16 +6,22 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use chrono::{DateTime, Utc};
-use restorable_projections::fleet::Status;
+use serde::{Serialize, Serializer};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::json::{alert_rows, fleet_entries, FleetFilter};
-use crate::Shared;
+use crate::queries::{alert_rows, fleet_entries, status_param, FleetFilter};
+use crate::state::Shared;
 
-fn time(at: Option<DateTime<Utc>>) -> String {
-    at.map(|t| t.to_rfc3339()).unwrap_or_default()
+/// The CSV exports.
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route("/api/v1/export/instances.csv", get(instances))
+        .route("/api/v1/export/alerts.csv", get(alerts))
+        .route("/api/v1/export/backups.csv", get(backups))
 }
 
 /// A cell as written: with a leading `'` if a spreadsheet would take it for a formula.
@@ -27,14 +33,56 @@ pub fn cell(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Result<Response, ApiError> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        writer
-            .write_record(row.iter().map(|c| cell(c).into_owned()))
-            .map_err(ApiError::internal)?;
+/// Text a reader's spreadsheet cannot take for a formula (see [`cell`]); every column of the
+/// exports is one, so no row can forget it.
+#[derive(Default)]
+struct Cell(String);
+
+impl Serialize for Cell {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&cell(&self.0))
     }
-    let bytes = writer.into_inner().map_err(ApiError::internal)?;
+}
+
+impl<T: ToString> From<Option<T>> for Cell {
+    fn from(value: Option<T>) -> Self {
+        Cell(value.map(|v| v.to_string()).unwrap_or_default())
+    }
+}
+
+fn text(value: impl ToString) -> Cell {
+    Cell(value.to_string())
+}
+
+/// An RFC 3339 time, or empty for none.
+fn time(at: Option<DateTime<Utc>>) -> Cell {
+    Cell(at.map(|t| t.to_rfc3339()).unwrap_or_default())
+}
+
+/// The rows as CSV (a header row from the field names first, even with no rows), as a
+/// download named `name`.
+fn csv_response<R: Serialize + Default>(
+    name: &str,
+    rows: impl IntoIterator<Item = R>,
+) -> Result<Response, ApiError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut empty = true;
+    for row in rows {
+        writer.serialize(row).map_err(ApiError::internal)?;
+        empty = false;
+    }
+    if empty {
+        // The header comes with the first row: write one and keep only the header.
+        writer.serialize(R::default()).map_err(ApiError::internal)?;
+    }
+    let mut bytes = writer.into_inner().map_err(ApiError::internal)?;
+    if empty {
+        let header_end = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(0, |at| at + 1);
+        bytes.truncate(header_end);
+    }
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -48,8 +96,21 @@ fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Result<Response, ApiError
         .into_response())
 }
 
-fn strings<const N: usize>(fields: [&str; N]) -> Vec<String> {
-    fields.iter().map(|s| (*s).to_owned()).collect()
+/// A row of `instances.csv`.
+#[derive(Default, Serialize)]
+struct InstanceLine {
+    instance_id: Cell,
+    tenant: Cell,
+    name: Cell,
+    fqdn: Cell,
+    status: Cell,
+    latest_rung: Cell,
+    last_cycle_at: Cell,
+    last_secured: Cell,
+    last_verified: Cell,
+    last_restore_tested: Cell,
+    failure_stage: Cell,
+    failure_reason: Cell,
 }
 
 /// `instances.csv`.
@@ -57,51 +118,38 @@ fn strings<const N: usize>(fields: [&str; N]) -> Vec<String> {
 /// # Errors
 /// Writing the CSV failed.
 pub async fn instances(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
-    let mut rows = vec![strings([
-        "instance_id",
-        "tenant",
-        "name",
-        "fqdn",
-        "status",
-        "latest_rung",
-        "last_cycle_at",
-        "last_secured",
-        "last_verified",
-        "last_restore_tested",
-        "failure_stage",
-        "failure_reason",
-    ])];
-    for entry in fleet_entries(&state, &who, &FleetFilter::default())? {
+    let entries = fleet_entries(&state, &who, &FleetFilter::default())?;
+    let lines = entries.into_iter().map(|entry| {
         let r = entry.row;
-        rows.push(vec![
-            r.instance_id.to_string(),
-            r.tenant_id.to_string(),
-            r.name,
-            r.fqdn,
-            match entry.status {
-                Status::Healthy => "healthy",
-                Status::NeedsAttention => "needs_attention",
-                Status::Stopped => "stopped",
-            }
-            .to_owned(),
-            r.last_rung
-                .map(|x| x.label().to_owned())
-                .unwrap_or_default(),
-            time(r.last_cycle_at),
-            time(r.last_secured),
-            time(r.last_verified),
-            time(r.last_restore_tested),
-            r.last_failure
-                .as_ref()
-                .map(|f| f.stage.to_string())
-                .unwrap_or_default(),
-            r.last_failure
-                .as_ref()
-                .map(|f| f.reason.to_string())
-                .unwrap_or_default(),
-        ]);
-    }
-    csv_response("instances.csv", rows)
+        InstanceLine {
+            instance_id: text(r.instance_id),
+            tenant: text(&r.tenant_id),
+            name: Cell(r.name),
+            fqdn: Cell(r.fqdn),
+            status: text(status_param(entry.status)),
+            latest_rung: r.last_rung.map(|x| x.label()).into(),
+            last_cycle_at: time(r.last_cycle_at),
+            last_secured: time(r.last_secured),
+            last_verified: time(r.last_verified),
+            last_restore_tested: time(r.last_restore_tested),
+            failure_stage: r.last_failure.as_ref().map(|f| &f.stage).into(),
+            failure_reason: r.last_failure.as_ref().map(|f| &f.reason).into(),
+        }
+    });
+    csv_response("instances.csv", lines)
+}
+
+/// A row of `alerts.csv`.
+#[derive(Default, Serialize)]
+struct AlertLine {
+    alert_id: Cell,
+    alert: Cell,
+    tenant: Cell,
+    instance_id: Cell,
+    cycle_id: Cell,
+    reason: Cell,
+    raised_at: Cell,
+    resolved_at: Cell,
 }
 
 /// `alerts.csv`.
@@ -109,29 +157,36 @@ pub async fn instances(State(state): State<Shared>, who: Principal) -> Result<Re
 /// # Errors
 /// Writing the CSV failed.
 pub async fn alerts(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
-    let mut rows = vec![strings([
-        "alert_id",
-        "alert",
-        "tenant",
-        "instance_id",
-        "cycle_id",
-        "reason",
-        "raised_at",
-        "resolved_at",
-    ])];
-    for a in alert_rows(&state, &who) {
-        rows.push(vec![
-            a.alert_id,
-            a.kind.title().to_owned(),
-            a.tenant_id.to_string(),
-            a.instance_id.to_string(),
-            a.cycle_id.map(|c| c.to_string()).unwrap_or_default(),
-            a.reason.map(|r| r.to_string()).unwrap_or_default(),
-            a.raised_at.to_rfc3339(),
-            time(a.resolved_at),
-        ]);
-    }
-    csv_response("alerts.csv", rows)
+    let lines = alert_rows(&state, &who).into_iter().map(|a| AlertLine {
+        alert_id: Cell(a.alert_id),
+        alert: text(a.kind.title()),
+        tenant: text(&a.tenant_id),
+        instance_id: text(a.instance_id),
+        cycle_id: a.cycle_id.into(),
+        reason: a.reason.into(),
+        raised_at: text(a.raised_at.to_rfc3339()),
+        resolved_at: time(a.resolved_at),
+    });
+    csv_response("alerts.csv", lines)
+}
+
+/// A row of `backups.csv`.
+#[derive(Default, Serialize)]
+struct BackupLine {
+    cycle_id: Cell,
+    instance_id: Cell,
+    tenant: Cell,
+    rung: Cell,
+    size: Cell,
+    sha256: Cell,
+    key_version: Cell,
+    retain_until: Cell,
+    started_at: Cell,
+    secured_at: Cell,
+    verified_at: Cell,
+    restore_tested_at: Cell,
+    failure_stage: Cell,
+    failure_reason: Cell,
 }
 
 /// `backups.csv`.
@@ -139,53 +194,31 @@ pub async fn alerts(State(state): State<Shared>, who: Principal) -> Result<Respo
 /// # Errors
 /// Writing the CSV failed.
 pub async fn backups(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
-    let mut rows = vec![strings([
-        "cycle_id",
-        "instance_id",
-        "tenant",
-        "rung",
-        "size",
-        "sha256",
-        "key_version",
-        "retain_until",
-        "started_at",
-        "secured_at",
-        "verified_at",
-        "restore_tested_at",
-        "failure_stage",
-        "failure_reason",
-    ])];
-    let model = state.read.read();
-    for b in model
-        .backups
-        .rows()
-        .filter(|b| who.scope.allows(&b.tenant_id))
-    {
-        rows.push(vec![
-            b.cycle_id.to_string(),
-            b.instance_id.to_string(),
-            b.tenant_id.to_string(),
-            b.rung.label().to_owned(),
-            b.size.map(|s| s.to_string()).unwrap_or_default(),
-            b.sha256.clone().unwrap_or_default(),
-            b.key_version.map(|v| v.to_string()).unwrap_or_default(),
-            time(b.retain_until),
-            b.started_at.to_rfc3339(),
-            time(b.secured_at),
-            time(b.verified_at),
-            time(b.restore_tested_at),
-            b.failure
-                .as_ref()
-                .map(|f| f.stage.to_string())
-                .unwrap_or_default(),
-            b.failure
-                .as_ref()
-                .map(|f| f.reason.to_string())
-                .unwrap_or_default(),
-        ]);
-    }
-    drop(model);
-    csv_response("backups.csv", rows)
+    let lines: Vec<BackupLine> = {
+        let model = state.read.read();
+        model
+            .backups
+            .rows()
+            .filter(|b| who.scope.allows(&b.tenant_id))
+            .map(|b| BackupLine {
+                cycle_id: text(b.cycle_id),
+                instance_id: text(b.instance_id),
+                tenant: text(&b.tenant_id),
+                rung: text(b.rung.label()),
+                size: b.size.into(),
+                sha256: b.sha256.as_ref().into(),
+                key_version: b.key_version.into(),
+                retain_until: time(b.retain_until),
+                started_at: text(b.started_at.to_rfc3339()),
+                secured_at: time(b.secured_at),
+                verified_at: time(b.verified_at),
+                restore_tested_at: time(b.restore_tested_at),
+                failure_stage: b.failure.as_ref().map(|f| &f.stage).into(),
+                failure_reason: b.failure.as_ref().map(|f| &f.reason).into(),
+            })
+            .collect()
+    };
+    csv_response("backups.csv", lines)
 }
 
 #[cfg(test)]

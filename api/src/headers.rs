@@ -12,7 +12,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::Shared;
+use crate::state::Shared;
 
 /// The policy of every response: same-origin resources only, forms post only to us, no
 /// `<base>`, never framed.

@@ -1,21 +1,36 @@
 //! Restorable's HTTP side: the JSON API under `/api/v1/`, the web pages (fleet, instance
 //! Backups tab, sign-in), accounts and access, downloads streamed from the vault, the audited
 //! password reveal, the live update stream, `/healthz` and `/metrics`. It reads the projector's
-//! views ([`ReadSide`]) and writes through the pipeline's aggregates; every mutating action is
-//! recorded in the tenant's audit trail.
+//! views ([`ReadSide`](restorable_pipeline::read_model::ReadSide)) and writes through the
+//! pipeline's aggregates; every mutating action is recorded in the tenant's audit trail.
 //!
 //! # Layout
-//! - [`auth`]: users, sessions, API tokens, roles and tenant scopes.
-//! - [`cache`]: rendered fleet answers, kept until the views move on.
-//! - [`error`]: the one error type and its status codes.
-//! - [`access`]: looking up what a caller may see (other tenants' data is "not found").
-//! - [`json`]: the JSON routes ([`json::ROUTES`] lists them; `schemas/openapi.json` documents them).
-//! - [`actions`]: enrol, stop, resume, backup now, download, reveal — audited.
-//! - [`export`]: CSV exports.
-//! - [`pages`]: the server-rendered web pages.
-//! - [`ops`]: `/healthz`, `/metrics` and the live update stream.
-//! - [`headers`]: security headers on every response.
+//! Every module below answers one concern; none imports a module that imports it back
+//! (`state`, `error`, `throttle` and `queries` are leaves the request handlers build on; in a
+//! folder, `mod.rs` only declares, routes and re-exports, and its files share through a
+//! sibling leaf, never through `mod.rs`).
+//! - `state.rs`: [`AppState`], [`ServerOptions`], [`Shared`]: what every handler receives.
+//! - `error.rs`: [`ApiError`], the one error type, and its status codes.
+//! - [`auth`]: users, sessions, API tokens, roles and tenant scopes
+//!   (`auth/`: `principal.rs`, `accounts.rs`, `tokens.rs`, `sessions.rs`; `mod.rs` re-exports).
+//! - `access.rs`: looking up what a caller may see (other tenants' data is "not found").
+//! - `queries.rs`: the reads `json`, `pages` and `export` share (the fleet, an instance's
+//!   backups, a cycle, alerts) and the fleet filter.
+//! - [`actions`]: enrol, stop, resume, backup now, download, reveal — audited — and their JSON
+//!   routes (`actions/`: `mod.rs`, `audit.rs` (the audit record, a leaf), `download.rs`).
+//! - `cache.rs`: rendered fleet answers, kept until the views move on.
+//! - [`json`]: the JSON reads ([`json::ROUTES`] lists every API route; `schemas/openapi.json`
+//!   documents them).
+//! - `export.rs`: CSV exports.
+//! - [`pages`]: the server-rendered web pages (`pages/`: `mod.rs` the routes, `layout.rs` what
+//!   every page shares, `fleet.rs`, `instance.rs`, `sign_in.rs`), from the askama templates in
+//!   `api/templates/` (a base layout, the ladder and status badges as shared macros); the CSS
+//!   and JavaScript are `api/assets/`, compiled into the binary.
+//! - `ops.rs`: `/healthz`, `/metrics` and the live update stream.
+//! - `headers.rs`: security headers on every response.
 //! - [`throttle`]: sign-in throttling.
+//!
+//! [`router`] merges each module's own `router()` (json, actions, export, pages, ops).
 //!
 //! # Serving
 //! [`serve`] runs HTTP/1.1 connections itself (not `axum::serve`) so that it can bound them:
@@ -24,142 +39,39 @@
 //! [`ServerOptions::body_timeout`], and each request sees its client's address (sign-in
 //! throttling).
 
-pub mod access;
+mod access;
 pub mod actions;
 pub mod auth;
-pub mod cache;
-pub mod error;
-pub mod export;
-pub mod headers;
+mod cache;
+mod error;
+mod export;
+mod headers;
 pub mod json;
-pub mod ops;
+mod ops;
 pub mod pages;
+mod queries;
+mod state;
 pub mod throttle;
 
+pub use error::ApiError;
+pub use state::{AppState, ServerOptions, Shared};
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::Router;
 use futures_util::StreamExt;
-use restorable_pipeline::pipeline::Pipeline;
-use restorable_pipeline::read_model::ReadSide;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-
-/// How the server treats its clients.
-#[derive(Clone, Debug)]
-pub struct ServerOptions {
-    /// A request's head (and the next head on a kept-alive connection) must arrive within this.
-    pub header_timeout: Duration,
-    /// A request's body must arrive within this.
-    pub body_timeout: Duration,
-    /// Send HSTS when a proxy says (`X-Forwarded-Proto: https`) the request came over TLS.
-    pub trust_forwarded_proto: bool,
-    /// Sign-in throttling.
-    pub throttle: throttle::ThrottleLimits,
-    /// Passwords hashed at once (sign-ins beyond this wait their turn).
-    pub concurrent_hashes: usize,
-    /// How long a sign-in waits for its turn to hash before it is answered 429.
-    pub hash_queue_wait: Duration,
-    /// How often a live update stream checks that its session or token still holds.
-    pub stream_recheck: Duration,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(15),
-            body_timeout: Duration::from_secs(30),
-            trust_forwarded_proto: false,
-            throttle: throttle::ThrottleLimits::default(),
-            concurrent_hashes: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .max(2),
-            hash_queue_wait: Duration::from_secs(10),
-            stream_recheck: Duration::from_secs(5),
-        }
-    }
-}
-
-impl ServerOptions {
-    /// The defaults, with `trust_forwarded_proto` from `RESTORABLE_TRUST_FORWARDED_PROTO`
-    /// (`1` or `true`).
-    pub fn from_env() -> Self {
-        let trust = std::env::var("RESTORABLE_TRUST_FORWARDED_PROTO")
-            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
-        Self {
-            trust_forwarded_proto: trust,
-            ..Self::default()
-        }
-    }
-}
-
-/// What every handler shares.
-pub struct AppState {
-    /// The store, vault and key sealing.
-    pub pipeline: Pipeline,
-    /// The views, kept up to date by the projector.
-    pub read: ReadSide,
-    /// Rendered fleet answers.
-    pub cache: cache::RenderCache,
-    /// Timeouts, limits and proxy trust.
-    pub options: ServerOptions,
-    /// Sign-in throttling.
-    pub throttle: throttle::Throttle,
-    /// Bounds the passwords hashed at once.
-    pub hashing: Arc<Semaphore>,
-    /// Woken when a session or token ends in this process (live streams re-check at once).
-    pub credentials_changed: tokio::sync::Notify,
-}
-
-impl AppState {
-    /// The state over `pipeline` and its views, with the default options.
-    pub fn new(pipeline: Pipeline, read: ReadSide) -> Self {
-        Self::with_options(pipeline, read, ServerOptions::default())
-    }
-
-    /// The state over `pipeline` and its views, with `options`.
-    pub fn with_options(pipeline: Pipeline, read: ReadSide, options: ServerOptions) -> Self {
-        Self {
-            pipeline,
-            read,
-            cache: cache::RenderCache::default(),
-            throttle: throttle::Throttle::new(options.throttle.clone()),
-            hashing: Arc::new(Semaphore::new(options.concurrent_hashes.max(1))),
-            options,
-            credentials_changed: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// The cache key of a fleet answer for `who` with `filter` (`page` 0 for the whole fleet).
-    pub fn fleet_key(
-        kind: &'static str,
-        who: &auth::Principal,
-        filter: &json::FleetFilter,
-        page: usize,
-    ) -> cache::CacheKey {
-        cache::CacheKey {
-            kind,
-            scope: who.scope.to_string(),
-            tenant: filter.tenant.clone().unwrap_or_default(),
-            status: filter.status.clone().unwrap_or_default(),
-            page,
-        }
-    }
-}
-
-/// The shared state handlers receive.
-pub type Shared = Arc<AppState>;
 
 /// Every route: JSON API, pages, operations.
 pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(json::router())
+        .merge(actions::router())
+        .merge(export::router())
         .merge(pages::router())
         .merge(ops::router())
         .layer(axum::middleware::from_fn_with_state(

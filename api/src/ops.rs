@@ -16,15 +16,17 @@ use futures_util::Stream;
 use restorable_domain::ids::TenantId;
 use restorable_projections::fleet::Status;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::auth::Principal;
-use crate::Shared;
+use crate::state::Shared;
 
-/// `/healthz` and `/metrics`.
+/// `/healthz`, `/metrics` and the live update stream.
 pub fn router() -> Router<Shared> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/stream", get(stream))
 }
 
 async fn healthz(State(state): State<Shared>) -> Json<serde_json::Value> {
@@ -136,13 +138,16 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
 /// was opened with does (sign-out, revocation, expiry, a removed user or a password reset):
 /// checked at once when this process ends a session, and every
 /// [`crate::ServerOptions::stream_recheck`] otherwise (another process, the command line).
-pub async fn stream(
+async fn stream(
     State(state): State<Shared>,
     who: Principal,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut changes = state.read.subscribe();
-    let stream = async_stream_from(move |tx| async move {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    // The task feeds the stream; it ends when the client leaves (a send fails) or the
+    // credential does.
+    tokio::spawn(async move {
         let mut recheck = tokio::time::interval(state.options.stream_recheck);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         recheck.tick().await;
@@ -182,7 +187,7 @@ pub async fn stream(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }
 
 /// Whether the stream's credential still holds (a store failure keeps it: the next check
@@ -200,21 +205,4 @@ async fn still_valid(state: &Shared, headers: &HeaderMap) -> bool {
             true
         }
     }
-}
-
-/// A stream fed by a task through a channel (ends when the task ends or the client leaves).
-fn async_stream_from<F, Fut>(producer: F) -> impl Stream<Item = Result<Event, Infallible>>
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(producer(tx));
-    tokio_stream_from(rx)
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl Stream<Item = T> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

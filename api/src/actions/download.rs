@@ -1,214 +1,22 @@
-//! The things people do, shared by the JSON API and the pages: enrol, stop, resume, backup
-//! now (administrators), download (administrators and owners) and reveal a backup password
-//! (owners only). Each checks visibility first (another tenant's id is "not found"), then the
-//! role, and records an `ActionRecorded` event in the tenant's audit trail.
+//! Downloads: a cycle's stored copy streamed out of the vault (administrators and owners), its
+//! SHA-256 checked on the way and its last chunk held back until the whole copy matches.
 
-use axum::body::Body;
-use axum::http::{header, HeaderValue, Response};
-use chrono::Utc;
 use std::task::Poll;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue, Response};
+use chrono::Utc;
 use futures_util::Stream;
 use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::cycle::BackupCycle;
-use restorable_domain::ids::{CycleId, InstanceId, TenantId};
-use restorable_domain::instance::{InstanceCommand, RestorePolicy, Schedule};
-use restorable_domain::ladder::Trigger;
-use restorable_pipeline::enrolment::{self, EnrolRequest};
-use restorable_pipeline::pipeline::PbxCredentials;
-use secrecy::SecretString;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
+use super::audit::record;
 use crate::access;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
-use crate::AppState;
-
-/// An enrolment request. `client_secret` is sealed at once and never echoed or logged.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrolBody {
-    /// Tenant slug.
-    pub tenant: String,
-    /// Instance name, unique within the tenant.
-    pub name: String,
-    /// Base URL of the PBX API.
-    pub url: String,
-    /// The PBX FQDN (default: the URL's host).
-    pub fqdn: Option<String>,
-    /// API client id.
-    pub client_id: String,
-    /// API client secret.
-    pub client_secret: SecretString,
-    /// Minutes between scheduled backups (default: a day).
-    pub interval_minutes: Option<u32>,
-}
-
-async fn record(
-    state: &AppState,
-    who: &Principal,
-    tenant: &TenantId,
-    action: AuditAction,
-    instance: Option<InstanceId>,
-    cycle: Option<CycleId>,
-    key_version: Option<u32>,
-) -> Result<(), ApiError> {
-    let record = ActionRecorded {
-        tenant_id: tenant.clone(),
-        actor: who.actor.clone(),
-        action,
-        instance_id: instance,
-        cycle_id: cycle,
-        key_version,
-        at: Utc::now(),
-    };
-    state
-        .pipeline
-        .store
-        .audit(tenant.as_str(), record)
-        .await
-        .map_err(ApiError::from)
-}
-
-/// Enrols an instance; returns its id.
-///
-/// # Errors
-/// 404 for a tenant outside the caller's scope, 403 unless administrator, 400 for bad input.
-pub async fn enrol(
-    state: &AppState,
-    who: &Principal,
-    body: EnrolBody,
-) -> Result<InstanceId, ApiError> {
-    let tenant = TenantId::new(&body.tenant).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !who.scope.allows(&tenant) {
-        return Err(ApiError::NotFound);
-    }
-    who.require(&[Role::Administrator])?;
-    let fqdn = match body.fqdn {
-        Some(fqdn) => fqdn,
-        None => url_host(&body.url)?,
-    };
-    if body.name.trim().is_empty() {
-        return Err(ApiError::BadRequest("the instance needs a name".into()));
-    }
-    let request = EnrolRequest {
-        tenant: tenant.clone(),
-        name: body.name,
-        fqdn,
-        api_url: body.url,
-        credentials: PbxCredentials {
-            client_id: SecretString::from(body.client_id),
-            client_secret: body.client_secret,
-        },
-        schedule: Schedule {
-            interval_minutes: body.interval_minutes.unwrap_or(24 * 60),
-        },
-        restore_policy: RestorePolicy::default(),
-    };
-    // Repointing an enrolled instance is audited (`endpoint_changed`) under the caller's name;
-    // plain http to a host that is not loopback is refused here (only the CLI can allow it).
-    let options = enrolment::EnrolOptions {
-        actor: who.actor.clone(),
-        allow_insecure_http: false,
-    };
-    let id = enrolment::enrol_with(&state.pipeline, request, &options)
-        .await
-        .map_err(|e| match e {
-            enrolment::EnrolmentError::Store(s) => ApiError::from(s),
-            enrolment::EnrolmentError::Endpoint(e) => ApiError::BadRequest(e.to_string()),
-            other => ApiError::internal(other),
-        })?;
-    record(
-        state,
-        who,
-        &tenant,
-        AuditAction::Enrol,
-        Some(id),
-        None,
-        None,
-    )
-    .await?;
-    Ok(id)
-}
-
-fn url_host(url: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::BadRequest(format!("{url:?} is not an http(s) URL"));
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(bad)?;
-    let host = rest.split(['/', ':', '?']).next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(bad());
-    }
-    Ok(host.to_owned())
-}
-
-/// Stop, resume or back up now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InstanceAction {
-    /// Stop managed backups.
-    Stop,
-    /// Resume them.
-    Resume,
-    /// Open a cycle now.
-    BackupNow,
-}
-
-/// Stops, resumes or backs up an instance now; a backup returns the new cycle.
-///
-/// # Errors
-/// 404 if not visible, 403 unless administrator, 409 if the instance refuses (stopped, a cycle
-/// already in flight).
-pub async fn act_on_instance(
-    state: &AppState,
-    who: &Principal,
-    instance: &str,
-    action: InstanceAction,
-) -> Result<Option<CycleId>, ApiError> {
-    let row = access::instance(state, who, instance)?;
-    who.require(&[Role::Administrator])?;
-    let id = row.instance_id.to_string();
-    let store = &state.pipeline.store;
-    let now = Utc::now();
-    let (audit, cycle) = match action {
-        InstanceAction::Stop => {
-            store
-                .instance(&id, InstanceCommand::Stop { at: now })
-                .await?;
-            (AuditAction::Stop, None)
-        }
-        InstanceAction::Resume => {
-            store
-                .instance(&id, InstanceCommand::Resume { at: now })
-                .await?;
-            (AuditAction::Resume, None)
-        }
-        InstanceAction::BackupNow => {
-            let cycle = enrolment::open_cycle(&state.pipeline, row.instance_id, Trigger::Manual)
-                .await
-                .map_err(|e| match e {
-                    enrolment::EnrolmentError::Store(s) => ApiError::from(s),
-                    other => ApiError::internal(other),
-                })?;
-            (AuditAction::BackupNow, Some(cycle))
-        }
-    };
-    record(
-        state,
-        who,
-        &row.tenant_id,
-        audit,
-        Some(row.instance_id),
-        cycle,
-        None,
-    )
-    .await?;
-    Ok(cycle)
-}
+use crate::state::AppState;
 
 /// Streams a cycle's stored copy out of the vault (never a storage URL). The SHA-256 is
 /// computed on the way and the last chunk is held back until it matches the recorded one: if the
@@ -357,36 +165,6 @@ pub fn checked_against(
             Poll::Pending => return Poll::Pending,
         }
     })
-}
-
-/// Reveals the backup password of a cycle's key version (owners only).
-///
-/// # Errors
-/// 404 if not visible or never stored, 403 unless owner.
-pub async fn reveal_password(
-    state: &AppState,
-    who: &Principal,
-    cycle: &str,
-) -> Result<(u32, SecretString), ApiError> {
-    let row = access::cycle(state, who, cycle)?;
-    who.require(&[Role::Owner])?;
-    let version = row.key_version.ok_or(ApiError::NotFound)?;
-    let password = state
-        .pipeline
-        .tenant_password(&row.tenant_id, version)
-        .await
-        .map_err(ApiError::Internal)?;
-    record(
-        state,
-        who,
-        &row.tenant_id,
-        AuditAction::RevealPassword,
-        Some(row.instance_id),
-        Some(row.cycle_id),
-        Some(version),
-    )
-    .await?;
-    Ok((version, password))
 }
 
 #[cfg(test)]

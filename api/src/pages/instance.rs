@@ -1,0 +1,253 @@
+//! An instance's Backups tab (`/instances/{id}`): its status, its PBX origin and every change
+//! of it, the ladder of each copy with its failure, download and reveal; the administrators'
+//! stop, resume and back-up-now form (`/instances/{id}/action`), and the owners' password
+//! reveal (`/cycles/{id}/reveal`, audited).
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::response::Response;
+use chrono::Utc;
+use restorable_domain::instance::{EndpointChanged, Instance, InstanceEvent};
+use restorable_pipeline::pbx::{check_endpoint, origin_of};
+use restorable_projections::backups::BackupRow;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::layout::{
+    html, ladder, page_error, redirect, time, Badge, Nav, PageForm, RungMark, Visitor,
+};
+use crate::access;
+use crate::actions::{self, InstanceAction};
+use crate::auth::{Principal, Role};
+use crate::queries::backup_rows;
+use crate::state::Shared;
+
+/// The Backups tab.
+#[derive(Template)]
+#[template(path = "instance.html")]
+struct InstancePage<'a> {
+    title: &'a str,
+    nav: Option<Nav<'a>>,
+    csrf: &'a str,
+    instance_id: String,
+    name: &'a str,
+    fqdn: &'a str,
+    tenant: &'a str,
+    status: Badge,
+    endpoint: Option<Endpoint>,
+    admin: Option<Toggle>,
+    backups: Vec<CopyLine>,
+}
+
+/// The administrators' stop or resume button.
+struct Toggle {
+    value: &'static str,
+    label: &'static str,
+}
+
+/// The instance's PBX origin, whether plain http to a host that is not loopback is allowed,
+/// and every change of its URL.
+struct Endpoint {
+    origin: String,
+    insecure: bool,
+    changes: Vec<EndpointChange>,
+}
+
+/// One `endpoint_changed`: when, the old and the new origin.
+struct EndpointChange {
+    at: String,
+    from: Option<String>,
+    to: String,
+    insecure: bool,
+}
+
+impl EndpointChange {
+    fn of(change: &EndpointChanged) -> Self {
+        EndpointChange {
+            at: time(Some(change.changed_at)),
+            from: change.previous_api_url.as_deref().map(origin_of),
+            to: origin_of(&change.api_url),
+            insecure: change.allow_insecure_http,
+        }
+    }
+}
+
+/// One copy as the Backups tab shows it.
+struct CopyLine {
+    id: String,
+    started: String,
+    trigger: String,
+    ladder: [RungMark; 4],
+    failure: Option<CopyFailure>,
+    size: String,
+    sha: String,
+    key: String,
+    retain: String,
+    secured: String,
+    verified: String,
+    tested: String,
+    download: bool,
+    reveal: bool,
+}
+
+struct CopyFailure {
+    stage: String,
+    reason: String,
+    detail: String,
+}
+
+impl CopyLine {
+    fn of(row: &BackupRow, who: &Principal) -> Self {
+        CopyLine {
+            id: row.cycle_id.to_string(),
+            started: time(Some(row.started_at)),
+            trigger: format!("{:?}", row.trigger),
+            ladder: ladder(Some(row.rung), row.failure.is_some()),
+            failure: row.failure.as_ref().map(|f| CopyFailure {
+                stage: f.stage.to_string(),
+                reason: f.reason.to_string(),
+                detail: f.detail.clone(),
+            }),
+            size: row.size.map_or("—".to_owned(), |s| format!("{s} bytes")),
+            sha: row.sha256.clone().unwrap_or_else(|| "—".to_owned()),
+            key: row.key_version.map_or("—".to_owned(), |v| format!("v{v}")),
+            retain: time(row.retain_until),
+            secured: time(row.secured_at),
+            verified: time(row.verified_at),
+            tested: time(row.restore_tested_at),
+            download: row.downloadable() && matches!(who.role, Role::Administrator | Role::Owner),
+            reveal: row.key_version.is_some() && who.role == Role::Owner,
+        }
+    }
+}
+
+pub(super) async fn instance_page(
+    State(state): State<Shared>,
+    Visitor(who): Visitor,
+    Path(id): Path<String>,
+) -> Response {
+    let (row, backups) = match access::instance(&state, &who, &id)
+        .and_then(|row| backup_rows(&state, &who, &id).map(|b| (row, b)))
+    {
+        Ok(found) => found,
+        Err(error) => return page_error(Some(&who), error),
+    };
+    let admin = (who.role == Role::Administrator).then_some(if row.stopped {
+        Toggle {
+            value: "resume",
+            label: "Resume managed backups",
+        }
+    } else {
+        Toggle {
+            value: "stop",
+            label: "Stop managed backups",
+        }
+    });
+    html(&InstancePage {
+        title: &row.name,
+        nav: Nav::of(Some(&who)),
+        csrf: who.csrf(),
+        instance_id: row.instance_id.to_string(),
+        name: &row.name,
+        fqdn: &row.fqdn,
+        tenant: row.tenant_id.as_str(),
+        status: Badge::of(row.status(Utc::now())),
+        endpoint: endpoint(&state, &id).await,
+        admin,
+        backups: backups.iter().map(|b| CopyLine::of(b, &who)).collect(),
+    })
+}
+
+/// The instance's PBX endpoint and its changes; `None` when the instance cannot be read (the
+/// page shows the rest).
+async fn endpoint(state: &Shared, id: &str) -> Option<Endpoint> {
+    let instance = state.pipeline.store.load::<Instance>(id).await.ok()?;
+    let enrolled = instance.enrolled?;
+    let history = state
+        .pipeline
+        .store
+        .history("Instance", id)
+        .await
+        .unwrap_or_default();
+    let changes = history
+        .iter()
+        .filter(|e| e.event_type == "EndpointChanged")
+        .filter_map(|e| serde_json::from_str::<InstanceEvent>(&e.payload).ok())
+        .filter_map(|e| match e {
+            InstanceEvent::EndpointChanged(change) => Some(EndpointChange::of(&change)),
+            _ => None,
+        })
+        .collect();
+    Some(Endpoint {
+        origin: origin_of(&enrolled.api_url),
+        insecure: enrolled.allow_insecure_http && check_endpoint(&enrolled.api_url, false).is_err(),
+        changes,
+    })
+}
+
+/// The administrators' form: the action is parsed before the handler runs (an unknown one is a
+/// 400 page).
+#[derive(Deserialize)]
+pub(super) struct ActionForm {
+    csrf: Option<String>,
+    action: InstanceAction,
+}
+
+pub(super) async fn instance_action(
+    State(state): State<Shared>,
+    Visitor(who): Visitor,
+    Path(id): Path<String>,
+    PageForm(form): PageForm<ActionForm>,
+) -> Response {
+    let checked = access::instance(&state, &who, &id)
+        .and_then(|_| who.require(&[Role::Administrator]))
+        .and_then(|()| who.check_csrf(form.csrf.as_deref()));
+    if let Err(error) = checked {
+        return page_error(Some(&who), error);
+    }
+    match actions::act_on_instance(&state, &who, &id, form.action).await {
+        Ok(_) => redirect(&format!("/instances/{id}")),
+        Err(error) => page_error(Some(&who), error),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// The revealed password.
+#[derive(Template)]
+#[template(path = "reveal.html")]
+struct RevealPage<'a> {
+    title: &'a str,
+    nav: Option<Nav<'a>>,
+    instance_id: String,
+    key_version: u32,
+    password: &'a str,
+}
+
+pub(super) async fn reveal_page(
+    State(state): State<Shared>,
+    Visitor(who): Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let checked = access::cycle(&state, &who, &id)
+        .and_then(|row| who.require(&[Role::Owner]).map(|()| row))
+        .and_then(|row| who.check_csrf(form.csrf.as_deref()).map(|()| row));
+    let row = match checked {
+        Ok(row) => row,
+        Err(error) => return page_error(Some(&who), error),
+    };
+    match actions::reveal_password(&state, &who, &id).await {
+        Ok((version, password)) => html(&RevealPage {
+            title: "Backup password",
+            nav: Nav::of(Some(&who)),
+            instance_id: row.instance_id.to_string(),
+            key_version: version,
+            password: password.expose_secret(),
+        }),
+        Err(error) => page_error(Some(&who), error),
+    }
+}

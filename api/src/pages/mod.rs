@@ -1,0 +1,41 @@
+//! The web pages, rendered on the server from the askama templates in `api/templates/`:
+//! sign-in, the fleet-wide Managed Backups page (filter by tenant and status, the ladder of each
+//! instance's latest copy at a glance, live updates) and each instance's Backups tab (the ladder
+//! per copy, failure reasons, download and — for owners — the audited password reveal). Forms
+//! carry the session's CSRF token. Every value a template writes is escaped ([`HtmlEntities`]);
+//! the CSS and JavaScript are files under `api/assets/`, compiled in.
+//!
+//! Here: the routes. `layout.rs` holds what every page shares (the visitor, the extractors that
+//! parse a query or form before a handler runs, the escaping, the navigation, error pages, the
+//! ladder); one file per page beside it: `fleet.rs`, `instance.rs` (with its actions and the
+//! reveal), `sign_in.rs`.
+
+mod fleet;
+mod instance;
+mod layout;
+mod sign_in;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::Shared;
+
+pub use fleet::FLEET_PAGE_ROWS;
+pub use layout::Visitor;
+pub use sign_in::ClientAddress;
+
+/// The pages.
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route("/", get(fleet::fleet_page))
+        .route("/login", get(sign_in::login_page).post(sign_in::log_in))
+        .route("/logout", post(sign_in::log_out))
+        .route("/instances/{instance_id}", get(instance::instance_page))
+        .route(
+            "/instances/{instance_id}/action",
+            post(instance::instance_action),
+        )
+        .route("/cycles/{cycle_id}/reveal", post(instance::reveal_page))
+        .route("/static/live.js", get(layout::live_js))
+        .route("/static/style.css", get(layout::style_css))
+}

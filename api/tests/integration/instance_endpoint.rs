@@ -1,7 +1,7 @@
 //! The instance page shows where the PBX is, warns when plain http to a host that is not
 //! loopback is allowed, and lists every `endpoint_changed` with the old and the new origin.
 
-mod common;
+use crate::common;
 
 use common::World;
 use restorable_api::auth::Role;

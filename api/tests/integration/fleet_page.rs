@@ -2,7 +2,7 @@
 //! page's place and links either side that keep the filters; every instance is on exactly one
 //! page; a page past the last shows the last, and a page that is not a number is a clear 400.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

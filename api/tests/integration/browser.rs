@@ -12,9 +12,8 @@
 //! Without chromedriver or Chromium these tests fail, naming scripts/install-deps.sh, unless
 //! `RESTORABLE_SKIP_BROWSER=1` asks to skip them.
 
-mod common;
-#[path = "common/webdriver.rs"]
-mod webdriver;
+use crate::common;
+use crate::webdriver;
 
 use common::{email, World, PASSWORD};
 use restorable_api::auth::{Role, SESSION_COOKIE};

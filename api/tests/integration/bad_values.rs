@@ -2,7 +2,7 @@
 //! outside them (a status filter, an instance action) is a 400 — JSON for the API, an error page
 //! for the pages — and nothing is done or audited.
 
-mod common;
+use crate::common;
 
 use common::World;
 use restorable_api::auth::Role;

@@ -4,7 +4,7 @@
 //! and tokens, live streams that end with their credential, slow clients disconnected, and a
 //! download of a corrupted copy that never completes.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! except `/healthz` and `/metrics`. Also: a cookie-authenticated write needs the CSRF token,
 //! and no response carries a PBX secret or a backup password except the owner's reveal.
 
-mod common;
+use crate::common;
 
 use common::{World, PASSWORD};
 use reqwest::{Method, StatusCode};

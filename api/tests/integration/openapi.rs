@@ -6,7 +6,7 @@
 //! Against a running server, every operation answers 401, 403, 404 and 429 only where the
 //! document says it does, with the documented error body. Plain `serde_json`, no OpenAPI crate.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! The live update stream: a change to an instance reaches the subscribers who may see it, as
 //! a server-sent event naming the view and carrying the row, and nobody else's.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

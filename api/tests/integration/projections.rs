@@ -2,7 +2,7 @@
 //! history, and the result equals the live views — in memory and as stored rows — on both
 //! backends. Also: a failed copy raises one alert, naming its reason.
 
-mod common;
+use crate::common;
 
 use common::World;
 use restorable_domain::alert::AlertKind;

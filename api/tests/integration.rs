@@ -1,0 +1,19 @@
+//! The API's integration tests, one binary with a module per concern under `tests/integration/`:
+//! the HTTP API, pages and access rules against a real store (SQLite and PostgreSQL), the
+//! OpenAPI document, and the pages in a headless Chromium over WebDriver (`browser`).
+
+mod common;
+#[path = "common/webdriver.rs"]
+mod webdriver;
+
+mod integration {
+    mod authorization;
+    mod bad_values;
+    mod browser;
+    mod client_rules;
+    mod fleet_page;
+    mod instance_endpoint;
+    mod live;
+    mod openapi;
+    mod projections;
+}

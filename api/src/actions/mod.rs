@@ -17,8 +17,8 @@ use restorable_domain::audit::AuditAction;
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{InstanceCommand, RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
-use restorable_pipeline::pipeline::PbxCredentials;
 use restorable_pipeline::enrolment::{self, EnrolRequest};
+use restorable_pipeline::pipeline::PbxCredentials;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 

@@ -1,10 +1,14 @@
 //! Unit tests of the archive verifier, on archives written by the zip crate.
 
+use super::reader::POSITIONED_BUF;
 use super::*;
+use std::io::SeekFrom;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use zip::unstable::write::FileOptionsExt;
 use zip::write::SimpleFileOptions;
 use zip::AesMode;
+use zip::CompressionMethod;
 
 const PASSWORD: &str = "Tenant-Password-0123456789";
 

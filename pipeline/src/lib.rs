@@ -30,6 +30,7 @@
 //! - [`poison`]: when a consumer gives up on an event (dead letters), for both transports.
 //! - [`error`]: the error taxonomy (refusal, infrastructure, stage failure) and its rules.
 //! - [`retry`]: every back-off and retry policy.
+//! - [`redact`]: the one way a URL is shown (no password, query or fragment).
 
 pub mod alerting;
 pub mod archive;
@@ -42,6 +43,7 @@ pub mod pbx;
 pub mod pipeline;
 pub mod poison;
 pub mod read_model;
+pub mod redact;
 pub mod retry;
 pub mod runtime;
 pub mod sandbox;

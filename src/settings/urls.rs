@@ -4,21 +4,7 @@
 use anyhow::{bail, Result};
 use url::Url;
 
-/// `text` fit for messages: a URL's password replaced by `***`. Text that is not a URL but holds
-/// an `@` (perhaps credentials) is not shown at all. The one place the binary shows a URL that
-/// may carry a password.
-pub fn redact_url(text: &str) -> String {
-    match Url::parse(text) {
-        Ok(mut url) if url.password().is_some() => {
-            // Only fails on a URL without a host, which has no password either.
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(url) if !url.cannot_be_a_base() => text.to_owned(),
-        _ if text.contains('@') => "<not a URL>".to_owned(),
-        _ => text.to_owned(),
-    }
-}
+pub use restorable_pipeline::redact::redact_url;
 
 /// Checks that the setting `what` is a URL with a host and one of `schemes`.
 pub(super) fn url_with_scheme(what: &str, text: &str, schemes: &[&str]) -> Result<()> {

@@ -9,6 +9,8 @@ use lettre::message::Mailbox;
 use restorable_domain::ids::TenantId;
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::redact::redact_url;
+
 pub use crate::retry::RetryPolicy;
 
 /// Why an alert route is misconfigured or a delivery failed. Never contains a secret.
@@ -228,19 +230,5 @@ impl AlertRoutes {
             ));
         }
         Ok(())
-    }
-}
-
-/// A URL fit for logs: scheme, host, port and path only (no credentials, query or fragment).
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        Err(_) => "<not a URL>".to_owned(),
     }
 }

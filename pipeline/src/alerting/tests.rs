@@ -50,10 +50,10 @@ fn a_lease_outlasts_every_attempt_and_pause() {
 }
 
 #[test]
-fn logged_urls_lose_credentials_and_query() {
+fn logged_urls_lose_their_password_and_query() {
     assert_eq!(
         redact_url("https://user:pw@hooks.example/a/b?token=s3cret#x"),
-        "https://hooks.example/a/b"
+        "https://user:***@hooks.example/a/b"
     );
     assert_eq!(redact_url("not a url?token=s3cret"), "<not a URL>");
 }

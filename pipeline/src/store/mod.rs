@@ -55,6 +55,8 @@ mod views;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use crate::redact::redact_url;
+
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 use restorable_domain::alert::InstanceAlerts;
@@ -162,20 +164,6 @@ struct Background(tokio::task::JoinHandle<()>);
 impl Drop for Background {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// `url` with any password replaced by `***`, for messages.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 

@@ -88,13 +88,10 @@ fn not_found() -> Response {
     xapi_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such resource")
 }
 
-/// Compares two secrets without stopping at the first difference.
+/// Compares two secrets in constant time (for equal lengths).
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 async fn require_bearer(State(s): State<Shared>, req: Request, next: Next) -> Response {

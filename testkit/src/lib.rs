@@ -1,7 +1,16 @@
 //! Real servers for tests and benchmarks, started and stopped by the test itself: a throwaway
 //! `nats-server` with JetStream on a free port (which a test can stop and start again on the
 //! same port and store, to cut the transport off mid-run), throwaway (scratch) PostgreSQL
-//! databases and whole clusters, and a local AWS endpoint (moto) for S3 and KMS. Readiness is awaited by asking the server, never by a fixed sleep.
+//! databases and whole clusters, and a local AWS endpoint (moto) for S3 and KMS. Readiness is
+//! awaited by asking the server, never by a fixed sleep. A dev-dependency only: nothing here
+//! ships in the `restorable` binary.
+//!
+//! # Layout
+//! - this file: `nats-server` ([`NatsServer`]) and [`free_port`].
+//! - `postgres`: a whole PostgreSQL cluster of the test's own ([`PostgresCluster`]).
+//! - `scratch`: a throwaway database on a running server ([`ScratchDatabase`]).
+//! - `aws`: the moto endpoint, started once per test binary.
+//! - `heavy`: [`heavy`], the limit on heavy tests running at once.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;

@@ -1,6 +1,6 @@
 //! The public wire contract: `schemas/events/*.json` must equal the schemas generated from the
 //! event types, and every event the pipeline writes must carry a type and version that has a
-//! schema. Regenerate with `UPDATE_SCHEMAS=1 cargo test --test schemas`.
+//! schema. Regenerate with `UPDATE_SCHEMAS=1 cargo test --test integration schemas`.
 
 use std::path::Path;
 
@@ -20,7 +20,7 @@ fn committed_schemas_match_the_event_types() {
             std::fs::write(&path, &text).expect("write");
         }
         let committed = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-            panic!("{name} is missing: run UPDATE_SCHEMAS=1 cargo test --test schemas")
+            panic!("{name} is missing: run UPDATE_SCHEMAS=1 cargo test --test integration schemas")
         });
         assert_eq!(committed, text, "{name} differs from the event type");
         expected_files.push(name);

@@ -1,7 +1,7 @@
 //! Alert deliveries in progress (`alert_deliveries`): a row per alert event and route, written
 //! before the route is tried and deleted when it has the alert or is given up on, so a delivery
 //! cut off by a stopped process is found and finished by another (see
-//! [`crate::alert_routes`]). Each row is leased: only the process whose lease it holds works on
+//! [`crate::alerting`]). Each row is leased: only the process whose lease it holds works on
 //! it until the lease runs out. The same SQL serves both backends.
 
 use super::{Store, StoreError};

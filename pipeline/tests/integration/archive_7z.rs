@@ -260,7 +260,7 @@ fn seven_zip_zip64_archive_over_4_gib_verifies() {
 /// Compares `verify_archive` with `7z t` on one archive of many entries.
 /// A benchmark, not a timed test: run with `--ignored --nocapture`.
 #[test]
-#[ignore = "benchmark: cargo test -p restorable-pipeline --test archive_7z -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test -p restorable-pipeline --test integration -- archive_7z --ignored --nocapture"]
 fn bench_verify_against_7z_t() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("backup");

@@ -21,6 +21,9 @@
 //!   `stage_timeout`.
 //! - Errors of the store are infrastructure ([`crate::error`]): logged, the lock let go, and
 //!   tried again on the next round. The watchdog never panics and never stops.
+//!
+//! One operation, the deadline sweep (which cycles stood still, and failing or closing each):
+//! hence the file's length.
 
 use std::time::Duration;
 

@@ -23,6 +23,8 @@
 //! tries the instance again soon. The upload is the exception: it consumes the download, so it
 //! is tried again only while none of the download has gone into it. The helpers here
 //! ([`retry_transient`], [`unseal_password`], [`vault_failure`]) are shared by the later stages.
+//!
+//! One operation, capture, from the PBX call to the stored copy: hence the file's length.
 
 use std::future::Future;
 use std::pin::Pin;

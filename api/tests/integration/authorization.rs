@@ -312,18 +312,29 @@ async fn download_and_reveal_are_audited_and_the_download_is_the_recorded_copy()
         .await
         .expect("unseal");
     assert_eq!(password, secrecy::ExposeSecret::expose_secret(&expected));
-    // Both are in the audit log with actor, instance, cycle and key version.
-    let audit = world
-        .http
-        .get(world.url("/api/v1/audit"))
-        .bearer_auth(owner)
-        .send()
-        .await
-        .expect("audit")
-        .text()
-        .await
-        .expect("text");
-    let records: Vec<serde_json::Value> = serde_json::from_str(&audit).expect("json");
+    // Both are in the audit log with actor, instance, cycle and key version (the audit view is
+    // the read model, which follows the log: give it a few seconds to catch up).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (audit, records) = loop {
+        let audit = world
+            .http
+            .get(world.url("/api/v1/audit"))
+            .bearer_auth(owner)
+            .send()
+            .await
+            .expect("audit")
+            .text()
+            .await
+            .expect("text");
+        let records: Vec<serde_json::Value> = serde_json::from_str(&audit).expect("json");
+        let both = ["download", "reveal_password"]
+            .iter()
+            .all(|action| records.iter().any(|r| r["action"] == *action));
+        if both || std::time::Instant::now() > deadline {
+            break (audit, records);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     for action in ["download", "reveal_password"] {
         let record = records
             .iter()

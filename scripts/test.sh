@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# No module imports a module that imports it back (DESIGN.md); python3 is there by now.
+python3 scripts/module-cycles.py
 trap 'exit 130' INT
 trap 'exit 143' TERM
 # shellcheck source=scripts/services.sh

@@ -1,6 +1,6 @@
 //! Every injectable fault, observed the way a backup client would see it.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The XAPI calls of a fault-free PBX over real HTTP: tokens, bearer checks, the backup cycle,
 //! counts, status, deletion, refusals.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

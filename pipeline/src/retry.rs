@@ -148,6 +148,17 @@ impl RetryPolicy {
         self.first_delay.saturating_mul(factor)
     }
 
+    /// The pauses between attempts as a backon builder: `first_delay`, doubling, no cap, no
+    /// jitter, `attempts - 1` of them (so `attempts` tries in all).
+    pub fn backoff(&self) -> ExponentialBuilder {
+        let retries = self.attempts.max(1).saturating_sub(1);
+        ExponentialBuilder::default()
+            .with_min_delay(self.first_delay)
+            .with_factor(2.0)
+            .without_max_delay()
+            .with_max_times(usize::try_from(retries).unwrap_or(usize::MAX))
+    }
+
     /// How long one route's delivery can take at most: every attempt to its time limit, every
     /// pause, and one attempt's time more as a margin. A delivery's lease lasts this long.
     pub fn longest_delivery(&self) -> Duration {

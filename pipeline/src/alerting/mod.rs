@@ -83,6 +83,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::Retryable;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -130,35 +131,36 @@ pub(super) enum Attempt {
     GiveUp(AlertRouteError),
 }
 
+/// Runs `attempt` until it succeeds, fails for good ([`Attempt::GiveUp`]) or has been tried
+/// `policy.attempts` times, pausing as [`RetryPolicy::backoff`] says between tries.
 pub(super) async fn retrying<F, Fut>(
     policy: &RetryPolicy,
     route: &'static str,
     delivery: &str,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<(), AlertRouteError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), Attempt>>,
 {
-    let attempts = policy.attempts.max(1);
-    let mut n = 0;
-    loop {
-        n += 1;
-        match attempt().await {
-            Ok(()) => return Ok(()),
-            Err(Attempt::GiveUp(error)) => return Err(error),
-            Err(Attempt::Retry(error)) if n >= attempts => {
-                return Err(AlertRouteError::GaveUp {
-                    attempts,
-                    last: Box::new(error),
-                })
+    let mut failures = 0u32;
+    let outcome = attempt
+        .retry(policy.backoff())
+        .when(|failure| matches!(failure, Attempt::Retry(_)))
+        .notify(|failure, pause| {
+            failures += 1;
+            if let Attempt::Retry(error) = failure {
+                tracing::info!(route, delivery, attempt = failures, %error, retry_in = ?pause, "alert delivery failed; will retry");
             }
-            Err(Attempt::Retry(error)) => {
-                let pause = policy.delay_after(n);
-                tracing::info!(route, delivery, attempt = n, %error, retry_in = ?pause, "alert delivery failed; will retry");
-                tokio::time::sleep(pause).await;
-            }
-        }
+        })
+        .await;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(Attempt::GiveUp(error)) => Err(error),
+        Err(Attempt::Retry(error)) => Err(AlertRouteError::GaveUp {
+            attempts: policy.attempts.max(1),
+            last: Box::new(error),
+        }),
     }
 }
 

@@ -41,6 +41,50 @@ fn back_off_doubles() {
 }
 
 #[test]
+fn the_retry_loop_pauses_exactly_as_the_policy_says() {
+    use backon::BackoffBuilder;
+    for attempts in [1, 2, 6] {
+        let policy = RetryPolicy {
+            attempts,
+            ..RetryPolicy::default()
+        };
+        let pauses: Vec<_> = policy.backoff().build().collect();
+        let expected: Vec<_> = (1..attempts).map(|n| policy.delay_after(n)).collect();
+        assert_eq!(pauses, expected, "{attempts} attempts");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_is_tried_as_often_as_the_policy_says_then_given_up() {
+    let tries = std::sync::atomic::AtomicU32::new(0);
+    let policy = RetryPolicy::default();
+    let outcome = retrying(&policy, "webhook", "d:1", || async {
+        tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(Attempt::Retry(AlertRouteError::NoSmtpRelay))
+    })
+    .await;
+    assert_eq!(
+        tries.load(std::sync::atomic::Ordering::SeqCst),
+        policy.attempts
+    );
+    assert!(
+        matches!(outcome, Err(AlertRouteError::GaveUp { attempts, .. }) if attempts == policy.attempts),
+        "{outcome:?}"
+    );
+    let final_tries = std::sync::atomic::AtomicU32::new(0);
+    let outcome = retrying(&policy, "webhook", "d:2", || async {
+        final_tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(Attempt::GiveUp(AlertRouteError::NoSmtpRelay))
+    })
+    .await;
+    assert_eq!(final_tries.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        matches!(outcome, Err(AlertRouteError::NoSmtpRelay)),
+        "{outcome:?}"
+    );
+}
+
+#[test]
 fn a_lease_outlasts_every_attempt_and_pause() {
     // Pauses 0.5 + 1 + 2 + 4 + 8 s, six attempts of 10 s, and one more as a margin.
     assert_eq!(

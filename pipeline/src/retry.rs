@@ -12,8 +12,16 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ConstantBuilder, ExponentialBuilder};
 use rand::Rng;
+
+/// A command that lost a race with a concurrent writer of the same aggregate (optimistic
+/// locking): tried again at once — it re-reads the history — up to five more times.
+pub fn on_conflict() -> ConstantBuilder {
+    ConstantBuilder::default()
+        .with_delay(Duration::ZERO)
+        .with_max_times(5)
+}
 
 /// The longest pause between two redeliveries of one message.
 pub const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(120);
@@ -91,6 +99,12 @@ pub fn redelivery_delay(delivered: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conflict_is_retried_at_once_five_times() {
+        let pauses: Vec<_> = on_conflict().build().collect();
+        assert_eq!(pauses, [Duration::ZERO; 5]);
+    }
 
     #[test]
     fn redelivery_delays_double_to_the_cap_with_bounded_jitter() {

@@ -57,6 +57,7 @@ use std::sync::Arc;
 
 pub use crate::redact::redact_url;
 
+use backon::Retryable;
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 use restorable_domain::alert::InstanceAlerts;
@@ -327,7 +328,7 @@ impl Store {
 }
 
 /// The one command path of every aggregate on every backend: cqrs-es over `events`, a
-/// concurrent writer's conflict retried up to five times.
+/// concurrent writer's conflict retried at once, up to five times ([`crate::retry::on_conflict`]).
 async fn execute_on<A, R>(events: R, id: &str, command: A::Command) -> Result<(), StoreError>
 where
     A: Aggregate<Services = ()>,
@@ -339,13 +340,11 @@ where
         vec![],
         (),
     );
-    let mut tries = 0;
-    loop {
-        match framework.execute(id, command.clone()).await {
-            Err(AggregateError::AggregateConflict) if tries < 5 => tries += 1,
-            other => return other.map_err(StoreError::from),
-        }
-    }
+    (|| framework.execute(id, command.clone()))
+        .retry(crate::retry::on_conflict())
+        .when(|error| matches!(error, AggregateError::AggregateConflict))
+        .await
+        .map_err(StoreError::from)
 }
 
 /// An aggregate's current state from `events`.

@@ -19,17 +19,24 @@ use restorable_pipeline::sandbox::process::{leftover_processes, sandbox_root, Pr
 use restorable_pipeline::sandbox::{RestoreSandbox, Sandbox};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-/// Nothing of any sandbox is left under `root`: no directory, and (within a few seconds, the
-/// time a killed server's backends take to notice) no process.
+/// Nothing of any sandbox is left under `root` within a few seconds (the time a killed server's
+/// backends take to notice, and a sandbox cut short mid-provision takes to be removed): no
+/// directory, no process.
 fn assert_nothing_left(root: &Path) {
-    let leftovers: Vec<_> = std::fs::read_dir(root)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(
-        leftovers.is_empty(),
-        "sandbox directories left: {leftovers:?}"
-    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let leftovers: Vec<_> = std::fs::read_dir(root)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if leftovers.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sandbox directories left: {leftovers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     while !leftover_processes(root).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,

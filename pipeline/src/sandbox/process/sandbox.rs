@@ -3,7 +3,7 @@
 //! was restored, and the destruction (also on drop).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -43,10 +43,39 @@ impl Drop for ProcessSandbox {
             let _ = server.start_kill();
         }
         if self.dir.exists() {
-            if let Err(error) = std::fs::remove_dir_all(&self.dir) {
-                tracing::error!(dir = %self.dir.display(), %error, "could not remove a dropped sandbox");
+            // A provision cut short leaves a killed `initdb`'s bootstrap server writing into the
+            // directory for a moment: keep removing it, off the runtime, until it stays gone.
+            let dir = self.dir.clone();
+            std::thread::spawn(move || remove_until_gone(&dir));
+        }
+    }
+}
+
+/// How long a dropped sandbox's directory is retried before the failure is logged (the next
+/// start's sweep removes what is left then).
+const REMOVAL_PERSISTENCE: Duration = Duration::from_secs(10);
+
+/// Removes `dir`, again and again until it is gone and stays gone for a moment (a dying child
+/// may still create a file in it), or [`REMOVAL_PERSISTENCE`] has passed.
+fn remove_until_gone(dir: &Path) {
+    let deadline = std::time::Instant::now() + REMOVAL_PERSISTENCE;
+    loop {
+        let outcome = match std::fs::remove_dir_all(dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        };
+        if outcome.is_ok() {
+            std::thread::sleep(Duration::from_millis(300));
+            if !dir.exists() {
+                return;
             }
         }
+        if std::time::Instant::now() > deadline {
+            let error = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::error!(dir = %dir.display(), %error, "could not remove a dropped sandbox");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

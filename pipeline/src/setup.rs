@@ -1,4 +1,4 @@
-//! Which backend sits behind each port. Nothing configured is the embedded default (SQLite,
+//! The composition root: which backend sits behind each port. Nothing configured is the embedded default (SQLite,
 //! in-process transport, local vault, local key sealing, all under the data directory); each
 //! production backend is switched on by its own setting, checked when the pipeline is opened, so
 //! a missing or wrong one stops start-up with a message naming it.
@@ -13,12 +13,10 @@ use crate::pipeline::{Pipeline, Settings};
 use crate::retry::Backoff;
 use crate::sandbox::process::ProcessSandboxes;
 use crate::sandbox::RestoreSandbox;
-use crate::sealing::{KeySealer, LocalKeySealer, SealError};
-use crate::sealing::{KmsConfig, KmsKeySealer};
+use crate::sealing::{KeySealer, KmsConfig, KmsKeySealer, LocalKeySealer, SealError};
 use crate::store::{Store, StoreError};
 use crate::transport::nats::{Nats, NatsConfig, NatsError};
-use crate::vault::{LocalVault, Vault, VaultError};
-use crate::vault::{S3Config, S3Vault};
+use crate::vault::{LocalVault, S3Config, S3Vault, Vault, VaultError};
 
 /// The backends of one process.
 #[derive(Clone, Debug, Default)]

@@ -1,7 +1,8 @@
 //! The pipeline's integration tests, one binary (one link of the AWS, sqlx and NATS graph) with
 //! a module per concern under `tests/integration/`, against real servers: PostgreSQL, NATS
-//! JetStream, the local AWS endpoint, the PBX simulator, the restore sandbox. Heavy tests take a
-//! [`restorable_testkit::heavy`] permit so that only a few run at once on a small machine.
+//! JetStream, the local AWS endpoint, the PBX simulator, the restore sandbox. Every test that drives
+//! the pipeline (`common::Harness`) takes a [`restorable_testkit::heavy`] permit, so that only a
+//! few run at once on a small machine whatever `--test-threads` says.
 
 mod common;
 mod fault_proxy;

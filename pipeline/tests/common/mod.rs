@@ -40,6 +40,8 @@ pub struct Harness {
     _database: Option<ScratchDatabase>,
     _nats: Option<NatsServer>,
     _dir: tempfile::TempDir,
+    /// Every harness drives the whole pipeline against the simulator: a heavy test.
+    _heavy: restorable_testkit::HeavyPermit,
 }
 
 impl Harness {
@@ -56,6 +58,10 @@ impl Harness {
     }
 
     pub async fn with_backend(backend: Backend, defaults: Settings) -> Self {
+        // Waits off the runtime, on a blocking thread, for a turn among the heavy tests.
+        let heavy = tokio::task::spawn_blocking(restorable_testkit::heavy)
+            .await
+            .expect("heavy-test permit");
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let settings = Settings {
@@ -87,6 +93,7 @@ impl Harness {
             _database: database,
             _nats: nats,
             _dir: dir,
+            _heavy: heavy,
         }
     }
 

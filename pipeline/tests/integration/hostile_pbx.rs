@@ -217,6 +217,7 @@ async fn a_backup_over_the_tenants_maximum_is_refused_and_a_healthy_one_records_
     assert!(files_under(&harness.data.join("vault")).is_empty());
 
     // The same PBX under the default maximum: captured, with the 3CX version it reported.
+    drop(harness); // one harness (and heavy-test permit) at a time
     let harness = Harness::with(settings()).await;
     let pbx = harness.pbx("fine", None).await;
     let instance = harness.enrol(&pbx, 60).await;

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::settings::Config;
 
 /// Managed, encrypted, immutable and restore-tested backups for fleets of 3CX phone systems.
 #[derive(Parser)]
@@ -11,42 +13,6 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Where the embedded default keeps its state.
-#[derive(Args, Clone, Debug)]
-pub struct DataDir {
-    /// Local state of the embedded default (events.db, vault/, master.key).
-    #[arg(long, env = "RESTORABLE_DATA_DIR", default_value = "./restorable-data")]
-    pub data_dir: PathBuf,
-    /// A TOML file with any of the settings below (same names, snake_case, plus
-    /// `[tenant_retention_days]`); flags and environment variables win over it.
-    #[arg(long, env = "RESTORABLE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Event store: postgres://user@host/db, or a SQLite file path (default: DATA_DIR/events.db).
-    #[arg(long, env = "RESTORABLE_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// NATS JetStream transport, e.g. nats://127.0.0.1:4222 (default: in-process).
-    #[arg(long, env = "RESTORABLE_NATS_URL")]
-    pub nats_url: Option<String>,
-    /// S3 endpoint for a non-AWS or local S3 (default: AWS for the region).
-    #[arg(long, env = "RESTORABLE_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 bucket with Object Lock (default: the local vault under DATA_DIR/vault).
-    #[arg(long, env = "RESTORABLE_S3_BUCKET")]
-    pub s3_bucket: Option<String>,
-    /// S3 region.
-    #[arg(long, env = "RESTORABLE_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// KMS endpoint for a local KMS (default: AWS for the region).
-    #[arg(long, env = "RESTORABLE_KMS_ENDPOINT")]
-    pub kms_endpoint: Option<String>,
-    /// KMS key that seals tenant passwords (default: local sealing with DATA_DIR/master.key).
-    #[arg(long, env = "RESTORABLE_KMS_KEY_ID")]
-    pub kms_key_id: Option<String>,
-    /// Object Lock retention of new copies, in days (default 30).
-    #[arg(long, env = "RESTORABLE_RETENTION_DAYS")]
-    pub retention_days: Option<u32>,
 }
 
 /// The subcommands.
@@ -67,7 +33,7 @@ pub enum Command {
     /// Print the event history of a cycle or an instance.
     Events(EventsArgs),
     /// Print the fleet table.
-    Fleet(DataDir),
+    Fleet(Config),
     /// Rotate a tenant's backup key (older backups keep their version).
     RotateKey(RotateKeyArgs),
     /// Restore-test a Verified cycle now, whatever the cadence.
@@ -76,7 +42,7 @@ pub enum Command {
     /// shared by every copy), else in-process. Stops gracefully on SIGTERM or Ctrl-C.
     Worker(WorkerArgs),
     /// Checks every configured backend and prints whether it is usable.
-    Doctor(DataDir),
+    Doctor(Config),
     /// Streams a cycle's stored copy out of the vault (S3 or local) into a file, checking its
     /// SHA-256 against the one recorded at capture.
     Download(DownloadArgs),
@@ -115,7 +81,7 @@ pub enum UserCommand {
 pub struct UserResetArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The user's e-mail address.
     #[arg(long)]
     pub email: String,
@@ -132,7 +98,7 @@ pub struct UserResetArgs {
 pub struct UserRemoveArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The user's e-mail address.
     #[arg(long)]
     pub email: String,
@@ -143,7 +109,7 @@ pub struct UserRemoveArgs {
 pub struct UserAddArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The user's e-mail address (the login name).
     #[arg(long)]
     pub email: String,
@@ -177,7 +143,7 @@ pub enum TokenCommand {
 pub struct TokenListArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// Only this user's tokens.
     #[arg(long)]
     pub email: Option<String>,
@@ -188,7 +154,7 @@ pub struct TokenListArgs {
 pub struct TokenRevokeArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The token's id (its first 8 to 12 characters are enough).
     #[arg(long)]
     pub id: String,
@@ -199,7 +165,7 @@ pub struct TokenRevokeArgs {
 pub struct TokenAddArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The user the token acts as.
     #[arg(long)]
     pub email: String,
@@ -215,7 +181,7 @@ pub struct TokenAddArgs {
 #[derive(Subcommand)]
 pub enum ProjectionsCommand {
     /// Empties the stored views and rebuilds them from the whole event history.
-    Rebuild(DataDir),
+    Rebuild(Config),
 }
 
 /// `restorable cycle ...`.
@@ -230,7 +196,7 @@ pub enum CycleCommand {
 pub struct CycleAbortArgs {
     /// State directory and backends.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The cycle to abort.
     #[arg(long)]
     pub cycle: String,
@@ -253,7 +219,7 @@ pub enum DeadLettersCommand {
 pub struct DeadLettersListArgs {
     /// State directory and backends.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// Also the dead letters already replayed.
     #[arg(long)]
     pub all: bool,
@@ -267,7 +233,7 @@ pub struct DeadLettersListArgs {
 pub struct DeadLettersReplayArgs {
     /// State directory and backends.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The consumer that gave up (`start`, `capture`, ..., `alert_delivery`, or `relay`).
     #[arg(long, requires = "position", required_unless_present = "all")]
     pub consumer: Option<String>,
@@ -282,7 +248,7 @@ pub struct DeadLettersReplayArgs {
 #[derive(Args)]
 pub struct DownloadArgs {
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The cycle whose copy to fetch.
     #[arg(long)]
     pub cycle: String,
@@ -291,15 +257,55 @@ pub struct DownloadArgs {
     pub out: PathBuf,
 }
 
+/// A `worker --stage` value: one consumer, or all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    /// Opens a started cycle.
+    Start,
+    /// Downloads the PBX's backup into the vault.
+    Capture,
+    /// Checks the stored copy: read back, hashed, locked.
+    Secure,
+    /// Opens, decrypts and authenticates every entry.
+    Verify,
+    /// Restores into a sandbox.
+    #[value(alias = "restore_test")]
+    RestoreTest,
+    /// Closes ended cycles on their instance.
+    Close,
+    /// Raises and resolves alerts.
+    Alerts,
+    /// Delivers alerts to their routes.
+    #[value(alias = "alert_delivery")]
+    AlertDelivery,
+    /// Every stage above.
+    All,
+}
+
+impl StageArg {
+    /// The consumers' names this value stands for.
+    pub fn consumers(self) -> &'static [&'static str] {
+        match self {
+            StageArg::Start => &["start"],
+            StageArg::Capture => &["capture"],
+            StageArg::Secure => &["secure"],
+            StageArg::Verify => &["verify"],
+            StageArg::RestoreTest => &["restore_test"],
+            StageArg::Close => &["close"],
+            StageArg::Alerts => &["alerts"],
+            StageArg::AlertDelivery => &["alert_delivery"],
+            StageArg::All => restorable_pipeline::runtime::STAGE_NAMES,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct WorkerArgs {
     #[command(flatten)]
-    pub data: DataDir,
-    /// Stages to run (repeatable): start, capture, secure, verify, restore-test, close, alerts,
-    /// alert-delivery,
-    /// or all.
-    #[arg(long = "stage", required = true)]
-    pub stages: Vec<String>,
+    pub data: Config,
+    /// Stages to run (repeatable).
+    #[arg(long = "stage", required = true, value_enum)]
+    pub stages: Vec<StageArg>,
     /// Messages one copy handles at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -324,7 +330,7 @@ pub struct WorkerArgs {
 pub struct RestoreTestArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The cycle.
     #[arg(long)]
     pub cycle: String,
@@ -338,7 +344,7 @@ pub struct RestoreTestArgs {
 pub struct DemoArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// How many simulated PBXes (some are given faults).
     #[arg(long, default_value_t = 12)]
     pub fleet: usize,
@@ -393,7 +399,7 @@ pub struct PbxSimArgs {
 pub struct EnrolArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// Tenant slug (a-z, 0-9, -).
     #[arg(long)]
     pub tenant: String,
@@ -433,7 +439,7 @@ pub struct EnrolArgs {
 pub struct BackupNowArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// The instance: its id, or `TENANT/NAME`.
     #[arg(long)]
     pub instance: String,
@@ -447,7 +453,7 @@ pub struct BackupNowArgs {
 pub struct ServeArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// Seconds between scheduler ticks.
     #[arg(long, default_value_t = 60)]
     pub tick_secs: u64,
@@ -480,7 +486,7 @@ fn parse_aes_strength(text: &str) -> Result<restorable_pipeline::archive::AesStr
 pub struct EventsArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// A cycle id.
     #[arg(
         long,
@@ -498,7 +504,7 @@ pub struct EventsArgs {
 pub struct RotateKeyArgs {
     /// State directory.
     #[command(flatten)]
-    pub data: DataDir,
+    pub data: Config,
     /// Tenant slug.
     #[arg(long)]
     pub tenant: String,

@@ -21,14 +21,14 @@ use secrecy::SecretString;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::DataDir;
 use crate::settings;
+use crate::settings::Config;
 
 /// Opens the pipeline on the configured backends (the embedded default when none are set).
 ///
 /// # Errors
 /// A message naming the setting or backend that is wrong or unreachable.
-pub async fn open(data: &DataDir, settings: Settings) -> Result<Pipeline> {
+pub async fn open(data: &Config, settings: Settings) -> Result<Pipeline> {
     let (backends, settings) = settings::resolve(data, settings)?;
     Pipeline::open(&backends, settings)
         .await
@@ -42,7 +42,7 @@ pub async fn open(data: &DataDir, settings: Settings) -> Result<Pipeline> {
 /// # Errors
 /// A message naming the setting or backend that can never be used as configured.
 pub async fn open_waiting(
-    data: &DataDir,
+    data: &Config,
     settings: Settings,
     shutdown: &CancellationToken,
 ) -> Result<Option<Pipeline>> {

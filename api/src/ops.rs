@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::auth::Principal;
+use crate::queries::status_param;
 use crate::state::Shared;
 
 /// `/healthz`, `/metrics` and the live update stream.
@@ -39,37 +40,33 @@ async fn healthz(State(state): State<Shared>) -> Json<serde_json::Value> {
 
 async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     let now = Utc::now();
-    let (mut healthy, mut attention, mut stopped, mut cycles) = (0, 0, 0, 0);
-    let open_alerts;
-    {
+    let (statuses, cycles, open_alerts) = {
         let model = state.read.read();
-        for row in model.fleet.rows() {
-            match row.status(now) {
-                Status::Healthy => healthy += 1,
-                Status::NeedsAttention => attention += 1,
-                Status::Stopped => stopped += 1,
-            }
-            cycles += row.cycles;
-        }
-        open_alerts = model
+        let statuses: Vec<Status> = model
+            .fleet
+            .rows()
+            .iter()
+            .map(|row| row.status(now))
+            .collect();
+        let cycles: u64 = model.fleet.rows().iter().map(|row| row.cycles).sum();
+        let open_alerts = model
             .alerts
             .rows()
             .iter()
             .filter(|a| a.resolved_at.is_none())
             .count();
-    }
+        (statuses, cycles, open_alerts)
+    };
     let mut text = String::new();
     let _ = writeln!(
         text,
         "# HELP restorable_instances Enrolled instances by status."
     );
     let _ = writeln!(text, "# TYPE restorable_instances gauge");
-    for (status, n) in [
-        ("healthy", healthy),
-        ("needs_attention", attention),
-        ("stopped", stopped),
-    ] {
-        let _ = writeln!(text, "restorable_instances{{status=\"{status}\"}} {n}");
+    for status in Status::ALL {
+        let n = statuses.iter().filter(|s| **s == status).count();
+        let name = status_param(status);
+        let _ = writeln!(text, "restorable_instances{{status=\"{name}\"}} {n}");
     }
     let _ = writeln!(
         text,

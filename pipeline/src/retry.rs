@@ -9,6 +9,13 @@
 //!   projector, a consumer whose store is away, start-up waiting for a dependency).
 //! - [`redelivery_delay`]: the delay before JetStream delivers a message again after an
 //!   infrastructure error (never a limit: only the delay grows).
+//!
+//! One operation that may give up (a call within a stage, an alert delivery, a conflicting
+//! command) is retried with backon's `Retryable::retry` and one of these builders. A loop that
+//! never gives up (the relay, the projector, the in-process consumer, a worker whose store is
+//! away) steps a [`Backoff`] instead: it must also watch for shutdown between tries and start
+//! again from the shortest delay after progress, which a `retry` future cannot express. Both
+//! take their delays from the same backon builders here.
 
 use std::time::Duration;
 

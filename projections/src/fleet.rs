@@ -26,6 +26,11 @@ pub enum Status {
     Stopped,
 }
 
+impl Status {
+    /// Every status, in the order they are listed.
+    pub const ALL: [Status; 3] = [Status::Healthy, Status::NeedsAttention, Status::Stopped];
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

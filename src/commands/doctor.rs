@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use restorable_pipeline::pipeline::Settings;
 
-use crate::cli::DataDir;
 use crate::settings;
+use crate::settings::Config;
 
 /// Prints one line per backend.
 ///
 /// # Errors
 /// A setting that is missing or wrong.
-pub async fn run(data: DataDir) -> Result<ExitCode> {
+pub async fn run(data: Config) -> Result<ExitCode> {
     let (backends, settings) = settings::resolve(&data, Settings::default())?;
     let report = restorable_pipeline::setup::diagnose(&backends, &settings).await;
     let mut healthy = true;

@@ -14,14 +14,14 @@ use restorable_pipeline::store::{LoggedEvent, Store};
 use restorable_projections::fleet::{FleetRow, FleetView};
 use restorable_projections::AnyEvent;
 
-use crate::cli::DataDir;
 use crate::runtime::open;
+use crate::settings::Config;
 
 /// Prints the fleet table.
 ///
 /// # Errors
 /// A store failure.
-pub async fn run(data: DataDir) -> Result<ExitCode> {
+pub async fn run(data: Config) -> Result<ExitCode> {
     let pipeline = open(&data, Settings::default()).await?;
     let view = view(&pipeline.store).await?;
     print!("{}", render(&view, Utc::now()));

@@ -10,36 +10,23 @@ use restorable_pipeline::runtime::{self, scheduler};
 use restorable_pipeline::transport::nats::worker::WorkerSettings;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::WorkerArgs;
+use crate::cli::{StageArg, WorkerArgs};
 use crate::runtime::{cancel_on_signal, open_waiting};
 
-/// `--stage` names as the user writes them, to the consumers' names.
-fn stage_names(given: &[String]) -> Result<Vec<&'static str>> {
-    let mut names = Vec::new();
-    for stage in given {
-        match stage.as_str() {
-            "all" => names.extend(runtime::STAGE_NAMES.iter().copied()),
-            "restore-test" | "restore_test" => names.push("restore_test"),
-            "alert-delivery" | "alert_delivery" => names.push("alert_delivery"),
-            other => match runtime::STAGE_NAMES.iter().find(|n| **n == other) {
-                Some(name) => names.push(*name),
-                None => anyhow::bail!(
-                    "unknown stage {other:?}: start, capture, secure, verify, restore-test, close, alerts, alert-delivery or all"
-                ),
-            },
-        }
-    }
+/// The consumers the `--stage` values name, each once.
+fn stage_names(given: &[StageArg]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = given.iter().flat_map(|s| s.consumers()).copied().collect();
     names.sort_unstable();
     names.dedup();
-    Ok(names)
+    names
 }
 
 /// Runs the stages until a signal.
 ///
 /// # Errors
-/// An unknown stage, or a setting that can never work.
+/// A setting that can never work.
 pub async fn run(args: WorkerArgs) -> Result<ExitCode> {
-    let names = stage_names(&args.stages)?;
+    let names = stage_names(&args.stages);
     let shutdown = CancellationToken::new();
     // Before waiting for the backends, so that a signal ends the wait too.
     cancel_on_signal(shutdown.clone());
@@ -72,4 +59,30 @@ pub async fn run(args: WorkerArgs) -> Result<ExitCode> {
     }
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_consumer_is_a_stage_value_and_all_is_every_one() {
+        let mut named: Vec<&str> = StageArg::value_variants()
+            .iter()
+            .filter(|v| **v != StageArg::All)
+            .flat_map(|v| v.consumers())
+            .copied()
+            .collect();
+        named.sort_unstable();
+        assert_eq!(named, stage_names(&[StageArg::All]));
+        let mut expected = runtime::STAGE_NAMES.to_vec();
+        expected.sort_unstable();
+        assert_eq!(named, expected);
+        assert_eq!(
+            StageArg::from_str("restore_test", false),
+            Ok(StageArg::RestoreTest)
+        );
+        assert!(StageArg::from_str("restore", false).is_err());
+    }
 }

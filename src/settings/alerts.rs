@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 /// `[smtp]`: the relay alert e-mail goes through.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileSmtp {
     host: String,
@@ -26,7 +26,7 @@ pub(super) struct FileSmtp {
 
 /// `[alert_routes.<tenant>]`: where a tenant's alerts go; `[operations_alerts]`: where the
 /// operator's go.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileAlertRoute {
     webhook_url: Option<String>,

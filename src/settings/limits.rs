@@ -16,7 +16,7 @@ use restorable_pipeline::pipeline::Settings;
 use serde::Deserialize;
 
 /// `[sandbox]`: the resources of one restore test.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileSandbox {
     disk_mib: Option<u64>,
@@ -65,7 +65,7 @@ pub(super) fn sandbox_limits(file: &FileSandbox, settings: &mut Settings) -> Res
 }
 
 /// `[pbx]`: deadlines and size caps of PBX calls and downloads.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilePbx {
     call_timeout_seconds: Option<u32>,
@@ -115,7 +115,7 @@ pub(super) fn pbx_limits(file: &FilePbx, limits: &mut PbxLimits) -> Result<()> {
 }
 
 /// `[verify]`: the verifier's budget per archive and the weakest AES accepted.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileVerify {
     max_entries: Option<u64>,
@@ -163,7 +163,7 @@ pub(super) fn verify_limits(file: &FileVerify, settings: &mut Settings) -> Resul
 }
 
 /// `[deadlines]`: the watchdog's limit per rung, and for closing an ended cycle.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileDeadlines {
     capture: Option<FileDeadline>,
@@ -175,7 +175,7 @@ pub(super) struct FileDeadlines {
 }
 
 /// One rung's limit: `minutes` plus `per_gib` minutes per GiB of backup.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileDeadline {
     minutes: Option<u32>,

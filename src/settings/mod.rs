@@ -1,5 +1,5 @@
 //! The settings every pipeline command shares: flags (with `RESTORABLE_*` environment
-//! fallbacks, see `cli::DataDir`) over an optional TOML file, checked before anything starts so a
+//! fallbacks) over an optional TOML file, checked before anything starts so a
 //! mistake is named at once. Nothing set means the embedded default.
 //!
 //! This module reads the file and merges it under the flags ([`resolve`]); the file's sections
@@ -67,9 +67,10 @@ mod limits;
 mod urls;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use restorable_domain::ids::TenantId;
 use restorable_pipeline::pipeline::Settings;
 use restorable_pipeline::sealing::KmsConfig;
@@ -77,8 +78,6 @@ use restorable_pipeline::setup::Backends;
 use restorable_pipeline::transport::nats::NatsConfig;
 use restorable_pipeline::vault::S3Config;
 use serde::Deserialize;
-
-use crate::cli::DataDir;
 
 use self::alerts::{alert_routes, FileAlertRoute, FileSmtp};
 use self::limits::{
@@ -88,31 +87,103 @@ use self::limits::{
 pub use self::urls::redact_url;
 use self::urls::url_with_scheme;
 
-/// The TOML file's keys: the flags' names in snake_case.
-#[derive(Debug, Default, Deserialize)]
+/// Every setting the pipeline commands share, in one struct that clap reads (flags, with
+/// `RESTORABLE_*` environment fallbacks) and serde reads (the TOML file, keys in snake_case, an
+/// unknown key refused by name). Flags and environment win over the file ([`Config::over`]);
+/// the sections (`[smtp]`, `[alert_routes.*]`, `[sandbox]` ...) are only in the file.
+#[derive(Args, Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileSettings {
-    database_url: Option<String>,
-    nats_url: Option<String>,
-    s3_endpoint: Option<String>,
-    s3_bucket: Option<String>,
-    s3_region: Option<String>,
-    kms_endpoint: Option<String>,
-    kms_key_id: Option<String>,
-    retention_days: Option<u32>,
+pub struct Config {
+    /// Local state of the embedded default (events.db, vault/, master.key).
+    #[arg(long, env = "RESTORABLE_DATA_DIR", default_value = "./restorable-data")]
+    #[serde(skip)]
+    pub data_dir: PathBuf,
+    /// A TOML file with any of the settings below (same names, snake_case, plus
+    /// `[tenant_retention_days]`); flags and environment variables win over it.
+    #[arg(long, env = "RESTORABLE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Event store: postgres://user@host/db, or a SQLite file path (default: DATA_DIR/events.db).
+    #[arg(long, env = "RESTORABLE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// NATS JetStream transport, e.g. nats://127.0.0.1:4222 (default: in-process).
+    #[arg(long, env = "RESTORABLE_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// S3 endpoint for a non-AWS or local S3 (default: AWS for the region).
+    #[arg(long, env = "RESTORABLE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket with Object Lock (default: the local vault under DATA_DIR/vault).
+    #[arg(long, env = "RESTORABLE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "RESTORABLE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// KMS endpoint for a local KMS (default: AWS for the region).
+    #[arg(long, env = "RESTORABLE_KMS_ENDPOINT")]
+    pub kms_endpoint: Option<String>,
+    /// KMS key that seals tenant passwords (default: local sealing with DATA_DIR/master.key).
+    #[arg(long, env = "RESTORABLE_KMS_KEY_ID")]
+    pub kms_key_id: Option<String>,
+    /// Object Lock retention of new copies, in days (default 30).
+    #[arg(long, env = "RESTORABLE_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Retention per tenant slug, in days (file only).
+    #[arg(skip)]
     #[serde(default)]
     tenant_retention_days: HashMap<String, u32>,
+    /// The relay alert e-mail goes through (file only).
+    #[arg(skip)]
     smtp: Option<FileSmtp>,
+    /// Alert routes per tenant slug (file only).
+    #[arg(skip)]
     #[serde(default)]
     alert_routes: HashMap<String, FileAlertRoute>,
+    /// The operator's routes (file only).
+    #[arg(skip)]
     operations_alerts: Option<FileAlertRoute>,
+    /// Rung deadlines (file only).
+    #[arg(skip)]
     deadlines: Option<FileDeadlines>,
+    /// The verifier's budget (file only).
+    #[arg(skip)]
     verify: Option<FileVerify>,
+    /// How far a PBX is trusted (file only).
+    #[arg(skip)]
     pbx: Option<FilePbx>,
+    /// The restore sandbox's resources (file only).
+    #[arg(skip)]
     sandbox: Option<FileSandbox>,
 }
 
-fn read_file(path: &Path) -> Result<FileSettings> {
+impl Config {
+    /// These settings (from flags and environment) over `file`'s: a flag wins, the file fills
+    /// what flags leave open, the sections come from the file. (A struct literal, so a new field
+    /// cannot be forgotten here.)
+    fn over(&self, file: Config) -> Config {
+        Config {
+            data_dir: self.data_dir.clone(),
+            config: self.config.clone(),
+            database_url: self.database_url.clone().or(file.database_url),
+            nats_url: self.nats_url.clone().or(file.nats_url),
+            s3_endpoint: self.s3_endpoint.clone().or(file.s3_endpoint),
+            s3_bucket: self.s3_bucket.clone().or(file.s3_bucket),
+            s3_region: self.s3_region.clone().or(file.s3_region),
+            kms_endpoint: self.kms_endpoint.clone().or(file.kms_endpoint),
+            kms_key_id: self.kms_key_id.clone().or(file.kms_key_id),
+            retention_days: self.retention_days.or(file.retention_days),
+            tenant_retention_days: file.tenant_retention_days,
+            smtp: file.smtp,
+            alert_routes: file.alert_routes,
+            operations_alerts: file.operations_alerts,
+            deadlines: file.deadlines,
+            verify: file.verify,
+            pbx: file.pbx,
+            sandbox: file.sandbox,
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the configuration file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("in the configuration file {}", path.display()))
@@ -129,24 +200,23 @@ fn days(what: &str, days: u32) -> Result<chrono::Duration> {
 ///
 /// # Errors
 /// A message naming the setting that is missing or wrong.
-pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Settings)> {
-    let file = match &data.config {
-        Some(path) => read_file(path)?,
-        None => FileSettings::default(),
+pub fn resolve(flags: &Config, mut settings: Settings) -> Result<(Backends, Settings)> {
+    let config = match &flags.config {
+        Some(path) => flags.over(read_file(path)?),
+        None => flags.clone(),
     };
-    let pick = |flag: &Option<String>, file: &Option<String>| flag.clone().or(file.clone());
-    let database_url = pick(&data.database_url, &file.database_url);
+    let database_url = config.database_url;
     if let Some(url) = &database_url {
         if url.contains("://") && !url.starts_with("sqlite://") {
             url_with_scheme("RESTORABLE_DATABASE_URL", url, &["postgres", "postgresql"])?;
         }
     }
-    let nats_url = pick(&data.nats_url, &file.nats_url);
+    let nats_url = config.nats_url;
     if let Some(url) = &nats_url {
         url_with_scheme("RESTORABLE_NATS_URL", url, &["nats", "tls"])?;
     }
-    let s3_endpoint = pick(&data.s3_endpoint, &file.s3_endpoint);
-    let s3_bucket = pick(&data.s3_bucket, &file.s3_bucket);
+    let s3_endpoint = config.s3_endpoint;
+    let s3_bucket = config.s3_bucket;
     if let (Some(endpoint), None) = (&s3_endpoint, &s3_bucket) {
         bail!(
             "RESTORABLE_S3_ENDPOINT is set ({}) but RESTORABLE_S3_BUCKET is not: name the Object Lock bucket",
@@ -156,8 +226,8 @@ pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Sett
     if let Some(endpoint) = &s3_endpoint {
         url_with_scheme("RESTORABLE_S3_ENDPOINT", endpoint, &["http", "https"])?;
     }
-    let kms_endpoint = pick(&data.kms_endpoint, &file.kms_endpoint);
-    let kms_key_id = pick(&data.kms_key_id, &file.kms_key_id);
+    let kms_endpoint = config.kms_endpoint;
+    let kms_key_id = config.kms_key_id;
     if let (Some(endpoint), None) = (&kms_endpoint, &kms_key_id) {
         bail!(
             "RESTORABLE_KMS_ENDPOINT is set ({}) but RESTORABLE_KMS_KEY_ID is not: name the key that seals tenant passwords",
@@ -167,37 +237,37 @@ pub fn resolve(data: &DataDir, mut settings: Settings) -> Result<(Backends, Sett
     if let Some(endpoint) = &kms_endpoint {
         url_with_scheme("RESTORABLE_KMS_ENDPOINT", endpoint, &["http", "https"])?;
     }
-    let s3_region = pick(&data.s3_region, &file.s3_region);
-    if let Some(days_set) = data.retention_days.or(file.retention_days) {
+    let s3_region = config.s3_region;
+    if let Some(days_set) = config.retention_days {
         settings.retention = days("RESTORABLE_RETENTION_DAYS", days_set)?;
     }
-    for (tenant, tenant_days) in &file.tenant_retention_days {
+    for (tenant, tenant_days) in &config.tenant_retention_days {
         let id = TenantId::new(tenant)
             .with_context(|| format!("tenant_retention_days: {tenant:?} is not a tenant id"))?;
         let retention = days(&format!("tenant_retention_days.{tenant}"), *tenant_days)?;
         settings.tenant_retention.insert(id, retention);
     }
     settings.alert_routes = alert_routes(
-        file.smtp.as_ref(),
-        &file.alert_routes,
-        file.operations_alerts.as_ref(),
+        config.smtp.as_ref(),
+        &config.alert_routes,
+        config.operations_alerts.as_ref(),
         &|name| std::env::var(name).ok(),
     )?;
-    if let Some(file_deadlines) = &file.deadlines {
+    if let Some(file_deadlines) = &config.deadlines {
         deadlines(file_deadlines, &mut settings.deadlines)?;
     }
-    if let Some(file_verify) = &file.verify {
+    if let Some(file_verify) = &config.verify {
         verify_limits(file_verify, &mut settings)?;
     }
-    if let Some(file_sandbox) = &file.sandbox {
+    if let Some(file_sandbox) = &config.sandbox {
         sandbox_limits(file_sandbox, &mut settings)?;
     }
-    if let Some(file_pbx) = &file.pbx {
+    if let Some(file_pbx) = &config.pbx {
         pbx_limits(file_pbx, &mut settings.pbx)?;
     }
     let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
     let backends = Backends {
-        data_dir: data.data_dir.clone(),
+        data_dir: config.data_dir,
         database_url,
         nats: nats_url.map(|url| NatsConfig { url }),
         s3: s3_bucket.map(|bucket| S3Config {
@@ -222,12 +292,43 @@ mod tests {
     #[derive(Parser)]
     struct Probe {
         #[command(flatten)]
-        data: DataDir,
+        data: Config,
     }
 
     fn resolve_args(args: &[&str]) -> Result<(Backends, Settings)> {
         let probe = Probe::try_parse_from(std::iter::once("probe").chain(args.iter().copied()))?;
         resolve(&probe.data, Settings::default())
+    }
+
+    #[test]
+    fn every_flag_is_a_file_key_of_the_same_name() {
+        use clap::CommandFactory;
+        let mut checked = 0;
+        for arg in Probe::command().get_arguments() {
+            let key = arg.get_id().as_str();
+            if matches!(key, "data_dir" | "config" | "help") {
+                continue;
+            }
+            let value = if key == "retention_days" {
+                "7"
+            } else {
+                "\"x\""
+            };
+            let file: Config = toml::from_str(&format!("{key} = {value}\n"))
+                .unwrap_or_else(|e| panic!("{key} is a flag but not a file key: {e}"));
+            let merged = Config::default().over(file);
+            assert_ne!(
+                format!("{merged:?}"),
+                format!("{:?}", Config::default()),
+                "{key} in the file is lost in the merge"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 8, "the flags shared with the file");
+        for key in ["data_dir", "config"] {
+            let refused = toml::from_str::<Config>(&format!("{key} = \"x\"\n"));
+            assert!(refused.is_err(), "{key} is a flag only");
+        }
     }
 
     #[test]

@@ -399,6 +399,18 @@ async fn dead_letters_are_for_administrators_of_every_tenant_and_counted_in_metr
         Some("0"),
         "{metrics}"
     );
+    // Every status by the name a query string uses, counting every instance once.
+    let rows = world.read.read().fleet.rows().len();
+    let mut counted = 0;
+    for name in ["healthy", "needs_attention", "stopped"] {
+        let line = format!("restorable_instances{{status=\"{name}\"}}");
+        let n: usize = metric(&metrics, &line)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {line}: {metrics}"));
+        counted += n;
+    }
+    assert!(rows >= 2, "acme and globex are enrolled");
+    assert_eq!(counted, rows, "{metrics}");
 
     // A real event of globex's cycle, given up on by the verify stage.
     let cycle = world.globex.cycle.to_string();

@@ -146,7 +146,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// A request body that fails unless it is all there within `limit`.
+/// A request body that fails unless it is all there within `limit`. (One deadline for the whole
+/// body, so a client trickling a byte a second still fails: `tokio_stream`'s `timeout` and
+/// tower-http's body timeout restart their clock at every chunk, which a trickle defeats.)
 fn timed_body(body: Body, limit: Duration) -> Body {
     let deadline = tokio::time::Instant::now() + limit;
     let chunks = futures_util::stream::unfold(

@@ -61,6 +61,28 @@ pub enum Command {
     /// Events a consumer gave up on: list them, replay them.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Prints a shell's completion script (e.g. `restorable completions bash >
+    /// /etc/bash_completion.d/restorable`).
+    Completions(CompletionsArgs),
+    /// Prints the manual page (roff), or writes one page per command into a directory.
+    Manual(ManualArgs),
+}
+
+/// `restorable completions`.
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `restorable manual`.
+#[derive(Args)]
+pub struct ManualArgs {
+    /// Write `restorable.1` and a `restorable-<command>.1` per subcommand here instead of
+    /// printing `restorable.1`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `restorable user ...`.

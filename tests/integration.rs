@@ -12,6 +12,7 @@ mod integration {
     mod dead_letters;
     mod demo;
     mod demo_serve;
+    mod exit_codes;
     mod killed_worker;
     mod operations;
     mod production;

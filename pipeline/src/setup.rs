@@ -308,11 +308,7 @@ fn without_secrets(text: &str, backends: &Backends) -> String {
 /// missing database or bucket, a bucket without Object Lock or an unusable key is not.
 pub fn waits_for(error: &SetupError) -> bool {
     match error {
-        SetupError::Store(StoreError::Connect { source, .. } | StoreError::Database(source)) => {
-            database_unreachable(source)
-        }
-        SetupError::Store(StoreError::Unavailable(_)) => true,
-        SetupError::Store(_) => false,
+        SetupError::Store(store) => store_unreachable(store),
         // The client's connect failed (refused, timed out, DNS) or JetStream did not answer
         // (the server is starting or has no leader yet). A malformed URL is refused before.
         SetupError::Nats(NatsError::Connect { .. } | NatsError::JetStream(_)) => true,
@@ -324,6 +320,18 @@ pub fn waits_for(error: &SetupError) -> bool {
         SetupError::Vault(VaultError::Remote(detail)) => remote_unreachable(detail),
         SetupError::Sealing(SealError::Kms(detail)) => remote_unreachable(detail),
         SetupError::Vault(_) | SetupError::Sealing(_) => false,
+    }
+}
+
+/// Whether a store error means the database is not reachable now (down, starting, overloaded, a
+/// broken network) rather than a refusal or a database that can never work as configured.
+pub fn store_unreachable(error: &StoreError) -> bool {
+    match error {
+        StoreError::Connect { source, .. } | StoreError::Database(source) => {
+            database_unreachable(source)
+        }
+        StoreError::Unavailable(_) => true,
+        _ => false,
     }
 }
 

@@ -5,6 +5,7 @@
 //! except `demo`, which ends with the `fleet` table.
 
 mod backup_now;
+mod completions;
 mod cycle;
 mod dead_letters;
 mod demo;
@@ -13,6 +14,7 @@ mod download;
 mod enrol;
 mod events;
 mod fleet;
+mod manual;
 mod pbx_sim;
 mod projections;
 mod restore_test;
@@ -53,5 +55,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Projections(command) => projections::run(command).await,
         Command::Cycle(command) => cycle::run(command).await,
         Command::DeadLetters(command) => dead_letters::run(command).await,
+        Command::Completions(args) => completions::run(&args),
+        Command::Manual(args) => manual::run(&args),
     }
 }

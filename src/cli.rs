@@ -42,7 +42,7 @@ pub enum Command {
     /// shared by every copy), else in-process. Stops gracefully on SIGTERM or Ctrl-C.
     Worker(WorkerArgs),
     /// Checks every configured backend and prints whether it is usable.
-    Doctor(Config),
+    Doctor(DoctorArgs),
     /// Streams a cycle's stored copy out of the vault (S3 or local) into a file, checking its
     /// SHA-256 against the one recorded at capture.
     Download(DownloadArgs),
@@ -66,6 +66,16 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Prints the manual page (roff), or writes one page per command into a directory.
     Manual(ManualArgs),
+}
+
+/// `restorable doctor`.
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub data: Config,
+    /// Print one JSON document (schema: `schemas/cli/`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `restorable completions`.
@@ -169,6 +179,9 @@ pub struct TokenListArgs {
     /// Only this user's tokens.
     #[arg(long)]
     pub email: Option<String>,
+    /// Print one JSON document (schema: `schemas/cli/`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `restorable token revoke`.
@@ -277,6 +290,9 @@ pub struct DownloadArgs {
     /// Where to write it (must not exist yet).
     #[arg(long)]
     pub out: PathBuf,
+    /// Print one JSON document (schema: `schemas/cli/`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A `worker --stage` value: one consumer, or all of them.
@@ -359,6 +375,9 @@ pub struct RestoreTestArgs {
     /// Hard time limit of the restore test, in seconds.
     #[arg(long, default_value_t = 600)]
     pub time_limit_secs: u64,
+    /// Print one JSON document (schema: `schemas/cli/`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `restorable demo`.
@@ -468,6 +487,9 @@ pub struct BackupNowArgs {
     /// Seconds the capture stage waits for the PBX to finish its backup.
     #[arg(long, default_value_t = 1800)]
     pub capture_deadline_secs: u64,
+    /// Print one JSON document (schema: `schemas/cli/`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `restorable serve`.
@@ -495,6 +517,9 @@ pub struct VerifyArgs {
     /// The weakest AES accepted: aes256 (the default), aes192 or aes128.
     #[arg(long, default_value = "aes256", value_parser = parse_aes_strength)]
     pub minimum_encryption: restorable_pipeline::archive::AesStrength,
+    /// Print one JSON document (schema: `schemas/cli/`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `aes256`, `aes192` or `aes128`.
@@ -519,6 +544,9 @@ pub struct EventsArgs {
     /// An instance id or `TENANT/NAME`.
     #[arg(long)]
     pub instance: Option<String>,
+    /// Print one JSON document (schema: `schemas/cli/`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `restorable rotate-key`.

@@ -8,6 +8,7 @@
 //!   shares, checked before anything starts (`settings/`: `limits`, `alerts`, `urls`).
 //! - `runtime`: what the commands share: opening the pipeline, signals, the web UI in this
 //!   process, secret files, the operator's name (a leaf: no command is imported there).
+//! - `output`: the documents `--json` prints (their schemas are `schemas/cli/`).
 //! - `exit`: the exit codes every command shares (0, 1, 2, 3) and which errors are which.
 //! - `commands`: one file per subcommand (`commands/backup_now.rs`, `commands/verify.rs`, ...);
 //!   `commands/mod.rs` dispatches.
@@ -17,6 +18,7 @@
 mod cli;
 mod commands;
 mod exit;
+mod output;
 mod runtime;
 mod settings;
 

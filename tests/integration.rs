@@ -13,6 +13,7 @@ mod integration {
     mod demo;
     mod demo_serve;
     mod exit_codes;
+    mod json_output;
     mod killed_worker;
     mod operations;
     mod production;

@@ -12,6 +12,7 @@ use restorable_pipeline::pipeline::Settings;
 use restorable_pipeline::runtime::driver;
 
 use crate::cli::BackupNowArgs;
+use crate::output::{self, CycleOutcome};
 use crate::runtime::{instance_id, open};
 
 /// Runs the cycle until it closes.
@@ -28,7 +29,9 @@ pub async fn run(args: BackupNowArgs) -> Result<ExitCode> {
     let instance = instance_id(&args.instance)?;
     let from = driver::head_position(&pipeline).await?;
     let cycle = open_cycle(&pipeline, instance, Trigger::Manual).await?;
-    println!("cycle {cycle}");
+    if !args.json {
+        println!("cycle {cycle}");
+    }
     driver::run_until_closed(
         &pipeline,
         HashSet::from([cycle]),
@@ -40,6 +43,14 @@ pub async fn run(args: BackupNowArgs) -> Result<ExitCode> {
     let state: restorable_domain::cycle::BackupCycle =
         pipeline.store.load(&cycle.to_string()).await?;
     pipeline.store.close().await;
+    if args.json {
+        output::print(&CycleOutcome::of(&cycle.to_string(), &state))?;
+        return Ok(if state.failed.is_some() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     let rung = state.rung.map_or("-", |r| r.label());
     match state.failed {
         Some(failed) => {

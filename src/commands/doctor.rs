@@ -6,19 +6,32 @@ use std::process::ExitCode;
 use anyhow::Result;
 use restorable_pipeline::pipeline::Settings;
 
+use crate::cli::DoctorArgs;
+use crate::output::{self, BackendLine, DoctorReport};
 use crate::settings;
-use crate::settings::Config;
 
 /// Prints one line per backend.
 ///
 /// # Errors
 /// A setting that is missing or wrong.
-pub async fn run(data: Config) -> Result<ExitCode> {
-    let (backends, settings) = settings::resolve(&data, Settings::default())?;
+pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
+    let (backends, settings) = settings::resolve(&args.data, Settings::default())?;
     let report = restorable_pipeline::setup::diagnose(&backends, &settings).await;
-    let mut healthy = true;
-    for line in &report {
-        healthy &= line.ok;
+    let healthy = report.iter().all(|line| line.ok);
+    if args.json {
+        output::print(&DoctorReport {
+            healthy,
+            backends: report
+                .iter()
+                .map(|line| BackendLine {
+                    port: line.port.to_owned(),
+                    ok: line.ok,
+                    detail: line.detail.clone(),
+                })
+                .collect(),
+        })?;
+    }
+    for line in report.iter().filter(|_| !args.json) {
         println!(
             "{:<16} {}  {}",
             line.port,

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use restorable_pipeline::pipeline::{Pipeline, Settings};
 
 use crate::cli::DownloadArgs;
+use crate::output::{self, DownloadReport};
 use crate::runtime::open;
 
 /// `download`: streams the copy into `--out` while hashing it; any failure (the vault, the
@@ -20,7 +21,16 @@ pub async fn run(args: DownloadArgs) -> Result<ExitCode> {
     let result = download_into(&pipeline, &args).await;
     pipeline.store.close().await;
     let (written, sha256) = result?;
-    println!("{written} bytes, SHA-256 {sha256} (as captured)");
+    if args.json {
+        output::print(&DownloadReport {
+            cycle: args.cycle.clone(),
+            out: args.out.display().to_string(),
+            size: written,
+            sha256,
+        })?;
+    } else {
+        println!("{written} bytes, SHA-256 {sha256} (as captured)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

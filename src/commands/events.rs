@@ -6,6 +6,7 @@ use anyhow::Result;
 use restorable_pipeline::pipeline::Settings;
 
 use crate::cli::EventsArgs;
+use crate::output::{self, EventLine, EventsReport};
 use crate::runtime::{instance_id, open};
 
 /// Prints the history, one event a line.
@@ -26,6 +27,26 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     };
     let events = pipeline.store.history(aggregate, &id).await?;
     anyhow::ensure!(!events.is_empty(), "no {aggregate} with id {id}");
+    if args.json {
+        let events = events
+            .into_iter()
+            .map(|event| EventLine {
+                position: event.position,
+                sequence: event.sequence,
+                payload: serde_json::from_str(&event.payload)
+                    .unwrap_or(serde_json::Value::String(event.payload)),
+                event_type: event.event_type,
+                event_version: event.event_version,
+            })
+            .collect();
+        output::print(&EventsReport {
+            aggregate: aggregate.to_owned(),
+            id,
+            events,
+        })?;
+        pipeline.store.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
     for event in events {
         println!(
             "#{:<3} {:<14} v{}  {}",

@@ -48,7 +48,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::RotateKey(args) => rotate_key::run(args).await,
         Command::RestoreTest(args) => restore_test::run(args).await,
         Command::Worker(args) => worker::run(args).await,
-        Command::Doctor(data) => doctor::run(data).await,
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Download(args) => download::run(args).await,
         Command::User(command) => user::run(command).await,
         Command::Token(command) => token::run(command).await,

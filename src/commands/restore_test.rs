@@ -7,6 +7,7 @@ use anyhow::Result;
 use restorable_pipeline::pipeline::Settings;
 
 use crate::cli::RestoreTestArgs;
+use crate::output::{self, CycleOutcome};
 use crate::runtime::open;
 
 /// Runs the restore test and prints the rung reached (exit code 1 when it failed).
@@ -25,6 +26,14 @@ pub async fn run(args: RestoreTestArgs) -> Result<ExitCode> {
     let state: restorable_domain::cycle::BackupCycle =
         pipeline.store.load(&cycle.to_string()).await?;
     pipeline.store.close().await;
+    if args.json {
+        output::print(&CycleOutcome::of(&cycle.to_string(), &state))?;
+        return Ok(if state.failed.is_some() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     match state.failed {
         Some(failed) => {
             println!(

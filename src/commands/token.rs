@@ -12,6 +12,7 @@ use restorable_domain::audit::AuditAction;
 use restorable_pipeline::pipeline::Settings;
 
 use crate::cli::{TokenAddArgs, TokenCommand, TokenListArgs, TokenRevokeArgs};
+use crate::output::{self, TokenLine};
 use crate::runtime::{audit_account, open};
 
 /// Runs a `restorable token` command.
@@ -55,11 +56,27 @@ async fn list(args: TokenListArgs) -> Result<ExitCode> {
     let tokens = list_tokens(&pipeline.store, args.email.as_deref()).await;
     pipeline.store.close().await;
     let now = Utc::now().timestamp();
+    let tokens = tokens?;
+    if args.json {
+        let lines: Vec<TokenLine> = tokens
+            .iter()
+            .map(|t| TokenLine {
+                id: t.id().to_owned(),
+                email: t.email.clone(),
+                name: t.name.clone(),
+                issued: t.created_at.clone(),
+                expires_at: t.expires_at,
+                expired: t.expires_at <= now,
+            })
+            .collect();
+        output::print(&lines)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{:<12}  {:<32}  {:<16}  {:<25}  EXPIRES",
         "ID", "USER", "NAME", "ISSUED"
     );
-    for t in tokens? {
+    for t in tokens {
         let expired = if t.expires_at <= now {
             " (expired)"
         } else {

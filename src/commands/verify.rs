@@ -8,6 +8,7 @@ use restorable_pipeline::archive::{verify_archive, VerifyLimits, CORE_TABLES};
 use restorable_pipeline::stages::verify::failure_reason;
 
 use crate::cli::VerifyArgs;
+use crate::output::{self, VerifyReport};
 use crate::runtime::read_secret_file;
 
 /// Verifies the file and prints the verdict.
@@ -25,6 +26,45 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
     let outcome =
         tokio::task::spawn_blocking(move || verify_archive(file, &password, CORE_TABLES, &limits))
             .await?;
+    if args.json {
+        let file = args.file.display().to_string();
+        let (verified, document) = match outcome {
+            Ok(report) => (
+                true,
+                VerifyReport {
+                    file,
+                    verified: true,
+                    reason: None,
+                    detail: None,
+                    entries: Some(report.entries),
+                    inflated_bytes: Some(report.inflated_bytes),
+                    tables: report.tables,
+                    encryption: report.encryption,
+                    compression: report.compression,
+                },
+            ),
+            Err(fault) => (
+                false,
+                VerifyReport {
+                    file,
+                    verified: false,
+                    reason: Some(failure_reason(&fault).to_string()),
+                    detail: Some(fault.to_string()),
+                    entries: None,
+                    inflated_bytes: None,
+                    tables: Vec::new(),
+                    encryption: Default::default(),
+                    compression: Default::default(),
+                },
+            ),
+        };
+        output::print(&document)?;
+        return Ok(if verified {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     match outcome {
         Ok(report) => {
             let counts = |map: &std::collections::BTreeMap<String, u64>| {

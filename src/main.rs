@@ -9,6 +9,7 @@
 //! - `runtime`: what the commands share: opening the pipeline, signals, the web UI in this
 //!   process, secret files, the operator's name (a leaf: no command is imported there).
 //! - `output`: the documents `--json` prints (their schemas are `schemas/cli/`).
+//! - `progress`: progress bars on a terminal for the stages' long work.
 //! - `exit`: the exit codes every command shares (0, 1, 2, 3) and which errors are which.
 //! - `commands`: one file per subcommand (`commands/backup_now.rs`, `commands/verify.rs`, ...);
 //!   `commands/mod.rs` dispatches.
@@ -19,6 +20,7 @@ mod cli;
 mod commands;
 mod exit;
 mod output;
+mod progress;
 mod runtime;
 mod settings;
 

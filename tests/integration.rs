@@ -17,6 +17,7 @@ mod integration {
     mod killed_worker;
     mod operations;
     mod production;
+    mod progress_bars;
     mod schemas;
     mod verify_cli;
 }

@@ -42,6 +42,7 @@ pub mod operations_alerts;
 pub mod pbx;
 pub mod pipeline;
 pub mod poison;
+pub mod progress;
 pub mod read_model;
 pub mod redact;
 pub mod retry;

@@ -46,6 +46,8 @@ pub struct Settings {
     pub sandbox_placement: crate::sandbox::process::SandboxPlacement,
     /// Tenants whose policy accepts AES weaker than `verify_limits.minimum_encryption`.
     pub tenant_minimum_encryption: std::collections::HashMap<TenantId, crate::archive::AesStrength>,
+    /// Where the stages report the progress of long work (nowhere by default).
+    pub progress: crate::progress::ProgressHook,
 }
 
 impl Settings {
@@ -83,6 +85,7 @@ impl Default for Settings {
             sandbox_limits: crate::sandbox::process::SandboxLimits::default(),
             sandbox_placement: crate::sandbox::process::SandboxPlacement::default(),
             tenant_minimum_encryption: std::collections::HashMap::new(),
+            progress: crate::progress::ProgressHook::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use restorable_pipeline::runtime::driver;
 
 use crate::cli::BackupNowArgs;
 use crate::output::{self, CycleOutcome};
+use crate::progress::terminal_hook;
 use crate::runtime::{instance_id, open};
 
 /// Runs the cycle until it closes.
@@ -23,6 +24,7 @@ pub async fn run(args: BackupNowArgs) -> Result<ExitCode> {
     let settings = Settings {
         capture_deadline: Duration::from_secs(args.capture_deadline_secs),
         poll_interval: Duration::from_millis(500),
+        progress: terminal_hook(args.json),
         ..Settings::default()
     };
     let pipeline = open(&args.data, settings).await?;

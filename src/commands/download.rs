@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use restorable_pipeline::pipeline::{Pipeline, Settings};
+use restorable_pipeline::progress::Work;
 
 use crate::cli::DownloadArgs;
 use crate::output::{self, DownloadReport};
+use crate::progress::terminal_hook;
 use crate::runtime::open;
 
 /// `download`: streams the copy into `--out` while hashing it; any failure (the vault, the
@@ -55,6 +57,8 @@ async fn download_into(pipeline: &Pipeline, args: &DownloadArgs) -> Result<(u64,
         .await
         .with_context(|| format!("creating {}", args.out.display()))?;
     // From here on the file is ours: any failure removes it.
+    let progress = terminal_hook(args.json);
+    progress.begin(&args.cycle, Work::Fetch, Some(captured.size));
     let copied = async {
         let mut hasher = sha2::Sha256::new();
         let mut buffer = vec![0u8; 1 << 20];
@@ -72,6 +76,7 @@ async fn download_into(pipeline: &Pipeline, args: &DownloadArgs) -> Result<(u64,
                 .await
                 .with_context(|| format!("writing {}", args.out.display()))?;
             written += n as u64;
+            progress.position(&args.cycle, written);
         }
         out.sync_all().await?;
         let sha256 = hex::encode(hasher.finalize());
@@ -85,6 +90,7 @@ async fn download_into(pipeline: &Pipeline, args: &DownloadArgs) -> Result<(u64,
         anyhow::Ok((written, sha256))
     }
     .await;
+    progress.end(&args.cycle);
     drop(out);
     match copied {
         Ok(done) => Ok(done),

@@ -8,6 +8,7 @@ use restorable_pipeline::pipeline::Settings;
 
 use crate::cli::RestoreTestArgs;
 use crate::output::{self, CycleOutcome};
+use crate::progress::terminal_hook;
 use crate::runtime::open;
 
 /// Runs the restore test and prints the rung reached (exit code 1 when it failed).
@@ -17,6 +18,7 @@ use crate::runtime::open;
 pub async fn run(args: RestoreTestArgs) -> Result<ExitCode> {
     let settings = Settings {
         restore_time_limit: Duration::from_secs(args.time_limit_secs),
+        progress: terminal_hook(args.json),
         ..Settings::default()
     };
     let pipeline = open(&args.data, settings).await?;

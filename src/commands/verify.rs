@@ -2,13 +2,17 @@
 //! authenticates every entry); exit code 1 when it is rejected.
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use restorable_pipeline::archive::{verify_archive, VerifyLimits, CORE_TABLES};
+use restorable_pipeline::archive::{verify_archive_counted, VerifyLimits, CORE_TABLES};
+use restorable_pipeline::progress::{report_while, Work};
 use restorable_pipeline::stages::verify::failure_reason;
 
 use crate::cli::VerifyArgs;
 use crate::output::{self, VerifyReport};
+use crate::progress::terminal_hook;
 use crate::runtime::read_secret_file;
 
 /// Verifies the file and prints the verdict.
@@ -23,9 +27,15 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
         minimum_encryption: args.minimum_encryption,
         ..VerifyLimits::default()
     };
-    let outcome =
-        tokio::task::spawn_blocking(move || verify_archive(file, &password, CORE_TABLES, &limits))
-            .await?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let read = Arc::new(AtomicU64::new(0));
+    let verifier = tokio::task::spawn_blocking({
+        let read = Arc::clone(&read);
+        move || verify_archive_counted(file, &password, CORE_TABLES, &limits, read)
+    });
+    let name = args.file.display().to_string();
+    let progress = terminal_hook(args.json);
+    let outcome = report_while(&progress, &name, Work::Verify, size, &read, verifier).await?;
     if args.json {
         let file = args.file.display().to_string();
         let (verified, document) = match outcome {

@@ -61,7 +61,7 @@ mod structure;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -111,9 +111,30 @@ pub fn verify_archive(
     required_tables: &[&str],
     limits: &VerifyLimits,
 ) -> Result<ArchiveReport, ArchiveFault> {
+    verify_archive_counted(
+        file,
+        password,
+        required_tables,
+        limits,
+        Arc::new(AtomicU64::new(0)),
+    )
+}
+
+/// [`verify_archive`], counting the bytes it reads from `file` into `read` as it goes (for a
+/// progress bar; the count is not a result: the central directory may be read more than once).
+///
+/// # Errors
+/// As [`verify_archive`].
+pub fn verify_archive_counted(
+    file: File,
+    password: &SecretString,
+    required_tables: &[&str],
+    limits: &VerifyLimits,
+    read: Arc<AtomicU64>,
+) -> Result<ArchiveReport, ArchiveFault> {
     let deadline = Instant::now() + limits.max_duration;
     let file = Arc::new(file);
-    let reader = PositionedReader::new(Arc::clone(&file))?;
+    let reader = PositionedReader::new(Arc::clone(&file))?.counting_into(read);
     let file_len = reader.len();
     let layout = layout::read_layout(&file, file_len, limits)?;
     let probe = reader.clone();

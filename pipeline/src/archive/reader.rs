@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Read-ahead buffer of a [`PositionedReader`] (the inflater reads in small steps).
@@ -32,6 +33,8 @@ pub struct PositionedReader {
     /// The first error the file itself returned (shared by clones), so that a failing disk is
     /// reported as an I/O error rather than as a corrupt entry.
     first_error: Arc<OnceLock<(io::ErrorKind, String)>>,
+    /// Bytes read from the file by this reader and its clones (for progress).
+    read: Arc<AtomicU64>,
 }
 
 impl Clone for PositionedReader {
@@ -44,6 +47,7 @@ impl Clone for PositionedReader {
             buf_start: 0,
             buf_len: 0,
             first_error: Arc::clone(&self.first_error),
+            read: Arc::clone(&self.read),
         }
     }
 }
@@ -63,7 +67,14 @@ impl PositionedReader {
             buf_start: 0,
             buf_len: 0,
             first_error: Arc::new(OnceLock::new()),
+            read: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Counts the bytes this reader and its clones read into `read` (shown as progress).
+    pub fn counting_into(mut self, read: Arc<AtomicU64>) -> Self {
+        self.read = read;
+        self
     }
 
     /// The file's length.
@@ -114,6 +125,7 @@ impl Read for PositionedReader {
             if out.len() >= POSITIONED_BUF {
                 let want = usize::try_from(remaining).map_or(out.len(), |r| r.min(out.len()));
                 let n = Self::pread(&self.file, &self.first_error, &mut out[..want], self.pos)?;
+                self.read.fetch_add(n as u64, Ordering::Relaxed);
                 self.pos += n as u64;
                 return Ok(n);
             }
@@ -128,6 +140,7 @@ impl Read for PositionedReader {
                 &mut self.buf[..want],
                 self.pos,
             )?;
+            self.read.fetch_add(n as u64, Ordering::Relaxed);
             self.buf_start = self.pos;
             self.buf_len = n;
             if n == 0 {

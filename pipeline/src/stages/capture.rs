@@ -44,6 +44,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::{is_cycle_event, record, StageFailure};
 use crate::pbx::{BackupEntry, BackupRequest, PbxClient, PbxError};
 use crate::pipeline::{PbxCredentials, Pipeline};
+use crate::progress::{ProgressHook, Work};
 use crate::retry::within_stage;
 use crate::sealing::{SealError, SealedSecret};
 use crate::store::{LoggedEvent, StoreError};
@@ -275,15 +276,7 @@ async fn find_or_store(
                 tracing::warn!(%key, %detail, "a copy left unfinished by an interrupted capture; storing anew");
             }
             Ok(None) => {
-                return download_into_vault(
-                    pipeline,
-                    pbx,
-                    entry,
-                    &key,
-                    &started.tenant_id,
-                    max_bytes,
-                )
-                .await
+                return download_into_vault(pipeline, pbx, entry, &key, started, max_bytes).await
             }
             Err(error) => {
                 return Err(vault_failure(
@@ -449,9 +442,10 @@ async fn download_into_vault(
     pbx: &PbxClient,
     entry: &BackupEntry,
     key: &str,
-    tenant: &restorable_domain::ids::TenantId,
+    started: &CycleStarted,
     max_bytes: u64,
 ) -> Result<vault::StoredObject, StageFailure> {
+    let (tenant, cycle) = (&started.tenant_id, &started.cycle_id.to_string());
     let download = pbx
         .download(&entry.download_link, max_bytes)
         .await
@@ -465,9 +459,16 @@ async fn download_into_vault(
             other => pbx_failure(other),
         })?;
     let expected = download.content_length;
+    let progress = pipeline.settings.progress.clone();
+    progress.begin(cycle, Work::Download, Some(expected));
+    let _ended = EndOnDrop(&progress, cycle);
     let mut body = ExactLength::new(download.body, expected)
         .at_most(max_bytes)
-        .within(download.deadline);
+        .within(download.deadline)
+        .reporting({
+            let (progress, cycle) = (progress.clone(), cycle.to_owned());
+            move |seen| progress.position(&cycle, seen)
+        });
     let lock = ObjectLock {
         mode: vault::LockMode::Compliance,
         retain_until: whole_second_after(Utc::now() + pipeline.settings.retention_for(tenant)),
@@ -514,6 +515,15 @@ async fn download_into_vault(
     }
 }
 
+/// Ends the progress of `.1` when dropped (the download ended, whichever way).
+struct EndOnDrop<'a>(&'a ProgressHook, &'a str);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.end(self.1);
+    }
+}
+
 /// Why [`ExactLength`] refused a body mid-stream (not a broken connection: the PBX's doing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
@@ -549,6 +559,8 @@ struct ExactLength<R> {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     after: Duration,
     refusal: Option<Refusal>,
+    /// Told the bytes seen so far (a progress bar).
+    report: Option<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl<R> ExactLength<R> {
@@ -561,7 +573,14 @@ impl<R> ExactLength<R> {
             deadline: None,
             after: Duration::MAX,
             refusal: None,
+            report: None,
         }
+    }
+
+    /// Tells `report` the bytes seen so far after each read.
+    fn reporting(mut self, report: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.report = Some(Box::new(report));
+        self
     }
 
     /// Refuses the body once more than `limit` bytes came.
@@ -609,6 +628,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for ExactLength<R> {
             Poll::Ready(Ok(())) => {
                 let read = (buf.filled().len() - before) as u64;
                 self.seen += read;
+                if let Some(report) = &self.report {
+                    report(self.seen);
+                }
                 if self.seen > self.limit {
                     buf.set_filled(before);
                     let limit = self.limit;

@@ -138,6 +138,9 @@ async fn run(pipeline: &Pipeline, cycle: &BackupCycle) -> Result<RestoreTested, 
     })
     .await
     .map_err(|e| vault_failure("fetching the copy", e, FailureReason::ObjectMissing))?;
+    let cycle_id = started.cycle_id.to_string();
+    let progress = &pipeline.settings.progress;
+    progress.begin(&cycle_id, crate::progress::Work::RestoreTest, None);
     let report = restore_test(
         pipeline.sandbox.as_ref(),
         archive,
@@ -145,8 +148,9 @@ async fn run(pipeline: &Pipeline, cycle: &BackupCycle) -> Result<RestoreTested, 
         &captured.manifest,
         pipeline.settings.restore_time_limit,
     )
-    .await
-    .map_err(|failure| StageFailure {
+    .await;
+    progress.end(&cycle_id);
+    let report = report.map_err(|failure| StageFailure {
         reason: failure.reason(),
         retryable: matches!(
             failure.reason(),

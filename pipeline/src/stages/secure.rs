@@ -10,6 +10,8 @@ use chrono::Utc;
 use restorable_domain::cycle::{BackupCycleCommand, Captured, Secured};
 use restorable_domain::ladder::{FailureReason, LockMode, Stage};
 use sha2::{Digest, Sha256};
+
+use crate::progress::Work;
 use tokio::io::AsyncReadExt;
 
 use super::capture::{domain_lock_mode, retry_transient, vault_failure};
@@ -56,7 +58,7 @@ impl Consumer for SecureStage {
         if cycle.is_failed() || cycle.rung > Some(restorable_domain::ladder::Rung::Captured) {
             return Ok(());
         }
-        let outcome = secure(&self.pipeline, captured)
+        let outcome = secure(&self.pipeline, &event.aggregate_id, captured)
             .await
             .map(BackupCycleCommand::RecordSecured);
         record(&self.pipeline, &event.aggregate_id, Stage::Secure, outcome).await
@@ -72,6 +74,16 @@ pub async fn read_back(
     key: &str,
     version_id: &str,
 ) -> Result<(String, u64), VaultError> {
+    read_back_reporting(pipeline, key, version_id, |_| {}).await
+}
+
+/// [`read_back`], telling `read` the bytes read so far after each buffer.
+async fn read_back_reporting(
+    pipeline: &Pipeline,
+    key: &str,
+    version_id: &str,
+    read: impl Fn(u64),
+) -> Result<(String, u64), VaultError> {
     let mut reader = pipeline.vault.open(key, version_id).await?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; READ_BUFFER];
@@ -83,16 +95,27 @@ pub async fn read_back(
         }
         total += n as u64;
         hasher.update(&buffer[..n]);
+        read(total);
     }
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-async fn secure(pipeline: &Pipeline, captured: &Captured) -> Result<Secured, StageFailure> {
-    let (sha256, size) = retry_transient("vault read back", VaultError::is_transient, || {
-        read_back(pipeline, &captured.object_key, &captured.version_id)
+async fn secure(
+    pipeline: &Pipeline,
+    cycle: &str,
+    captured: &Captured,
+) -> Result<Secured, StageFailure> {
+    let progress = &pipeline.settings.progress;
+    progress.begin(cycle, Work::ReadBack, Some(captured.size));
+    let read_back = retry_transient("vault read back", VaultError::is_transient, || {
+        read_back_reporting(pipeline, &captured.object_key, &captured.version_id, |n| {
+            progress.position(cycle, n);
+        })
     })
-    .await
-    .map_err(|e| vault_failure("reading the copy back", e, FailureReason::Internal))?;
+    .await;
+    progress.end(cycle);
+    let (sha256, size) = read_back
+        .map_err(|e| vault_failure("reading the copy back", e, FailureReason::Internal))?;
     if sha256 != captured.sha256 || size != captured.size {
         return Err(StageFailure::permanent(
             FailureReason::ChecksumMismatch,

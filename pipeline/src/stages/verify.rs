@@ -2,6 +2,9 @@
 //! version recorded at capture, decrypts, authenticates and inflates every entry to its end
 //! (on every core), and checks the 3CX structure (`DbTables/` with the core tables).
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::Utc;
 use restorable_domain::cycle::{BackupCycleCommand, Captured, CycleStarted, Verified};
@@ -11,6 +14,7 @@ use super::capture::{retry_transient, unseal_password, vault_failure};
 use super::{is_cycle_event, record, StageFailure};
 use crate::archive::{self, ArchiveFault};
 use crate::pipeline::Pipeline;
+use crate::progress::{report_while, Work};
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 use crate::vault::VaultError;
@@ -49,7 +53,7 @@ impl Consumer for VerifyStage {
         if cycle.is_failed() || cycle.rung > Some(Rung::Secured) {
             return Ok(());
         }
-        let outcome = verify(&self.pipeline, started, captured)
+        let outcome = verify(&self.pipeline, &event.aggregate_id, started, captured)
             .await
             .map(BackupCycleCommand::RecordVerified);
         record(&self.pipeline, &event.aggregate_id, Stage::Verify, outcome).await
@@ -80,6 +84,7 @@ pub fn failure_reason(fault: &ArchiveFault) -> FailureReason {
 
 async fn verify(
     pipeline: &Pipeline,
+    cycle: &str,
     started: &CycleStarted,
     captured: &Captured,
 ) -> Result<Verified, StageFailure> {
@@ -92,9 +97,21 @@ async fn verify(
     .await
     .map_err(|e| vault_failure("fetching the copy", e, FailureReason::ObjectMissing))?;
     let limits = pipeline.settings.verify_limits_for(&started.tenant_id);
-    let report = tokio::task::spawn_blocking(move || {
-        archive::verify_archive(file, &password, archive::CORE_TABLES, &limits)
-    })
+    let read = Arc::new(AtomicU64::new(0));
+    let verifier = tokio::task::spawn_blocking({
+        let read = Arc::clone(&read);
+        move || {
+            archive::verify_archive_counted(file, &password, archive::CORE_TABLES, &limits, read)
+        }
+    });
+    let report = report_while(
+        &pipeline.settings.progress,
+        cycle,
+        Work::Verify,
+        captured.size,
+        &read,
+        verifier,
+    )
     .await
     .map_err(|e| {
         StageFailure::transient(FailureReason::Internal, format!("verifier stopped: {e}"))

@@ -27,3 +27,15 @@ pub mod tenant_key;
 /// The version written with every event of this release (cqrs-es `event_version`).
 /// Bump per event type when its payload changes shape, and add an upcaster.
 pub const EVENT_VERSION: &str = "1.0";
+
+/// An aggregate whose state the store may keep as a snapshot: a cache of a replay, used only
+/// if it was written under the same snapshot version. That version is
+/// [`Snapshotted::SNAPSHOT_VERSION`] combined with a fingerprint of the aggregate's JSON Schema
+/// (computed by the store), so a change of the struct's serialized shape invalidates old
+/// snapshots by itself; the constant covers what the schema cannot see.
+pub trait Snapshotted: cqrs_es::Aggregate + schemars::JsonSchema {
+    /// Bump when `apply()` changes the state an event leads to, or a field's meaning changes
+    /// without its shape changing: old snapshots are then ignored (a full replay rebuilds
+    /// them).
+    const SNAPSHOT_VERSION: u32;
+}

@@ -314,7 +314,7 @@ impl Store {
     }
 
     /// Loads an aggregate's current state (default state if it has no events): its snapshot
-    /// and the events after it ([`snapshots`]), writing a new snapshot if this load read
+    /// and the events after it (`store/snapshots.rs`), writing a new snapshot if this load read
     /// [`SNAPSHOT_EVERY`] events or more.
     ///
     /// # Errors

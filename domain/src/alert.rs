@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CycleId, InstanceId, TenantId};
 use crate::ladder::{FailureReason, Rung, Stage};
-use crate::EVENT_VERSION;
+use crate::{Snapshotted, EVENT_VERSION};
 
 /// What an alert is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -153,18 +153,24 @@ pub enum AlertCommand {
 pub struct AlertError;
 
 /// The alerts of one instance, rebuilt from its events.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InstanceAlerts {
     /// Alerts raised so far (numbers the next one).
     pub raised: u64,
     /// Open alerts.
     pub open: Vec<OpenAlert>,
-    /// Cycles that raised an alert (a redelivered `Failed` raises nothing twice).
+    /// The most recent cycles that raised an alert, oldest first, at most
+    /// [`RAISED_FOR_KEPT`] (a redelivered `Failed` raises nothing twice; redeliveries come soon
+    /// after the first delivery, so the state needs no memory of every failed cycle ever).
     pub raised_for: Vec<CycleId>,
 }
 
+/// How many of the most recent alerting cycles [`InstanceAlerts::raised_for`] keeps: the state
+/// stays bounded however many cycles an instance has failed.
+pub const RAISED_FOR_KEPT: usize = 64;
+
 /// An alert that is open.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OpenAlert {
     /// Its id.
     pub alert_id: String,
@@ -181,6 +187,11 @@ impl InstanceAlerts {
     pub fn is_open(&self, kind: AlertKind) -> bool {
         self.open.iter().any(|a| a.kind == kind)
     }
+}
+
+/// Bump when `apply()` below changes (see [`Snapshotted`]).
+impl Snapshotted for InstanceAlerts {
+    const SNAPSHOT_VERSION: u32 = 1;
 }
 
 impl Aggregate for InstanceAlerts {
@@ -248,6 +259,8 @@ impl Aggregate for InstanceAlerts {
                     position: e.position,
                 });
                 self.raised_for.extend(e.cycle_id);
+                let excess = self.raised_for.len().saturating_sub(RAISED_FOR_KEPT);
+                self.raised_for.drain(..excess);
             }
             AlertEvent::AlertResolved(e) => {
                 self.open.retain(|a| a.alert_id != e.alert_id);
@@ -438,6 +451,48 @@ mod tests {
                 resolved(AlertKind::BackupFailed, later_cycle()),
             ])
             .when(AlertCommand::Raise(failed("")))
+            .then_expect_events(vec![]);
+    }
+
+    /// However many cycles have failed, the state keeps only the last [`RAISED_FOR_KEPT`]
+    /// (oldest forgotten first), and a redelivery of a recent one still raises nothing.
+    #[test]
+    fn the_cycles_that_raised_are_bounded_to_the_most_recent() {
+        let mut alerts = InstanceAlerts::default();
+        let cycles: Vec<CycleId> = (0..1000u128)
+            .map(|n| CycleId(uuid::Uuid::from_u128(n + 1)))
+            .collect();
+        for (n, cycle) in cycles.iter().enumerate() {
+            let id = format!("a-{n}");
+            alerts.apply(AlertEvent::AlertRaised(AlertRaised {
+                cycle_id: Some(*cycle),
+                ..failed(&id)
+            }));
+            alerts.apply(AlertEvent::AlertResolved(AlertResolved {
+                alert_id: id,
+                kind: AlertKind::BackupFailed,
+                resolved_by: *cycle,
+                resolved_at: examples::at(),
+            }));
+        }
+        assert_eq!(alerts.raised, 1000);
+        assert!(alerts.open.is_empty());
+        assert_eq!(alerts.raised_for, cycles[1000 - RAISED_FOR_KEPT..]);
+
+        let recent = cycles[999];
+        let given: Vec<AlertEvent> = vec![
+            AlertEvent::AlertRaised(AlertRaised {
+                cycle_id: Some(recent),
+                ..failed(&first_id())
+            }),
+            resolved(AlertKind::BackupFailed, later_cycle()),
+        ];
+        Given::with(())
+            .given(given)
+            .when(AlertCommand::Raise(AlertRaised {
+                cycle_id: Some(recent),
+                ..failed("")
+            }))
             .then_expect_events(vec![]);
     }
 

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CycleId, InstanceId, TenantId};
-use crate::EVENT_VERSION;
+use crate::{Snapshotted, EVENT_VERSION};
 
 /// What was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -108,10 +108,15 @@ impl DomainEvent for AuditEvent {
 pub struct AuditError;
 
 /// An audit trail keeps no state: every record is accepted.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditTrail {
     /// Actions recorded so far.
     pub recorded: u64,
+}
+
+/// Bump when `apply()` below changes (see [`Snapshotted`]).
+impl Snapshotted for AuditTrail {
+    const SNAPSHOT_VERSION: u32 = 1;
 }
 
 impl Aggregate for AuditTrail {

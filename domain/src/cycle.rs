@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CycleId, InstanceId, TenantId};
 use crate::ladder::{FailureReason, LockMode, ManifestCounts, Rung, Stage, Trigger};
-use crate::EVENT_VERSION;
+use crate::{Snapshotted, EVENT_VERSION};
 
 /// A cycle began for an instance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -199,7 +199,7 @@ pub enum CycleError {
 }
 
 /// State of one cycle, rebuilt from its events.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BackupCycle {
     /// Set by `CycleStarted`.
     pub started: Option<CycleStarted>,
@@ -249,6 +249,11 @@ impl BackupCycle {
             }),
         }
     }
+}
+
+/// Bump when `apply()` below changes (see [`Snapshotted`]).
+impl Snapshotted for BackupCycle {
+    const SNAPSHOT_VERSION: u32 = 1;
 }
 
 impl Aggregate for BackupCycle {

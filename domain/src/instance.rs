@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CycleId, InstanceId, TenantId};
 use crate::ladder::{Rung, Trigger};
-use crate::EVENT_VERSION;
+use crate::{Snapshotted, EVENT_VERSION};
 
 /// The PBX API client id and secret, sealed by the key-sealing port. Opaque to the domain.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -234,7 +234,7 @@ pub enum InstanceError {
 }
 
 /// State of one instance, rebuilt from its events.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Instance {
     /// Set by enrolment (and updated by endpoint changes).
     pub enrolled: Option<InstanceEnrolled>,
@@ -313,6 +313,11 @@ impl Instance {
             }
         }
     }
+}
+
+/// Bump when `apply()` below changes (see [`Snapshotted`]).
+impl Snapshotted for Instance {
+    const SNAPSHOT_VERSION: u32 = 1;
 }
 
 impl Aggregate for Instance {

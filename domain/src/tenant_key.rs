@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::TenantId;
-use crate::EVENT_VERSION;
+use crate::{Snapshotted, EVENT_VERSION};
 
 /// A tenant password sealed by the key-sealing port (KMS ciphertext or local AES-256-GCM).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -101,7 +101,7 @@ pub enum TenantKeyError {
 }
 
 /// State of a tenant key, rebuilt from its events.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TenantKey {
     /// Every version's sealed password.
     pub versions: BTreeMap<u32, SealedPassword>,
@@ -117,6 +117,11 @@ impl TenantKey {
     pub fn version(&self, version: u32) -> Option<&SealedPassword> {
         self.versions.get(&version)
     }
+}
+
+/// Bump when `apply()` below changes (see [`Snapshotted`]).
+impl Snapshotted for TenantKey {
+    const SNAPSHOT_VERSION: u32 = 1;
 }
 
 impl Aggregate for TenantKey {

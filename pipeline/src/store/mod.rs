@@ -10,7 +10,10 @@
 //!
 //! # Layout
 //! - `mod.rs`: [`Store`], [`StoreError`], the backend the store runs on, and the one generic
-//!   `execute` every aggregate's commands go through (and `load`).
+//!   `execute` every aggregate's commands go through (and `load`, `snapshot_now`).
+//! - `snapshots.rs`: loads bounded by a constant: the aggregate's snapshot and the events after
+//!   it, the cqrs-es event store that commits through them, and when snapshots are written and
+//!   how they are versioned (see its header).
 //! - `sqlite.rs`, `postgres.rs`: connecting, pool options and what only one backend has (its SQL
 //!   dialect, SQLite's payload guard, PostgreSQL's commit listener).
 //! - `migrations.rs`: the schema (`pipeline/migrations/{sqlite,postgres}/*.sql`).
@@ -47,6 +50,7 @@ mod log;
 pub mod migrations;
 mod operations_alerts;
 mod postgres;
+mod snapshots;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -58,13 +62,14 @@ use std::sync::Arc;
 pub use crate::redact::redact_url;
 
 use backon::Retryable;
-use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
+use cqrs_es::persist::PersistedEventRepository;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use restorable_domain::alert::InstanceAlerts;
 use restorable_domain::audit::AuditTrail;
 use restorable_domain::cycle::BackupCycle;
 use restorable_domain::instance::Instance;
 use restorable_domain::tenant_key::TenantKey;
+use restorable_domain::Snapshotted;
 use sqlx::{Pool, Postgres, Sqlite};
 use tokio::sync::Notify;
 
@@ -76,6 +81,7 @@ pub use log::LoggedEvent;
 pub use operations_alerts::{
     delivery_row, OperationsAlert, DEAD_LETTERS, OPERATIONS_ROWS, RELAY_HELD,
 };
+pub use snapshots::SNAPSHOT_EVERY;
 pub use views::ViewRow;
 
 /// Why the store failed.
@@ -174,6 +180,9 @@ pub struct Store {
     backend: Arc<Backend>,
     committed: Arc<Notify>,
     _listener: Option<Arc<Background>>,
+    /// Events a load may read after the snapshot before another is written
+    /// ([`SNAPSHOT_EVERY`]).
+    snapshot_every: usize,
 }
 
 impl Store {
@@ -201,6 +210,13 @@ impl Store {
         }
         let path = location.strip_prefix("sqlite://").unwrap_or(location);
         sqlite::open(Path::new(path)).await
+    }
+
+    /// The same store, writing a snapshot every `every` events instead of [`SNAPSHOT_EVERY`]
+    /// (for tests and benchmarks; at least 1).
+    pub fn with_snapshot_every(mut self, every: usize) -> Self {
+        self.snapshot_every = every.max(1);
+        self
     }
 
     /// `sqlite` or `postgresql`.
@@ -284,32 +300,59 @@ impl Store {
     /// then wakes the log's readers.
     async fn execute<A>(&self, id: &str, command: A::Command) -> Result<(), StoreError>
     where
-        A: Aggregate<Services = ()>,
+        A: Snapshotted<Services = ()>,
         A::Command: Clone,
     {
-        self.refuse_malformed::<A>(id).await?;
-        on_backend!(self, |pool| execute_on::<A, _>(pool.events(), id, command)
-            .await)?;
+        on_backend!(self, |pool| execute_on::<A, _>(
+            self.snapshot_store(pool),
+            id,
+            command
+        )
+        .await)?;
         self.committed.notify_waiters();
         Ok(())
     }
 
-    /// Loads an aggregate's current state (default state if it has no events).
+    /// Loads an aggregate's current state (default state if it has no events): its snapshot
+    /// and the events after it (`store/snapshots.rs`), writing a new snapshot if this load read
+    /// [`SNAPSHOT_EVERY`] events or more.
     ///
     /// # Errors
     /// A storage error, or [`StoreError::Malformed`] if an event does not deserialize.
-    pub async fn load<A: Aggregate + Clone>(&self, id: &str) -> Result<A, StoreError> {
-        self.refuse_malformed::<A>(id).await?;
-        on_backend!(self, |pool| load_from::<A, _>(pool.events(), id).await)
+    pub async fn load<A: Snapshotted>(&self, id: &str) -> Result<A, StoreError> {
+        Ok(on_backend!(self, |pool| self
+            .snapshot_store::<A, _>(pool)
+            .load_and_snapshot(id, false)
+            .await)?
+        .0)
     }
 
-    /// See [`sqlite::refuse_malformed`] (PostgreSQL's `jsonb` column cannot hold anything but
-    /// JSON).
-    async fn refuse_malformed<A: Aggregate>(&self, id: &str) -> Result<(), StoreError> {
-        match &*self.backend {
-            Backend::Sqlite(pool) => sqlite::refuse_malformed::<A>(pool, id).await,
-            Backend::Postgres(_) => Ok(()),
-        }
+    /// Writes the snapshot of an aggregate now, whatever its distance from the last one;
+    /// the sequence of the last event it covers (0 if the aggregate has no events: nothing is
+    /// written). A write that fails is logged, not returned (a snapshot is a cache).
+    ///
+    /// # Errors
+    /// As [`Store::load`].
+    pub async fn snapshot_now<A: Snapshotted>(&self, id: &str) -> Result<usize, StoreError> {
+        Ok(on_backend!(self, |pool| self
+            .snapshot_store::<A, _>(pool)
+            .load_and_snapshot(id, true)
+            .await)?
+        .1)
+    }
+
+    /// The event store of `A` over `pool`'s events, through snapshots.
+    fn snapshot_store<A, P>(&self, pool: &P) -> snapshots::SnapshotStore<A, P::Events>
+    where
+        A: Snapshotted,
+        P: Repository,
+    {
+        snapshots::SnapshotStore::new(
+            pool.events(),
+            pool.events(),
+            self.backend.clone(),
+            self.snapshot_every,
+        )
     }
 
     /// Whether the database answers (a cheap round trip): tells an outage from a reaction that
@@ -327,35 +370,23 @@ impl Store {
     }
 }
 
-/// The one command path of every aggregate on every backend: cqrs-es over `events`, a
-/// concurrent writer's conflict retried at once, up to five times ([`crate::retry::on_conflict`]).
-async fn execute_on<A, R>(events: R, id: &str, command: A::Command) -> Result<(), StoreError>
+/// The one command path of every aggregate on every backend: cqrs-es over `events` (through
+/// snapshots), a concurrent writer's conflict retried at once, up to five times
+/// ([`crate::retry::on_conflict`]); each try loads the aggregate afresh.
+async fn execute_on<A, R>(
+    events: snapshots::SnapshotStore<A, R>,
+    id: &str,
+    command: A::Command,
+) -> Result<(), StoreError>
 where
-    A: Aggregate<Services = ()>,
+    A: Snapshotted<Services = ()>,
     A::Command: Clone,
     R: PersistedEventRepository,
 {
-    let framework = CqrsFramework::new(
-        PersistedEventStore::<R, A>::new_event_store(events),
-        vec![],
-        (),
-    );
+    let framework = CqrsFramework::new(events, vec![], ());
     (|| framework.execute(id, command.clone()))
         .retry(crate::retry::on_conflict())
         .when(|error| matches!(error, AggregateError::AggregateConflict))
         .await
         .map_err(StoreError::from)
-}
-
-/// An aggregate's current state from `events`.
-async fn load_from<A, R>(events: R, id: &str) -> Result<A, StoreError>
-where
-    A: Aggregate + Clone,
-    R: PersistedEventRepository,
-{
-    use cqrs_es::AggregateContext;
-    let mut context = PersistedEventStore::<R, A>::new_event_store(events)
-        .load_aggregate(id)
-        .await?;
-    Ok(context.aggregate().clone())
 }

@@ -46,5 +46,6 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         backend: Arc::new(Backend::Postgres(pool)),
         committed,
         _listener: Some(Arc::new(listener)),
+        snapshot_every: super::SNAPSHOT_EVERY,
     })
 }

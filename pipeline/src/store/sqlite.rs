@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_es::Aggregate;
 use sqlite_es::SqliteEventRepository;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Row, Sqlite};
@@ -51,27 +50,31 @@ pub(super) async fn open(path: &Path) -> Result<Store, StoreError> {
         backend: Arc::new(Backend::Sqlite(pool)),
         committed: Arc::new(Notify::new()),
         _listener: None,
+        snapshot_every: super::SNAPSHOT_EVERY,
     })
 }
 
-/// Refuses an aggregate whose stored payloads are not JSON: sqlite-es 0.5 `unwrap()`s the
+/// Refuses an aggregate whose stored payloads after sequence `after` (the events a load is
+/// about to read: those after its snapshot, or all) are not JSON: sqlite-es 0.5 `unwrap()`s the
 /// payload column while loading, which would panic instead of reporting the bad event.
-pub(super) async fn refuse_malformed<A: Aggregate>(
+pub(super) async fn refuse_malformed(
     pool: &Pool<Sqlite>,
+    aggregate_type: &str,
     id: &str,
+    after: usize,
 ) -> Result<(), StoreError> {
     let bad = sqlx::query(
         "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-         AND json_valid(payload) = 0 LIMIT 1",
+         AND sequence > $3 AND json_valid(payload) = 0 LIMIT 1",
     )
-    .bind(A::TYPE)
+    .bind(aggregate_type)
     .bind(id)
+    .bind(i64::try_from(after).unwrap_or(i64::MAX))
     .fetch_optional(pool)
     .await?;
     match bad {
         Some(row) => Err(StoreError::Malformed(format!(
-            "{} {id}: the payload of event {} is not JSON",
-            A::TYPE,
+            "{aggregate_type} {id}: the payload of event {} is not JSON",
             row.get::<i64, _>(0)
         ))),
         None => Ok(()),

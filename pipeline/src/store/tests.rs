@@ -6,14 +6,15 @@ use super::*;
 use restorable_domain::cycle::{examples, BackupCycleCommand};
 use restorable_testkit::{test_server_url, ScratchDatabase};
 
-/// Where a test's store lives; `reopen` gives a second, independent handle on it.
-enum Place {
+/// Where a test's store lives; `reopen` gives a second, independent handle on it (shared with
+/// the snapshot tests).
+pub(super) enum Place {
     Sqlite(tempfile::TempDir),
     Postgres(ScratchDatabase),
 }
 
 impl Place {
-    async fn new(postgres: bool) -> Self {
+    pub(super) async fn new(postgres: bool) -> Self {
         if postgres {
             Place::Postgres(
                 ScratchDatabase::create(&test_server_url())
@@ -25,7 +26,7 @@ impl Place {
         }
     }
 
-    async fn open(&self) -> Store {
+    pub(super) async fn open(&self) -> Store {
         match self {
             Place::Sqlite(dir) => Store::open(dir.path()).await.expect("open"),
             Place::Postgres(db) => Store::connect(db.url()).await.expect("connect"),

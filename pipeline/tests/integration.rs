@@ -19,6 +19,7 @@ mod integration {
     mod restore_sandbox;
     mod s3_secured;
     mod s3_vault;
+    mod schedule_index;
     mod stale_alerts;
     mod transient_faults;
     mod watchdog;

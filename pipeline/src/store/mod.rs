@@ -22,6 +22,7 @@
 //! - `deliveries.rs`: alert deliveries in progress ([`PendingDelivery`]).
 //! - `dead_letters.rs`: events a consumer gave up on ([`DeadLetter`]).
 //! - `operations_alerts.rs`: alerts about the service itself ([`OperationsAlert`]).
+//! - `schedule.rs`: the scheduler's index of due instances ([`ScheduleRow`]).
 //!
 //! Children use this file's types; this file uses theirs only to re-export them and to
 //! dispatch to a backend.
@@ -47,6 +48,7 @@ mod log;
 pub mod migrations;
 mod operations_alerts;
 mod postgres;
+mod schedule;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -76,6 +78,7 @@ pub use log::LoggedEvent;
 pub use operations_alerts::{
     delivery_row, OperationsAlert, DEAD_LETTERS, OPERATIONS_ROWS, RELAY_HELD,
 };
+pub use schedule::{InstanceMark, ScheduleRow};
 pub use views::ViewRow;
 
 /// Why the store failed.

@@ -16,6 +16,7 @@ mod integration {
     mod ladder;
     mod nats_outage;
     mod operations_alerts;
+    mod read_paths;
     mod restore_sandbox;
     mod s3_secured;
     mod s3_vault;

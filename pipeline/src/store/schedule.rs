@@ -32,8 +32,9 @@ pub struct InstanceMark {
 }
 
 impl Store {
-    /// Up to `limit` Instance events after `position`, in log order (the index `event_log_by_type`
-    /// keeps this from reading other aggregates' events).
+    /// Up to `limit` Instance events after `position`, in log order (a walk of the log's primary
+    /// key from `position`: Instance events are a steady share of the log, and the tail after
+    /// the checkpoint is short).
     ///
     /// # Errors
     /// A storage error.
@@ -138,8 +139,8 @@ impl Store {
             .await?))
     }
 
-    /// How many rows the index has, and how many instances the log has (each an index lookup
-    /// on `event_log`'s `(aggregate_type, aggregate_id, sequence)`): the reconcile's check.
+    /// How many rows the index has, and how many instances the log has (through the partial
+    /// index `event_log_firsts`, one entry per aggregate): the reconcile's check.
     ///
     /// # Errors
     /// A storage error.

@@ -78,13 +78,24 @@ impl Store {
         view: &str,
         tenant: Option<&str>,
     ) -> Result<Vec<ViewRow>, StoreError> {
-        let sql = "SELECT view, key, tenant_id, doc FROM read_model \
-                   WHERE view = $1 AND ($2 IS NULL OR tenant_id = $2) ORDER BY key";
-        Ok(on_backend!(self, |pool| sqlx::query_as(sql)
-            .bind(view)
-            .bind(tenant)
+        // Two statements, not `$2 IS NULL OR ...`: a prepared (generic) plan on PostgreSQL
+        // would otherwise read the whole view and filter by tenant.
+        let sql = match tenant {
+            Some(_) => {
+                "SELECT view, key, tenant_id, doc FROM read_model \
+                 WHERE view = $1 AND tenant_id = $2 ORDER BY key"
+            }
+            None => "SELECT view, key, tenant_id, doc FROM read_model WHERE view = $1 ORDER BY key",
+        };
+        Ok(on_backend!(self, |pool| {
+            let query = sqlx::query_as(sql).bind(view);
+            match tenant {
+                Some(tenant) => query.bind(tenant),
+                None => query,
+            }
             .fetch_all(pool)
-            .await?))
+            .await?
+        }))
     }
 
     /// Rows of `views` (all tenants) with `checkpoint`'s position, read in one snapshot (the

@@ -266,6 +266,32 @@ impl Instance {
         self.enrolled.as_ref().ok_or(InstanceError::NotEnrolled)
     }
 
+    /// The earliest moment at which [`Instance::is_due`] holds, for the scheduler's index:
+    /// `is_due(now) == next_due_at().is_some_and(|t| t <= now)` for every state and `now`.
+    ///
+    /// `None` when no moment is due as things stand: not enrolled, stopped, or a cycle in
+    /// flight (the instance is not due until that cycle closes; the close is an event, after
+    /// which the due time is known again), or a due time beyond the calendar. An instance
+    /// that never opened a cycle is due at once: [`DateTime::<Utc>::MIN_UTC`].
+    pub fn next_due_at(&self) -> Option<DateTime<Utc>> {
+        let enrolled = self.enrolled.as_ref()?;
+        if self.stopped || self.open_cycle.is_some() {
+            return None;
+        }
+        let scheduled = match self.last_opened_at {
+            None => Some(DateTime::<Utc>::MIN_UTC),
+            Some(last) => last.checked_add_signed(enrolled.schedule.interval()),
+        };
+        let retry = match (self.retry_delay(), self.last_closed_at) {
+            (Some(delay), Some(closed)) => closed.checked_add_signed(delay),
+            _ => None,
+        };
+        match (scheduled, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Whether the scheduler should open a cycle at `now`: the schedule interval has passed
     /// since the last cycle was opened, or the last cycle failed retryably and its back-off
     /// ([`Instance::retry_delay`]) has passed since it closed.

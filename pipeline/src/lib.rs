@@ -24,6 +24,8 @@
 //! - [`pbx`]: the 3CX XAPI client and how far a PBX is trusted.
 //! - [`archive`]: the verifier of encrypted 3CX backup archives (the Verified rung).
 //! - [`enrolment`]: enrolling PBXes, issuing tenant keys, opening cycles.
+//! - [`schedule`]: the scheduler's index of due instances (and cycles in flight), kept from the
+//!   log.
 //! - [`read_model`]: the projector — the read side's views, stored and followed from the log.
 //! - [`watchdog`]: fails (`stage_timeout`) or closes a cycle that stood still past its rung's
 //!   deadline ([`deadlines`]).
@@ -48,6 +50,7 @@ pub mod redact;
 pub mod retry;
 pub mod runtime;
 pub mod sandbox;
+pub mod schedule;
 pub mod sealing;
 pub mod setup;
 pub mod stages;

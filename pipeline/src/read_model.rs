@@ -16,6 +16,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use chrono::Utc;
+use restorable_domain::cycle::BackupCycleEvent;
+use restorable_projections::backups::BackupRow;
+use restorable_projections::fleet::FleetView;
 use restorable_projections::model::{ModelError, ReadModel, RowKey, StoredRow, VIEWS};
 use restorable_projections::AnyEvent;
 use tokio::sync::broadcast;
@@ -141,6 +144,17 @@ impl ReadSide {
     /// A store failure ([`StoreError::LeaseLost`] when the lease went to another process).
     /// What was folded stays folded; rows not yet written are written with the next batch.
     pub async fn catch_up(&self, store: &Store, writer: Option<&Lease>) -> Result<i64, StoreError> {
+        self.catch_up_reporting(store, writer, &mut |_| {}).await
+    }
+
+    /// [`ReadSide::catch_up`], calling `progress` with the position reached after every batch
+    /// (at most [`BATCH`] events are held at a time).
+    async fn catch_up_reporting(
+        &self,
+        store: &Store,
+        writer: Option<&Lease>,
+        progress: &mut (dyn FnMut(i64) + Send),
+    ) -> Result<i64, StoreError> {
         let persist = writer.is_some();
         loop {
             let from = self.position();
@@ -187,6 +201,7 @@ impl ReadSide {
                     .unwrap_or_else(|p| p.into_inner())
                     .clear();
             }
+            progress(last);
         }
     }
 
@@ -367,16 +382,59 @@ fn view_rows(rows: &[StoredRow]) -> Vec<ViewRow> {
 
 /// The stored views and their checkpoint.
 async fn stored(store: &Store) -> Result<(ReadModel, i64), ProjectionError> {
-    let position = store.checkpoint(CHECKPOINT).await?;
-    let mut rows = Vec::new();
-    for view in VIEWS {
-        rows.extend(store.view_rows(view, None).await?);
-    }
+    let (position, rows) = store.view_snapshot(&VIEWS, CHECKPOINT).await?;
     let model = ReadModel::from_stored(
         rows.iter()
             .map(|r| (r.view.as_str(), r.key.as_str(), r.doc.as_str())),
     )?;
     Ok((model, position))
+}
+
+/// The fleet view as of the end of the log, for a one-off reader (`restorable fleet`): the
+/// stored fleet rows and their checkpoint (one snapshot), then the log after it in batches; the
+/// owner of a cycle the rows do not know is looked up in the stored `backups` row. Reads what
+/// the projector has not stored yet, never the whole history.
+///
+/// # Errors
+/// A store failure, or a stored row that does not parse.
+pub async fn fleet_now(store: &Store) -> Result<FleetView, ProjectionError> {
+    let (mut position, rows) = store.view_snapshot(&["fleet"], CHECKPOINT).await?;
+    let stored = ReadModel::from_stored(
+        rows.iter()
+            .map(|r| (r.view.as_str(), r.key.as_str(), r.doc.as_str())),
+    )?;
+    let mut fleet = stored.fleet;
+    loop {
+        let batch = store.read_after(position, BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.position) else {
+            return Ok(fleet);
+        };
+        for logged in &batch {
+            let event = match decode(logged) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(%error, "skipping an event the read side cannot decode");
+                    continue;
+                }
+            };
+            if let AnyEvent::Cycle(id, e) = &event {
+                let started = matches!(e, BackupCycleEvent::CycleStarted(_));
+                if !started && !fleet.knows_cycle(id) {
+                    if let Some(row) = store.view_row("backups", id).await? {
+                        let backup: BackupRow =
+                            serde_json::from_str(&row.doc).map_err(|source| ModelError::Row {
+                                view: row.view.clone(),
+                                key: row.key.clone(),
+                                source,
+                            })?;
+                        fleet.add_owner(id, backup.instance_id);
+                    }
+                }
+            }
+            fleet.apply(&event);
+        }
+        position = last;
+    }
 }
 
 /// Empties the stored views and folds the whole history again; returns the rebuilt model. It
@@ -386,12 +444,28 @@ async fn stored(store: &Store) -> Result<(ReadModel, i64), ProjectionError> {
 /// # Errors
 /// A store failure.
 pub async fn rebuild(store: &Store) -> Result<ReadModel, ProjectionError> {
+    rebuild_reporting(store, &mut |_| {}).await
+}
+
+/// [`rebuild`], streaming the log in batches of [`BATCH`] events (each batch's rows stored with
+/// the checkpoint before the next is read; events are never all held at once) and calling
+/// `progress` with the position reached after each (for a progress bar: the end is
+/// [`Store::log_end`]). The views themselves are held in memory, as the running projector
+/// holds them.
+///
+/// # Errors
+/// A store failure.
+pub async fn rebuild_reporting(
+    store: &Store,
+    progress: &mut (dyn FnMut(i64) + Send),
+) -> Result<ReadModel, ProjectionError> {
     let holder = format!("rebuild-{}", uuid::Uuid::new_v4());
     let lease = store.seize_lease(LEASE, &holder, 600_000).await?;
     let rebuilt = async {
         store.clear_views(CHECKPOINT).await?;
         let side = ReadSide::load(store).await?;
-        side.catch_up(store, Some(&lease)).await?;
+        side.catch_up_reporting(store, Some(&lease), progress)
+            .await?;
         let model = side.read().clone();
         Ok::<_, ProjectionError>(model)
     }

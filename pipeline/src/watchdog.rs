@@ -225,7 +225,8 @@ impl Watchdog {
     }
 }
 
-/// Looks at every instance with a cycle in flight at `now` and fails (or closes) those past
+/// Looks at every instance with a cycle in flight at `now` (by the schedule index,
+/// [`crate::schedule`]) and fails (or closes) those past
 /// their deadline. Time before `watching_since` does not count (see the module documentation).
 /// Does not take the lock: [`Watchdog::round`] does.
 ///
@@ -238,7 +239,10 @@ pub async fn sweep(
     watching_since: Option<DateTime<Utc>>,
 ) -> Result<Round, StoreError> {
     let mut round = Round::default();
-    for id in pipeline.store.aggregate_ids("Instance").await? {
+    // Only the instances the schedule index holds in flight (brought up to the log first): a
+    // round costs what is in flight, not every instance's history.
+    crate::schedule::refresh(&pipeline.store).await?;
+    for (id, _) in pipeline.store.in_flight_instances().await? {
         match check(pipeline, &id, now, watching_since).await {
             Ok(Checked::Idle) => {}
             Ok(Checked::InFlight(action)) => {
@@ -599,7 +603,14 @@ pub async fn abort(
 
 /// The instance holding `cycle` open (a cycle with no events: its start was lost).
 async fn holder(pipeline: &Pipeline, cycle: CycleId) -> Result<Option<String>, StoreError> {
-    for id in pipeline.store.aggregate_ids("Instance").await? {
+    crate::schedule::refresh(&pipeline.store).await?;
+    let cycle_text = cycle.to_string();
+    let candidates = pipeline.store.in_flight_instances().await?;
+    let ids = candidates
+        .into_iter()
+        .filter(|(_, open)| *open == cycle_text)
+        .map(|(id, _)| id);
+    for id in ids {
         let instance: Instance = pipeline.store.load(&id).await?;
         if instance.open_cycle == Some(cycle) {
             return Ok(Some(id));

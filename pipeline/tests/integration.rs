@@ -16,9 +16,11 @@ mod integration {
     mod ladder;
     mod nats_outage;
     mod operations_alerts;
+    mod read_paths;
     mod restore_sandbox;
     mod s3_secured;
     mod s3_vault;
+    mod schedule_index;
     mod stale_alerts;
     mod transient_faults;
     mod watchdog;

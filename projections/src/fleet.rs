@@ -150,6 +150,17 @@ impl FleetView {
         }
     }
 
+    /// Whether the view knows which instance `cycle_id` belongs to.
+    pub fn knows_cycle(&self, cycle_id: &str) -> bool {
+        self.cycle_owner.contains_key(cycle_id)
+    }
+
+    /// Records that `cycle_id` belongs to `instance` (a view built from saved rows learns the
+    /// owners of the cycles it hears of as it needs them).
+    pub fn add_owner(&mut self, cycle_id: &str, instance: InstanceId) {
+        self.cycle_owner.insert(cycle_id.to_owned(), instance);
+    }
+
     /// Folds one event in; returns the instance whose row changed, if any.
     pub fn apply(&mut self, event: &AnyEvent) -> Option<InstanceId> {
         match event {

@@ -1,5 +1,6 @@
-//! `restorable fleet`: the fleet table, one line per instance with its ladder at a glance,
-//! rebuilt from the whole event history (also the end of `restorable demo`).
+//! `restorable fleet`: the fleet table, one line per instance with its ladder at a glance, read
+//! from the stored fleet view plus the events the projector has not stored yet (also the end of
+//! `restorable demo`); its cost follows the fleet, not the history.
 //!
 //! Decoding the log: a malformed event is reported (by position) and skipped; it stays in the
 //! store untouched.
@@ -37,36 +38,13 @@ pub fn decode(event: &LoggedEvent) -> Result<AnyEvent> {
     Ok(restorable_pipeline::read_model::decode(event)?)
 }
 
-/// Every event after `position`, decoded, in commit order; returns the last position read.
+/// The fleet view as of now: the stored rows and the log the projector has not stored yet
+/// ([`restorable_pipeline::read_model::fleet_now`]), not the whole history.
 ///
 /// # Errors
-/// A store failure (malformed events are skipped with a warning).
-async fn read_after(store: &Store, mut position: i64) -> Result<(Vec<AnyEvent>, i64)> {
-    let mut events = Vec::new();
-    loop {
-        let batch = store.read_after(position, 1000).await?;
-        let Some(last) = batch.last() else {
-            return Ok((events, position));
-        };
-        position = last.position;
-        for logged in &batch {
-            match decode(logged) {
-                Ok(event) => events.push(event),
-                Err(error) => {
-                    tracing::warn!(%error, "skipping an event the read side cannot decode")
-                }
-            }
-        }
-    }
-}
-
-/// The fleet view rebuilt from the whole history.
-///
-/// # Errors
-/// A store failure.
+/// A store failure, or a stored row that does not parse.
 pub async fn view(store: &Store) -> Result<FleetView> {
-    let (events, _) = read_after(store, 0).await?;
-    Ok(FleetView::from_events(&events))
+    Ok(restorable_pipeline::read_model::fleet_now(store).await?)
 }
 
 /// The ladder as four marks: Captured, Secured, Verified, Restore-Tested.

@@ -1,15 +1,26 @@
-//! `restorable projections rebuild`: the read side's stored views, rebuilt from the history.
+//! `restorable projections rebuild`: the read side's stored views and the scheduler's index,
+//! rebuilt from the history. The log is streamed in batches (memory does not grow with it), and
+//! progress is shown: a progress bar when stderr is a terminal, otherwise a plain line every
+//! [`PLAIN_EVERY`] (logs, CI).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
 use restorable_pipeline::pipeline::Settings;
-use restorable_pipeline::read_model::rebuild;
+use restorable_pipeline::read_model::rebuild_reporting;
+use restorable_pipeline::schedule;
 
 use crate::cli::ProjectionsCommand;
 use crate::runtime::open;
 
-/// `projections rebuild`: empties the stored views and replays the whole history.
+/// How often the plain progress line is printed when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// `projections rebuild`: empties the stored views and replays the whole history, then rebuilds
+/// the scheduler's index.
 ///
 /// # Errors
 /// A store failure.
@@ -17,10 +28,15 @@ pub async fn run(command: ProjectionsCommand) -> Result<ExitCode> {
     match command {
         ProjectionsCommand::Rebuild(data) => {
             let pipeline = open(&data, Settings::default()).await?;
-            let model = rebuild(&pipeline.store).await?;
+            let end = pipeline.store.log_end().await?;
+            let mut progress = Progress::new(end, std::io::stderr().is_terminal());
+            let model = rebuild_reporting(&pipeline.store, &mut |at| progress.at(at)).await?;
+            progress.finish();
+            let scheduled = schedule::rebuild(&pipeline.store).await?;
             pipeline.store.close().await;
             println!(
-                "rebuilt: {} instances, {} backups, {} alerts, {} audit records",
+                "rebuilt: {} instances, {} backups, {} alerts, {} audit records; \
+                 schedule index at position {scheduled}",
                 model.fleet.rows().len(),
                 model.backups.rows().count(),
                 model.alerts.rows().len(),
@@ -29,4 +45,60 @@ pub async fn run(command: ProjectionsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Progress through the log: a bar on a terminal, a periodic line otherwise.
+struct Progress {
+    end: i64,
+    started: Instant,
+    bar: Option<ProgressBar>,
+    printed: Instant,
+}
+
+impl Progress {
+    fn new(end: i64, terminal: bool) -> Self {
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::new(u64::try_from(end).unwrap_or(0)).with_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} events ({per_sec}, {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Self {
+            end,
+            started: Instant::now(),
+            bar,
+            printed: Instant::now(),
+        }
+    }
+
+    fn at(&mut self, position: i64) {
+        match &self.bar {
+            Some(bar) => bar.set_position(u64::try_from(position).unwrap_or(0)),
+            None if self.printed.elapsed() >= PLAIN_EVERY => {
+                self.printed = Instant::now();
+                eprintln!("{}", self.line(position));
+            }
+            None => {}
+        }
+    }
+
+    fn line(&self, position: i64) -> String {
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        format!(
+            "rebuilding: {position}/{} events ({:.0}/s)",
+            self.end,
+            position as f64 / seconds
+        )
+    }
+
+    fn finish(self) {
+        match self.bar {
+            Some(bar) => bar.finish_and_clear(),
+            None => eprintln!("{}", self.line(self.end)),
+        }
+    }
 }

@@ -163,15 +163,15 @@ pub(super) async fn instance_page(
 async fn endpoint(state: &Shared, id: &str) -> Option<Endpoint> {
     let instance = state.pipeline.store.load::<Instance>(id).await.ok()?;
     let enrolled = instance.enrolled?;
+    // Only the endpoint's changes are read (an index holds them), not the instance's history.
     let history = state
         .pipeline
         .store
-        .history("Instance", id)
+        .endpoint_changes(id)
         .await
         .unwrap_or_default();
     let changes = history
         .iter()
-        .filter(|e| e.event_type == "EndpointChanged")
         .filter_map(|e| serde_json::from_str::<InstanceEvent>(&e.payload).ok())
         .filter_map(|e| match e {
             InstanceEvent::EndpointChanged(change) => Some(EndpointChange::of(&change)),

@@ -71,12 +71,14 @@ impl Store {
     /// # Errors
     /// A storage error.
     pub async fn dead_letters(&self, pending_only: bool) -> Result<Vec<DeadLetter>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM dead_letters WHERE ($1 = 0 OR replayed_at IS NULL) \
-             ORDER BY position, consumer"
-        );
+        // Two statements, not `$1 = 0 OR ...`: a prepared plan then uses the pending index.
+        let only = if pending_only {
+            "WHERE replayed_at IS NULL"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {COLUMNS} FROM dead_letters {only} ORDER BY position, consumer");
         Ok(on_backend!(self, |pool| sqlx::query_as(&sql)
-            .bind(i64::from(pending_only))
             .fetch_all(pool)
             .await?))
     }

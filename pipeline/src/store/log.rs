@@ -111,6 +111,17 @@ impl Store {
             .await?))
     }
 
+    /// The last position of the log (0 when it is empty).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn log_end(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(position), 0) FROM event_log";
+        Ok(on_backend!(self, |pool| sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await?))
+    }
+
     /// The event at `position` of the log, if there is one.
     ///
     /// # Errors
@@ -137,6 +148,24 @@ impl Store {
         );
         Ok(on_backend!(self, |pool| sqlx::query_as(&sql)
             .bind(aggregate_type)
+            .bind(id)
+            .fetch_all(pool)
+            .await?))
+    }
+
+    /// The `EndpointChanged` events of one instance, in order: read through a partial index
+    /// that holds only those events (migration 8), so the cost does not grow with the
+    /// instance's cycles. (The event type is written out: SQLite uses a partial index only
+    /// for a query naming its condition literally.)
+    ///
+    /// # Errors
+    /// As [`Store::read_after`].
+    pub async fn endpoint_changes(&self, id: &str) -> Result<Vec<LoggedEvent>, StoreError> {
+        let sql = format!(
+            "{LOGGED_EVENTS} WHERE e.aggregate_type = 'Instance' AND e.aggregate_id = $1 \
+             AND e.event_type = 'EndpointChanged' ORDER BY l.position"
+        );
+        Ok(on_backend!(self, |pool| sqlx::query_as(&sql)
             .bind(id)
             .fetch_all(pool)
             .await?))

@@ -25,6 +25,7 @@
 //! - `deliveries.rs`: alert deliveries in progress ([`PendingDelivery`]).
 //! - `dead_letters.rs`: events a consumer gave up on ([`DeadLetter`]).
 //! - `operations_alerts.rs`: alerts about the service itself ([`OperationsAlert`]).
+//! - `schedule.rs`: the scheduler's index of due instances ([`ScheduleRow`]).
 //!
 //! Children use this file's types; this file uses theirs only to re-export them and to
 //! dispatch to a backend.
@@ -50,6 +51,7 @@ mod log;
 pub mod migrations;
 mod operations_alerts;
 mod postgres;
+mod schedule;
 mod snapshots;
 mod sqlite;
 #[cfg(test)]
@@ -81,6 +83,7 @@ pub use log::LoggedEvent;
 pub use operations_alerts::{
     delivery_row, OperationsAlert, DEAD_LETTERS, OPERATIONS_ROWS, RELAY_HELD,
 };
+pub use schedule::{InstanceMark, ScheduleRow};
 pub use snapshots::SNAPSHOT_EVERY;
 pub use views::ViewRow;
 

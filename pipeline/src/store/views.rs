@@ -78,12 +78,75 @@ impl Store {
         view: &str,
         tenant: Option<&str>,
     ) -> Result<Vec<ViewRow>, StoreError> {
-        let sql = "SELECT view, key, tenant_id, doc FROM read_model \
-                   WHERE view = $1 AND ($2 IS NULL OR tenant_id = $2) ORDER BY key";
+        // Two statements, not `$2 IS NULL OR ...`: a prepared (generic) plan on PostgreSQL
+        // would otherwise read the whole view and filter by tenant.
+        let sql = match tenant {
+            Some(_) => {
+                "SELECT view, key, tenant_id, doc FROM read_model \
+                 WHERE view = $1 AND tenant_id = $2 ORDER BY key"
+            }
+            None => "SELECT view, key, tenant_id, doc FROM read_model WHERE view = $1 ORDER BY key",
+        };
+        Ok(on_backend!(self, |pool| {
+            let query = sqlx::query_as(sql).bind(view);
+            match tenant {
+                Some(tenant) => query.bind(tenant),
+                None => query,
+            }
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Rows of `views` (all tenants) with `checkpoint`'s position, read in one snapshot (the
+    /// projector writes rows and checkpoint together; read apart, the rows could be newer than
+    /// the position and the events between folded twice).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn view_snapshot(
+        &self,
+        views: &[&str],
+        checkpoint: &str,
+    ) -> Result<(i64, Vec<ViewRow>), StoreError> {
+        let position_sql = "SELECT position FROM consumer_checkpoints WHERE consumer = $1";
+        let rows_sql = "SELECT view, key, tenant_id, doc FROM read_model WHERE view = $1 \
+                        ORDER BY key";
+        let postgres = self.backend_name() == "postgresql";
+        Ok(on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            if postgres {
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let position: Option<i64> = sqlx::query_scalar(position_sql)
+                .bind(checkpoint)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let mut rows = Vec::new();
+            for view in views {
+                let some: Vec<ViewRow> = sqlx::query_as(rows_sql)
+                    .bind(*view)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                rows.extend(some);
+            }
+            tx.commit().await?;
+            (position.unwrap_or(0), rows)
+        }))
+    }
+
+    /// One row of `view`, if it exists.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn view_row(&self, view: &str, key: &str) -> Result<Option<ViewRow>, StoreError> {
+        let sql = "SELECT view, key, tenant_id, doc FROM read_model WHERE view = $1 AND key = $2";
         Ok(on_backend!(self, |pool| sqlx::query_as(sql)
             .bind(view)
-            .bind(tenant)
-            .fetch_all(pool)
+            .bind(key)
+            .fetch_optional(pool)
             .await?))
     }
 

@@ -10,6 +10,9 @@
 #     1,000 extensions and its queues, ring groups and IVRs;
 #  5. the per-cycle overhead apart from the bytes (events, store, transport) on the embedded
 #     default, PostgreSQL, and PostgreSQL + NATS JetStream (pipeline/benches/overhead.rs).
+#  5b. cost as history grows (pipeline/benches/history.rs): one cycle's bookkeeping after 0 to
+#     100,000 earlier cycles, and a scheduler tick and a projections rebuild at 10,000 instances,
+#     on SQLite and PostgreSQL, with peak RSS and the database's plain insert rate as ceiling;
 #  6. the fleet page and the fleet API at 10,000 instances (PostgreSQL), loaded by `wrk` with
 #     --latency figures per endpoint (api/benches/fleet.rs);
 #  7. the download of a 1 GiB backup through the API: the server's peak RSS and the SHA-256 of
@@ -196,6 +199,24 @@ $(cat "$work/overhead.md")
 
 The last column is how many cycles' bookkeeping one such machine carries a day (target: a cycle
 a day for each of 10,000 PBXes).
+EOF
+cargo bench --quiet -p restorable-pipeline --bench history > "$work/history.md"
+cargo bench --quiet -p restorable-pipeline --bench history -- tick 10000 1 100 > "$work/tick.md"
+cat <<EOF
+
+## Cost as history grows (issue 13)
+
+One cycle's bookkeeping (open, start, Captured, Secured, Verified, close, the alerts load) for an
+instance with that many earlier cycles, loaded by the documented fast loader
+(\`pipeline/benches/history.rs\`); the first command after a bulk load replays the stream once and
+takes a snapshot. Target: per cycle and RSS within 1.2x from 0 to 100,000.
+
+$(cat "$work/history.md")
+
+A scheduler tick at 10,000 instances (ten due), and \`projections rebuild\` of the whole log.
+Target: a tick under 100 ms whatever the history; rebuild at 50,000 events/s or more.
+
+$(cat "$work/tick.md")
 EOF
 cargo bench --quiet -p restorable-api --bench fleet -- 10000 10 8 > "$work/fleet.md"
 cat <<EOF

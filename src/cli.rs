@@ -33,7 +33,7 @@ pub enum Command {
     /// Print the event history of a cycle or an instance.
     Events(EventsArgs),
     /// Print the fleet table.
-    Fleet(Config),
+    Fleet(FleetArgs),
     /// Rotate a tenant's backup key (older backups keep their version).
     RotateKey(RotateKeyArgs),
     /// Restore-test a Verified cycle now, whatever the cadence.
@@ -66,6 +66,16 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Prints the manual page (roff), or writes one page per command into a directory.
     Manual(ManualArgs),
+}
+
+/// `restorable fleet`.
+#[derive(Args)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    pub data: Config,
+    /// Print one JSON document (schema: `schemas/cli/`) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `restorable doctor`.

@@ -159,11 +159,57 @@ pub struct TokenLine {
     pub expired: bool,
 }
 
+/// `restorable fleet --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetReport {
+    /// Every enrolled instance.
+    pub instances: Vec<FleetLine>,
+}
+
+/// One instance of the fleet.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetLine {
+    /// Its id.
+    pub instance_id: String,
+    /// Its tenant's slug.
+    pub tenant: String,
+    /// Its name within the tenant.
+    pub name: String,
+    /// Cycles run so far.
+    pub cycles: u64,
+    /// The latest cycle.
+    pub last_cycle: Option<String>,
+    /// When it was opened (RFC 3339).
+    pub last_cycle_at: Option<String>,
+    /// The highest rung of the latest cycle.
+    pub rung: Option<String>,
+    /// `healthy`, `needs_attention` or `stopped`.
+    pub status: String,
+    /// The latest cycle's failure, if it failed.
+    pub failure: Option<FleetFailure>,
+    /// When a copy was last Secured, Verified, Restore-Tested (RFC 3339).
+    pub last_secured: Option<String>,
+    /// See `last_secured`.
+    pub last_verified: Option<String>,
+    /// See `last_secured`.
+    pub last_restore_tested: Option<String>,
+}
+
+/// Where and why the latest cycle failed.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetFailure {
+    /// The stage.
+    pub stage: String,
+    /// The stable reason code.
+    pub reason: String,
+}
+
 /// Every published document: its schema file's name and its schema.
 #[cfg(test)]
 fn schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
         ("verify.json", schemars::schema_for!(VerifyReport)),
+        ("fleet.json", schemars::schema_for!(FleetReport)),
         ("backup-now.json", schemars::schema_for!(CycleOutcome)),
         ("restore-test.json", schemars::schema_for!(CycleOutcome)),
         ("doctor.json", schemars::schema_for!(DoctorReport)),

@@ -40,11 +40,7 @@ enum StatusParam {
 /// `healthy`, `needs_attention` or `stopped`: how a query string, a CSV cell and the metrics
 /// spell a status.
 pub fn status_param(status: Status) -> &'static str {
-    match status {
-        Status::Healthy => "healthy",
-        Status::NeedsAttention => "needs_attention",
-        Status::Stopped => "stopped",
-    }
+    status.code()
 }
 
 /// An optional status where an empty value means none.

@@ -17,6 +17,13 @@
 //! the load replays the whole stream once (timed and shown as "first command") and takes a
 //! snapshot; every cycle after that is what the table's per-cycle columns show.
 //!
+//! **The scheduler tick and `projections rebuild`** (`-- tick [INSTANCES [HISTORY...]]`,
+//! default 10,000 instances with 1 and with 100 cycles each): the fleet is loaded the same way
+//! (each instance's `InstanceEnrolled` copied from one enrolled through the real command), ten
+//! of them a day behind (due), the rest not; then the first tick (it indexes the whole loaded
+//! history once, as after an upgrade), twenty steady ticks, and a rebuild of every view from
+//! the whole log, each with its peak RSS.
+//!
 //! `cargo bench -p restorable-pipeline --bench history [-- HISTORIES...]` (default
 //! `0 1000 10000 100000`) prints Markdown; `scripts/bench.sh` puts it in BENCHMARKS.md. Needs
 //! PostgreSQL (`RESTORABLE_TEST_DATABASE_URL`, or the local server).
@@ -34,6 +41,8 @@ use restorable_domain::instance::{
 use restorable_domain::ladder::{LockMode, Rung, Trigger};
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
 use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
+use restorable_pipeline::read_model;
+use restorable_pipeline::runtime::scheduler;
 use restorable_pipeline::setup::Backends;
 use restorable_testkit::{test_server_url, ScratchDatabase};
 use secrecy::SecretString;
@@ -59,6 +68,10 @@ fn reset_peak_rss() {
 }
 
 async fn enrol_one(pipeline: &Pipeline, name: &str) -> InstanceId {
+    enrol_every(pipeline, name, 60).await
+}
+
+async fn enrol_every(pipeline: &Pipeline, name: &str, interval_minutes: u32) -> InstanceId {
     enrol(
         pipeline,
         EnrolRequest {
@@ -70,9 +83,7 @@ async fn enrol_one(pipeline: &Pipeline, name: &str) -> InstanceId {
                 client_id: SecretString::from("id".to_owned()),
                 client_secret: SecretString::from("secret".to_owned()),
             },
-            schedule: Schedule {
-                interval_minutes: 60,
-            },
+            schedule: Schedule { interval_minutes },
             restore_policy: RestorePolicy::default(),
         },
     )
@@ -88,51 +99,105 @@ async fn load_history(pipeline: &Pipeline, instance: InstanceId, cycles: usize) 
         .history("Instance", &id)
         .await
         .expect("history");
-    let mut sequence = history.last().map_or(0, |e| e.sequence);
-    let jsonb = if pipeline.store.backend_name() == "postgresql" {
-        "::jsonb"
-    } else {
-        ""
-    };
-    let first = Utc::now() - Duration::hours(i64::try_from(cycles).expect("cycles") + 1);
-    let mut rows = Vec::with_capacity(ROWS_PER_INSERT);
-    for n in 0..cycles {
-        let cycle_id = CycleId::random();
-        let opened_at = first + Duration::hours(i64::try_from(n).expect("n"));
-        let events = [
-            InstanceEvent::CycleOpened(CycleOpened {
-                cycle_id,
-                trigger: Trigger::Scheduled,
-                opened_at,
-            }),
-            InstanceEvent::CycleClosed(CycleClosed {
-                cycle_id,
-                reached: Rung::Verified,
-                failed: false,
-                retryable: false,
-                closed_at: opened_at + Duration::minutes(3),
-            }),
-        ];
-        for event in events {
-            sequence += 1;
-            let payload = serde_json::to_string(&event)
-                .expect("json")
-                .replace('\'', "''");
-            rows.push(format!(
-                "('Instance', '{id}', {sequence}, '{}', '{}', '{payload}'{jsonb}, '{{}}'{jsonb})",
-                event.event_type(),
-                event.event_version()
-            ));
+    let sequence = history.last().map_or(0, |e| e.sequence);
+    let mut loader = Loader::new(pipeline);
+    loader
+        .cycles(&id, sequence, cycles, Duration::hours(1))
+        .await;
+    loader.flush().await;
+}
+
+/// Multi-row `INSERT`s into `events`, [`ROWS_PER_INSERT`] at a time.
+struct Loader<'a> {
+    pipeline: &'a Pipeline,
+    jsonb: &'static str,
+    rows: Vec<String>,
+}
+
+impl<'a> Loader<'a> {
+    fn new(pipeline: &'a Pipeline) -> Self {
+        let jsonb = if pipeline.store.backend_name() == "postgresql" {
+            "::jsonb"
+        } else {
+            ""
+        };
+        Self {
+            pipeline,
+            jsonb,
+            rows: Vec::with_capacity(ROWS_PER_INSERT),
         }
-        if rows.len() >= ROWS_PER_INSERT || n + 1 == cycles {
-            let sql = format!(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-                 event_version, payload, metadata) VALUES {}",
-                rows.join(", ")
-            );
-            pipeline.store.execute_sql(&sql).await.expect("load");
-            rows.clear();
+    }
+
+    async fn push(&mut self, id: &str, sequence: i64, event: &InstanceEvent) {
+        let payload = serde_json::to_string(event).expect("json");
+        self.push_json(
+            id,
+            sequence,
+            &event.event_type(),
+            &event.event_version(),
+            &payload,
+        )
+        .await;
+    }
+
+    async fn push_json(
+        &mut self,
+        id: &str,
+        sequence: i64,
+        kind: &str,
+        version: &str,
+        payload: &str,
+    ) {
+        let jsonb = self.jsonb;
+        let payload = payload.replace('\'', "''");
+        self.rows.push(format!(
+            "('Instance', '{id}', {sequence}, '{kind}', '{version}', '{payload}'{jsonb}, '{{}}'{jsonb})"
+        ));
+        if self.rows.len() >= ROWS_PER_INSERT {
+            self.flush().await;
         }
+    }
+
+    async fn flush(&mut self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let sql = format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) VALUES {}",
+            self.rows.join(", ")
+        );
+        self.pipeline.store.execute_sql(&sql).await.expect("load");
+        self.rows.clear();
+    }
+
+    /// `cycles` opened `every` apart, each closed Verified 3 minutes later, the last one
+    /// opened `every` ago; after the stream's `sequence`. Returns the last sequence.
+    async fn cycles(&mut self, id: &str, mut sequence: i64, cycles: usize, every: Duration) -> i64 {
+        let first = Utc::now() - every * i32::try_from(cycles).expect("cycles");
+        for n in 0..cycles {
+            let cycle_id = CycleId::random();
+            let opened_at = first + every * i32::try_from(n).expect("n");
+            let events = [
+                InstanceEvent::CycleOpened(CycleOpened {
+                    cycle_id,
+                    trigger: Trigger::Scheduled,
+                    opened_at,
+                }),
+                InstanceEvent::CycleClosed(CycleClosed {
+                    cycle_id,
+                    reached: Rung::Verified,
+                    failed: false,
+                    retryable: false,
+                    closed_at: opened_at + Duration::minutes(3),
+                }),
+            ];
+            for event in &events {
+                sequence += 1;
+                self.push(id, sequence, event).await;
+            }
+        }
+        sequence
     }
 }
 
@@ -199,32 +264,76 @@ struct Row {
     peak_mib: f64,
 }
 
-async fn histories(pipeline: &Pipeline, sizes: &[usize]) -> Vec<Row> {
+/// Where a pipeline's store is, so that a second process can open the same one.
+fn location(backends: &Backends) -> (String, String) {
+    match &backends.database_url {
+        Some(url) => ("postgres".into(), url.clone()),
+        None => ("sqlite".into(), backends.data_dir.display().to_string()),
+    }
+}
+
+async fn histories(pipeline: &Pipeline, backends: &Backends, sizes: &[usize]) -> Vec<Row> {
     let mut rows = Vec::new();
     for (n, &history) in sizes.iter().enumerate() {
         let instance = enrol_one(pipeline, &format!("pbx-{n}")).await;
         let loading = Instant::now();
         load_history(pipeline, instance, history).await;
         let load_seconds = loading.elapsed().as_secs_f64();
-        reset_peak_rss();
         let first = Instant::now();
         one_cycle(pipeline, instance).await;
         let first_ms = first.elapsed().as_secs_f64() * 1000.0;
-        reset_peak_rss();
-        let timed = Instant::now();
-        for _ in 0..CYCLES_TIMED {
-            one_cycle(pipeline, instance).await;
-        }
-        let per_cycle_ms = timed.elapsed().as_secs_f64() * 1000.0 / CYCLES_TIMED as f64;
+        // The timed cycles run in a process of their own, so its peak RSS is theirs (plus
+        // opening the pipeline), not what the first command's replay left in this one.
+        let (kind, place) = location(backends);
+        let child = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["child", &kind, &place, &instance.to_string()])
+            .output()
+            .expect("the timed process");
+        assert!(child.status.success(), "{child:?}");
+        let text = String::from_utf8_lossy(&child.stdout);
+        let mut numbers = text
+            .split_whitespace()
+            .filter_map(|w| w.parse::<f64>().ok());
+        let (Some(per_cycle_ms), Some(peak_mib)) = (numbers.next(), numbers.next()) else {
+            panic!("the timed process printed {text}");
+        };
         rows.push(Row {
             history,
             load_seconds,
             first_ms,
             per_cycle_ms,
-            peak_mib: peak_rss_mib(),
+            peak_mib,
         });
     }
     rows
+}
+
+/// The timed process: [`CYCLES_TIMED`] cycles of `instance`; prints the mean per cycle in ms
+/// and the process's peak RSS in MiB.
+async fn timed_cycles(kind: &str, place: &str, instance: &str) {
+    let backends = if kind == "postgres" {
+        Backends {
+            data_dir: std::env::temp_dir(),
+            database_url: Some(place.to_owned()),
+            ..Backends::default()
+        }
+    } else {
+        Backends {
+            data_dir: place.into(),
+            ..Backends::default()
+        }
+    };
+    let pipeline = Pipeline::open(&backends, Settings::default())
+        .await
+        .expect("pipeline");
+    let instance: InstanceId = instance.parse().expect("instance id");
+    let timed = Instant::now();
+    for _ in 0..CYCLES_TIMED {
+        one_cycle(&pipeline, instance).await;
+    }
+    let per_cycle_ms = timed.elapsed().as_secs_f64() * 1000.0 / CYCLES_TIMED as f64;
+    pipeline.store.close().await;
+    println!("{per_cycle_ms} {}", peak_rss_mib());
 }
 
 /// The ceiling: plain multi-row inserts of the same rows into `events`, per second.
@@ -239,7 +348,7 @@ async fn insert_ceiling(pipeline: &Pipeline) -> f64 {
 fn print(label: &str, rows: &[Row], ceiling: f64) {
     println!("\n**{label}** (plain inserts into `events`: {ceiling:.0} events/s)\n");
     println!(
-        "| earlier cycles | loaded in | first command after the load | per cycle (mean of {CYCLES_TIMED}) | x of no history | peak RSS while timed |"
+        "| earlier cycles | loaded in | first command after the load | per cycle (mean of {CYCLES_TIMED}) | x of no history | peak RSS of the process running them |"
     );
     println!("|---|---|---|---|---|---|");
     let base = rows.first().map_or(f64::NAN, |r| r.per_cycle_ms);
@@ -256,47 +365,195 @@ fn print(label: &str, rows: &[Row], ceiling: f64) {
     }
 }
 
+struct TickRow {
+    history: usize,
+    events: i64,
+    load_seconds: f64,
+    first_tick_ms: f64,
+    opened: usize,
+    tick_mean_ms: f64,
+    tick_max_ms: f64,
+    tick_peak_mib: f64,
+    rebuild_seconds: f64,
+    rebuild_peak_mib: f64,
+}
+
+/// `instances` daily instances with `history` hourly cycles each (the last an hour ago, so not
+/// due), of which `DUE` are a day and more behind (due); then the first tick (it indexes the
+/// whole loaded history once), 20 steady ticks, and `projections rebuild` of the whole log.
+async fn fleet_tick(pipeline: &Pipeline, instances: usize, history: usize) -> TickRow {
+    const DUE: usize = 10;
+    let template = enrol_every(pipeline, "template", 1440).await;
+    let enrolled = pipeline
+        .store
+        .history("Instance", &template.to_string())
+        .await
+        .expect("history")
+        .into_iter()
+        .next()
+        .expect("InstanceEnrolled");
+    let payload: serde_json::Value = serde_json::from_str(&enrolled.payload).expect("json");
+    let tenant = TenantId::new("bench").expect("tenant");
+    let mut loader = Loader::new(pipeline);
+    let loading = Instant::now();
+    for n in 0..instances {
+        let name = format!("fleet-{history}-{n}");
+        let id = InstanceId::for_name(&tenant, &name).to_string();
+        let mut event = payload.clone();
+        event["InstanceEnrolled"]["instance_id"] = serde_json::Value::String(id.clone());
+        event["InstanceEnrolled"]["name"] = serde_json::Value::String(name);
+        loader
+            .push_json(
+                &id,
+                1,
+                &enrolled.event_type,
+                &enrolled.event_version,
+                &event.to_string(),
+            )
+            .await;
+        let every = if n < DUE {
+            Duration::days(2)
+        } else {
+            Duration::hours(1)
+        };
+        loader.cycles(&id, 1, history.max(1), every).await;
+    }
+    loader.flush().await;
+    let load_seconds = loading.elapsed().as_secs_f64();
+    let first = Instant::now();
+    let opened = scheduler::tick(pipeline).await.expect("tick").len();
+    let first_tick_ms = first.elapsed().as_secs_f64() * 1000.0;
+    reset_peak_rss();
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let tick = Instant::now();
+        scheduler::tick(pipeline).await.expect("tick");
+        times.push(tick.elapsed().as_secs_f64() * 1000.0);
+    }
+    let tick_peak_mib = peak_rss_mib();
+    let events = pipeline.store.log_end().await.expect("log end");
+    reset_peak_rss();
+    let rebuilding = Instant::now();
+    read_model::rebuild(&pipeline.store).await.expect("rebuild");
+    TickRow {
+        history: history.max(1),
+        events,
+        load_seconds,
+        first_tick_ms,
+        opened,
+        tick_mean_ms: times.iter().sum::<f64>() / times.len() as f64,
+        tick_max_ms: times.iter().copied().fold(0.0, f64::max),
+        tick_peak_mib,
+        rebuild_seconds: rebuilding.elapsed().as_secs_f64(),
+        rebuild_peak_mib: peak_rss_mib(),
+    }
+}
+
+fn print_ticks(label: &str, instances: usize, rows: &[TickRow]) {
+    println!("\n**{label}**, {instances} instances\n");
+    println!(
+        "| cycles each | events in the log | loaded in | first tick (indexes the load) | cycles it opened | steady tick mean / max | peak RSS of the ticks | `projections rebuild` | rebuild rate | rebuild peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {} | {:.0} s | {:.0} ms | {} | {:.1} / {:.1} ms | {:.1} MiB | {:.1} s | {:.0} events/s | {:.0} MiB |",
+            row.history,
+            row.events,
+            row.load_seconds,
+            row.first_tick_ms,
+            row.opened,
+            row.tick_mean_ms,
+            row.tick_max_ms,
+            row.tick_peak_mib,
+            row.rebuild_seconds,
+            row.events as f64 / row.rebuild_seconds,
+            row.rebuild_peak_mib
+        );
+    }
+}
+
+/// A fresh pipeline on SQLite (in `dir`) or on a new scratch PostgreSQL database.
+async fn pipeline_on(postgres: bool, dir: &std::path::Path) -> (Pipeline, Option<ScratchDatabase>) {
+    let database = if postgres {
+        Some(
+            ScratchDatabase::create(&test_server_url())
+                .await
+                .expect("PostgreSQL"),
+        )
+    } else {
+        None
+    };
+    let pipeline = Pipeline::open(
+        &Backends {
+            data_dir: dir.to_owned(),
+            database_url: database.as_ref().map(|d| d.url().to_owned()),
+            ..Backends::default()
+        },
+        Settings::default(),
+    )
+    .await
+    .expect("pipeline");
+    (pipeline, database)
+}
+
+async fn ticks(instances: usize, histories: &[usize]) {
+    for (postgres, label) in [(false, "SQLite (embedded default)"), (true, "PostgreSQL")] {
+        let mut rows = Vec::new();
+        for &history in histories {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (pipeline, _database) = pipeline_on(postgres, dir.path()).await;
+            rows.push(fleet_tick(&pipeline, instances, history).await);
+            pipeline.store.close().await;
+        }
+        print_ticks(label, instances, &rows);
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let mut sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let numbers = |from: usize| -> Vec<usize> {
+        args.iter()
+            .skip(from)
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    };
+    if args.first().map(String::as_str) == Some("child") {
+        timed_cycles(&args[1], &args[2], &args[3]).await;
+        return;
+    }
+    if args.first().map(String::as_str) == Some("tick") {
+        // history tick INSTANCES HISTORY... (default 10000 instances, 1 and 100 cycles each)
+        let given = numbers(1);
+        let instances = given.first().copied().unwrap_or(10_000);
+        let histories = if given.len() > 1 {
+            given[1..].to_vec()
+        } else {
+            vec![1, 100]
+        };
+        ticks(instances, &histories).await;
+        return;
+    }
+    let mut sizes = numbers(0);
     if sizes.is_empty() {
         sizes = vec![0, 1_000, 10_000, 100_000];
     }
-    let sqlite_dir = tempfile::tempdir().expect("tempdir");
-    let sqlite = Pipeline::open(
-        &Backends {
-            data_dir: sqlite_dir.path().to_owned(),
+    let mut tables = Vec::new();
+    for (postgres, label) in [(false, "SQLite (embedded default)"), (true, "PostgreSQL")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (pipeline, database) = pipeline_on(postgres, dir.path()).await;
+        let backends = Backends {
+            data_dir: dir.path().to_owned(),
+            database_url: database.as_ref().map(|d| d.url().to_owned()),
             ..Backends::default()
-        },
-        Settings::default(),
-    )
-    .await
-    .expect("SQLite pipeline");
-    let sqlite_rows = histories(&sqlite, &sizes).await;
-    let sqlite_ceiling = insert_ceiling(&sqlite).await;
-    sqlite.store.close().await;
-
-    let pg_dir = tempfile::tempdir().expect("tempdir");
-    let database = ScratchDatabase::create(&test_server_url())
-        .await
-        .expect("PostgreSQL");
-    let postgres = Pipeline::open(
-        &Backends {
-            data_dir: pg_dir.path().to_owned(),
-            database_url: Some(database.url().to_owned()),
-            ..Backends::default()
-        },
-        Settings::default(),
-    )
-    .await
-    .expect("PostgreSQL pipeline");
-    let postgres_rows = histories(&postgres, &sizes).await;
-    let postgres_ceiling = insert_ceiling(&postgres).await;
-    postgres.store.close().await;
-
-    print("SQLite (embedded default)", &sqlite_rows, sqlite_ceiling);
-    print("PostgreSQL", &postgres_rows, postgres_ceiling);
+        };
+        let rows = histories(&pipeline, &backends, &sizes).await;
+        let ceiling = insert_ceiling(&pipeline).await;
+        pipeline.store.close().await;
+        tables.push((label, rows, ceiling));
+    }
+    for (label, rows, ceiling) in &tables {
+        print(label, rows, *ceiling);
+    }
 }

@@ -29,6 +29,16 @@ pub enum Status {
 impl Status {
     /// Every status, in the order they are listed.
     pub const ALL: [Status; 3] = [Status::Healthy, Status::NeedsAttention, Status::Stopped];
+
+    /// `healthy`, `needs_attention` or `stopped`: how query strings, CSV cells, metrics and
+    /// `--json` spell it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::NeedsAttention => "needs_attention",
+            Status::Stopped => "stopped",
+        }
+    }
 }
 
 impl fmt::Display for Status {

@@ -15,17 +15,22 @@ use restorable_pipeline::store::{LoggedEvent, Store};
 use restorable_projections::fleet::{FleetRow, FleetView};
 use restorable_projections::AnyEvent;
 
+use crate::cli::FleetArgs;
+use crate::output::{self, FleetFailure, FleetLine, FleetReport};
 use crate::runtime::open;
-use crate::settings::Config;
 
 /// Prints the fleet table.
 ///
 /// # Errors
 /// A store failure.
-pub async fn run(data: Config) -> Result<ExitCode> {
-    let pipeline = open(&data, Settings::default()).await?;
+pub async fn run(args: FleetArgs) -> Result<ExitCode> {
+    let pipeline = open(&args.data, Settings::default()).await?;
     let view = view(&pipeline.store).await?;
-    print!("{}", render(&view, Utc::now()));
+    if args.json {
+        output::print(&report(&view, Utc::now()))?;
+    } else {
+        print!("{}", render(&view, Utc::now()));
+    }
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -48,6 +53,33 @@ pub async fn view(store: &Store) -> Result<FleetView> {
 }
 
 /// The ladder as four marks: Captured, Secured, Verified, Restore-Tested.
+/// The fleet as `--json` prints it.
+fn report(view: &FleetView, now: DateTime<Utc>) -> FleetReport {
+    FleetReport {
+        instances: view
+            .rows()
+            .into_iter()
+            .map(|row| FleetLine {
+                instance_id: row.instance_id.to_string(),
+                tenant: row.tenant_id.to_string(),
+                name: row.name.clone(),
+                cycles: row.cycles,
+                last_cycle: row.last_cycle.map(|c| c.to_string()),
+                last_cycle_at: row.last_cycle_at.map(|t| t.to_rfc3339()),
+                rung: row.last_rung.map(|r| r.label().to_owned()),
+                status: row.status(now).code().to_owned(),
+                failure: row.last_failure.as_ref().map(|f| FleetFailure {
+                    stage: f.stage.to_string(),
+                    reason: f.reason.to_string(),
+                }),
+                last_secured: row.last_secured.map(|t| t.to_rfc3339()),
+                last_verified: row.last_verified.map(|t| t.to_rfc3339()),
+                last_restore_tested: row.last_restore_tested.map(|t| t.to_rfc3339()),
+            })
+            .collect(),
+    }
+}
+
 fn ladder(row: &FleetRow) -> String {
     let reached = row.last_rung.unwrap_or(Rung::Started);
     [

@@ -44,7 +44,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Events(args) => events::run(args).await,
-        Command::Fleet(data) => fleet::run(data).await,
+        Command::Fleet(args) => fleet::run(args).await,
         Command::RotateKey(args) => rotate_key::run(args).await,
         Command::RestoreTest(args) => restore_test::run(args).await,
         Command::Worker(args) => worker::run(args).await,

@@ -79,6 +79,14 @@ fn every_json_output_validates_and_says_what_the_text_says() {
         .split_whitespace()
         .collect();
     let instance = format!("{}/{}", row[0], row[1]);
+    let fleet_json = restorable(data, &["fleet", "--json"], None);
+    let fleet_doc = document(&fleet_json, "fleet.json");
+    let instances = fleet_doc["instances"].as_array().expect("instances");
+    assert_eq!(instances.len(), table.lines().count() - 1, "{fleet_doc}");
+    assert_eq!(instances[0]["tenant"], row[0]);
+    assert_eq!(instances[0]["name"], row[1]);
+    assert_eq!(instances[0]["status"], "healthy", "{table}");
+    assert!(table.contains("Healthy"), "{table}");
 
     // events: the same events, in the same order, as the text.
     let text = restorable(data, &["events", "--instance", &instance], None);

@@ -1,7 +1,7 @@
 //! `restorable projections rebuild`: the read side's stored views and the scheduler's index,
-//! rebuilt from the history. The log is streamed in batches (memory does not grow with it), and
-//! progress is shown: a progress bar when stderr is a terminal, otherwise a plain line every
-//! [`PLAIN_EVERY`] (logs, CI).
+//! rebuilt from the history. The log is streamed in batches, and progress is shown: a progress
+//! bar when stderr is a terminal; otherwise nothing extra on the output, only an `info` log line
+//! every [`PLAIN_EVERY`] (seen with `RUST_LOG=info`, e.g. in a service's journal).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -16,7 +16,7 @@ use restorable_pipeline::schedule;
 use crate::cli::ProjectionsCommand;
 use crate::runtime::open;
 
-/// How often the plain progress line is printed when stderr is not a terminal.
+/// How often the progress is logged when stderr is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
 /// `projections rebuild`: empties the stored views and replays the whole history, then rebuilds
@@ -47,7 +47,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Progress through the log: a bar on a terminal, a periodic line otherwise.
+/// Progress through the log: a bar on a terminal, a periodic log line otherwise.
 struct Progress {
     end: i64,
     started: Instant,
@@ -80,7 +80,7 @@ impl Progress {
             Some(bar) => bar.set_position(u64::try_from(position).unwrap_or(0)),
             None if self.printed.elapsed() >= PLAIN_EVERY => {
                 self.printed = Instant::now();
-                eprintln!("{}", self.line(position));
+                tracing::info!("{}", self.line(position));
             }
             None => {}
         }
@@ -98,7 +98,7 @@ impl Progress {
     fn finish(self) {
         match self.bar {
             Some(bar) => bar.finish_and_clear(),
-            None => eprintln!("{}", self.line(self.end)),
+            None => tracing::info!("{}", self.line(self.end)),
         }
     }
 }

@@ -118,3 +118,54 @@ fn bars_are_drawn_on_a_terminal_only() {
     assert_eq!(piped.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("verify:"));
 }
+
+/// `backup-now` on a terminal shows each stage's long work as it happens: the download from the
+/// PBX, the read-back, the verifier's pass and the restore test; on a pipe, none of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_now_shows_each_stage_on_a_terminal_only() {
+    use restorable_pbx_sim::{RunningPbx, SimPbxConfig};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut config = SimPbxConfig::new("hq", 11);
+    config.padding_bytes = 40_000_000;
+    config.backup_delay = std::time::Duration::from_millis(20);
+    let pbx = RunningPbx::start(config, dir.path())
+        .await
+        .expect("simulator");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, &pbx.config().client_secret).expect("secret");
+    let url = pbx.base_url();
+    let client_id = pbx.config().client_id.clone();
+    let secret_path = secret.to_string_lossy().into_owned();
+    let data_dir = data.clone();
+    let (terminal, piped) = tokio::task::spawn_blocking(move || {
+        let enrolled = restorable(
+            &data_dir,
+            &[
+                "enrol", "--tenant", "acme", "--name", "hq", "--url", &url, "--client-id",
+                &client_id, "--client-secret-file", &secret_path,
+            ],
+        );
+        assert!(enrolled.status.success(), "{enrolled:?}");
+        let terminal = on_a_terminal(&data_dir, &["backup-now", "--instance", "acme/hq"]);
+        let piped = restorable(&data_dir, &["backup-now", "--instance", "acme/hq"]);
+        (terminal, piped)
+    })
+    .await
+    .expect("the commands");
+    for label in [
+        "capture: downloading",
+        "secure: reading back",
+        "verify: authenticating",
+        "restore test: restoring",
+    ] {
+        assert!(terminal.contains(label), "{label}: {terminal}");
+    }
+    assert!(terminal.contains("reached Restore-Tested"), "{terminal}");
+    assert!(piped.status.success(), "{piped:?}");
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    for label in ["downloading", "reading back", "authenticating", "restoring"] {
+        assert!(!stderr.contains(label), "{label} on a pipe: {stderr}");
+    }
+}

@@ -43,8 +43,13 @@ impl Store {
         position: i64,
         limit: i64,
     ) -> Result<Vec<InstanceMark>, StoreError> {
+        // `aggregate_type || ''`: SQLite would otherwise search the unique index
+        // (aggregate_type, aggregate_id, sequence) for every Instance event ever written and
+        // sort them (a tick growing with history: 134 ms at 2 million events); this way both
+        // databases walk the log's primary key from the checkpoint, which is short.
         let sql = "SELECT position, aggregate_id, sequence FROM event_log \
-                   WHERE aggregate_type = 'Instance' AND position > $1 ORDER BY position LIMIT $2";
+                   WHERE aggregate_type || '' = 'Instance' AND position > $1 \
+                   ORDER BY position LIMIT $2";
         Ok(on_backend!(self, |pool| sqlx::query_as(sql)
             .bind(position)
             .bind(limit)

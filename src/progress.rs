@@ -34,7 +34,11 @@ impl Progress for TerminalBars {
                     .progress_chars("=> "),
                 ),
             None => {
-                let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+                    .with_style(
+                        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
                 spinner.enable_steady_tick(std::time::Duration::from_millis(120));
                 spinner
             }

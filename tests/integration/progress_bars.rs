@@ -143,8 +143,17 @@ async fn backup_now_shows_each_stage_on_a_terminal_only() {
         let enrolled = restorable(
             &data_dir,
             &[
-                "enrol", "--tenant", "acme", "--name", "hq", "--url", &url, "--client-id",
-                &client_id, "--client-secret-file", &secret_path,
+                "enrol",
+                "--tenant",
+                "acme",
+                "--name",
+                "hq",
+                "--url",
+                &url,
+                "--client-id",
+                &client_id,
+                "--client-secret-file",
+                &secret_path,
             ],
         );
         assert!(enrolled.status.success(), "{enrolled:?}");

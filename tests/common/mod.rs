@@ -23,3 +23,24 @@ pub fn restorable() -> Command {
     }
     command
 }
+
+/// The one JSON document a `--json` command printed on stdout (on one line), validated against
+/// its published schema `schemas/cli/<schema>`.
+pub fn cli_json(stdout: &[u8], schema: &str) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON document on one line: {text}");
+    let value: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/cli")
+        .join(schema);
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("schema");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{path:?}: {errors:?}\n{value}");
+    value
+}

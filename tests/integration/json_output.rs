@@ -33,22 +33,7 @@ fn restorable(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 
 /// The document `output` printed, checked against `schemas/cli/<schema>`.
 fn document(output: &Output, schema: &str) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&output.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "one JSON document on one line: {text}");
-    let value: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schemas/cli")
-        .join(schema);
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("schema");
-    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
-    let errors: Vec<String> = validator
-        .iter_errors(&value)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{path:?}: {errors:?}\n{value}");
-    value
+    crate::common::cli_json(&output.stdout, schema)
 }
 
 #[test]

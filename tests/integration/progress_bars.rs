@@ -159,6 +159,21 @@ async fn backup_now_shows_each_stage_on_a_terminal_only() {
         assert!(enrolled.status.success(), "{enrolled:?}");
         let terminal = on_a_terminal(&data_dir, &["backup-now", "--instance", "acme/hq"]);
         let piped = restorable(&data_dir, &["backup-now", "--instance", "acme/hq"]);
+        // The second cycle stops at Verified (a restore test every 7th): restore-test it now,
+        // as a script would, and check its JSON against its schema.
+        let json = restorable(
+            &data_dir,
+            &["backup-now", "--instance", "acme/hq", "--json"],
+        );
+        assert_eq!(json.status.code(), Some(0), "{json:?}");
+        let outcome = crate::common::cli_json(&json.stdout, "backup-now.json");
+        assert_eq!(outcome["rung"], "Verified", "{outcome}");
+        let cycle = outcome["cycle"].as_str().expect("cycle").to_owned();
+        let tested = restorable(&data_dir, &["restore-test", "--cycle", &cycle, "--json"]);
+        assert_eq!(tested.status.code(), Some(0), "{tested:?}");
+        let tested = crate::common::cli_json(&tested.stdout, "restore-test.json");
+        assert_eq!(tested["rung"], "Restore-Tested", "{tested}");
+        assert!(tested["failed"].is_null(), "{tested}");
         (terminal, piped)
     })
     .await

@@ -4,14 +4,12 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn restorable(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_restorable"))
+    crate::common::restorable()
         .args(args)
         .env("RESTORABLE_DATA_DIR", data)
-        .env_remove("RESTORABLE_DATABASE_URL")
-        .env_remove("RESTORABLE_NATS_URL")
         .env("RUST_LOG", "off")
         .output()
         .expect("run restorable")

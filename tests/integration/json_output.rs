@@ -2,17 +2,15 @@
 //! against its published schema (`schemas/cli/`) and carries the same facts as the text output.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sha2::Digest;
 
 fn restorable(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_restorable"))
+    let mut child = crate::common::restorable()
         .args(args)
         .env("RESTORABLE_DATA_DIR", data)
-        .env_remove("RESTORABLE_DATABASE_URL")
-        .env_remove("RESTORABLE_NATS_URL")
         .env("RUST_LOG", "off")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -171,9 +171,9 @@ impl Pipeline {
             }
             None => None,
         };
-        let sandbox: Arc<dyn RestoreSandbox> = match ProcessSandboxes::discover_as(
-            settings.sandbox_placement.root(&backends.data_dir),
-            settings.sandbox_placement.user.as_deref(),
+        let sandbox: Arc<dyn RestoreSandbox> = match ProcessSandboxes::for_placement(
+            &settings.sandbox_placement,
+            &backends.data_dir,
         ) {
             Ok(sandboxes) => Arc::new(sandboxes.with_limits(settings.sandbox_limits)),
             Err(failure) => Arc::new(crate::sandbox::Unavailable(failure.to_string())),
@@ -447,12 +447,9 @@ pub async fn diagnose(backends: &Backends, settings: &Settings) -> Vec<BackendRe
     report.push(line("key sealing", sealing));
     report.push(line(
         "restore sandbox",
-        ProcessSandboxes::discover_as(
-            settings.sandbox_placement.root(&backends.data_dir),
-            settings.sandbox_placement.user.as_deref(),
-        )
-        .map(|s| s.with_limits(settings.sandbox_limits).describe())
-        .map_err(|e| e.to_string()),
+        ProcessSandboxes::for_placement(&settings.sandbox_placement, &backends.data_dir)
+            .map(|s| s.with_limits(settings.sandbox_limits).describe())
+            .map_err(|e| e.to_string()),
     ));
     report
 }

@@ -20,6 +20,7 @@ mod integration {
     mod restore_sandbox;
     mod s3_secured;
     mod s3_vault;
+    mod sandbox_cgroups;
     mod schedule_index;
     mod stale_alerts;
     mod transient_faults;

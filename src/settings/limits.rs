@@ -24,6 +24,7 @@ pub(super) struct FileSandbox {
     processes: Option<u64>,
     dir: Option<PathBuf>,
     user: Option<String>,
+    cgroup: Option<PathBuf>,
 }
 
 /// `[sandbox]` over the defaults in `settings`.
@@ -60,6 +61,15 @@ pub(super) fn sandbox_limits(file: &FileSandbox, settings: &mut Settings) -> Res
             bail!("sandbox.user must name an unprivileged user, not {user:?}");
         }
         settings.sandbox_placement.user = Some(user.clone());
+    }
+    if let Some(group) = &file.cgroup {
+        if !group.is_absolute() {
+            bail!(
+                "sandbox.cgroup must be an absolute path, not {}",
+                group.display()
+            );
+        }
+        settings.sandbox_placement.cgroup = Some(group.clone());
     }
     Ok(())
 }

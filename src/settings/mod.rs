@@ -39,10 +39,12 @@
 //!
 //! [sandbox]                     # the resources of one restore test (the defaults)
 //! disk_mib = 16384              # the whole sandbox on disk; over it: restore_rejected
-//! memory_mib = 4096             # address space of each sandbox server process
-//! processes = 64                # processes of the sandbox server (RLIMIT_NPROC)
+//! memory_mib = 4096             # the sandbox server's memory (its cgroup; RLIMIT_AS per process)
+//! processes = 64                # processes of the sandbox server (its cgroup; RLIMIT_NPROC)
 //! # dir = "/var/lib/restorable-sandboxes"  # default: $TMPDIR/restorable-sandboxes-<uid>/<hash>
 //! # user = "restorable-sandbox" # as root, the server's user (default: nobody)
+//! # cgroup = "/sys/fs/cgroup/restorable.slice"  # a delegated cgroup v2 group (default: as root,
+//! #                             # found automatically; otherwise rlimits only)
 //!
 //! [verify]                      # the verifier's budget per archive (the defaults)
 //! max_entries = 1000000

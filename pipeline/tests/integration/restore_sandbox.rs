@@ -22,7 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 /// Nothing of any sandbox is left under `root` within a few seconds (the time a killed server's
 /// backends take to notice, and a sandbox cut short mid-provision takes to be removed): no
 /// directory, no process.
-fn assert_nothing_left(root: &Path) {
+pub(crate) fn assert_nothing_left(root: &Path) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let leftovers: Vec<_> = std::fs::read_dir(root)
@@ -164,7 +164,7 @@ async fn a_restore_past_its_time_limit_fails_with_restore_timeout_and_leaves_not
 
 /// An AES-256 archive in the 3CX layout with the given `DbTables/*.csv` contents; every other
 /// schema table is present with a header only.
-fn archive_with(tables: &[(&str, &str)], password: &str) -> std::fs::File {
+pub(crate) fn archive_with(tables: &[(&str, &str)], password: &str) -> std::fs::File {
     use std::io::Write;
     let mut file = tempfile::tempfile().expect("tempfile");
     {
@@ -326,7 +326,7 @@ async fn the_sandbox_server_is_sealed_against_other_local_users() {
 
     // Another local user (an unused uid) cannot even reach the socket. Only root can become
     // another user; as anyone else the server runs as that user, and the modes above seal it.
-    if rustix_is_root() {
+    if is_root() {
         let output = std::process::Command::new("setpriv")
             .args([
                 "--reuid=54321",
@@ -354,7 +354,7 @@ async fn the_sandbox_server_is_sealed_against_other_local_users() {
     assert_nothing_left(root.path());
 }
 
-fn rustix_is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -593,7 +593,7 @@ async fn a_sandbox_root_prepared_by_another_user_is_refused_and_nothing_outside_
     std::os::unix::fs::symlink(&canary, &root).expect("the attacker's link");
     let mut cases = vec![root];
 
-    if rustix_is_root() {
+    if is_root() {
         let foreign = base.path().join("foreign");
         let foreign_root = foreign.join("root");
         std::fs::create_dir_all(&foreign_root).expect("foreign");
@@ -674,8 +674,8 @@ async fn a_restore_that_outgrows_the_disk_budget_is_rejected_and_leaves_nothing(
 }
 
 /// The running server is under every configured limit and in namespaces of its own, and its
-/// files are out of other users' reach: `/proc/<postmaster>/limits` shows the process count,
-/// address space and file size limits; its user and network namespaces are not ours; the
+/// files are out of other users' reach: `/proc/<postmaster>/limits` shows the process count
+/// (without a cgroup), address space and file size limits; its user and network namespaces are not ours; the
 /// sandbox directories are 0700 (rootless) or 0710 with the server's group (root), so another
 /// local user can neither list nor enter them.
 #[tokio::test]
@@ -718,7 +718,19 @@ async fn the_sandbox_server_runs_under_its_limits_in_its_own_namespaces() {
             .expect("value")
             .to_owned()
     };
-    assert_eq!(soft("Max processes"), "48");
+    if sandboxes.has_cgroups() {
+        // The process count is the cgroup's (see sandbox_cgroups.rs), not a per-user rlimit:
+        // the server keeps the one it inherited.
+        let ours = std::fs::read_to_string("/proc/self/limits").expect("our limits");
+        let inherited = ours
+            .lines()
+            .find_map(|l| l.strip_prefix("Max processes"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("our process limit");
+        assert_eq!(soft("Max processes"), inherited);
+    } else {
+        assert_eq!(soft("Max processes"), "48");
+    }
     assert_eq!(soft("Max address space"), (768u64 << 20).to_string());
     assert_eq!(soft("Max file size"), (2u64 << 30).to_string());
 
@@ -806,7 +818,7 @@ async fn a_restore_that_outgrows_the_memory_limit_is_rejected_and_leaves_nothing
 /// those tests above already are that proof.
 #[test]
 fn the_sandbox_tests_pass_as_an_unprivileged_user() {
-    if !rustix_is_root() {
+    if !is_root() {
         return;
     }
     let home = tempfile::tempdir().expect("tempdir");
@@ -817,24 +829,22 @@ fn the_sandbox_tests_pass_as_an_unprivileged_user() {
         std::os::unix::fs::chown(path, Some(65534), Some(65534)).expect("chown");
     }
     let tests = [
-        "a_minimal_valid_database_restores",
-        "data_that_does_not_load_is_restore_rejected",
-        "the_sandbox_server_is_sealed_against_other_local_users",
-        "the_sandbox_server_runs_under_its_limits_in_its_own_namespaces",
-        "a_restore_that_outgrows_the_memory_limit_is_rejected_and_leaves_nothing",
-        "a_restore_that_outgrows_the_disk_budget_is_rejected_and_leaves_nothing",
-        "a_restore_past_its_time_limit_fails_with_restore_timeout_and_leaves_nothing",
-        "a_sandbox_root_prepared_by_another_user_is_refused_and_nothing_outside_is_touched",
-        "a_sweep_never_follows_a_symbolic_link",
+        "restore_sandbox::a_minimal_valid_database_restores",
+        "restore_sandbox::data_that_does_not_load_is_restore_rejected",
+        "restore_sandbox::the_sandbox_server_is_sealed_against_other_local_users",
+        "restore_sandbox::the_sandbox_server_runs_under_its_limits_in_its_own_namespaces",
+        "restore_sandbox::a_restore_that_outgrows_the_memory_limit_is_rejected_and_leaves_nothing",
+        "restore_sandbox::a_restore_that_outgrows_the_disk_budget_is_rejected_and_leaves_nothing",
+        "restore_sandbox::a_restore_past_its_time_limit_fails_with_restore_timeout_and_leaves_nothing",
+        "restore_sandbox::a_sandbox_root_prepared_by_another_user_is_refused_and_nothing_outside_is_touched",
+        "restore_sandbox::a_sweep_never_follows_a_symbolic_link",
+        // Rootless, a sandbox has no cgroup, and says why.
+        "sandbox_cgroups::the_server_runs_in_a_cgroup_of_its_own_with_the_configured_limits",
     ];
     let output = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&binary)
-        .args(
-            tests
-                .iter()
-                .map(|name| format!("integration::restore_sandbox::{name}")),
-        )
+        .args(tests.iter().map(|name| format!("integration::{name}")))
         .args(["--exact", "--test-threads=2"])
         .env("HOME", home.path())
         .env("TMPDIR", home.path())

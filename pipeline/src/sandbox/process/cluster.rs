@@ -86,13 +86,25 @@ impl ProcessSandboxes {
 
         let log = std::fs::File::create(sandbox.dir.join("server.log"))
             .map_err(|e| provision_error("creating the server log", e))?;
-        let mut server = self.server_command();
+        if let Ok(cgroups) = &self.cgroups {
+            sandbox.cgroup = Some(
+                cgroups
+                    .create(&sandbox.id, &self.limits)
+                    .map_err(|e| provision_error("creating the sandbox's cgroup", e))?,
+            );
+        }
+        let mut server = self.server_command(sandbox.cgroup.as_ref());
         server
             .arg("prlimit")
             .arg(format!("--fsize={MAX_FILE_BYTES}"))
             .arg("--nofile=1024")
-            .arg(format!("--as={}", self.limits.memory_bytes))
-            .arg(format!("--nproc={}", self.limits.processes))
+            .arg(format!("--as={}", self.limits.memory_bytes));
+        if sandbox.cgroup.is_none() {
+            // Without a cgroup, the process count is bounded per user (in the server's user
+            // namespace) instead.
+            server.arg(format!("--nproc={}", self.limits.processes));
+        }
+        server
             .arg("--")
             .arg(self.pg_bin.join("postgres"))
             .arg("-D")

@@ -12,10 +12,12 @@ pub(super) const MAX_FILE_BYTES: u64 = 2 << 30;
 pub struct SandboxLimits {
     /// Bytes on disk of the whole sandbox (cluster, WAL, logs), watched while restoring.
     pub disk_bytes: u64,
-    /// Address space of each server process (`RLIMIT_AS`).
+    /// Memory of the whole server, every process together (its cgroup's `memory.max`, no
+    /// swap), where there is a cgroup; the address space of each process (`RLIMIT_AS`) always.
     pub memory_bytes: u64,
-    /// Processes of the server (`RLIMIT_NPROC`, counted inside the sandbox's own user
-    /// namespace, so other processes of the same user never count against it).
+    /// Processes of the server: its cgroup's `pids.max` where there is one, else
+    /// `RLIMIT_NPROC` (counted inside the sandbox's own user namespace, so other processes of
+    /// the same user never count against it).
     pub processes: u64,
 }
 

@@ -14,10 +14,12 @@
 //!   archive (no plaintext copy of the archive is ever written);
 //! - limits ([`SandboxLimits`], from the config): the caller's time limit; a disk budget for the
 //!   whole sandbox, watched while the restore runs (over it, the restore ends
-//!   `restore_rejected` and the sandbox is destroyed); the server's memory (`RLIMIT_AS` per
-//!   process), processes (`RLIMIT_NPROC`, counted in its user namespace), largest file
-//!   (`RLIMIT_FSIZE`) and open files; and its own settings (8 connections, 2 background
-//!   workers, no parallel workers, no autovacuum);
+//!   `restore_rejected` and the sandbox is destroyed); the server's memory and processes in
+//!   total by a cgroup of its own where the host offers one ([`cgroup`]: v2, or v1 on a host
+//!   with only that), else its processes by `RLIMIT_NPROC` (counted in its user namespace);
+//!   always each process's address space (`RLIMIT_AS`), largest file (`RLIMIT_FSIZE`) and
+//!   open files; and its own settings (8 connections, 2 background workers, no parallel
+//!   workers, no autovacuum);
 //! - a sealed server: its socket directory and socket are 0700 (owned by the server user), and
 //!   every connection needs the sandbox's own random password (SCRAM; never `trust`), which only
 //!   this process knows — another local user can neither reach the socket nor log in;
@@ -57,6 +59,8 @@
 //! - [`root`]: the sandbox root and [`SandboxPlacement`]: where sandboxes live, created, checked
 //!   ([`check_root`]) and sealed.
 //! - [`limits`]: [`SandboxLimits`] and the disk budget's measure.
+//! - [`cgroup`]: the sandboxes' cgroups: found, made per sandbox, joined by the server, read
+//!   for the limit the kernel enforced, emptied and removed.
 //! - [`cluster`]: the throwaway PostgreSQL cluster: `initdb`, the server under its limits, the
 //!   connection, the 3CX schema.
 //! - [`sandbox`]: [`ProcessSandbox`], one sandbox: the restore (tables streamed into `COPY`),
@@ -64,6 +68,7 @@
 //! - [`failure`]: restore failures told without backup content.
 //! - [`sweep`]: which entries of the root are leftovers, and their servers.
 
+mod cgroup;
 mod cluster;
 mod failure;
 mod host;
@@ -79,6 +84,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use super::{RestoreFailure, RestoreSandbox, Sandbox};
+use cgroup::Cgroups;
 use host::{effective_uid, find_pg_bin, is_root, system_user};
 pub use limits::SandboxLimits;
 use namespaces::check_user_namespaces;
@@ -99,6 +105,8 @@ pub struct ProcessSandboxes {
     /// the kernel lets the sandbox user make one). Without it (root only), the network
     /// namespace is root's and the process limit counts all of the sandbox user's processes.
     own_user_namespace: bool,
+    /// Where each sandbox's cgroup is made, or why there is none (then rlimits alone bound it).
+    cgroups: Result<Cgroups, String>,
 }
 
 fn provision_error(what: &str, detail: impl std::fmt::Display) -> RestoreFailure {
@@ -124,7 +132,8 @@ impl ProcessSandboxes {
         root: impl Into<PathBuf>,
         user: Option<&str>,
     ) -> Result<Self, RestoreFailure> {
-        let (run_as, own_user_namespace) = if is_root() {
+        let root_user = is_root();
+        let (run_as, own_user_namespace) = if root_user {
             let ids = system_user(user.unwrap_or("nobody"))?;
             let own = match check_user_namespaces(Some(ids)) {
                 Ok(()) => true,
@@ -142,13 +151,58 @@ impl ProcessSandboxes {
             check_user_namespaces(None)?;
             (None, true)
         };
+        let cgroups = if root_user {
+            Cgroups::discover_as_root()
+        } else {
+            Err("not root, and no cgroup delegated to the service ([sandbox] cgroup)".to_owned())
+        };
+        if let Err(why) = &cgroups {
+            tracing::info!(
+                why,
+                "restore sandboxes are bounded by rlimits, without a cgroup"
+            );
+        }
         Ok(Self {
             root: root.into(),
             pg_bin: find_pg_bin()?,
             run_as,
             own_user_namespace,
             limits: SandboxLimits::default(),
+            cgroups,
         })
+    }
+
+    /// The sandboxes of `placement` for the installation whose data directory is `data_dir`.
+    ///
+    /// # Errors
+    /// As [`Self::discover_as`] and [`Self::with_cgroup`].
+    pub fn for_placement(
+        placement: &SandboxPlacement,
+        data_dir: &Path,
+    ) -> Result<Self, RestoreFailure> {
+        let sandboxes = Self::discover_as(placement.root(data_dir), placement.user.as_deref())?;
+        match &placement.cgroup {
+            Some(group) => sandboxes.with_cgroup(group),
+            None => Ok(sandboxes),
+        }
+    }
+
+    /// The same sandboxes, each in a child of `group`: a cgroup v2 group delegated to the
+    /// service (`[sandbox] cgroup`), with `memory` and `pids` in its `cgroup.subtree_control`.
+    ///
+    /// # Errors
+    /// [`RestoreFailure::Provision`] when `group` is not such a group — a configured cgroup is
+    /// never silently dropped.
+    pub fn with_cgroup(self, group: &Path) -> Result<Self, RestoreFailure> {
+        Ok(Self {
+            cgroups: Ok(Cgroups::delegated(group)?),
+            ..self
+        })
+    }
+
+    /// Whether each sandbox gets a cgroup (else rlimits alone bound it).
+    pub fn has_cgroups(&self) -> bool {
+        self.cgroups.is_ok()
     }
 
     /// What isolates these sandboxes, for `restorable doctor`.
@@ -162,9 +216,13 @@ impl ProcessSandboxes {
         } else {
             "own network namespace"
         };
+        let enforced = match &self.cgroups {
+            Ok(cgroups) => format!("{} and rlimits", cgroups.describe()),
+            Err(why) => format!("rlimits only ({why})"),
+        };
         format!(
-            "process sandbox {who}, {namespaces}, under {}; limits: disk {} MiB, memory {} MiB \
-             per process, {} processes",
+            "process sandbox {who}, {namespaces}, under {}; limits: disk {} MiB, memory {} MiB, \
+             {} processes, by {enforced}",
             self.root.display(),
             self.limits.disk_bytes >> 20,
             self.limits.memory_bytes >> 20,
@@ -205,6 +263,7 @@ impl ProcessSandboxes {
             connection: None,
             password: SecretString::from(hex::encode(password)),
             disk_budget: self.limits.disk_bytes,
+            cgroup: None,
         };
         match self.start(&mut sandbox).await {
             Ok(()) => Ok(sandbox),
@@ -234,6 +293,12 @@ impl RestoreSandbox for ProcessSandboxes {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return 0;
         };
+        if let Ok(cgroups) = &self.cgroups {
+            let removed = cgroups.sweep(UNMARKED_LEFTOVER_AGE);
+            if removed > 0 {
+                tracing::info!(removed, "removed the empty cgroups of gone sandboxes");
+            }
+        }
         let mut swept = 0;
         let mut live = 0;
         for entry in entries.flatten() {

@@ -2,10 +2,12 @@
 //! may make user and network namespaces at all, and the command-line prefix (`unshare`,
 //! `setpriv`) that puts the server in them under its own identity.
 
+use std::ffi::OsString;
 use std::process::Stdio;
 
 use tokio::process::Command;
 
+use super::cgroup::SandboxCgroup;
 use super::{provision_error, ProcessSandboxes};
 use crate::sandbox::RestoreFailure;
 
@@ -79,38 +81,51 @@ impl ProcessSandboxes {
         command.arg("--");
     }
 
-    /// The namespaces and identity of the server, up to the `prlimit` it runs under:
+    /// The cgroup (when there is one), namespaces and identity of the server, up to the
+    /// `prlimit` it runs under:
     /// - rootless: `unshare --user --map-current-user --net -- setpriv --pdeathsig KILL --`
     ///   (a user namespace mapping this user to itself lets it own a network namespace);
     /// - root, with a user namespace: `setpriv <user> -- unshare --user --map-current-user
     ///   --net -- setpriv --pdeathsig KILL --` (the same, made by the sandbox user, so the
     ///   process limit counts only the sandbox's processes);
-    /// - root, without: `unshare --net -- setpriv --pdeathsig KILL <user> --`.
+    /// - root, without: `unshare --net -- setpriv --pdeathsig KILL <user> --`;
     ///
-    /// The parent-death signal is set last, since entering a user namespace clears it.
-    pub(super) fn server_command(&self) -> Command {
-        let mut server;
+    /// each after [`SandboxCgroup::join_prefix`] when the sandbox has a cgroup (joined first,
+    /// as the invoking user, who owns the group). The parent-death signal is set last, since
+    /// entering a user namespace clears it.
+    pub(super) fn server_command(&self, cgroup: Option<&SandboxCgroup>) -> Command {
+        let mut line: Vec<OsString> = cgroup.map(SandboxCgroup::join_prefix).unwrap_or_default();
+        let mut push = |args: &[&str]| line.extend(args.iter().map(OsString::from));
         match self.run_as {
             Some((uid, gid)) if self.own_user_namespace => {
-                server = Command::new("setpriv");
-                server
-                    .arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={gid}"))
-                    .args(["--clear-groups", "--", "unshare"])
-                    .args(["--user", "--map-current-user", "--net", "--", "setpriv"])
-                    .args(["--pdeathsig", "KILL", "--"]);
+                push(&[
+                    "setpriv",
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={gid}"),
+                ]);
+                push(&["--clear-groups", "--", "unshare"]);
+                push(&["--user", "--map-current-user", "--net", "--", "setpriv"]);
+                push(&["--pdeathsig", "KILL", "--"]);
             }
-            Some(_) => {
-                server = Command::new("unshare");
-                server.args(["--net", "--", "setpriv"]);
-                self.unprivileged(&mut server);
+            Some((uid, gid)) => {
+                push(&["unshare", "--net", "--", "setpriv", "--pdeathsig", "KILL"]);
+                push(&[&format!("--reuid={uid}"), &format!("--regid={gid}")]);
+                push(&["--clear-groups", "--"]);
             }
             None => {
-                server = Command::new("unshare");
-                server.args(["--user", "--map-current-user", "--net", "--", "setpriv"]);
-                self.unprivileged(&mut server);
+                push(&[
+                    "unshare",
+                    "--user",
+                    "--map-current-user",
+                    "--net",
+                    "--",
+                    "setpriv",
+                ]);
+                push(&["--pdeathsig", "KILL", "--"]);
             }
         }
+        let mut server = Command::new(&line[0]);
+        server.args(&line[1..]);
         server
     }
 }

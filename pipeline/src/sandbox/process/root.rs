@@ -162,6 +162,10 @@ pub struct SandboxPlacement {
     /// The server user when running as root; `None`: `nobody`. A dedicated system user (e.g.
     /// `restorable-sandbox`, no login, no home) shares its files with no other service.
     pub user: Option<String>,
+    /// A cgroup v2 group delegated to the service (`memory` and `pids` in its
+    /// `cgroup.subtree_control`) for the sandboxes' cgroups; `None`: found automatically as
+    /// root (see `cgroup`), none otherwise.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl SandboxPlacement {

@@ -15,6 +15,7 @@ use sqlx::Row;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
+use super::cgroup::SandboxCgroup;
 use super::failure::database_failure;
 use super::limits::{disk_usage, DISK_CHECK_EVERY};
 use crate::archive::PositionedReader;
@@ -33,6 +34,8 @@ pub struct ProcessSandbox {
     pub(super) password: SecretString,
     /// Bytes on disk the sandbox may use.
     pub(super) disk_budget: u64,
+    /// The server's cgroup, when the host offers one.
+    pub(super) cgroup: Option<SandboxCgroup>,
 }
 
 impl Drop for ProcessSandbox {
@@ -161,6 +164,23 @@ impl ProcessSandbox {
         self.dir.join("socket")
     }
 
+    /// The limit the kernel enforced on this sandbox's cgroup, if it has one and any was hit
+    /// (tests look).
+    pub fn limit_enforced(&self) -> Option<&'static str> {
+        self.cgroup.as_ref().and_then(SandboxCgroup::exceeded)
+    }
+
+    /// `failure`, or — when the kernel enforced a cgroup limit meanwhile, whatever error the
+    /// client saw (a backend killed for memory, a refused fork) — `restore_rejected` by it.
+    fn blame_limits(&self, failure: RestoreFailure) -> RestoreFailure {
+        match self.limit_enforced() {
+            Some(limit) => RestoreFailure::Rejected(format!(
+                "the restore outgrew the sandbox's {limit} ({failure})"
+            )),
+            None => failure,
+        }
+    }
+
     fn connection(&self) -> Result<PgPool, RestoreFailure> {
         self.connection
             .clone()
@@ -251,16 +271,44 @@ impl Sandbox for ProcessSandbox {
                 }
             }
         };
-        tokio::select! {
+        let restored = tokio::select! {
             loaded = self.load(archive, password) => loaded,
             used = over_budget => Err(RestoreFailure::Rejected(format!(
                 "the restore outgrew the sandbox's disk budget ({used} bytes used, {budget} \
                  allowed)"
             ))),
-        }
+        };
+        restored.map_err(|failure| self.blame_limits(failure))
     }
 
     async fn inspect(&mut self) -> Result<ManifestCounts, RestoreFailure> {
+        self.inspect_counts()
+            .await
+            .map_err(|failure| self.blame_limits(failure))
+    }
+
+    async fn destroy(&mut self) {
+        if let Some(pool) = self.connection.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
+        }
+        if let Some(mut server) = self.server.take() {
+            let _ = server.start_kill();
+            let _ = server.wait().await;
+        }
+        if let Some(mut cgroup) = self.cgroup.take() {
+            cgroup.remove().await;
+        }
+        if self.dir.exists() {
+            if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+                tracing::error!(dir = %self.dir.display(), %error, "could not remove a sandbox");
+            }
+        }
+    }
+}
+
+impl ProcessSandbox {
+    /// The inspection: the required settings are there, and what was restored, counted.
+    async fn inspect_counts(&self) -> Result<ManifestCounts, RestoreFailure> {
         let connection = self.connection()?;
         let present: Vec<String> = sqlx::query("SELECT name FROM parameter WHERE name = ANY($1)")
             .bind(schema::REQUIRED_SETTINGS)
@@ -294,20 +342,5 @@ impl Sandbox for ProcessSandbox {
             trunks: count(4),
             settings: count(5),
         })
-    }
-
-    async fn destroy(&mut self) {
-        if let Some(pool) = self.connection.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
-        }
-        if let Some(mut server) = self.server.take() {
-            let _ = server.start_kill();
-            let _ = server.wait().await;
-        }
-        if self.dir.exists() {
-            if let Err(error) = std::fs::remove_dir_all(&self.dir) {
-                tracing::error!(dir = %self.dir.display(), %error, "could not remove a sandbox");
-            }
-        }
     }
 }

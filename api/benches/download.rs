@@ -178,8 +178,10 @@ async fn main() {
         .await
         .expect("fold");
     let (sha256, size, rung) = {
-        let model = read.read();
-        let row = model.backups.row(&cycle).expect("the cycle's row");
+        let row = restorable_pipeline::read_model::backup_row(&pipeline.store, &cycle)
+            .await
+            .expect("read the view")
+            .expect("the cycle's row");
         (
             row.sha256.clone().expect("a captured copy has a SHA-256"),
             row.size.expect("a captured copy has a size"),

@@ -1,12 +1,13 @@
-//! What a caller may see. Every lookup by id goes through here, and data of a tenant outside
+//! What a caller may see (fleet rows from the views in memory, cycles from the stored view). Every lookup by id goes through here, and data of a tenant outside
 //! the caller's scope answers exactly like data that does not exist (404), so ids of other
 //! tenants leak nothing.
 
 use restorable_domain::ids::{CycleId, InstanceId};
+use restorable_pipeline::read_model;
 use restorable_projections::backups::BackupRow;
 use restorable_projections::fleet::FleetRow;
 
-use crate::auth::Principal;
+use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -25,17 +26,22 @@ pub fn instance(state: &AppState, who: &Principal, instance: &str) -> Result<Fle
         .ok_or(ApiError::NotFound)
 }
 
-/// The backups row of `cycle`, if the caller may see it.
+/// The backups row of `cycle`, if the caller may see it (read from the stored view by its key).
 ///
 /// # Errors
-/// [`ApiError::NotFound`] for a malformed, unknown or other tenant's id.
-pub fn cycle(state: &AppState, who: &Principal, cycle: &str) -> Result<BackupRow, ApiError> {
+/// [`ApiError::NotFound`] for a malformed, unknown or other tenant's id; a store failure.
+pub async fn cycle(state: &AppState, who: &Principal, cycle: &str) -> Result<BackupRow, ApiError> {
     let id: CycleId = cycle.parse().map_err(|_| ApiError::NotFound)?;
-    let model = state.read.read();
-    model
-        .backups
-        .row(&id)
+    read_model::backup_row(&state.pipeline.store, &id)
+        .await?
         .filter(|row| who.scope.allows(&row.tenant_id))
-        .cloned()
         .ok_or(ApiError::NotFound)
+}
+
+/// The tenant whose rows `who` may read, `None` for every tenant.
+pub fn tenant_of(who: &Principal) -> Option<&str> {
+    match &who.scope {
+        Scope::All => None,
+        Scope::Tenant(tenant) => Some(tenant.as_str()),
+    }
 }

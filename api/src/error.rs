@@ -56,6 +56,15 @@ impl From<restorable_pipeline::store::StoreError> for ApiError {
     }
 }
 
+impl From<restorable_pipeline::read_model::ProjectionError> for ApiError {
+    fn from(error: restorable_pipeline::read_model::ProjectionError) -> Self {
+        match error {
+            restorable_pipeline::read_model::ProjectionError::Store(store) => store.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {

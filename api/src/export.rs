@@ -11,10 +11,12 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
+use crate::access;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::queries::{alert_rows, fleet_entries, status_param, FleetFilter};
 use crate::state::Shared;
+use restorable_pipeline::read_model;
 
 /// The CSV exports.
 pub fn router() -> Router<Shared> {
@@ -194,30 +196,26 @@ struct BackupLine {
 /// # Errors
 /// Writing the CSV failed.
 pub async fn backups(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
-    let lines: Vec<BackupLine> = {
-        let model = state.read.read();
-        model
-            .backups
-            .rows()
-            .filter(|b| who.scope.allows(&b.tenant_id))
-            .map(|b| BackupLine {
-                cycle_id: text(b.cycle_id),
-                instance_id: text(b.instance_id),
-                tenant: text(&b.tenant_id),
-                rung: text(b.rung.label()),
-                size: b.size.into(),
-                sha256: b.sha256.as_ref().into(),
-                key_version: b.key_version.into(),
-                retain_until: time(b.retain_until),
-                started_at: text(b.started_at.to_rfc3339()),
-                secured_at: time(b.secured_at),
-                verified_at: time(b.verified_at),
-                restore_tested_at: time(b.restore_tested_at),
-                failure_stage: b.failure.as_ref().map(|f| &f.stage).into(),
-                failure_reason: b.failure.as_ref().map(|f| &f.reason).into(),
-            })
-            .collect()
-    };
+    let rows = read_model::backup_rows(&state.pipeline.store, access::tenant_of(&who)).await?;
+    let lines: Vec<BackupLine> = rows
+        .iter()
+        .map(|b| BackupLine {
+            cycle_id: text(b.cycle_id),
+            instance_id: text(b.instance_id),
+            tenant: text(&b.tenant_id),
+            rung: text(b.rung.label()),
+            size: b.size.into(),
+            sha256: b.sha256.as_ref().into(),
+            key_version: b.key_version.into(),
+            retain_until: time(b.retain_until),
+            started_at: text(b.started_at.to_rfc3339()),
+            secured_at: time(b.secured_at),
+            verified_at: time(b.verified_at),
+            restore_tested_at: time(b.restore_tested_at),
+            failure_stage: b.failure.as_ref().map(|f| &f.stage).into(),
+            failure_reason: b.failure.as_ref().map(|f| &f.reason).into(),
+        })
+        .collect();
     csv_response("backups.csv", lines)
 }
 

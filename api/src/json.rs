@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
+use restorable_pipeline::read_model;
 use restorable_pipeline::store::DeadLetter;
 use restorable_projections::alerts::AlertRow;
 use restorable_projections::audit::AuditRow;
@@ -113,7 +114,7 @@ async fn backups(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<BackupRow>>, ApiError> {
-    backup_rows(&state, &who, &id).map(Json)
+    backup_rows(&state, &who, &id).await.map(Json)
 }
 
 async fn cycle(
@@ -129,16 +130,12 @@ async fn alerts(State(state): State<Shared>, who: Principal) -> Json<Vec<AlertRo
     Json(alert_rows(&state, &who))
 }
 
-async fn audit(State(state): State<Shared>, who: Principal) -> Json<Vec<AuditRow>> {
-    let model = state.read.read();
-    Json(
-        model
-            .audit
-            .rows()
-            .filter(|a| who.scope.allows(&a.action.tenant_id))
-            .cloned()
-            .collect(),
-    )
+async fn audit(
+    State(state): State<Shared>,
+    who: Principal,
+) -> Result<Json<Vec<AuditRow>>, ApiError> {
+    let rows = read_model::audit_rows(&state.pipeline.store, access::tenant_of(&who)).await?;
+    Ok(Json(rows))
 }
 
 /// The pending dead letters (events a consumer gave up on), oldest first: for the service

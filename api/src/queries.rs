@@ -4,6 +4,7 @@
 //! module that answers requests, so `json`, `pages` and `export` all build on it.
 
 use chrono::Utc;
+use restorable_pipeline::read_model;
 use restorable_projections::alerts::AlertRow;
 use restorable_projections::backups::BackupRow;
 use restorable_projections::fleet::{FleetRow, Status};
@@ -142,23 +143,17 @@ pub fn fleet_key(
     }
 }
 
-/// Every cycle of a visible instance, newest first.
+/// Every cycle of a visible instance, newest first (the stored view's rows of that instance).
 ///
 /// # Errors
-/// 404 if not visible.
-pub fn backup_rows(
+/// 404 if not visible; a store failure.
+pub async fn backup_rows(
     state: &AppState,
     who: &Principal,
     instance: &str,
 ) -> Result<Vec<BackupRow>, ApiError> {
     let row = access::instance(state, who, instance)?;
-    let model = state.read.read();
-    Ok(model
-        .backups
-        .of_instance(&row.instance_id)
-        .into_iter()
-        .cloned()
-        .collect())
+    Ok(read_model::backup_rows_of(&state.pipeline.store, &row.instance_id).await?)
 }
 
 /// One event of a cycle's history.
@@ -183,7 +178,7 @@ pub async fn cycle_detail(
     who: &Principal,
     id: &str,
 ) -> Result<(BackupRow, Vec<HistoryEntry>), ApiError> {
-    let row = access::cycle(state, who, id)?;
+    let row = access::cycle(state, who, id).await?;
     let history = state
         .pipeline
         .store

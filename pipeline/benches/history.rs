@@ -24,6 +24,13 @@
 //! history once, as after an upgrade), twenty steady ticks, and a rebuild of every view from
 //! the whole log, each with its peak RSS.
 //!
+//! **`projections rebuild`'s memory** (`-- rebuild [postgres] [EVENTS...]`, default 1 and 5
+//! million events on SQLite): a log of whole cycles made with the same loader — 1,000 instances
+//! enrolled, then cycles round the fleet, each the instance's `CycleOpened` and `CycleClosed`
+//! around the cycle's `CycleStarted`, `Captured`, `Secured`, `Verified` (six events; a backups
+//! row each), and an audit record every 50 cycles — rebuilt in a process of its own, with its
+//! time, peak RSS and the most backups rows it held at once.
+//!
 //! `cargo bench -p restorable-pipeline --bench history [-- HISTORIES...]` (default
 //! `0 1000 10000 100000`) prints Markdown; `scripts/bench.sh` puts it in BENCHMARKS.md. Needs
 //! PostgreSQL (`RESTORABLE_TEST_DATABASE_URL`, or the local server).
@@ -33,7 +40,10 @@ use std::time::Instant;
 use chrono::{Duration, Utc};
 use cqrs_es::DomainEvent;
 use restorable_domain::alert::InstanceAlerts;
-use restorable_domain::cycle::{examples, BackupCycleCommand, CycleStarted, Secured, Verified};
+use restorable_domain::audit::{ActionRecorded, AuditAction, AuditEvent};
+use restorable_domain::cycle::{
+    examples, BackupCycleCommand, BackupCycleEvent, CycleStarted, Secured, Verified,
+};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{
     CycleClosed, CycleOpened, Instance, InstanceCommand, InstanceEvent, RestorePolicy, Schedule,
@@ -129,8 +139,20 @@ impl<'a> Loader<'a> {
     }
 
     async fn push(&mut self, id: &str, sequence: i64, event: &InstanceEvent) {
+        self.push_event("Instance", id, sequence, event).await;
+    }
+
+    /// Any aggregate's event, serialized as the store serializes it.
+    async fn push_event<E: DomainEvent>(
+        &mut self,
+        aggregate: &str,
+        id: &str,
+        sequence: i64,
+        event: &E,
+    ) {
         let payload = serde_json::to_string(event).expect("json");
-        self.push_json(
+        self.push_row(
+            aggregate,
             id,
             sequence,
             &event.event_type(),
@@ -148,10 +170,23 @@ impl<'a> Loader<'a> {
         version: &str,
         payload: &str,
     ) {
+        self.push_row("Instance", id, sequence, kind, version, payload)
+            .await;
+    }
+
+    async fn push_row(
+        &mut self,
+        aggregate: &str,
+        id: &str,
+        sequence: i64,
+        kind: &str,
+        version: &str,
+        payload: &str,
+    ) {
         let jsonb = self.jsonb;
         let payload = payload.replace('\'', "''");
         self.rows.push(format!(
-            "('Instance', '{id}', {sequence}, '{kind}', '{version}', '{payload}'{jsonb}, '{{}}'{jsonb})"
+            "('{aggregate}', '{id}', {sequence}, '{kind}', '{version}', '{payload}'{jsonb}, '{{}}'{jsonb})"
         ));
         if self.rows.len() >= ROWS_PER_INSERT {
             self.flush().await;
@@ -473,6 +508,187 @@ fn print_ticks(label: &str, instances: usize, rows: &[TickRow]) {
     }
 }
 
+/// Instances of the rebuild's history.
+const REBUILD_INSTANCES: usize = 1000;
+
+/// A history of about `events` events for the rebuild's memory (see the module's header):
+/// [`REBUILD_INSTANCES`] instances, then whole cycles round the fleet — the instance's
+/// `CycleOpened`, the cycle's `CycleStarted`, `Captured`, `Secured`, `Verified`, the instance's
+/// `CycleClosed` — and an audit record every 50 cycles. Returns the cycles loaded.
+async fn load_cycles(pipeline: &Pipeline, events: usize) -> usize {
+    let template = enrol_every(pipeline, "template", 60).await;
+    let enrolled = pipeline
+        .store
+        .history("Instance", &template.to_string())
+        .await
+        .expect("history")
+        .into_iter()
+        .next()
+        .expect("InstanceEnrolled");
+    let payload: serde_json::Value = serde_json::from_str(&enrolled.payload).expect("json");
+    let tenant = TenantId::new("bench").expect("tenant");
+    let mut loader = Loader::new(pipeline);
+    let mut instances = Vec::new();
+    for n in 0..REBUILD_INSTANCES {
+        let name = format!("pbx-{n}");
+        let id = InstanceId::for_name(&tenant, &name);
+        let mut event = payload.clone();
+        event["InstanceEnrolled"]["instance_id"] = serde_json::Value::String(id.to_string());
+        event["InstanceEnrolled"]["name"] = serde_json::Value::String(name);
+        loader
+            .push_json(
+                &id.to_string(),
+                1,
+                &enrolled.event_type,
+                &enrolled.event_version,
+                &event.to_string(),
+            )
+            .await;
+        instances.push((id, 1i64));
+    }
+    let cycles = events / 6;
+    let first = Utc::now() - Duration::minutes(i64::try_from(cycles).expect("cycles"));
+    let mut audit_sequence = 0;
+    for k in 0..cycles {
+        let (instance, sequence) = &mut instances[k % REBUILD_INSTANCES];
+        let id = instance.to_string();
+        let cycle_id = CycleId::random();
+        let cycle = cycle_id.to_string();
+        let at = first + Duration::minutes(i64::try_from(k).expect("k"));
+        *sequence += 1;
+        let opened = InstanceEvent::CycleOpened(CycleOpened {
+            cycle_id,
+            trigger: Trigger::Scheduled,
+            opened_at: at,
+        });
+        loader.push(&id, *sequence, &opened).await;
+        let steps = [
+            BackupCycleEvent::CycleStarted(CycleStarted {
+                cycle_id,
+                instance_id: *instance,
+                tenant_id: tenant.clone(),
+                trigger: Trigger::Scheduled,
+                started_at: at,
+            }),
+            BackupCycleEvent::Captured(examples::captured()),
+            BackupCycleEvent::Secured(examples::secured()),
+            BackupCycleEvent::Verified(examples::verified()),
+        ];
+        for (n, step) in steps.iter().enumerate() {
+            let n = i64::try_from(n).expect("n") + 1;
+            loader.push_event("BackupCycle", &cycle, n, step).await;
+        }
+        *sequence += 1;
+        let closed = InstanceEvent::CycleClosed(CycleClosed {
+            cycle_id,
+            reached: Rung::Verified,
+            failed: false,
+            retryable: false,
+            closed_at: at + Duration::minutes(3),
+        });
+        loader.push(&id, *sequence, &closed).await;
+        if k % 50 == 0 {
+            audit_sequence += 1;
+            let record = AuditEvent::ActionRecorded(ActionRecorded {
+                tenant_id: tenant.clone(),
+                actor: "owner@bench.example".into(),
+                action: AuditAction::Download,
+                instance_id: Some(*instance),
+                cycle_id: Some(cycle_id),
+                key_version: Some(1),
+                at,
+            });
+            loader
+                .push_event("AuditTrail", tenant.as_str(), audit_sequence, &record)
+                .await;
+        }
+    }
+    loader.flush().await;
+    cycles
+}
+
+/// The rebuilding process: `projections rebuild` of the whole log; prints its seconds, the
+/// events, the backups rows stored, the most backups rows it held at once and its peak RSS in
+/// MiB.
+async fn rebuild_child(kind: &str, place: &str) {
+    let backends = if kind == "postgres" {
+        Backends {
+            data_dir: std::env::temp_dir(),
+            database_url: Some(place.to_owned()),
+            ..Backends::default()
+        }
+    } else {
+        Backends {
+            data_dir: place.into(),
+            ..Backends::default()
+        }
+    };
+    let pipeline = Pipeline::open(&backends, Settings::default())
+        .await
+        .expect("pipeline");
+    let events = pipeline.store.log_end().await.expect("log end");
+    let started = Instant::now();
+    let side = read_model::rebuild_caching(&pipeline.store, read_model::CACHED_CYCLES, &mut |_| {})
+        .await
+        .expect("rebuild");
+    let seconds = started.elapsed().as_secs_f64();
+    let backups = pipeline.store.view_count("backups").await.expect("count");
+    let cache = side.cache_use().await;
+    pipeline.store.close().await;
+    println!(
+        "{seconds} {events} {backups} {} {}",
+        cache.peak,
+        peak_rss_mib()
+    );
+}
+
+/// `projections rebuild` of histories of `sizes` events (about: whole cycles), each rebuilt in
+/// a process of its own, so its peak RSS is the rebuild's.
+async fn rebuilds(postgres: bool, sizes: &[usize]) {
+    let label = if postgres {
+        "PostgreSQL"
+    } else {
+        "SQLite (embedded default)"
+    };
+    println!("\n**{label}**, `projections rebuild` of a history of whole cycles ({REBUILD_INSTANCES} instances)\n");
+    println!(
+        "| events in the log | cycles (backups rows) | loaded in | rebuild | rebuild rate | most backups rows held at once | rebuild peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &size in sizes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (pipeline, database) = pipeline_on(postgres, dir.path()).await;
+        let loading = Instant::now();
+        let cycles = load_cycles(&pipeline, size).await;
+        let load_seconds = loading.elapsed().as_secs_f64();
+        pipeline.store.close().await;
+        let backends = Backends {
+            data_dir: dir.path().to_owned(),
+            database_url: database.as_ref().map(|d| d.url().to_owned()),
+            ..Backends::default()
+        };
+        let (kind, place) = location(&backends);
+        let child = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["rebuild-child", &kind, &place])
+            .output()
+            .expect("the rebuilding process");
+        assert!(child.status.success(), "{child:?}");
+        let text = String::from_utf8_lossy(&child.stdout);
+        let numbers: Vec<f64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse::<f64>().ok())
+            .collect();
+        let [seconds, events, backups, held, peak] = numbers[..] else {
+            panic!("the rebuilding process printed {text}");
+        };
+        assert_eq!(backups as usize, cycles, "every cycle's row");
+        println!(
+            "| {events:.0} | {backups:.0} | {load_seconds:.0} s | {seconds:.1} s | {:.0} events/s | {held:.0} | {peak:.1} MiB |",
+            events / seconds
+        );
+    }
+}
+
 /// A fresh pipeline on SQLite (in `dir`) or on a new scratch PostgreSQL database.
 async fn pipeline_on(postgres: bool, dir: &std::path::Path) -> (Pipeline, Option<ScratchDatabase>) {
     let database = if postgres {
@@ -521,6 +737,20 @@ async fn main() {
     };
     if args.first().map(String::as_str) == Some("child") {
         timed_cycles(&args[1], &args[2], &args[3]).await;
+        return;
+    }
+    if args.first().map(String::as_str) == Some("rebuild-child") {
+        rebuild_child(&args[1], &args[2]).await;
+        return;
+    }
+    if args.first().map(String::as_str) == Some("rebuild") {
+        // history rebuild [postgres] EVENTS... (default 1,000,000 and 5,000,000 on SQLite)
+        let postgres = args.get(1).map(String::as_str) == Some("postgres");
+        let mut sizes = numbers(1);
+        if sizes.is_empty() {
+            sizes = vec![1_000_000, 5_000_000];
+        }
+        rebuilds(postgres, &sizes).await;
         return;
     }
     if args.first().map(String::as_str) == Some("tick") {

@@ -1,25 +1,42 @@
-//! The projector: keeps the read side ([`ReadModel`]: fleet, backups, alerts, audit) up to date
-//! from the event log and stores its rows in the event store's database (`read_model`), written
-//! with its checkpoint in one transaction. A process loads the stored rows, then follows the log;
-//! only the process holding the `projector` lease writes (others keep theirs in memory), and
-//! every write checks the lease in its own transaction ([`crate::store::Lease`]: fencing), so a
-//! projector that lost its lease in an outage writes nothing more, and the stored checkpoint
-//! never moves back. A process that becomes the writer first reloads the stored rows (what it
-//! folded while not writing was never stored), so the stored views always equal a rebuild. The
-//! writer also sweeps for stale instances and raises "Backup Stale" and "Verify Stale" alerts.
+//! The projector: keeps the read side up to date from the event log and stores its rows in the
+//! event store's database (`read_model`), written with its checkpoint in one transaction. Only
+//! the process holding the `projector` lease writes, and every write checks the lease in its own
+//! transaction ([`crate::store::Lease`]: fencing), so a projector that lost its lease in an
+//! outage writes nothing more, and the stored checkpoint never moves back. A process that
+//! becomes the writer first reloads the stored rows (what it folded while not writing was never
+//! stored), so the stored views always equal a rebuild. The writer also sweeps for stale
+//! instances and raises "Backup Stale" and "Verify Stale" alerts.
 //!
-//! [`rebuild`] empties the views and replays the whole history; the result must equal the live
-//! views (a test checks it).
+//! # Memory does not grow with history
+//! Only two views are held whole in memory ([`ReadModel`]): a fleet row per instance, and the
+//! alerts (a row per alert raised: failure episodes, not cycles). The `backups` view (a row per cycle) and the `audit` view (a row
+//! per recorded action) live in the table alone: readers read them per request through indexed
+//! queries ([`backup_row`], [`backup_rows_of`], [`backup_rows`], [`audit_rows`]). The projector
+//! folds a cycle's event into that cycle's row, which it holds in a cache of at most
+//! [`CACHED_CYCLES`] rows (least recently folded out first) or loads for the batch: the writer
+//! from the table (its rows are as of its own position), another process from the cycle's own
+//! few events in the log (its position runs ahead of the stored rows). An audit row is written
+//! once and never held. So, folding, a process holds the cache, one batch of [`BATCH`] events
+//! and the rows that batch touched; a writer stores them before it reads the next batch (rows
+//! whose write failed are written before anything more is folded).
+//!
+//! [`rebuild`] empties the views and replays the whole history with the same fold, in the same
+//! bounded memory; the result must equal the live views (a test checks it).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use chrono::Utc;
 use restorable_domain::cycle::BackupCycleEvent;
+use restorable_domain::ids::{CycleId, InstanceId};
+use restorable_projections::audit::AuditRow;
 use restorable_projections::backups::BackupRow;
 use restorable_projections::fleet::FleetView;
-use restorable_projections::model::{ModelError, ReadModel, RowKey, StoredRow, VIEWS};
+use restorable_projections::model::{
+    parse, ModelError, ReadModel, RowKey, StoredRow, MEMORY_VIEWS,
+};
 use restorable_projections::AnyEvent;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -37,9 +54,12 @@ const LEASE_TTL_MS: i64 = 20_000;
 /// How often the writer renews its lease while idle.
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Events folded per batch.
-const BATCH: i64 = 1000;
+pub const BATCH: i64 = 1000;
 /// How long the projector waits for a commit before looking at the log anyway.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Backups rows a projector keeps between batches (cycles in flight are folded from here
+/// without a read; a row pushed out is read again when its cycle moves).
+pub const CACHED_CYCLES: usize = 4096;
 
 /// Why the read side failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,59 +102,179 @@ pub struct Changed {
     pub rows: Vec<StoredRow>,
 }
 
-/// The read side of one process: the views in memory, following the log.
+/// The backups rows a projector holds: at most `capacity` between batches, the least recently
+/// folded pushed out first.
+#[derive(Debug)]
+struct CycleCache {
+    capacity: usize,
+    rows: HashMap<CycleId, (u64, BackupRow)>,
+    order: BTreeMap<u64, CycleId>,
+    tick: u64,
+    peak: usize,
+}
+
+impl CycleCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            rows: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            peak: 0,
+        }
+    }
+
+    fn contains(&self, id: &CycleId) -> bool {
+        self.rows.contains_key(id)
+    }
+
+    fn get(&self, id: &CycleId) -> Option<&BackupRow> {
+        self.rows.get(id).map(|(_, row)| row)
+    }
+
+    fn take(&mut self, id: &CycleId) -> Option<BackupRow> {
+        let (tick, row) = self.rows.remove(id)?;
+        self.order.remove(&tick);
+        Some(row)
+    }
+
+    /// Holds `row` as the most recently folded.
+    fn put(&mut self, row: BackupRow) {
+        let id = row.cycle_id;
+        let _ = self.take(&id);
+        self.tick += 1;
+        self.order.insert(self.tick, id);
+        self.rows.insert(id, (self.tick, row));
+        self.peak = self.peak.max(self.rows.len());
+    }
+
+    /// Pushes out the least recently folded rows beyond the capacity (only rows already
+    /// stored, or not to be stored: called when nothing is left unsaved).
+    fn shrink(&mut self) {
+        while self.rows.len() > self.capacity {
+            let Some((_, id)) = self.order.pop_first() else {
+                break;
+            };
+            self.rows.remove(&id);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.order.clear();
+    }
+}
+
+/// Rows folded in but not yet stored (a writer) or announced (another process).
+#[derive(Debug, Default)]
+struct Unsaved {
+    memory: HashSet<RowKey>,
+    backups: HashSet<CycleId>,
+    audit: Vec<AuditRow>,
+}
+
+impl Unsaved {
+    fn is_empty(&self) -> bool {
+        self.memory.is_empty() && self.backups.is_empty() && self.audit.is_empty()
+    }
+}
+
+/// The projector's working state, held by one fold at a time.
+#[derive(Debug)]
+struct Work {
+    /// The last position folded (ahead of the published position while its rows are unsaved).
+    folded: i64,
+    cycles: CycleCache,
+    unsaved: Unsaved,
+}
+
+/// How large the projector's cache of backups rows got: for tests and benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheUse {
+    /// Rows held now.
+    pub held: usize,
+    /// The most rows ever held at once (while folding a batch: the cache plus the batch's rows).
+    pub peak: usize,
+    /// Rows held between batches at most.
+    pub capacity: usize,
+}
+
+/// The read side of one process: the fleet and alert views in memory, following the log; the
+/// views that grow with every cycle in the table.
 #[derive(Clone)]
 pub struct ReadSide {
     model: Arc<RwLock<ReadModel>>,
-    position: Arc<std::sync::atomic::AtomicI64>,
+    position: Arc<AtomicI64>,
     changes: broadcast::Sender<Changed>,
-    /// Rows folded in but not yet stored (their write failed; they go with the next batch).
-    unsaved: Arc<std::sync::Mutex<HashSet<RowKey>>>,
+    work: Arc<tokio::sync::Mutex<Work>>,
 }
 
 impl ReadSide {
-    /// Loads the stored views and their checkpoint.
+    /// Loads the stored views held in memory and their checkpoint.
     ///
     /// # Errors
     /// A store failure, or a stored row that does not parse.
     pub async fn load(store: &Store) -> Result<Self, ProjectionError> {
+        Self::load_caching(store, CACHED_CYCLES).await
+    }
+
+    /// [`ReadSide::load`], holding at most `cycles` backups rows between batches (tests use a
+    /// small cache, so rows are pushed out and read back often).
+    ///
+    /// # Errors
+    /// As [`ReadSide::load`].
+    pub async fn load_caching(store: &Store, cycles: usize) -> Result<Self, ProjectionError> {
         let (model, position) = stored(store).await?;
         Ok(Self {
             model: Arc::new(RwLock::new(model)),
-            position: Arc::new(std::sync::atomic::AtomicI64::new(position)),
+            position: Arc::new(AtomicI64::new(position)),
             changes: broadcast::channel(1024).0,
-            unsaved: Arc::default(),
+            work: Arc::new(tokio::sync::Mutex::new(Work {
+                folded: position,
+                cycles: CycleCache::new(cycles),
+                unsaved: Unsaved::default(),
+            })),
         })
     }
 
-    /// Replaces the views in memory with the stored ones (on becoming the writer).
-    async fn reload(&self, store: &Store) -> Result<(), ProjectionError> {
+    /// Replaces the views in memory with the stored ones and drops what was folded but not
+    /// stored (on becoming the writer).
+    async fn reload(&self, store: &Store, work: &mut Work) -> Result<(), ProjectionError> {
         let (model, position) = stored(store).await?;
         *self.model.write().unwrap_or_else(|p| p.into_inner()) = model;
-        self.unsaved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.position
-            .store(position, std::sync::atomic::Ordering::Release);
+        work.cycles.clear();
+        work.unsaved = Unsaved::default();
+        work.folded = position;
+        self.position.store(position, Ordering::Release);
         Ok(())
     }
 
-    /// The views as of now (hold the guard briefly: the projector waits for it).
+    /// The views held in memory as of now (hold the guard briefly: the projector waits for it).
     pub fn read(&self) -> RwLockReadGuard<'_, ReadModel> {
         self.model
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The log position the views include.
+    /// The log position the views include (for a writer: the stored checkpoint, so the rows
+    /// read from the table include it too).
     pub fn position(&self) -> i64 {
-        self.position.load(std::sync::atomic::Ordering::Acquire)
+        self.position.load(Ordering::Acquire)
     }
 
-    /// Changes as they are folded in.
+    /// Changes as they are folded in (a writer's once stored).
     pub fn subscribe(&self) -> broadcast::Receiver<Changed> {
         self.changes.subscribe()
+    }
+
+    /// How large the cache of backups rows is and got.
+    pub async fn cache_use(&self) -> CacheUse {
+        let work = self.work.lock().await;
+        CacheUse {
+            held: work.cycles.rows.len(),
+            peak: work.cycles.peak,
+            capacity: work.cycles.capacity,
+        }
     }
 
     /// Folds the log up to its end; under a `writer` lease, writes the changed rows and the
@@ -142,9 +282,11 @@ impl ReadSide {
     ///
     /// # Errors
     /// A store failure ([`StoreError::LeaseLost`] when the lease went to another process).
-    /// What was folded stays folded; rows not yet written are written with the next batch.
+    /// What was folded stays folded; rows not yet written are written before the next batch.
     pub async fn catch_up(&self, store: &Store, writer: Option<&Lease>) -> Result<i64, StoreError> {
-        self.catch_up_reporting(store, writer, &mut |_| {}).await
+        let mut work = self.work.lock().await;
+        self.catch_up_reporting(store, &mut work, writer, &mut |_| {})
+            .await
     }
 
     /// [`ReadSide::catch_up`], calling `progress` with the position reached after every batch
@@ -152,96 +294,175 @@ impl ReadSide {
     async fn catch_up_reporting(
         &self,
         store: &Store,
+        work: &mut Work,
         writer: Option<&Lease>,
         progress: &mut (dyn FnMut(i64) + Send),
     ) -> Result<i64, StoreError> {
-        let persist = writer.is_some();
         loop {
-            let from = self.position();
-            let batch = store.read_after(from, BATCH).await?;
+            // Rows folded earlier whose write failed are written before anything more is read.
+            self.settle(store, work, writer).await?;
+            let batch = store.read_after(work.folded, BATCH).await?;
             let Some(last) = batch.last().map(|e| e.position) else {
-                // Rows folded earlier whose write failed are written now, not with the next event.
-                if let Some(lease) = writer {
-                    self.save_unsaved(store, from, lease).await?;
-                }
-                return Ok(from);
+                return Ok(work.folded);
             };
-            let rows: Vec<StoredRow> = {
-                let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
-                let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-                let mut changed = Vec::new();
-                for logged in &batch {
-                    match decode(logged) {
-                        Ok(event) => changed.extend(model.apply(logged.position, &event)),
-                        Err(error) => {
-                            tracing::warn!(%error, "the read side skips an event it cannot decode")
-                        }
+            let events: Vec<(i64, AnyEvent)> = batch
+                .iter()
+                .filter_map(|logged| match decode(logged) {
+                    Ok(event) => Some((logged.position, event)),
+                    Err(error) => {
+                        tracing::warn!(%error, "the read side skips an event it cannot decode");
+                        None
                     }
+                })
+                .collect();
+            drop(batch);
+            self.load_cycles(store, work, &events, writer.is_some())
+                .await?;
+            {
+                let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
+                for (position, event) in &events {
+                    let id = cycle_of(event);
+                    let mut row = id.and_then(|id| work.cycles.take(&id));
+                    let folded = model.apply(*position, event, &mut row);
+                    if let Some(row) = row {
+                        work.cycles.put(row);
+                    }
+                    work.unsaved.memory.extend(folded.memory);
+                    work.unsaved.backups.extend(folded.backup);
+                    work.unsaved.audit.extend(folded.audit);
                 }
-                self.position
-                    .store(last, std::sync::atomic::Ordering::Release);
-                let mut seen = HashSet::new();
-                changed.retain(|k| seen.insert(k.clone()));
-                let _ = self.changes.send(Changed {
-                    position: last,
-                    rows: changed.iter().filter_map(|k| model.stored(k)).collect(),
-                });
-                if persist {
-                    unsaved.extend(changed);
-                }
-                unsaved.iter().filter_map(|k| model.stored(k)).collect()
-            };
-            if let Some(lease) = writer {
-                // Rows of a batch whose write failed stay in `unsaved` and go with the next one.
-                store
-                    .save_view_rows(&view_rows(&rows), CHECKPOINT, last, lease)
-                    .await?;
-                self.unsaved
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
             }
+            work.folded = last;
+            self.settle(store, work, writer).await?;
             progress(last);
         }
     }
 
+    /// Holds the backups row of every cycle `events` move on from an earlier batch: from the
+    /// cache, else read — by a `writer` from the table (its rows are as of `work.folded`), by
+    /// another process from the cycle's events up to `work.folded` (it may be ahead of the
+    /// table).
+    async fn load_cycles(
+        &self,
+        store: &Store,
+        work: &mut Work,
+        events: &[(i64, AnyEvent)],
+        writer: bool,
+    ) -> Result<(), StoreError> {
+        let mut started = HashSet::new();
+        let mut missing = Vec::new();
+        for (_, event) in events {
+            let AnyEvent::Cycle(_, e) = event else {
+                continue;
+            };
+            let Some(id) = cycle_of(event) else {
+                continue;
+            };
+            if matches!(e, BackupCycleEvent::CycleStarted(_)) {
+                started.insert(id);
+            } else if !started.contains(&id) && !work.cycles.contains(&id) {
+                started.insert(id); // asked for once
+                missing.push(id);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if writer {
+            let keys: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            for chunk in keys.chunks(500) {
+                for row in store.view_rows_keyed("backups", chunk).await? {
+                    let backup: BackupRow = parse(&row.view, &row.key, &row.doc)
+                        .map_err(|e| StoreError::Malformed(e.to_string()))?;
+                    work.cycles.put(backup);
+                }
+            }
+        } else {
+            for id in missing {
+                let history = store.history("BackupCycle", &id.to_string()).await?;
+                let events: Vec<BackupCycleEvent> = history
+                    .iter()
+                    .filter(|e| e.position <= work.folded)
+                    .filter_map(|e| e.decode().ok())
+                    .collect();
+                if let Some(row) = BackupRow::from_events(&events) {
+                    work.cycles.put(row);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores (a `writer`) or announces (another process) what was folded and not yet: the
+    /// rows with the checkpoint at `work.folded`, in one transaction under the lease; then
+    /// publishes the position, sends the rows to [`ReadSide::subscribe`]rs and trims the cache.
+    async fn settle(
+        &self,
+        store: &Store,
+        work: &mut Work,
+        writer: Option<&Lease>,
+    ) -> Result<(), StoreError> {
+        if work.unsaved.is_empty() && work.folded == self.position() {
+            return Ok(());
+        }
+        let rows = self.unsaved_rows(work);
+        if let Some(lease) = writer {
+            store
+                .save_view_rows(&view_rows(&rows), CHECKPOINT, work.folded, lease)
+                .await?;
+        }
+        work.unsaved = Unsaved::default();
+        work.cycles.shrink();
+        self.position.store(work.folded, Ordering::Release);
+        let _ = self.changes.send(Changed {
+            position: work.folded,
+            rows,
+        });
+        Ok(())
+    }
+
+    /// The unsaved rows, stored form.
+    fn unsaved_rows(&self, work: &Work) -> Vec<StoredRow> {
+        let model = self.read();
+        let mut rows: Vec<StoredRow> = work
+            .unsaved
+            .memory
+            .iter()
+            .filter_map(|k| model.stored(k))
+            .collect();
+        rows.extend(
+            work.unsaved
+                .backups
+                .iter()
+                .filter_map(|id| work.cycles.get(id))
+                .map(StoredRow::backup),
+        );
+        rows.extend(work.unsaved.audit.iter().map(StoredRow::audit));
+        rows
+    }
+
     /// Folds the log to its end and stores the views now, seizing the `projector` lease for
-    /// the time it takes (tools, tests and benchmarks; a running projector reloads after).
+    /// the time it takes (tools, tests and benchmarks; a running projector reloads after). What
+    /// this process folded without storing is dropped first: it starts from the stored rows.
     ///
     /// # Errors
     /// A store failure.
-    pub async fn catch_up_and_store(&self, store: &Store) -> Result<i64, StoreError> {
+    pub async fn catch_up_and_store(&self, store: &Store) -> Result<i64, ProjectionError> {
         let holder = format!("catch-up-{}", uuid::Uuid::new_v4());
         let lease = store.seize_lease(LEASE, &holder, LEASE_TTL_MS).await?;
-        let reached = self.catch_up(store, Some(&lease)).await;
+        let reached = async {
+            let mut work = self.work.lock().await;
+            if work.folded != store.checkpoint(CHECKPOINT).await? || !work.unsaved.is_empty() {
+                self.reload(store, &mut work).await?;
+            }
+            Ok::<_, ProjectionError>(
+                self.catch_up_reporting(store, &mut work, Some(&lease), &mut |_| {})
+                    .await?,
+            )
+        }
+        .await;
         store.release_lease(&lease).await?;
         reached
-    }
-
-    /// Writes the rows folded but not yet stored (their write failed), with the checkpoint at
-    /// `position`.
-    async fn save_unsaved(
-        &self,
-        store: &Store,
-        position: i64,
-        lease: &Lease,
-    ) -> Result<(), StoreError> {
-        let rows: Vec<StoredRow> = {
-            let model = self.model.read().unwrap_or_else(|p| p.into_inner());
-            let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            unsaved.iter().filter_map(|k| model.stored(k)).collect()
-        };
-        if rows.is_empty() {
-            return Ok(());
-        }
-        store
-            .save_view_rows(&view_rows(&rows), CHECKPOINT, position, lease)
-            .await?;
-        self.unsaved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        Ok(())
     }
 
     /// Follows the log until `shutdown`. The holder of the `projector` lease stores the rows
@@ -298,7 +519,8 @@ impl ReadSide {
             None => {
                 if let Some(lease) = store.acquire_lease(LEASE, holder, LEASE_TTL_MS).await? {
                     // What this process folded while another wrote was never stored here.
-                    self.reload(store).await?;
+                    let mut work = self.work.lock().await;
+                    self.reload(store, &mut work).await?;
                     tracing::info!(epoch = lease.epoch, "this process now stores the views");
                     *writer = Some(lease);
                     *renewed = tokio::time::Instant::now();
@@ -369,20 +591,30 @@ impl ReadSide {
     }
 }
 
+/// The cycle an event moves, if it is a cycle's.
+fn cycle_of(event: &AnyEvent) -> Option<CycleId> {
+    match event {
+        AnyEvent::Cycle(_, BackupCycleEvent::CycleStarted(e)) => Some(e.cycle_id),
+        AnyEvent::Cycle(id, _) => id.parse().ok(),
+        _ => None,
+    }
+}
+
 fn view_rows(rows: &[StoredRow]) -> Vec<ViewRow> {
     rows.iter()
         .map(|r| ViewRow {
             view: r.view.to_owned(),
             key: r.key.clone(),
             tenant_id: r.tenant_id.clone(),
+            instance_id: r.instance_id.clone(),
             doc: r.doc.clone(),
         })
         .collect()
 }
 
-/// The stored views and their checkpoint.
+/// The stored views held in memory and their checkpoint.
 async fn stored(store: &Store) -> Result<(ReadModel, i64), ProjectionError> {
-    let (position, rows) = store.view_snapshot(&VIEWS, CHECKPOINT).await?;
+    let (position, rows) = store.view_snapshot(&MEMORY_VIEWS, CHECKPOINT).await?;
     let model = ReadModel::from_stored(
         rows.iter()
             .map(|r| (r.view.as_str(), r.key.as_str(), r.doc.as_str())),
@@ -390,10 +622,72 @@ async fn stored(store: &Store) -> Result<(ReadModel, i64), ProjectionError> {
     Ok((model, position))
 }
 
+/// Parses stored rows of one view.
+fn parse_rows<T: serde::de::DeserializeOwned>(rows: &[ViewRow]) -> Result<Vec<T>, ModelError> {
+    rows.iter()
+        .map(|r| parse(&r.view, &r.key, &r.doc))
+        .collect()
+}
+
+/// The stored `backups` row of `cycle` (primary key).
+///
+/// # Errors
+/// A store failure, or a stored row that does not parse.
+pub async fn backup_row(
+    store: &Store,
+    cycle: &CycleId,
+) -> Result<Option<BackupRow>, ProjectionError> {
+    match store.view_row("backups", &cycle.to_string()).await? {
+        Some(row) => Ok(Some(parse(&row.view, &row.key, &row.doc)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every stored cycle of `instance`, newest first (`read_model_by_instance`).
+///
+/// # Errors
+/// A store failure, or a stored row that does not parse.
+pub async fn backup_rows_of(
+    store: &Store,
+    instance: &InstanceId,
+) -> Result<Vec<BackupRow>, ProjectionError> {
+    let mut rows: Vec<BackupRow> = parse_rows(&store.backup_rows_of(&instance.to_string()).await?)?;
+    restorable_projections::backups::newest_first(&mut rows);
+    Ok(rows)
+}
+
+/// Every stored cycle of one tenant (`read_model_by_tenant`) or, with `None`, of all, by cycle
+/// id.
+///
+/// # Errors
+/// A store failure, or a stored row that does not parse.
+pub async fn backup_rows(
+    store: &Store,
+    tenant: Option<&str>,
+) -> Result<Vec<BackupRow>, ProjectionError> {
+    let mut rows: Vec<BackupRow> = parse_rows(&store.view_rows("backups", tenant).await?)?;
+    rows.sort_by_key(|r| r.cycle_id);
+    Ok(rows)
+}
+
+/// Every stored audit record of one tenant (`read_model_by_tenant`) or, with `None`, of all,
+/// newest first.
+///
+/// # Errors
+/// A store failure, or a stored row that does not parse.
+pub async fn audit_rows(
+    store: &Store,
+    tenant: Option<&str>,
+) -> Result<Vec<AuditRow>, ProjectionError> {
+    let mut rows: Vec<AuditRow> = parse_rows(&store.view_rows("audit", tenant).await?)?;
+    restorable_projections::audit::newest_first(&mut rows);
+    Ok(rows)
+}
+
 /// The fleet view as of the end of the log, for a one-off reader (`restorable fleet`): the
 /// stored fleet rows and their checkpoint (one snapshot), then the log after it in batches; the
-/// owner of a cycle the rows do not know is looked up in the stored `backups` row. Reads what
-/// the projector has not stored yet, never the whole history.
+/// owner of a cycle started before the checkpoint is looked up in its stored `backups` row.
+/// Reads what the projector has not stored yet, never the whole history.
 ///
 /// # Errors
 /// A store failure, or a stored row that does not parse.
@@ -404,6 +698,8 @@ pub async fn fleet_now(store: &Store) -> Result<FleetView, ProjectionError> {
             .map(|r| (r.view.as_str(), r.key.as_str(), r.doc.as_str())),
     )?;
     let mut fleet = stored.fleet;
+    // The cycles of the log after the checkpoint (what the projector has not stored).
+    let mut owners: HashMap<CycleId, Option<InstanceId>> = HashMap::new();
     loop {
         let batch = store.read_after(position, BATCH).await?;
         let Some(last) = batch.last().map(|e| e.position) else {
@@ -417,29 +713,27 @@ pub async fn fleet_now(store: &Store) -> Result<FleetView, ProjectionError> {
                     continue;
                 }
             };
-            if let AnyEvent::Cycle(id, e) = &event {
-                let started = matches!(e, BackupCycleEvent::CycleStarted(_));
-                if !started && !fleet.knows_cycle(id) {
-                    if let Some(row) = store.view_row("backups", id).await? {
-                        let backup: BackupRow =
-                            serde_json::from_str(&row.doc).map_err(|source| ModelError::Row {
-                                view: row.view.clone(),
-                                key: row.key.clone(),
-                                source,
-                            })?;
-                        fleet.add_owner(id, backup.instance_id);
-                    }
-                }
+            let mut owner = None;
+            if let (AnyEvent::Cycle(_, e), Some(id)) = (&event, cycle_of(&event)) {
+                owner = match e {
+                    BackupCycleEvent::CycleStarted(started) => Some(started.instance_id),
+                    _ => match owners.get(&id) {
+                        Some(known) => *known,
+                        None => backup_row(store, &id).await?.map(|row| row.instance_id),
+                    },
+                };
+                owners.insert(id, owner);
             }
-            fleet.apply(&event);
+            fleet.apply(&event, owner);
         }
         position = last;
     }
 }
 
-/// Empties the stored views and folds the whole history again; returns the rebuilt model. It
-/// seizes the `projector` lease for the time being, so a running projector stops writing (and
-/// reloads the rebuilt rows when it takes the lease back).
+/// Empties the stored views and folds the whole history again; returns the rebuilt views held
+/// in memory (the others are in the table). It seizes the `projector` lease for the time being,
+/// so a running projector stops writing (and reloads the rebuilt rows when it takes the lease
+/// back).
 ///
 /// # Errors
 /// A store failure.
@@ -448,10 +742,10 @@ pub async fn rebuild(store: &Store) -> Result<ReadModel, ProjectionError> {
 }
 
 /// [`rebuild`], streaming the log in batches of [`BATCH`] events (each batch's rows stored with
-/// the checkpoint before the next is read; events are never all held at once) and calling
-/// `progress` with the position reached after each (for a progress bar: the end is
-/// [`Store::log_end`]). The views themselves are held in memory, as the running projector
-/// holds them.
+/// the checkpoint before the next is read) and calling `progress` with the position reached
+/// after each (for a progress bar: the end is [`Store::log_end`]). It folds exactly as the live
+/// projector does, so its memory is bounded as the projector's is: the fleet and alert rows,
+/// [`CACHED_CYCLES`] backups rows and one batch, whatever the length of the history.
 ///
 /// # Errors
 /// A store failure.
@@ -459,15 +753,32 @@ pub async fn rebuild_reporting(
     store: &Store,
     progress: &mut (dyn FnMut(i64) + Send),
 ) -> Result<ReadModel, ProjectionError> {
+    rebuild_caching(store, CACHED_CYCLES, progress)
+        .await
+        .map(|side| side.read().clone())
+}
+
+/// [`rebuild_reporting`] with a cache of `cycles` backups rows; returns the read side it
+/// rebuilt with (to look at its cache: tests and benchmarks).
+///
+/// # Errors
+/// A store failure.
+pub async fn rebuild_caching(
+    store: &Store,
+    cycles: usize,
+    progress: &mut (dyn FnMut(i64) + Send),
+) -> Result<ReadSide, ProjectionError> {
     let holder = format!("rebuild-{}", uuid::Uuid::new_v4());
     let lease = store.seize_lease(LEASE, &holder, 600_000).await?;
     let rebuilt = async {
         store.clear_views(CHECKPOINT).await?;
-        let side = ReadSide::load(store).await?;
-        side.catch_up_reporting(store, Some(&lease), progress)
-            .await?;
-        let model = side.read().clone();
-        Ok::<_, ProjectionError>(model)
+        let side = ReadSide::load_caching(store, cycles).await?;
+        {
+            let mut work = side.work.lock().await;
+            side.catch_up_reporting(store, &mut work, Some(&lease), progress)
+                .await?;
+        }
+        Ok::<_, ProjectionError>(side)
     }
     .await;
     store.release_lease(&lease).await?;

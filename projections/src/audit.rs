@@ -1,6 +1,6 @@
 //! The audit view: every recorded API action with its actor, per tenant, in the order recorded.
-
-use std::collections::BTreeMap;
+//! A row is written once (keyed by its log position) and never changed, so the projector holds
+//! none: it writes each as it folds it, and readers read them from storage.
 
 use restorable_domain::audit::{ActionRecorded, AuditEvent};
 use serde::{Deserialize, Serialize};
@@ -15,40 +15,18 @@ pub struct AuditRow {
     pub action: ActionRecorded,
 }
 
-/// The audit view, keyed by position.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct AuditView {
-    rows: BTreeMap<i64, AuditRow>,
-}
-
-impl AuditView {
-    /// A view holding `rows` (as saved).
-    pub fn from_rows(rows: impl IntoIterator<Item = AuditRow>) -> Self {
-        Self {
-            rows: rows.into_iter().map(|r| (r.position, r)).collect(),
+impl AuditRow {
+    /// The row of the audit event at `position`.
+    pub fn recorded(position: i64, event: &AuditEvent) -> Self {
+        let AuditEvent::ActionRecorded(action) = event;
+        AuditRow {
+            position,
+            action: action.clone(),
         }
     }
+}
 
-    /// Folds one audit event in at `position`; returns the position.
-    pub fn apply(&mut self, position: i64, event: &AuditEvent) -> i64 {
-        let AuditEvent::ActionRecorded(action) = event;
-        self.rows.insert(
-            position,
-            AuditRow {
-                position,
-                action: action.clone(),
-            },
-        );
-        position
-    }
-
-    /// One row.
-    pub fn row(&self, position: i64) -> Option<&AuditRow> {
-        self.rows.get(&position)
-    }
-
-    /// Every row, newest first.
-    pub fn rows(&self) -> impl Iterator<Item = &AuditRow> {
-        self.rows.values().rev()
-    }
+/// Orders rows as the audit view lists them: newest first.
+pub fn newest_first(rows: &mut [AuditRow]) {
+    rows.sort_by_key(|r| std::cmp::Reverse(r.position));
 }

@@ -1,10 +1,10 @@
 //! The instance backups view: every cycle of every instance with how far it climbed, its size,
-//! SHA-256, key version, retain-until, the time of each rung, and where and why it failed.
-
-use std::collections::BTreeMap;
+//! SHA-256, key version, retain-until, the time of each rung, and where and why it failed. A row
+//! is a fold over its own cycle's events (a handful), so the projector keeps only the rows it is
+//! folding in memory and the rest in storage; readers read them from there.
 
 use chrono::{DateTime, Utc};
-use restorable_domain::cycle::{BackupCycleEvent, Failed};
+use restorable_domain::cycle::{BackupCycleEvent, CycleStarted, Failed};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::ladder::{Rung, Trigger};
 use serde::{Deserialize, Serialize};
@@ -53,97 +53,81 @@ impl BackupRow {
     }
 }
 
-/// The instance backups view, keyed by cycle.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct BackupsView {
-    rows: BTreeMap<CycleId, BackupRow>,
-}
-
-impl BackupsView {
-    /// A view holding `rows` (as saved).
-    pub fn from_rows(rows: impl IntoIterator<Item = BackupRow>) -> Self {
-        Self {
-            rows: rows.into_iter().map(|r| (r.cycle_id, r)).collect(),
+impl BackupRow {
+    /// The row a cycle starts with.
+    pub fn started(e: &CycleStarted) -> Self {
+        BackupRow {
+            cycle_id: e.cycle_id,
+            instance_id: e.instance_id,
+            tenant_id: e.tenant_id.clone(),
+            trigger: e.trigger,
+            rung: Rung::Started,
+            size: None,
+            sha256: None,
+            key_version: None,
+            retain_until: None,
+            started_at: e.started_at,
+            captured_at: None,
+            secured_at: None,
+            verified_at: None,
+            restore_tested_at: None,
+            restore_ms: None,
+            failure: None,
         }
     }
 
-    /// Folds one cycle event in; returns the cycle whose row changed.
-    pub fn apply(&mut self, cycle_id: &str, event: &BackupCycleEvent) -> Option<CycleId> {
-        if let BackupCycleEvent::CycleStarted(e) = event {
-            self.rows.insert(
-                e.cycle_id,
-                BackupRow {
-                    cycle_id: e.cycle_id,
-                    instance_id: e.instance_id,
-                    tenant_id: e.tenant_id.clone(),
-                    trigger: e.trigger,
-                    rung: Rung::Started,
-                    size: None,
-                    sha256: None,
-                    key_version: None,
-                    retain_until: None,
-                    started_at: e.started_at,
-                    captured_at: None,
-                    secured_at: None,
-                    verified_at: None,
-                    restore_tested_at: None,
-                    restore_ms: None,
-                    failure: None,
-                },
-            );
-            return Some(e.cycle_id);
-        }
-        let id: CycleId = cycle_id.parse().ok()?;
-        let row = self.rows.get_mut(&id)?;
+    /// Folds one later event of the cycle in (a `CycleStarted` changes nothing: see
+    /// [`BackupRow::started`]).
+    pub fn apply(&mut self, event: &BackupCycleEvent) {
         match event {
             BackupCycleEvent::CycleStarted(_) => {}
             BackupCycleEvent::Captured(e) => {
-                row.rung = Rung::Captured;
-                row.size = Some(e.size);
-                row.sha256 = Some(e.sha256.clone());
-                row.key_version = Some(e.key_version);
-                row.retain_until = Some(e.retain_until);
-                row.captured_at = Some(e.captured_at);
+                self.rung = Rung::Captured;
+                self.size = Some(e.size);
+                self.sha256 = Some(e.sha256.clone());
+                self.key_version = Some(e.key_version);
+                self.retain_until = Some(e.retain_until);
+                self.captured_at = Some(e.captured_at);
             }
             BackupCycleEvent::Secured(e) => {
-                row.rung = Rung::Secured;
-                row.retain_until = Some(e.retain_until);
-                row.secured_at = Some(e.secured_at);
+                self.rung = Rung::Secured;
+                self.retain_until = Some(e.retain_until);
+                self.secured_at = Some(e.secured_at);
             }
             BackupCycleEvent::Verified(e) => {
-                row.rung = Rung::Verified;
-                row.verified_at = Some(e.verified_at);
+                self.rung = Rung::Verified;
+                self.verified_at = Some(e.verified_at);
             }
             BackupCycleEvent::RestoreTested(e) => {
-                row.rung = Rung::RestoreTested;
-                row.restore_tested_at = Some(e.restore_tested_at);
-                row.restore_ms = Some(e.duration_ms);
+                self.rung = Rung::RestoreTested;
+                self.restore_tested_at = Some(e.restore_tested_at);
+                self.restore_ms = Some(e.duration_ms);
             }
-            BackupCycleEvent::Failed(e) => row.failure = Some(e.clone()),
+            BackupCycleEvent::Failed(e) => self.failure = Some(e.clone()),
         }
-        Some(id)
     }
 
-    /// One cycle's row.
-    pub fn row(&self, cycle: &CycleId) -> Option<&BackupRow> {
-        self.rows.get(cycle)
+    /// The row a cycle's events lead to, in order (`None` without its `CycleStarted` first).
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a BackupCycleEvent>) -> Option<Self> {
+        let mut row: Option<Self> = None;
+        for event in events {
+            match (&mut row, event) {
+                (_, BackupCycleEvent::CycleStarted(e)) => row = Some(Self::started(e)),
+                (Some(row), e) => row.apply(e),
+                (None, _) => {}
+            }
+        }
+        row
     }
+}
 
-    /// Every cycle of `instance`, newest first.
-    pub fn of_instance(&self, instance: &InstanceId) -> Vec<&BackupRow> {
-        let mut rows: Vec<_> = self
-            .rows
-            .values()
-            .filter(|r| r.instance_id == *instance)
-            .collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(r.started_at));
-        rows
-    }
-
-    /// Every row, by cycle id.
-    pub fn rows(&self) -> impl Iterator<Item = &BackupRow> {
-        self.rows.values()
-    }
+/// Orders one instance's rows as its page lists them: newest first (by start), ties by cycle id.
+pub fn newest_first(rows: &mut [BackupRow]) {
+    rows.sort_by(|a, b| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then(a.cycle_id.cmp(&b.cycle_id))
+    });
 }
 
 #[cfg(test)]
@@ -152,23 +136,17 @@ mod tests {
     use restorable_domain::cycle::examples;
     use restorable_domain::ladder::{FailureReason, Stage};
 
-    fn fold(events: Vec<BackupCycleEvent>) -> BackupsView {
-        let id = examples::started().cycle_id.to_string();
-        let mut view = BackupsView::default();
-        for e in &events {
-            view.apply(&id, e);
-        }
-        view
+    fn fold(events: Vec<BackupCycleEvent>) -> BackupRow {
+        BackupRow::from_events(&events).expect("a started cycle")
     }
 
     #[test]
     fn a_secured_copy_shows_its_size_hash_key_and_lock() {
-        let view = fold(vec![
+        let row = fold(vec![
             BackupCycleEvent::CycleStarted(examples::started()),
             BackupCycleEvent::Captured(examples::captured()),
             BackupCycleEvent::Secured(examples::secured()),
         ]);
-        let row = view.row(&examples::started().cycle_id).expect("row");
         assert_eq!(row.rung, Rung::Secured);
         assert_eq!(row.size, Some(examples::captured().size));
         assert_eq!(
@@ -181,12 +159,11 @@ mod tests {
 
     #[test]
     fn a_failed_copy_keeps_its_rung_and_says_where_and_why() {
-        let view = fold(vec![
+        let row = fold(vec![
             BackupCycleEvent::CycleStarted(examples::started()),
             BackupCycleEvent::Captured(examples::captured()),
             BackupCycleEvent::Failed(examples::failed(Stage::Verify, FailureReason::WrongKey)),
         ]);
-        let row = view.row(&examples::started().cycle_id).expect("row");
         assert_eq!(row.rung, Rung::Captured);
         let failure = row.failure.as_ref().expect("failure");
         assert_eq!(

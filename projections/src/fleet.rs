@@ -3,7 +3,7 @@
 //! instance is Healthy or Needs attention (latest cycle failed, or no Secured copy within the
 //! expected interval: stale).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
@@ -129,53 +129,29 @@ impl FleetRow {
 /// Cycles after which an instance whose copies were never Verified is Verify Stale.
 pub const VERIFY_STALE_CYCLES: u64 = 3;
 
-/// The fleet view.
+/// The fleet view. It holds a row per instance and nothing per cycle: a cycle's events are
+/// folded in with the instance they belong to (from the cycle's backups row), so the view's size
+/// does not grow with history.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FleetView {
     rows: BTreeMap<InstanceId, FleetRow>,
-    cycle_owner: HashMap<String, InstanceId>,
 }
 
 impl FleetView {
-    /// Builds the view from a whole history, in commit order.
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a AnyEvent>) -> Self {
-        let mut view = Self::default();
-        for event in events {
-            view.apply(event);
-        }
-        view
-    }
-
-    /// A view holding saved `rows`, with the owner of every cycle it may still hear of.
-    pub fn from_parts(
-        rows: impl IntoIterator<Item = FleetRow>,
-        cycle_owners: impl IntoIterator<Item = (CycleId, InstanceId)>,
-    ) -> Self {
+    /// A view holding saved `rows`.
+    pub fn from_rows(rows: impl IntoIterator<Item = FleetRow>) -> Self {
         Self {
             rows: rows.into_iter().map(|r| (r.instance_id, r)).collect(),
-            cycle_owner: cycle_owners
-                .into_iter()
-                .map(|(c, i)| (c.to_string(), i))
-                .collect(),
         }
     }
 
-    /// Whether the view knows which instance `cycle_id` belongs to.
-    pub fn knows_cycle(&self, cycle_id: &str) -> bool {
-        self.cycle_owner.contains_key(cycle_id)
-    }
-
-    /// Records that `cycle_id` belongs to `instance` (a view built from saved rows learns the
-    /// owners of the cycles it hears of as it needs them).
-    pub fn add_owner(&mut self, cycle_id: &str, instance: InstanceId) {
-        self.cycle_owner.insert(cycle_id.to_owned(), instance);
-    }
-
-    /// Folds one event in; returns the instance whose row changed, if any.
-    pub fn apply(&mut self, event: &AnyEvent) -> Option<InstanceId> {
+    /// Folds one event in; `owner` is the instance of a cycle event's cycle (from its
+    /// `CycleStarted`, or its backups row), `None` if unknown (the event then changes nothing).
+    /// Returns the instance whose row changed, if any.
+    pub fn apply(&mut self, event: &AnyEvent, owner: Option<InstanceId>) -> Option<InstanceId> {
         match event {
             AnyEvent::Instance(id, e) => self.apply_instance(id, e),
-            AnyEvent::Cycle(id, e) => self.apply_cycle(id, e),
+            AnyEvent::Cycle(id, e) => self.apply_cycle(owner?, id, e),
             AnyEvent::TenantKey(..) | AnyEvent::Alerts(..) | AnyEvent::Audit(..) => None,
         }
     }
@@ -216,14 +192,13 @@ impl FleetView {
         }
     }
 
-    fn apply_cycle(&mut self, cycle_id: &str, event: &BackupCycleEvent) -> Option<InstanceId> {
-        if let BackupCycleEvent::CycleStarted(e) = event {
-            self.cycle_owner.insert(cycle_id.to_owned(), e.instance_id);
-        }
-        let row = self
-            .cycle_owner
-            .get(cycle_id)
-            .and_then(|owner| self.rows.get_mut(owner))?;
+    fn apply_cycle(
+        &mut self,
+        owner: InstanceId,
+        cycle_id: &str,
+        event: &BackupCycleEvent,
+    ) -> Option<InstanceId> {
+        let row = self.rows.get_mut(&owner)?;
         let is_latest = row.last_cycle.is_some_and(|c| c.to_string() == cycle_id);
         match event {
             BackupCycleEvent::CycleStarted(e) => {
@@ -296,6 +271,14 @@ mod tests {
         }
     }
 
+    fn fold(events: &[AnyEvent]) -> FleetView {
+        let mut view = FleetView::default();
+        for event in events {
+            view.apply(event, Some(enrolled().instance_id));
+        }
+        view
+    }
+
     fn history(cycle_events: Vec<BackupCycleEvent>) -> Vec<AnyEvent> {
         let cycle = examples::started().cycle_id.to_string();
         let instance = enrolled().instance_id.to_string();
@@ -313,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_verified_copy_is_healthy_and_shows_its_rung() {
-        let view = FleetView::from_events(&history(vec![
+        let view = fold(&history(vec![
             BackupCycleEvent::CycleStarted(examples::started()),
             BackupCycleEvent::Captured(examples::captured()),
             BackupCycleEvent::Secured(examples::secured()),
@@ -327,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_failed_latest_cycle_needs_attention_and_names_the_reason() {
-        let view = FleetView::from_events(&history(vec![
+        let view = fold(&history(vec![
             BackupCycleEvent::CycleStarted(examples::started()),
             BackupCycleEvent::Failed(examples::failed(Stage::Capture, FailureReason::PbxAuth)),
         ]));
@@ -342,7 +325,7 @@ mod tests {
 
     #[test]
     fn no_secured_copy_within_two_intervals_is_stale() {
-        let view = FleetView::from_events(&history(vec![
+        let view = fold(&history(vec![
             BackupCycleEvent::CycleStarted(examples::started()),
             BackupCycleEvent::Captured(examples::captured()),
             BackupCycleEvent::Secured(examples::secured()),
@@ -367,7 +350,7 @@ mod tests {
                 stopped_at: examples::at(),
             }),
         ));
-        let view = FleetView::from_events(&events);
+        let view = fold(&events);
         let row = view.row(&enrolled().instance_id).expect("row");
         assert_eq!(row.status(examples::at()), Status::Stopped);
     }

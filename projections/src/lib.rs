@@ -9,7 +9,8 @@
 //!   version, retain-until, timings and failure.
 //! - [`alerts`]: the alert view — every alert with raise and resolve times.
 //! - [`audit`]: the audit view — every recorded API action with its actor.
-//! - [`model`]: all four together, as rows keyed for storage.
+//! - [`model`]: all four together, as rows keyed for storage; fleet and alerts held in memory,
+//!   backups and audit folded one row at a time and kept in storage.
 
 pub mod alerts;
 pub mod audit;

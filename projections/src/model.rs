@@ -1,34 +1,49 @@
 //! All views together, as the projector keeps them: each row has a key within its view and a
-//! tenant (the API filters on it), and is stored as a JSON document. Folding an event returns
-//! the rows it changed, so only those are written.
+//! tenant (the API filters on it), and is stored as a JSON document.
+//!
+//! Only two views are held whole in memory ([`ReadModel`]): a fleet row per instance, and the
+//! alerts (a row per alert raised: it grows with failure episodes, not with cycles). The two that grow with history stay in storage: `backups`
+//! (a row per cycle, a fold over that cycle's own few events: the projector passes in the row an
+//! event touches) and `audit` (a row per recorded action, written once). Folding an event returns
+//! what it changed, so only those rows are written.
 
 use restorable_domain::ids::{CycleId, InstanceId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::alerts::{AlertRow, AlertView};
-use crate::audit::{AuditRow, AuditView};
-use crate::backups::{BackupRow, BackupsView};
+use crate::audit::AuditRow;
+use crate::backups::BackupRow;
 use crate::fleet::{FleetRow, FleetView};
 use crate::AnyEvent;
 
 /// The name of each view in storage.
 pub const VIEWS: [&str; 4] = ["fleet", "backups", "alerts", "audit"];
 
-/// A row of one of the views.
+/// The views held whole in memory (they grow with instances and alerts raised, not with cycles).
+pub const MEMORY_VIEWS: [&str; 2] = ["fleet", "alerts"];
+
+/// A row of one of the views held in memory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RowKey {
     /// A fleet row.
     Fleet(InstanceId),
-    /// A backups row.
-    Backup(CycleId),
     /// An alert row.
     Alert(String),
-    /// An audit row (by position).
-    Audit(i64),
 }
 
-/// A row ready to store: view, key, tenant, JSON document.
+/// What folding one event changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Folded {
+    /// Rows of the views in memory.
+    pub memory: Vec<RowKey>,
+    /// The backups row passed in (the event's cycle), if it changed.
+    pub backup: Option<CycleId>,
+    /// The audit row the event recorded, if any.
+    pub audit: Option<AuditRow>,
+}
+
+/// A row ready to store: view, key, tenant, instance, JSON document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRow {
     /// One of [`VIEWS`].
@@ -37,8 +52,63 @@ pub struct StoredRow {
     pub key: String,
     /// The row's tenant.
     pub tenant_id: String,
+    /// The row's instance, for the rows read by instance (`backups`).
+    pub instance_id: Option<String>,
     /// The row as JSON.
     pub doc: String,
+}
+
+fn doc<T: Serialize>(row: &T) -> String {
+    serde_json::to_string(row).unwrap_or_else(|e| {
+        // Every row type serializes (plain data, string keys); this is unreachable.
+        unreachable!("a view row failed to serialize: {e}")
+    })
+}
+
+impl StoredRow {
+    /// A fleet row.
+    pub fn fleet(row: &FleetRow) -> Self {
+        StoredRow {
+            view: "fleet",
+            key: row.instance_id.to_string(),
+            tenant_id: row.tenant_id.to_string(),
+            instance_id: None,
+            doc: doc(row),
+        }
+    }
+
+    /// An alert row.
+    pub fn alert(row: &AlertRow) -> Self {
+        StoredRow {
+            view: "alerts",
+            key: row.alert_id.clone(),
+            tenant_id: row.tenant_id.to_string(),
+            instance_id: None,
+            doc: doc(row),
+        }
+    }
+
+    /// A backups row (with its instance, read by instance).
+    pub fn backup(row: &BackupRow) -> Self {
+        StoredRow {
+            view: "backups",
+            key: row.cycle_id.to_string(),
+            tenant_id: row.tenant_id.to_string(),
+            instance_id: Some(row.instance_id.to_string()),
+            doc: doc(row),
+        }
+    }
+
+    /// An audit row, keyed by its position zero-padded (keys sort in log order).
+    pub fn audit(row: &AuditRow) -> Self {
+        StoredRow {
+            view: "audit",
+            key: format!("{:020}", row.position),
+            tenant_id: row.action.tenant_id.to_string(),
+            instance_id: None,
+            doc: doc(row),
+        }
+    }
 }
 
 /// Why saved rows could not be loaded.
@@ -55,124 +125,92 @@ pub enum ModelError {
         #[source]
         source: serde_json::Error,
     },
-    /// A stored row names a view this release does not have.
+    /// A stored row names a view this release does not hold in memory.
     #[error("unknown view {0:?}")]
     UnknownView(String),
 }
 
-/// Every view.
+/// Parses a stored document of `view` (row `key`).
+///
+/// # Errors
+/// [`ModelError::Row`] when it does not parse.
+pub fn parse<T: DeserializeOwned>(view: &str, key: &str, doc: &str) -> Result<T, ModelError> {
+    serde_json::from_str(doc).map_err(|source| ModelError::Row {
+        view: view.to_owned(),
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// The views held in memory.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReadModel {
     /// Per instance.
     pub fleet: FleetView,
-    /// Per cycle.
-    pub backups: BackupsView,
     /// Per alert.
     pub alerts: AlertView,
-    /// Per recorded action.
-    pub audit: AuditView,
 }
 
 impl ReadModel {
-    /// Folds one event at `position`; returns the rows it changed.
-    pub fn apply(&mut self, position: i64, event: &AnyEvent) -> Vec<RowKey> {
-        let mut changed = Vec::new();
-        changed.extend(self.fleet.apply(event).map(RowKey::Fleet));
+    /// Folds one event at `position`. For an event of a cycle, `backup` is that cycle's backups
+    /// row as of before the event (`None` if there is none yet; a `CycleStarted` creates it) and
+    /// is updated in place; it gives the fleet the cycle's instance. Other events leave it alone.
+    pub fn apply(
+        &mut self,
+        position: i64,
+        event: &AnyEvent,
+        backup: &mut Option<BackupRow>,
+    ) -> Folded {
+        let mut folded = Folded::default();
+        let mut owner = None;
         match event {
-            AnyEvent::Cycle(id, e) => changed.extend(self.backups.apply(id, e).map(RowKey::Backup)),
-            AnyEvent::Alerts(_, e) => changed.extend(self.alerts.apply(e).map(RowKey::Alert)),
-            AnyEvent::Audit(_, e) => changed.push(RowKey::Audit(self.audit.apply(position, e))),
+            AnyEvent::Cycle(_, e) => {
+                if let restorable_domain::cycle::BackupCycleEvent::CycleStarted(started) = e {
+                    *backup = Some(BackupRow::started(started));
+                } else if let Some(row) = backup.as_mut() {
+                    row.apply(e);
+                }
+                owner = backup.as_ref().map(|r| r.instance_id);
+                folded.backup = backup.as_ref().map(|r| r.cycle_id);
+            }
+            AnyEvent::Alerts(_, e) => folded
+                .memory
+                .extend(self.alerts.apply(e).map(RowKey::Alert)),
+            AnyEvent::Audit(_, e) => folded.audit = Some(AuditRow::recorded(position, e)),
             AnyEvent::Instance(..) | AnyEvent::TenantKey(..) => {}
         }
-        changed
+        folded
+            .memory
+            .extend(self.fleet.apply(event, owner).map(RowKey::Fleet));
+        folded
     }
 
-    /// The stored form of a row (`None` if it does not exist).
+    /// The stored form of a row held in memory (`None` if it does not exist).
     pub fn stored(&self, key: &RowKey) -> Option<StoredRow> {
-        fn row<T: Serialize>(view: &'static str, key: String, tenant: &str, r: &T) -> StoredRow {
-            StoredRow {
-                view,
-                key,
-                tenant_id: tenant.to_owned(),
-                doc: serde_json::to_string(r).unwrap_or_else(|e| {
-                    // Every row type serializes (plain data, string keys); this is unreachable.
-                    unreachable!("a view row failed to serialize: {e}")
-                }),
-            }
-        }
         match key {
-            RowKey::Fleet(id) => {
-                let r = self.fleet.row(id)?;
-                Some(row("fleet", id.to_string(), r.tenant_id.as_str(), r))
-            }
-            RowKey::Backup(id) => {
-                let r = self.backups.row(id)?;
-                Some(row("backups", id.to_string(), r.tenant_id.as_str(), r))
-            }
-            RowKey::Alert(id) => {
-                let r = self.alerts.row(id)?;
-                Some(row("alerts", id.clone(), r.tenant_id.as_str(), r))
-            }
-            RowKey::Audit(position) => {
-                let r = self.audit.row(*position)?;
-                // Zero-padded, so keys sort in log order.
-                let key = format!("{position:020}");
-                Some(row("audit", key, r.action.tenant_id.as_str(), r))
-            }
+            RowKey::Fleet(id) => self.fleet.row(id).map(StoredRow::fleet),
+            RowKey::Alert(id) => self.alerts.row(id).map(StoredRow::alert),
         }
     }
 
-    /// Every row in stored form.
-    pub fn all_stored(&self) -> Vec<StoredRow> {
-        let keys = self
-            .fleet
-            .rows()
-            .into_iter()
-            .map(|r| RowKey::Fleet(r.instance_id))
-            .chain(self.backups.rows().map(|r| RowKey::Backup(r.cycle_id)))
-            .chain(
-                self.alerts
-                    .rows()
-                    .into_iter()
-                    .map(|r| RowKey::Alert(r.alert_id.clone())),
-            )
-            .chain(self.audit.rows().map(|r| RowKey::Audit(r.position)));
-        keys.filter_map(|k| self.stored(&k)).collect()
-    }
-
-    /// The model held by saved rows `(view, key, doc)`.
+    /// The model held by saved rows `(view, key, doc)` of [`MEMORY_VIEWS`].
     ///
     /// # Errors
-    /// [`ModelError`] for a row that does not parse or an unknown view.
+    /// [`ModelError`] for a row that does not parse or another view.
     pub fn from_stored<'a>(
         rows: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
     ) -> Result<Self, ModelError> {
-        fn parse<T: DeserializeOwned>(view: &str, key: &str, doc: &str) -> Result<T, ModelError> {
-            serde_json::from_str(doc).map_err(|source| ModelError::Row {
-                view: view.to_owned(),
-                key: key.to_owned(),
-                source,
-            })
-        }
-        let (mut fleet, mut backups, mut alerts, mut audit) = (vec![], vec![], vec![], vec![]);
+        let (mut fleet, mut alerts) = (vec![], vec![]);
         for (view, key, doc) in rows {
             match view {
                 "fleet" => fleet.push(parse::<FleetRow>(view, key, doc)?),
-                "backups" => backups.push(parse::<BackupRow>(view, key, doc)?),
                 "alerts" => alerts.push(parse::<AlertRow>(view, key, doc)?),
-                "audit" => audit.push(parse::<AuditRow>(view, key, doc)?),
                 other => return Err(ModelError::UnknownView(other.to_owned())),
             }
         }
-        let owners: Vec<_> = backups
-            .iter()
-            .map(|b| (b.cycle_id, b.instance_id))
-            .collect();
         Ok(Self {
-            fleet: FleetView::from_parts(fleet, owners),
-            backups: BackupsView::from_rows(backups),
+            fleet: FleetView::from_rows(fleet),
             alerts: AlertView::from_rows(alerts),
-            audit: AuditView::from_rows(audit),
         })
     }
 }

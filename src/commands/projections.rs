@@ -33,14 +33,14 @@ pub async fn run(command: ProjectionsCommand) -> Result<ExitCode> {
             let model = rebuild_reporting(&pipeline.store, &mut |at| progress.at(at)).await?;
             progress.finish();
             let scheduled = schedule::rebuild(&pipeline.store).await?;
+            let backups = pipeline.store.view_count("backups").await?;
+            let audit = pipeline.store.view_count("audit").await?;
             pipeline.store.close().await;
             println!(
-                "rebuilt: {} instances, {} backups, {} alerts, {} audit records; \
+                "rebuilt: {} instances, {backups} backups, {} alerts, {audit} audit records; \
                  schedule index at position {scheduled}",
                 model.fleet.rows().len(),
-                model.backups.rows().count(),
                 model.alerts.rows().len(),
-                model.audit.rows().count()
             );
         }
     }

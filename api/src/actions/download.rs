@@ -31,7 +31,7 @@ pub async fn download(
     who: &Principal,
     cycle: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let row = access::cycle(state, who, cycle)?;
+    let row = access::cycle(state, who, cycle).await?;
     who.require(&[Role::Administrator, Role::Owner])?;
     let stored: BackupCycle = state.pipeline.store.load(&row.cycle_id.to_string()).await?;
     let captured = stored.captured.ok_or(ApiError::NotFound)?;

@@ -212,7 +212,7 @@ pub async fn reveal_password(
     who: &Principal,
     cycle: &str,
 ) -> Result<(u32, SecretString), ApiError> {
-    let row = access::cycle(state, who, cycle)?;
+    let row = access::cycle(state, who, cycle).await?;
     who.require(&[Role::Owner])?;
     let version = row.key_version.ok_or(ApiError::NotFound)?;
     let password = state
@@ -327,7 +327,7 @@ async fn reveal(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    access::cycle(&state, &who, &id)?;
+    access::cycle(&state, &who, &id).await?;
     who.require(&[Role::Owner])?;
     who.check_csrf(csrf_header(&headers))?;
     let (version, password) = reveal_password(&state, &who, &id).await?;

@@ -126,10 +126,12 @@ pub(super) async fn instance_page(
     Visitor(who): Visitor,
     Path(id): Path<String>,
 ) -> Response {
-    let (row, backups) = match access::instance(&state, &who, &id)
-        .and_then(|row| backup_rows(&state, &who, &id).map(|b| (row, b)))
-    {
-        Ok(found) => found,
+    let row = match access::instance(&state, &who, &id) {
+        Ok(row) => row,
+        Err(error) => return page_error(Some(&who), error),
+    };
+    let backups = match backup_rows(&state, &who, &id).await {
+        Ok(backups) => backups,
         Err(error) => return page_error(Some(&who), error),
     };
     let admin = (who.role == Role::Administrator).then_some(if row.stopped {
@@ -234,6 +236,7 @@ pub(super) async fn reveal_page(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     let checked = access::cycle(&state, &who, &id)
+        .await
         .and_then(|row| who.require(&[Role::Owner]).map(|()| row))
         .and_then(|row| who.check_csrf(form.csrf.as_deref()).map(|()| row));
     let row = match checked {

@@ -277,12 +277,9 @@ async fn download_and_reveal_are_audited_and_the_download_is_the_recorded_copy()
         .expect("download");
     assert_eq!(download.status(), StatusCode::OK);
     let bytes = download.bytes().await.expect("bytes");
-    let row = world
-        .read
-        .read()
-        .backups
-        .row(&world.acme.cycle)
-        .cloned()
+    let row = restorable_pipeline::read_model::backup_row(&world.pipeline.store, &world.acme.cycle)
+        .await
+        .expect("read")
         .expect("row");
     assert_eq!(Some(hex::encode(sha2::Sha256::digest(&bytes))), row.sha256);
     let reveal = world

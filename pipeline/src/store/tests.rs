@@ -99,6 +99,7 @@ async fn a_writer_that_lost_its_lease_writes_nothing_and_checkpoints_never_move_
         view: "fleet".into(),
         key: "i1".into(),
         tenant_id: "acme".into(),
+        instance_id: None,
         doc: doc.into(),
     };
     let old = store

@@ -13,8 +13,20 @@ pub struct ViewRow {
     pub key: String,
     /// Whose data it is (tenant isolation is enforced on this column).
     pub tenant_id: String,
+    /// The instance of a `backups` row (read by instance); `None` for the other views.
+    pub instance_id: Option<String>,
     /// The row, as JSON.
     pub doc: String,
+}
+
+/// A `SELECT` of [`ViewRow`]'s columns from `read_model`, then `$rest`.
+macro_rules! select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT view, key, tenant_id, instance_id, doc FROM read_model ",
+            $rest
+        )
+    };
 }
 
 impl Store {
@@ -31,9 +43,10 @@ impl Store {
         position: i64,
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        let upsert = "INSERT INTO read_model (view, key, tenant_id, doc) VALUES ($1, $2, $3, $4) \
+        let upsert = "INSERT INTO read_model (view, key, tenant_id, instance_id, doc) \
+                      VALUES ($1, $2, $3, $4, $5) \
                       ON CONFLICT (view, key) DO UPDATE SET tenant_id = excluded.tenant_id, \
-                      doc = excluded.doc";
+                      instance_id = excluded.instance_id, doc = excluded.doc";
         let save = self.forward_checkpoint_sql();
         let renew = renew_sql(self.backend.dialect());
         on_backend!(self, |pool| {
@@ -55,6 +68,7 @@ impl Store {
                     .bind(&row.view)
                     .bind(&row.key)
                     .bind(&row.tenant_id)
+                    .bind(&row.instance_id)
                     .bind(&row.doc)
                     .execute(&mut *tx)
                     .await?;
@@ -82,10 +96,9 @@ impl Store {
         // would otherwise read the whole view and filter by tenant.
         let sql = match tenant {
             Some(_) => {
-                "SELECT view, key, tenant_id, doc FROM read_model \
-                 WHERE view = $1 AND tenant_id = $2 ORDER BY key"
+                select!("WHERE view = $1 AND tenant_id = $2 ORDER BY key")
             }
-            None => "SELECT view, key, tenant_id, doc FROM read_model WHERE view = $1 ORDER BY key",
+            None => select!("WHERE view = $1 ORDER BY key"),
         };
         Ok(on_backend!(self, |pool| {
             let query = sqlx::query_as(sql).bind(view);
@@ -110,8 +123,7 @@ impl Store {
         checkpoint: &str,
     ) -> Result<(i64, Vec<ViewRow>), StoreError> {
         let position_sql = "SELECT position FROM consumer_checkpoints WHERE consumer = $1";
-        let rows_sql = "SELECT view, key, tenant_id, doc FROM read_model WHERE view = $1 \
-                        ORDER BY key";
+        let rows_sql = select!("WHERE view = $1 ORDER BY key");
         let postgres = self.backend_name() == "postgresql";
         Ok(on_backend!(self, |pool| {
             let mut tx = pool.begin().await?;
@@ -142,11 +154,64 @@ impl Store {
     /// # Errors
     /// A storage error.
     pub async fn view_row(&self, view: &str, key: &str) -> Result<Option<ViewRow>, StoreError> {
-        let sql = "SELECT view, key, tenant_id, doc FROM read_model WHERE view = $1 AND key = $2";
+        let sql = select!("WHERE view = $1 AND key = $2");
         Ok(on_backend!(self, |pool| sqlx::query_as(sql)
             .bind(view)
             .bind(key)
             .fetch_optional(pool)
+            .await?))
+    }
+
+    /// The rows of `view` with these keys (those that exist, in no particular order): the
+    /// projector's load of the rows a batch touches that it does not hold. Reads the primary key.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn view_rows_keyed(
+        &self,
+        view: &str,
+        keys: &[String],
+    ) -> Result<Vec<ViewRow>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "{} WHERE view = $1 AND key IN ({})",
+            select!(""),
+            placeholders.join(", ")
+        );
+        Ok(on_backend!(self, |pool| {
+            let mut query = sqlx::query_as(&sql).bind(view);
+            for key in keys {
+                query = query.bind(key);
+            }
+            query.fetch_all(pool).await?
+        }))
+    }
+
+    /// The `backups` rows of one instance (every cycle it ran, in no particular order), read
+    /// through `read_model_by_instance` (migration 9), not the whole view.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn backup_rows_of(&self, instance_id: &str) -> Result<Vec<ViewRow>, StoreError> {
+        let sql = select!("WHERE instance_id = $1 AND view = 'backups'");
+        Ok(on_backend!(self, |pool| sqlx::query_as(sql)
+            .bind(instance_id)
+            .fetch_all(pool)
+            .await?))
+    }
+
+    /// How many rows `view` has.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn view_count(&self, view: &str) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM read_model WHERE view = $1";
+        Ok(on_backend!(self, |pool| sqlx::query_scalar(sql)
+            .bind(view)
+            .fetch_one(pool)
             .await?))
     }
 

@@ -17,7 +17,8 @@
 //! the load replays the whole stream once (timed and shown as "first command") and takes a
 //! snapshot; every cycle after that is what the table's per-cycle columns show.
 //!
-//! **The scheduler tick and `projections rebuild`** (`-- tick [INSTANCES [HISTORY...]]`,
+//! **The scheduler tick and `projections rebuild`** (`-- tick [sqlite|postgres] [INSTANCES
+//! [HISTORY...]]`, both backends unless one is named,
 //! default 10,000 instances with 1 and with 100 cycles each): the fleet is loaded the same way
 //! (each instance's `InstanceEnrolled` copied from one enrolled through the real command), ten
 //! of them a day behind (due), the rest not; then the first tick (it indexes the whole loaded
@@ -713,8 +714,11 @@ async fn pipeline_on(postgres: bool, dir: &std::path::Path) -> (Pipeline, Option
     (pipeline, database)
 }
 
-async fn ticks(instances: usize, histories: &[usize]) {
+async fn ticks(instances: usize, histories: &[usize], only: Option<&str>) {
     for (postgres, label) in [(false, "SQLite (embedded default)"), (true, "PostgreSQL")] {
+        if only.is_some_and(|backend| (backend == "postgres") != postgres) {
+            continue;
+        }
         let mut rows = Vec::new();
         for &history in histories {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -754,7 +758,12 @@ async fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("tick") {
-        // history tick INSTANCES HISTORY... (default 10000 instances, 1 and 100 cycles each)
+        // history tick [sqlite|postgres] INSTANCES HISTORY... (default both backends, 10000
+        // instances, 1 and 100 cycles each)
+        let only = args
+            .get(1)
+            .map(String::as_str)
+            .filter(|a| ["sqlite", "postgres"].contains(a));
         let given = numbers(1);
         let instances = given.first().copied().unwrap_or(10_000);
         let histories = if given.len() > 1 {
@@ -762,7 +771,7 @@ async fn main() {
         } else {
             vec![1, 100]
         };
-        ticks(instances, &histories).await;
+        ticks(instances, &histories, only).await;
         return;
     }
     let mut sizes = numbers(0);

@@ -629,9 +629,14 @@ async fn rebuild_child(kind: &str, place: &str) {
         .expect("pipeline");
     let events = pipeline.store.log_end().await.expect("log end");
     let started = Instant::now();
-    let side = read_model::rebuild_caching(&pipeline.store, read_model::CACHED_CYCLES, &mut |_| {})
-        .await
-        .expect("rebuild");
+    let side = read_model::rebuild_caching(
+        &pipeline.store,
+        read_model::CACHED_CYCLES,
+        read_model::REBUILD_BATCH,
+        &mut |_| {},
+    )
+    .await
+    .expect("rebuild");
     let seconds = started.elapsed().as_secs_f64();
     let backups = pipeline.store.view_count("backups").await.expect("count");
     let cache = side.cache_use().await;

@@ -9,8 +9,8 @@
 //!
 //! # Memory does not grow with history
 //! Only two views are held whole in memory ([`ReadModel`]): a fleet row per instance, and the
-//! alerts (a row per alert raised: failure episodes, not cycles). The `backups` view (a row per cycle) and the `audit` view (a row
-//! per recorded action) live in the table alone: readers read them per request through indexed
+//! alerts (a row per alert raised: failure episodes, not cycles). The `backups` view (a row per
+//! cycle) and the `audit` view (a row per recorded action) live in the table alone: readers read them per request through indexed
 //! queries ([`backup_row`], [`backup_rows_of`], [`backup_rows`], [`audit_rows`]). The projector
 //! folds a cycle's event into that cycle's row, which it holds in a cache of at most
 //! [`CACHED_CYCLES`] rows (least recently folded out first) or loads for the batch: the writer
@@ -21,7 +21,8 @@
 //! whose write failed are written before anything more is folded).
 //!
 //! [`rebuild`] empties the views and replays the whole history with the same fold, in the same
-//! bounded memory; the result must equal the live views (a test checks it).
+//! bounded memory (in batches of [`REBUILD_BATCH`] events: a commit per batch is its main
+//! cost); the result must equal the live views (a test checks it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -55,6 +56,9 @@ const LEASE_TTL_MS: i64 = 20_000;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Events folded per batch.
 pub const BATCH: i64 = 1000;
+/// Events folded per batch by [`rebuild`]: a commit (and, on SQLite, a synchronous WAL write)
+/// per batch is its main cost, and nothing waits on its rows meanwhile.
+pub const REBUILD_BATCH: i64 = 10_000;
 /// How long the projector waits for a commit before looking at the log anyway.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Backups rows a projector keeps between batches (cycles in flight are folded from here
@@ -184,6 +188,8 @@ impl Unsaved {
 struct Work {
     /// The last position folded (ahead of the published position while its rows are unsaved).
     folded: i64,
+    /// Events folded per batch.
+    batch: i64,
     cycles: CycleCache,
     unsaved: Unsaved,
 }
@@ -231,6 +237,7 @@ impl ReadSide {
             changes: broadcast::channel(1024).0,
             work: Arc::new(tokio::sync::Mutex::new(Work {
                 folded: position,
+                batch: BATCH,
                 cycles: CycleCache::new(cycles),
                 unsaved: Unsaved::default(),
             })),
@@ -290,7 +297,8 @@ impl ReadSide {
     }
 
     /// [`ReadSide::catch_up`], calling `progress` with the position reached after every batch
-    /// (at most [`BATCH`] events are held at a time).
+    /// (at most one batch of events — [`BATCH`], or [`REBUILD_BATCH`] rebuilding — is held at a
+    /// time).
     async fn catch_up_reporting(
         &self,
         store: &Store,
@@ -301,7 +309,7 @@ impl ReadSide {
         loop {
             // Rows folded earlier whose write failed are written before anything more is read.
             self.settle(store, work, writer).await?;
-            let batch = store.read_after(work.folded, BATCH).await?;
+            let batch = store.read_after(work.folded, work.batch).await?;
             let Some(last) = batch.last().map(|e| e.position) else {
                 return Ok(work.folded);
             };
@@ -741,7 +749,7 @@ pub async fn rebuild(store: &Store) -> Result<ReadModel, ProjectionError> {
     rebuild_reporting(store, &mut |_| {}).await
 }
 
-/// [`rebuild`], streaming the log in batches of [`BATCH`] events (each batch's rows stored with
+/// [`rebuild`], streaming the log in batches of [`REBUILD_BATCH`] events (each batch's rows stored with
 /// the checkpoint before the next is read) and calling `progress` with the position reached
 /// after each (for a progress bar: the end is [`Store::log_end`]). It folds exactly as the live
 /// projector does, so its memory is bounded as the projector's is: the fleet and alert rows,
@@ -753,19 +761,20 @@ pub async fn rebuild_reporting(
     store: &Store,
     progress: &mut (dyn FnMut(i64) + Send),
 ) -> Result<ReadModel, ProjectionError> {
-    rebuild_caching(store, CACHED_CYCLES, progress)
+    rebuild_caching(store, CACHED_CYCLES, REBUILD_BATCH, progress)
         .await
         .map(|side| side.read().clone())
 }
 
-/// [`rebuild_reporting`] with a cache of `cycles` backups rows; returns the read side it
-/// rebuilt with (to look at its cache: tests and benchmarks).
+/// [`rebuild_reporting`] with a cache of `cycles` backups rows, folding `batch` events at a
+/// time; returns the read side it rebuilt with (to look at its cache: tests and benchmarks).
 ///
 /// # Errors
 /// A store failure.
 pub async fn rebuild_caching(
     store: &Store,
     cycles: usize,
+    batch: i64,
     progress: &mut (dyn FnMut(i64) + Send),
 ) -> Result<ReadSide, ProjectionError> {
     let holder = format!("rebuild-{}", uuid::Uuid::new_v4());
@@ -775,6 +784,7 @@ pub async fn rebuild_caching(
         let side = ReadSide::load_caching(store, cycles).await?;
         {
             let mut work = side.work.lock().await;
+            work.batch = batch;
             side.catch_up_reporting(store, &mut work, Some(&lease), progress)
                 .await?;
         }

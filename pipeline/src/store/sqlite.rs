@@ -39,6 +39,11 @@ pub(super) async fn open(path: &Path) -> Result<Store, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(30))
+        // Statement journals (an upsert in a transaction writes one) in memory, not in a
+        // temporary file; and 8 MiB of page cache per connection (the default is 2 MiB), so the
+        // projector's upserts do not re-read the same index pages from the file.
+        .pragma("temp_store", "memory")
+        .pragma("cache_size", "-8192")
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(8)

@@ -140,6 +140,46 @@ async fn a_writer_that_lost_its_lease_writes_nothing_and_checkpoints_never_move_
     );
 }
 
+/// Many rows in one save (more than one upsert statement), a key named twice among them: every
+/// row is stored, and the later of the two wins, as upserting them one by one would leave.
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn a_save_of_many_rows_stores_each_and_the_last_of_a_repeated_key_wins(
+    #[case] postgres: bool,
+) {
+    let place = Place::new(postgres).await;
+    let store = place.open().await;
+    let row = |key: usize, doc: &str| ViewRow {
+        view: "backups".into(),
+        key: format!("c{key:04}"),
+        tenant_id: "acme".into(),
+        instance_id: Some(format!("i{}", key % 7)),
+        doc: doc.into(),
+    };
+    let mut rows: Vec<ViewRow> = (0..450).map(|k| row(k, "{\"v\":1}")).collect();
+    rows.push(row(3, "{\"v\":2}"));
+    let lease = store
+        .acquire_lease("projector", "one", 60_000)
+        .await
+        .expect("acquire")
+        .expect("granted");
+    store
+        .save_view_rows(&rows, "projections", 451, &lease)
+        .await
+        .expect("saved");
+    let stored = store.view_rows("backups", None).await.expect("rows");
+    assert_eq!(stored.len(), 450);
+    assert_eq!(
+        stored[3],
+        row(3, "{\"v\":2}"),
+        "the later row of c0003 wins"
+    );
+    assert_eq!(stored[449], row(449, "{\"v\":1}"));
+    assert_eq!(store.checkpoint("projections").await.expect("read"), 451);
+}
+
 #[rstest]
 #[case::sqlite(false)]
 #[case::postgres(true)]

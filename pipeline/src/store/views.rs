@@ -1,8 +1,13 @@
 //! The projector's view rows (`read_model`): the read side's rows as JSON documents, rebuildable
 //! from the log, written with the projector's checkpoint in one transaction under its lease.
 
+use std::collections::HashSet;
+
 use super::leases::renew_sql;
 use super::{Lease, Store, StoreError};
+
+/// Rows per upsert statement (five parameters each: far under either backend's limit).
+const UPSERT_ROWS: usize = 200;
 
 /// One row of a view, as a JSON document.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -43,10 +48,17 @@ impl Store {
         position: i64,
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        let upsert = "INSERT INTO read_model (view, key, tenant_id, instance_id, doc) \
-                      VALUES ($1, $2, $3, $4, $5) \
-                      ON CONFLICT (view, key) DO UPDATE SET tenant_id = excluded.tenant_id, \
-                      instance_id = excluded.instance_id, doc = excluded.doc";
+        // Multi-row upserts (one statement per UPSERT_ROWS rows, not one per row: each
+        // statement is a round trip to SQLite's worker thread or PostgreSQL). One statement
+        // may not name a key twice (PostgreSQL refuses to update a row twice), so only the
+        // last row of each key is kept — what upserting them one by one would leave.
+        let mut seen = HashSet::new();
+        let mut latest: Vec<&ViewRow> = rows
+            .iter()
+            .rev()
+            .filter(|row| seen.insert((row.view.as_str(), row.key.as_str())))
+            .collect();
+        latest.reverse();
         let save = self.forward_checkpoint_sql();
         let renew = renew_sql(self.backend.dialect());
         on_backend!(self, |pool| {
@@ -63,15 +75,23 @@ impl Store {
                 tx.rollback().await?;
                 return Err(StoreError::LeaseLost(lease.name.clone()));
             }
-            for row in rows {
-                sqlx::query(upsert)
-                    .bind(&row.view)
-                    .bind(&row.key)
-                    .bind(&row.tenant_id)
-                    .bind(&row.instance_id)
-                    .bind(&row.doc)
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in latest.chunks(UPSERT_ROWS) {
+                let mut upsert = sqlx::QueryBuilder::new(
+                    "INSERT INTO read_model (view, key, tenant_id, instance_id, doc) ",
+                );
+                upsert.push_values(chunk, |mut values, row| {
+                    values
+                        .push_bind(&row.view)
+                        .push_bind(&row.key)
+                        .push_bind(&row.tenant_id)
+                        .push_bind(&row.instance_id)
+                        .push_bind(&row.doc);
+                });
+                upsert.push(
+                    " ON CONFLICT (view, key) DO UPDATE SET tenant_id = excluded.tenant_id, \
+                     instance_id = excluded.instance_id, doc = excluded.doc",
+                );
+                upsert.build().execute(&mut *tx).await?;
             }
             sqlx::query(&save)
                 .bind(checkpoint)

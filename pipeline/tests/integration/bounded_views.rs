@@ -248,7 +248,7 @@ async fn the_live_rows_equal_a_rebuilds_on_random_histories(
     assert!(live.cache_use().await.held <= 3);
     assert_eq!(*follower.read(), *live.read(), "the follower's fleet");
 
-    let rebuilt = rebuild_caching(&store, 2, &mut |_| {})
+    let rebuilt = rebuild_caching(&store, 2, BATCH, &mut |_| {})
         .await
         .expect("rebuild");
     assert_eq!(stored_views(&store).await, live_rows, "the rebuilt rows");
@@ -372,7 +372,7 @@ async fn the_cache_of_backups_rows_stays_within_its_bound(#[case] postgres: bool
     }
 
     // A rebuild of the same history, in the same bound.
-    let rebuilt = rebuild_caching(&store, capacity, &mut |_| {})
+    let rebuilt = rebuild_caching(&store, capacity, BATCH, &mut |_| {})
         .await
         .expect("rebuild");
     let cache = rebuilt.cache_use().await;

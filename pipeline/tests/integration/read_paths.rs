@@ -11,7 +11,7 @@ use restorable_domain::instance::{
     SealedCredentials,
 };
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
-use restorable_pipeline::read_model::{fleet_now, rebuild_reporting, ReadSide};
+use restorable_pipeline::read_model::{fleet_now, rebuild_caching, ReadSide, BATCH, CACHED_CYCLES};
 use restorable_pipeline::store::{Store, ViewRow};
 use restorable_projections::model::VIEWS;
 use restorable_testkit::{test_server_url, ScratchDatabase};
@@ -126,7 +126,8 @@ async fn a_streamed_rebuild_stores_the_views_the_projector_stored(#[case] postgr
     for n in 0..instances {
         enrol(&store, n).await;
     }
-    // About 2,900 events: three batches of the rebuild.
+    // About 2,900 events: three batches of the rebuild folding the live projector's 1,000 at a
+    // time (`projections rebuild` folds 10,000).
     for k in 0..40 {
         for n in 0..instances {
             cycle(&store, n, k).await;
@@ -148,9 +149,11 @@ async fn a_streamed_rebuild_stores_the_views_the_projector_stored(#[case] postgr
     assert!(!before.is_empty());
 
     let mut seen = Vec::new();
-    let rebuilt = rebuild_reporting(&store, &mut |at| seen.push(at))
+    let rebuilt = rebuild_caching(&store, CACHED_CYCLES, BATCH, &mut |at| seen.push(at))
         .await
-        .expect("rebuild");
+        .expect("rebuild")
+        .read()
+        .clone();
     assert_eq!(stored_views(&store).await, before, "the same views");
     assert!(seen.len() >= 3, "progress after every batch: {seen:?}");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "forward: {seen:?}");

@@ -344,9 +344,8 @@ async fn histories(pipeline: &Pipeline, backends: &Backends, sizes: &[usize]) ->
     rows
 }
 
-/// The timed process: [`CYCLES_TIMED`] cycles of `instance`; prints the mean per cycle in ms
-/// and the process's peak RSS in MiB.
-async fn timed_cycles(kind: &str, place: &str, instance: &str) {
+/// The pipeline of a child process, on the backend its parent's `location` named.
+async fn open_at(kind: &str, place: &str) -> Pipeline {
     let backends = if kind == "postgres" {
         Backends {
             data_dir: std::env::temp_dir(),
@@ -359,9 +358,15 @@ async fn timed_cycles(kind: &str, place: &str, instance: &str) {
             ..Backends::default()
         }
     };
-    let pipeline = Pipeline::open(&backends, Settings::default())
+    Pipeline::open(&backends, Settings::default())
         .await
-        .expect("pipeline");
+        .expect("pipeline")
+}
+
+/// The timed process: [`CYCLES_TIMED`] cycles of `instance`; prints the mean per cycle in ms
+/// and the process's peak RSS in MiB.
+async fn timed_cycles(kind: &str, place: &str, instance: &str) {
+    let pipeline = open_at(kind, place).await;
     let instance: InstanceId = instance.parse().expect("instance id");
     let timed = Instant::now();
     for _ in 0..CYCLES_TIMED {
@@ -612,21 +617,7 @@ async fn load_cycles(pipeline: &Pipeline, events: usize) -> usize {
 /// events, the backups rows stored, the most backups rows it held at once and its peak RSS in
 /// MiB.
 async fn rebuild_child(kind: &str, place: &str) {
-    let backends = if kind == "postgres" {
-        Backends {
-            data_dir: std::env::temp_dir(),
-            database_url: Some(place.to_owned()),
-            ..Backends::default()
-        }
-    } else {
-        Backends {
-            data_dir: place.into(),
-            ..Backends::default()
-        }
-    };
-    let pipeline = Pipeline::open(&backends, Settings::default())
-        .await
-        .expect("pipeline");
+    let pipeline = open_at(kind, place).await;
     let events = pipeline.store.log_end().await.expect("log end");
     let started = Instant::now();
     let side = read_model::rebuild_caching(

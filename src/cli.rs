@@ -61,6 +61,9 @@ pub enum Command {
     /// Events a consumer gave up on: list them, replay them.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// The tamper-evident history: checkpoints, exports for auditors, their verification.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Prints a shell's completion script (e.g. `restorable completions bash >
     /// /etc/bash_completion.d/restorable`).
     Completions(CompletionsArgs),
@@ -227,6 +230,50 @@ pub struct TokenAddArgs {
 pub enum ProjectionsCommand {
     /// Empties the stored views and rebuilds them from the whole event history.
     Rebuild(Config),
+}
+
+/// `restorable audit ...`.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Write a signed checkpoint of every tenant's chain to the vault now.
+    Checkpoint(Config),
+    /// Export a tenant's history, its checkpoints and proofs into a new directory.
+    Export(AuditExportArgs),
+    /// Verify an export offline (no network, no database): exit 0 intact, 1 broken.
+    Verify(AuditVerifyArgs),
+    /// Check the live store and the vault: every chain, link and checkpoint; exit 1 if broken.
+    Check(Config),
+    /// Print the signing key's id and public key (give them to auditors).
+    Key(Config),
+    /// Retire the signing key and make a new one (old checkpoints stay verifiable).
+    RotateKey(Config),
+}
+
+/// `restorable audit export`.
+#[derive(Args)]
+pub struct AuditExportArgs {
+    /// State directory and backends.
+    #[command(flatten)]
+    pub data: Config,
+    /// The tenant whose history is exported.
+    #[arg(long)]
+    pub tenant: String,
+    /// A new (or empty) directory to write into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Start after the last checkpoint at or before this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End at the first checkpoint at or after this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// `restorable audit verify`.
+#[derive(Args)]
+pub struct AuditVerifyArgs {
+    /// The export's directory.
+    pub dir: PathBuf,
 }
 
 /// `restorable cycle ...`.

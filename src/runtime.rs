@@ -195,3 +195,15 @@ pub async fn audit_account(
     }
     Ok(())
 }
+
+/// The checkpoints' signer: the data directory's Ed25519 key (created on first use).
+///
+/// # Errors
+/// An unusable key file (unreadable, not a key, readable by others).
+pub fn signer(data: &Config) -> Result<restorable_pipeline::evidence::LocalSigner> {
+    let path = data
+        .data_dir
+        .join(restorable_pipeline::evidence::SIGNING_KEY_FILE);
+    restorable_pipeline::evidence::LocalSigner::open_or_create(&path)
+        .with_context(|| format!("the signing key {}", path.display()))
+}

@@ -18,6 +18,7 @@
 pub mod alert;
 pub mod audit;
 pub mod cycle;
+pub mod evidence;
 pub mod ids;
 pub mod instance;
 pub mod ladder;
@@ -57,42 +58,8 @@ pub fn schema_fingerprint<T: schemars::JsonSchema>() -> u64 {
     let mut schema = schemars::schema_for!(T).to_value();
     strip_descriptions(&mut schema);
     let mut text = String::new();
-    canonical(&schema, &mut text);
+    evidence::write_canonical(&schema, &mut text);
     fnv1a(text.as_bytes())
-}
-
-/// `value` as JSON with every object's keys sorted, whatever order the map keeps (serde_json's
-/// `preserve_order` may be on in one build and off in another).
-fn canonical(value: &serde_json::Value, out: &mut String) {
-    match value {
-        serde_json::Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (n, key) in keys.into_iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::Value::from(key.as_str()).to_string());
-                out.push(':');
-                if let Some(item) = map.get(key) {
-                    canonical(item, out);
-                }
-            }
-            out.push('}');
-        }
-        serde_json::Value::Array(items) => {
-            out.push('[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
 }
 
 /// Removes every `description` (doc comments) from a schema, in place.

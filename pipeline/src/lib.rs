@@ -24,6 +24,8 @@
 //! - [`pbx`]: the 3CX XAPI client and how far a PBX is trusted.
 //! - [`archive`]: the verifier of encrypted 3CX backup archives (the Verified rung).
 //! - [`enrolment`]: enrolling PBXes, issuing tenant keys, opening cycles.
+//! - [`evidence`]: signed checkpoints of the tenants' hash chains, audit exports, their offline
+//!   verification and the live check.
 //! - [`schedule`]: the scheduler's index of due instances (and cycles in flight), kept from the
 //!   log.
 //! - [`read_model`]: the projector — the read side's views, stored and followed from the log.
@@ -40,6 +42,7 @@ mod aws;
 pub mod deadlines;
 pub mod enrolment;
 pub mod error;
+pub mod evidence;
 pub mod operations_alerts;
 pub mod pbx;
 pub mod pipeline;

@@ -10,6 +10,7 @@ mod fault_proxy;
 mod integration {
     mod alert_routes;
     mod archive_7z;
+    mod audit_evidence;
     mod bounded_views;
     mod hostile_pbx;
     mod infrastructure_faults;

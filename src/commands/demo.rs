@@ -135,6 +135,24 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "\nData directory: {} (run again to continue the history)",
         args.data.data_dir.display()
     );
+    let checkpoint = restorable_pipeline::evidence::write_checkpoint(
+        &pipeline.store,
+        pipeline.vault.as_ref(),
+        &crate::runtime::signer(&args.data)?,
+        restorable_pipeline::evidence::CHECKPOINT_RETENTION,
+    )
+    .await?;
+    let tenant = view
+        .rows()
+        .first()
+        .map_or_else(|| "TENANT".to_owned(), |row| row.tenant_id.to_string());
+    println!(
+        "History signed: checkpoint {} (key {}). For an auditor: restorable audit export \
+         --data-dir {} --tenant {tenant} --out audit-{tenant}, then restorable audit verify audit-{tenant}",
+        checkpoint.header.sequence,
+        checkpoint.header.key_id,
+        args.data.data_dir.display()
+    );
     let served = if args.serve {
         serve(&pipeline, args.listen).await
     } else {

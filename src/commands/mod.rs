@@ -4,6 +4,7 @@
 //! backends, signals, the web UI) and reads its flags from `cli`; no command imports another,
 //! except `demo`, which ends with the `fleet` table.
 
+mod audit;
 mod backup_now;
 mod completions;
 mod cycle;
@@ -55,6 +56,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Projections(command) => projections::run(command).await,
         Command::Cycle(command) => cycle::run(command).await,
         Command::DeadLetters(command) => dead_letters::run(command).await,
+        Command::Audit(command) => audit::run(command).await,
         Command::Completions(args) => completions::run(&args),
         Command::Manual(args) => manual::run(&args),
     }

@@ -39,6 +39,15 @@ pub async fn run(args: WorkerArgs) -> Result<ExitCode> {
         ack_wait: Duration::from_secs(args.ack_wait_secs.max(1)),
         grace: Duration::from_secs(args.grace_secs),
     };
+    let evidence = if args.schedule_every_secs > 0 {
+        Some(tokio::spawn(restorable_pipeline::evidence::watch(
+            pipeline.clone(),
+            Box::new(crate::runtime::signer(&args.data)?),
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
     let scheduler = (args.schedule_every_secs > 0).then(|| {
         tokio::spawn(scheduler::run(
             pipeline.clone(),
@@ -56,6 +65,9 @@ pub async fn run(args: WorkerArgs) -> Result<ExitCode> {
     shutdown.cancel();
     if let Some(scheduler) = scheduler {
         scheduler.await?;
+    }
+    if let Some(evidence) = evidence {
+        evidence.await?;
     }
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -17,6 +17,8 @@
 //! - `sqlite.rs`, `postgres.rs`: connecting, pool options and what only one backend has (its SQL
 //!   dialect, SQLite's payload guard, PostgreSQL's commit listener).
 //! - `migrations.rs`: the schema (`pipeline/migrations/{sqlite,postgres}/*.sql`).
+//! - `chain.rs`: the tamper-evident history: each event chained into its tenant's hash chain in
+//!   the transaction that stores it, and the chain read back for checks and exports.
 //! - `log.rs`: the global event log ([`LoggedEvent`], `read_after`, `history`, commit wake-ups).
 //! - `checkpoints.rs`: consumers' positions in the log.
 //! - `views.rs`: the projector's view rows ([`ViewRow`]).
@@ -43,6 +45,7 @@ macro_rules! on_backend {
 }
 
 mod accounts;
+mod chain;
 mod checkpoints;
 mod dead_letters;
 mod deliveries;
@@ -76,6 +79,7 @@ use sqlx::{Pool, Postgres, Sqlite};
 use tokio::sync::Notify;
 
 pub use accounts::{ApiTokenRecord, SessionRecord, UserRecord};
+pub use chain::{ChainRow, UnchainedEvent, UNASSIGNED};
 pub use dead_letters::DeadLetter;
 pub use deliveries::PendingDelivery;
 pub use leases::Lease;
@@ -345,14 +349,17 @@ impl Store {
     }
 
     /// The event store of `A` over `pool`'s events, through snapshots.
-    fn snapshot_store<A, P>(&self, pool: &P) -> snapshots::SnapshotStore<A, P::Events>
+    fn snapshot_store<A, P>(
+        &self,
+        pool: &P,
+    ) -> snapshots::SnapshotStore<A, chain::Chained<P::Events>>
     where
         A: Snapshotted,
         P: Repository,
     {
         snapshots::SnapshotStore::new(
-            pool.events(),
-            pool.events(),
+            chain::Chained::new(pool.events(), self.backend.clone()),
+            chain::Chained::new(pool.events(), self.backend.clone()),
             self.backend.clone(),
             self.snapshot_every,
         )

@@ -40,6 +40,8 @@ impl OperationsAlert {
             "Relay Held"
         } else if self.key.starts_with(DEAD_LETTERS) {
             "Dead Letters"
+        } else if self.key == "history_tampered" {
+            "History Tampered"
         } else {
             "Operations Alert"
         }

@@ -38,6 +38,7 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         .await
         .map_err(connect_error)?;
     migrations::postgres(&pool).await?;
+    super::chain::backfill_once(&Backend::Postgres(pool.clone())).await?;
     let committed = Arc::new(Notify::new());
     let listener = log::listen(&pool, committed.clone())
         .await

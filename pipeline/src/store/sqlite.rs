@@ -51,6 +51,7 @@ pub(super) async fn open(path: &Path) -> Result<Store, StoreError> {
         .await
         .map_err(connect_error)?;
     migrations::sqlite(&pool).await?;
+    super::chain::backfill_once(&Backend::Sqlite(pool.clone())).await?;
     Ok(Store {
         backend: Arc::new(Backend::Sqlite(pool)),
         committed: Arc::new(Notify::new()),

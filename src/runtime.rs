@@ -207,3 +207,27 @@ pub fn signer(data: &Config) -> Result<restorable_pipeline::evidence::LocalSigne
     restorable_pipeline::evidence::LocalSigner::open_or_create(&path)
         .with_context(|| format!("the signing key {}", path.display()))
 }
+
+/// Starts the evidence's schedule (an hourly checkpoint, a daily check) for `serve` and the
+/// scheduling worker; with an unusable signing key it logs why and runs without (the rest of
+/// the service is not held hostage by it; `restorable doctor` and `audit checkpoint` name it).
+pub fn spawn_evidence(
+    pipeline: &Pipeline,
+    data: &Config,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match signer(data) {
+        Ok(signer) => Some(tokio::spawn(restorable_pipeline::evidence::watch(
+            pipeline.clone(),
+            Box::new(signer),
+            shutdown.clone(),
+        ))),
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "no checkpoints: the signing key is unusable"
+            );
+            None
+        }
+    }
+}

@@ -32,11 +32,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         Duration::from_secs(args.tick_secs),
         shutdown.clone(),
     ));
-    let evidence = tokio::spawn(restorable_pipeline::evidence::watch(
-        pipeline.clone(),
-        Box::new(crate::runtime::signer(&args.data)?),
-        shutdown.clone(),
-    ));
+    let evidence = crate::runtime::spawn_evidence(&pipeline, &args.data, &shutdown);
     let mut web_tasks = tokio::task::JoinSet::new();
     let address = start_web(&pipeline, args.listen, &mut web_tasks, shutdown.clone()).await?;
     println!("web UI and API on http://{address}/");
@@ -54,7 +50,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     tracing::info!("stopping: finishing the work in hand");
     stages.await?;
     scheduler.await?;
-    evidence.await?;
+    if let Some(evidence) = evidence {
+        evidence.await?;
+    }
     web_tasks.join_all().await;
     pipeline.store.close().await;
     Ok(ExitCode::SUCCESS)

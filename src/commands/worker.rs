@@ -40,11 +40,7 @@ pub async fn run(args: WorkerArgs) -> Result<ExitCode> {
         grace: Duration::from_secs(args.grace_secs),
     };
     let evidence = if args.schedule_every_secs > 0 {
-        Some(tokio::spawn(restorable_pipeline::evidence::watch(
-            pipeline.clone(),
-            Box::new(crate::runtime::signer(&args.data)?),
-            shutdown.clone(),
-        )))
+        crate::runtime::spawn_evidence(&pipeline, &args.data, &shutdown)
     } else {
         None
     };

@@ -194,9 +194,11 @@ pub async fn write_checkpoint(
                 Some(checkpoint.header)
             }
             Some(Err(e)) => return Err(EvidenceError::Format(e)),
-            None => return Err(EvidenceError::Format(format!(
+            None => {
+                return Err(EvidenceError::Format(format!(
                 "checkpoint {last} is indexed but not in the vault (run `restorable audit check`)"
-            ))),
+            )))
+            }
         },
         None => None,
     };

@@ -287,35 +287,31 @@ fn check_checkpoints(
         if let Some(b) = check_header(header, &entry.signature, previous.as_ref(), keys) {
             return Ok(Err(b));
         }
-        match &entry.leaf {
-            Some(leaf) => {
-                if leaf.tenant != manifest.tenant {
-                    return Ok(Err(Break::Checkpoint {
-                        sequence: header.sequence,
-                        why: format!(
-                            "its leaf is of tenant {}, not {}",
-                            leaf.tenant, manifest.tenant
-                        ),
-                    }));
-                }
-                if !verify_inclusion(
-                    leaf,
-                    entry.leaf_index,
-                    header.leaves,
-                    &entry.proof,
-                    &header.root,
-                ) {
-                    return Ok(Err(Break::Checkpoint {
-                        sequence: header.sequence,
-                        why: "the tenant's head is not in the tree it signed (bad Merkle proof)"
-                            .into(),
-                    }));
-                }
-                checked
-                    .heads
-                    .insert(leaf.index, (leaf.head.clone(), header.sequence));
+        if let Some(leaf) = &entry.leaf {
+            if leaf.tenant != manifest.tenant {
+                return Ok(Err(Break::Checkpoint {
+                    sequence: header.sequence,
+                    why: format!(
+                        "its leaf is of tenant {}, not {}",
+                        leaf.tenant, manifest.tenant
+                    ),
+                }));
             }
-            None => {}
+            if !verify_inclusion(
+                leaf,
+                entry.leaf_index,
+                header.leaves,
+                &entry.proof,
+                &header.root,
+            ) {
+                return Ok(Err(Break::Checkpoint {
+                    sequence: header.sequence,
+                    why: "the tenant's head is not in the tree it signed (bad Merkle proof)".into(),
+                }));
+            }
+            checked
+                .heads
+                .insert(leaf.index, (leaf.head.clone(), header.sequence));
         }
         if let Some(p) = &previous {
             if header.at - p.at > interval * 2 {

@@ -305,16 +305,23 @@ async fn an_inserted_row_is_named_by_its_position(#[case] postgres: bool) {
 #[tokio::test]
 async fn two_swapped_rows_are_named_at_the_first(#[case] postgres: bool) {
     let f = checkpointed(postgres).await;
-    let (_, a, _) = place(&f.store, 2).await; // the first cycle's CycleStarted
-    let (_, b, _) = place(&f.store, 6).await; // the second cycle's
-                                              // The two cycles' ids swapped: each event now sits under the other's place.
-    f.store
-        .execute_sql(&format!(
-            "UPDATE events SET aggregate_id = CASE aggregate_id WHEN '{a}' THEN '{b}' ELSE '{a}' END \
-             WHERE aggregate_type = 'BackupCycle' AND aggregate_id IN ('{a}', '{b}') AND sequence = 1"
-        ))
-        .await
-        .expect("swap");
+    // The first cycle's CycleStarted and the second's.
+    let (_, a, _) = place(&f.store, 2).await;
+    let (_, b, _) = place(&f.store, 6).await;
+    // The two rows swapped: each event now sits in the other's place.
+    for (from, to) in [
+        (a.as_str(), "swap"),
+        (b.as_str(), a.as_str()),
+        ("swap", b.as_str()),
+    ] {
+        f.store
+            .execute_sql(&format!(
+                "UPDATE events SET aggregate_id = '{to}' WHERE aggregate_type = 'BackupCycle' \
+                 AND aggregate_id = '{from}' AND sequence = 1"
+            ))
+            .await
+            .expect("swap");
+    }
     let (tenant, broken) = break_found(&f).await;
     assert_eq!(tenant, "acme");
     assert!(

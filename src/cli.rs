@@ -64,6 +64,9 @@ pub enum Command {
     /// The tamper-evident history: checkpoints, exports for auditors, their verification.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Restore certificates: get a cycle's, verify one offline.
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
     /// Prints a shell's completion script (e.g. `restorable completions bash >
     /// /etc/bash_completion.d/restorable`).
     Completions(CompletionsArgs),
@@ -247,6 +250,36 @@ pub enum AuditCommand {
     Key(Config),
     /// Retire the signing key and make a new one (old checkpoints stay verifiable).
     RotateKey(Config),
+}
+
+/// `restorable certificate ...`.
+#[derive(Subcommand)]
+pub enum CertificateCommand {
+    /// Write the signed restore certificate of a Restore-Tested cycle into a new file.
+    Get(CertificateGetArgs),
+    /// Check a certificate file offline: exit 0 genuine, 1 not.
+    Verify(CertificateVerifyArgs),
+}
+
+/// `restorable certificate get`.
+#[derive(Args)]
+pub struct CertificateGetArgs {
+    /// State directory and backends.
+    #[command(flatten)]
+    pub data: Config,
+    /// The Restore-Tested cycle.
+    #[arg(long)]
+    pub cycle: String,
+    /// The file to write (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `restorable certificate verify`.
+#[derive(Args)]
+pub struct CertificateVerifyArgs {
+    /// The certificate file.
+    pub file: PathBuf,
 }
 
 /// `restorable audit export`.

@@ -89,6 +89,7 @@ const STALE_SWEEP: Duration = Duration::from_secs(60);
 /// The stored views cannot be loaded or the address cannot be bound.
 pub async fn start_web(
     pipeline: &Pipeline,
+    data: &Config,
     listen: SocketAddr,
     tasks: &mut JoinSet<()>,
     shutdown: CancellationToken,
@@ -104,7 +105,15 @@ pub async fn start_web(
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
     let options = restorable_api::ServerOptions::from_env();
-    let state = Arc::new(AppState::with_options(pipeline.clone(), read, options));
+    let mut state = AppState::with_options(pipeline.clone(), read, options);
+    match signer(data) {
+        Ok(signer) => state = state.with_signer(Arc::new(signer)),
+        Err(error) => tracing::error!(
+            error = format!("{error:#}"),
+            "restore certificates cannot be signed: the signing key is unusable"
+        ),
+    }
+    let state = Arc::new(state);
     tasks.spawn(async move {
         if let Err(error) = restorable_api::serve(listener, state, shutdown).await {
             tracing::error!(%error, "the web server stopped");

@@ -76,6 +76,8 @@ pub struct AppState {
     pub hashing: Arc<Semaphore>,
     /// Woken when a session or token ends in this process (live streams re-check at once).
     pub credentials_changed: tokio::sync::Notify,
+    /// Signs restore certificates (`None`: the certificate download answers 503).
+    pub signer: Option<Arc<dyn restorable_pipeline::evidence::Signer>>,
 }
 
 impl AppState {
@@ -94,7 +96,14 @@ impl AppState {
             hashing: Arc::new(Semaphore::new(options.concurrent_hashes.max(1))),
             options,
             credentials_changed: tokio::sync::Notify::new(),
+            signer: None,
         }
+    }
+
+    /// The same state, signing restore certificates with `signer`.
+    pub fn with_signer(mut self, signer: Arc<dyn restorable_pipeline::evidence::Signer>) -> Self {
+        self.signer = Some(signer);
+        self
     }
 }
 

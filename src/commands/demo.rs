@@ -154,7 +154,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         args.data.data_dir.display()
     );
     let served = if args.serve {
-        serve(&pipeline, args.listen).await
+        serve(&pipeline, &args.data, args.listen).await
     } else {
         Ok(())
     };
@@ -169,7 +169,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 /// `--serve`: the web UI and API over the demo's history, with the stages and scheduler
 /// running (the simulated PBXes stay up, so "Back up now" works), until Ctrl-C or SIGTERM. A
 /// demo administrator who sees every tenant is created with a fresh password, printed once.
-async fn serve(pipeline: &Pipeline, listen: std::net::SocketAddr) -> Result<()> {
+async fn serve(
+    pipeline: &Pipeline,
+    data: &crate::settings::Config,
+    listen: std::net::SocketAddr,
+) -> Result<()> {
     use rand::distributions::{Alphanumeric, DistString};
     use secrecy::ExposeSecret;
 
@@ -185,7 +189,7 @@ async fn serve(pipeline: &Pipeline, listen: std::net::SocketAddr) -> Result<()> 
     .await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let address = start_web(pipeline, listen, &mut tasks, shutdown.clone()).await?;
+    let address = start_web(pipeline, data, listen, &mut tasks, shutdown.clone()).await?;
     tasks.spawn({
         let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
         async move { restorable_pipeline::runtime::run_all(&pipeline, shutdown).await }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod backup_now;
+mod certificate;
 mod completions;
 mod cycle;
 mod dead_letters;
@@ -57,6 +58,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Cycle(command) => cycle::run(command).await,
         Command::DeadLetters(command) => dead_letters::run(command).await,
         Command::Audit(command) => audit::run(command).await,
+        Command::Certificate(command) => certificate::run(command).await,
         Command::Completions(args) => completions::run(&args),
         Command::Manual(args) => manual::run(&args),
     }

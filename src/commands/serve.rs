@@ -34,7 +34,14 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     ));
     let evidence = crate::runtime::spawn_evidence(&pipeline, &args.data, &shutdown);
     let mut web_tasks = tokio::task::JoinSet::new();
-    let address = start_web(&pipeline, args.listen, &mut web_tasks, shutdown.clone()).await?;
+    let address = start_web(
+        &pipeline,
+        &args.data,
+        args.listen,
+        &mut web_tasks,
+        shutdown.clone(),
+    )
+    .await?;
     println!("web UI and API on http://{address}/");
     tracing::info!(
         %address,

@@ -87,6 +87,7 @@ struct CopyLine {
     verified: String,
     tested: String,
     download: bool,
+    certificate: bool,
     reveal: bool,
 }
 
@@ -116,6 +117,7 @@ impl CopyLine {
             verified: time(row.verified_at),
             tested: time(row.restore_tested_at),
             download: row.downloadable() && matches!(who.role, Role::Administrator | Role::Owner),
+            certificate: row.restore_tested_at.is_some(),
             reveal: row.key_version.is_some() && who.role == Role::Owner,
         }
     }

@@ -8,8 +8,10 @@
 //! Here: the routes. `layout.rs` holds what every page shares (the visitor, the extractors that
 //! parse a query or form before a handler runs, the escaping, the navigation, error pages, the
 //! ladder); one file per page beside it: `fleet.rs`, `instance.rs` (with its actions and the
-//! reveal), `sign_in.rs`.
+//! reveal), `sign_in.rs`, `certificate.rs` (a cycle's restore certificate, and the public page that
+//! says whether one is genuine).
 
+mod certificate;
 mod fleet;
 mod instance;
 mod layout;
@@ -36,6 +38,11 @@ pub fn router() -> Router<Shared> {
             post(instance::instance_action),
         )
         .route("/cycles/{cycle_id}/reveal", post(instance::reveal_page))
+        .route(
+            "/cycles/{cycle_id}/certificate",
+            get(certificate::certificate_download),
+        )
+        .route("/certificates/{id}", get(certificate::certificate_page))
         .route("/static/live.js", get(layout::live_js))
         .route("/static/style.css", get(layout::style_css))
 }

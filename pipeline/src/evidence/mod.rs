@@ -7,6 +7,8 @@
 //! - `signing.rs`: [`LocalSigner`], the embedded default's Ed25519 key in the data directory.
 //! - `checkpoint.rs`: [`SignedCheckpoint`]s: written to the vault (write-once, under Object
 //!   Lock), indexed in `audit_checkpoints`, read back.
+//! - `certificate.rs`: restore certificates: facts from a Restore-Tested cycle's events, signed;
+//!   checked offline, and their standing for the public page.
 //! - `export.rs`: `audit export`: a tenant's events, links, checkpoints with their Merkle
 //!   proofs, the public keys and a README, nothing of other tenants.
 //! - `verify.rs`: `audit verify`: an export checked offline; what it proved or the first break.
@@ -19,6 +21,7 @@
 //! by a checkpoint is named; before its first checkpoint (at most one interval, hourly by
 //! default) a rewrite that also recomputes the links is not detectable.
 
+mod certificate;
 mod check;
 mod checkpoint;
 mod export;
@@ -26,6 +29,10 @@ mod signing;
 mod verify;
 mod watch;
 
+pub use certificate::{
+    certificate_facts, certificate_fault, certificate_standing, issue_certificate, Certificate,
+    CertificateFacts, Standing, CERTIFICATE_FORMAT,
+};
 pub use check::{check_live, LiveReport};
 pub use checkpoint::{
     checkpoint_object, latest_checkpoints, write_checkpoint, CheckpointHeader, SignedCheckpoint,

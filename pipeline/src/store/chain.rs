@@ -391,6 +391,23 @@ impl Store {
 }
 
 impl Store {
+    /// The chain place of the event at log `position`: (tenant, index, link).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn chain_place(
+        &self,
+        position: i64,
+    ) -> Result<Option<(String, i64, String)>, StoreError> {
+        Ok(on_backend!(self, |pool| sqlx::query(
+            "SELECT tenant, tenant_index, hash FROM event_chain WHERE position = $1"
+        )
+        .bind(position)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| (r.get(0), r.get(1), r.get(2)))))
+    }
+
     /// The checkpoints indexed: (sequence, digest of the header), ascending.
     ///
     /// # Errors

@@ -4,7 +4,8 @@
 //! tampering through SQL — an edited payload, a deleted row, an inserted row, two rows swapped,
 //! a truncated tail, a rewrite that recomputes the links, a removed checkpoint — and an export
 //! of one tenant verifies offline, holds nothing of the other tenant, and names an edited,
-//! removed or reordered line.
+//! removed or reordered line; a restore certificate is signed, a changed byte is found
+//! offline, and its public standing follows the history.
 
 use chrono::{DateTime, TimeZone, Utc};
 use restorable_domain::audit::{ActionRecorded, AuditAction};
@@ -16,7 +17,8 @@ use restorable_domain::instance::{
 };
 use restorable_domain::ladder::Trigger;
 use restorable_pipeline::evidence::{
-    check_live, export_tenant, verify_export, write_checkpoint, Break, ExportRange, LocalSigner,
+    certificate_fault, certificate_standing, check_live, export_tenant, issue_certificate,
+    verify_export, write_checkpoint, Break, Certificate, ExportRange, LocalSigner, Standing,
     CHECKPOINT_PREFIX, CHECKPOINT_RETENTION,
 };
 use restorable_pipeline::store::Store;
@@ -558,4 +560,125 @@ async fn the_readmes_shell_check_recomputes_the_chain_with_sha256sum() {
     let broken = run(&out);
     assert!(!broken.status.success(), "{broken:?}");
     assert!(String::from_utf8_lossy(&broken.stdout).contains("altered"));
+}
+
+/// A Restore-Tested cycle of acme's `hq`; its id.
+async fn restore_tested(store: &Store) -> String {
+    history(store, "acme", "hq", 0).await;
+    let tenant = tenant("acme");
+    let instance = InstanceId::for_name(&tenant, "hq");
+    let cycle = CycleId::random();
+    let id = cycle.to_string();
+    let commands = [
+        BackupCycleCommand::Start(CycleStarted {
+            cycle_id: cycle,
+            instance_id: instance,
+            tenant_id: tenant,
+            trigger: Trigger::Scheduled,
+            started_at: at(5),
+        }),
+        BackupCycleCommand::RecordCaptured(examples::captured()),
+        BackupCycleCommand::RecordSecured(examples::secured()),
+        BackupCycleCommand::RecordVerified(examples::verified()),
+        BackupCycleCommand::RecordRestoreTested(examples::restore_tested()),
+    ];
+    for command in commands {
+        store.cycle(&id, command).await.expect("cycle");
+    }
+    id
+}
+
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn a_restore_certificate_is_signed_checkable_offline_and_its_standing_follows_the_history(
+    #[case] postgres: bool,
+) {
+    let f = fixture(postgres).await;
+    let cycle = restore_tested(&f.store).await;
+    let certificate = issue_certificate(&f.store, &f.signer, &cycle)
+        .await
+        .expect("issue")
+        .expect("a Restore-Tested cycle has one");
+    let captured = examples::captured();
+    assert_eq!(certificate.facts.copy_sha256, captured.sha256);
+    assert_eq!(certificate.facts.copy_size, captured.size);
+    assert_eq!(certificate.facts.tenant, "acme");
+    assert_eq!(certificate.facts.chain_index, 7); // enrolment, audit record, 5 cycle events
+    assert!(certificate.id.starts_with(&cycle));
+    assert_eq!(certificate_fault(&certificate), None);
+    // One changed byte anywhere in the facts, the id or the signature is found.
+    let text = serde_json::to_string(&certificate).expect("json");
+    let changed = text.replacen(&captured.sha256[..4], "ffff", 1);
+    let forged: Certificate = serde_json::from_str(&changed).expect("still JSON");
+    assert!(certificate_fault(&forged).is_some());
+    let mut resigned = certificate.clone();
+    resigned.signature.replace_range(
+        0..2,
+        if &resigned.signature[0..2] == "00" {
+            "01"
+        } else {
+            "00"
+        },
+    );
+    assert!(certificate_fault(&resigned)
+        .expect("fault")
+        .contains("signature"));
+    // A cycle not restore-tested has none.
+    let verified_only = CycleId::random().to_string();
+    assert!(issue_certificate(&f.store, &f.signer, &verified_only)
+        .await
+        .expect("issue")
+        .is_none());
+    // The public page's standing: genuine, not yet covered by a checkpoint, then intact.
+    let standing = certificate_standing(&f.store, &f.vault, &certificate.id)
+        .await
+        .expect("standing");
+    let Standing::Genuine { chain_fault, .. } = standing else {
+        panic!("genuine: {standing:?}")
+    };
+    assert!(chain_fault.expect("not covered yet").contains("checkpoint"));
+    write_checkpoint(&f.store, &f.vault, &f.signer, CHECKPOINT_RETENTION)
+        .await
+        .expect("checkpoint");
+    assert!(matches!(
+        certificate_standing(&f.store, &f.vault, &certificate.id)
+            .await
+            .expect("standing"),
+        Standing::Genuine {
+            chain_fault: None,
+            ..
+        }
+    ));
+    assert_eq!(
+        certificate_standing(&f.store, &f.vault, &format!("{cycle}.{}", "0".repeat(32)))
+            .await
+            .expect("standing"),
+        Standing::Unknown
+    );
+    // An edit of the restore test's event through SQL: the facts no longer make the id.
+    f.store
+        .execute_sql(&format!(
+            "UPDATE events SET payload = {} WHERE aggregate_type = 'BackupCycle' \
+             AND aggregate_id = '{cycle}' AND sequence = 5",
+            cast(
+                postgres,
+                &format!(
+                    "'{}'",
+                    serde_json::to_string(&serde_json::json!({"RestoreTested": {
+                        "sandbox": "process", "duration_ms": 1, "counts": captured.manifest,
+                        "restore_tested_at": at(9)}}))
+                    .expect("json")
+                )
+            )
+        ))
+        .await
+        .expect("edit");
+    assert_eq!(
+        certificate_standing(&f.store, &f.vault, &certificate.id)
+            .await
+            .expect("standing"),
+        Standing::Unknown
+    );
 }

@@ -10,6 +10,7 @@ mod integration {
     mod authorization;
     mod bad_values;
     mod browser;
+    mod certificates;
     mod client_rules;
     mod fleet_page;
     mod instance_endpoint;

@@ -205,11 +205,14 @@ impl World {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let state = Arc::new(AppState::with_options(
-            pipeline.clone(),
-            read.clone(),
-            options,
-        ));
+        let signer = restorable_pipeline::evidence::LocalSigner::open_or_create(
+            &dir.path().join("data").join("signing-key"),
+        )
+        .expect("signing key");
+        let state = Arc::new(
+            AppState::with_options(pipeline.clone(), read.clone(), options)
+                .with_signer(Arc::new(signer)),
+        );
         tokio::spawn(restorable_api::serve(
             listener,
             state.clone(),

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use restorable_domain::evidence::{inclusion_proof, GENESIS};
 
 use super::checkpoint::{latest_checkpoints, published_key, read_checkpoint, write_checkpoint};
-use super::verify::{CheckpointLine, Manifest, FORMAT};
+use super::verify::{ExportManifest, ExportedCheckpoint, EXPORT_FORMAT};
 use super::{EvidenceError, SignedCheckpoint, Signer};
 use crate::store::Store;
 use crate::vault::Vault;
@@ -90,7 +90,7 @@ pub async fn export_tenant(
     let mut first_index = 1i64;
     let mut last_index = 0i64;
     let mut written = 0u64;
-    let mut opening: Option<(CheckpointLine, i64)> = None;
+    let mut opening: Option<(ExportedCheckpoint, i64)> = None;
     let mut started = range.from.is_none();
     let mut lines = Vec::new();
     for sequence in latest_checkpoints(store, vault).await? {
@@ -175,8 +175,8 @@ pub async fn export_tenant(
     }
     events.flush().map_err(io(&events_path))?;
     links.flush().map_err(io(&links_path))?;
-    let manifest = Manifest {
-        format: FORMAT.to_owned(),
+    let manifest = ExportManifest {
+        format: EXPORT_FORMAT.to_owned(),
         tenant: tenant.to_owned(),
         first_index,
         last_index,
@@ -204,11 +204,11 @@ pub async fn export_tenant(
 
 /// A checkpoint as an export line for `tenant` (its leaf and proof), and the tenant's index in
 /// it (0: no event yet).
-fn line_of(checkpoint: &SignedCheckpoint, tenant: &str) -> (CheckpointLine, i64) {
+fn line_of(checkpoint: &SignedCheckpoint, tenant: &str) -> (ExportedCheckpoint, i64) {
     let position = checkpoint.tenants.iter().position(|h| h.tenant == tenant);
     let leaf = position.map(|p| checkpoint.tenants[p].clone());
     let index = leaf.as_ref().map_or(0, |l| l.index);
-    let line = CheckpointLine {
+    let line = ExportedCheckpoint {
         leaf,
         leaf_index: position.unwrap_or(0),
         proof: position.map_or_else(Vec::new, |p| inclusion_proof(&checkpoint.tenants, p)),

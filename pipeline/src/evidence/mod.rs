@@ -40,7 +40,7 @@ pub use checkpoint::{
 };
 pub use export::{export_tenant, ExportRange, ExportSummary};
 pub use signing::LocalSigner;
-pub use verify::{verify_export, Break, Proven};
+pub use verify::{verify_export, Break, ExportManifest, ExportedCheckpoint, Proven, EXPORT_FORMAT};
 pub use watch::{round, watch, CHECK_EVERY, HISTORY_TAMPERED};
 
 use crate::store::StoreError;

@@ -27,27 +27,39 @@ use super::checkpoint::CheckpointHeader;
 use super::{key_id_of, signature_holds, EvidenceError};
 
 /// The export format's name and version.
-pub(super) const FORMAT: &str = "restorable-audit-export/1";
+pub const EXPORT_FORMAT: &str = "restorable-audit-export/1";
 
-/// `manifest.json`.
+/// `manifest.json` of an export.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct Manifest {
+pub struct ExportManifest {
+    /// [`EXPORT_FORMAT`].
     pub format: String,
+    /// The tenant.
     pub tenant: String,
+    /// The first chain index exported.
     pub first_index: i64,
+    /// The last chain index a checkpoint of the export covers.
     pub last_index: i64,
+    /// The link before `first_index`.
     pub start_link: String,
+    /// How often checkpoints are written (longer stretches without one are noted).
     pub checkpoint_interval_seconds: i64,
+    /// When the export was written.
     pub exported_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// A line of `checkpoints.jsonl`.
+/// A line of an export's `checkpoints.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct CheckpointLine {
+pub struct ExportedCheckpoint {
+    /// The signed header.
     pub header: CheckpointHeader,
+    /// Its signature (hex).
     pub signature: String,
+    /// The tenant's head in it (`None`: no event of the tenant yet).
     pub leaf: Option<TenantHead>,
+    /// The leaf's place in the tree.
     pub leaf_index: usize,
+    /// Its audit path (hex, leaf side first).
     pub proof: Vec<String>,
 }
 
@@ -266,7 +278,7 @@ pub(super) fn check_header(
 
 fn check_checkpoints(
     dir: &Path,
-    manifest: &Manifest,
+    manifest: &ExportManifest,
     keys: &BTreeMap<String, String>,
 ) -> Result<Result<CheckedCheckpoints, Break>, EvidenceError> {
     let mut checked = CheckedCheckpoints {
@@ -281,7 +293,7 @@ fn check_checkpoints(
     let path = dir.join("checkpoints.jsonl");
     for (n, line) in lines(&path)?.enumerate() {
         let line = line?;
-        let entry: CheckpointLine = serde_json::from_str(&line)
+        let entry: ExportedCheckpoint = serde_json::from_str(&line)
             .map_err(|e| EvidenceError::Format(format!("checkpoints.jsonl line {}: {e}", n + 1)))?;
         let header = &entry.header;
         if let Some(b) = check_header(header, &entry.signature, previous.as_ref(), keys) {
@@ -345,10 +357,10 @@ fn indexes_present(path: &Path) -> Result<std::collections::HashSet<i64>, Eviden
 /// # Errors
 /// [`EvidenceError`] when a file is missing or not in the format (not a verdict).
 pub fn verify_export(dir: &Path) -> Result<Result<Proven, Break>, EvidenceError> {
-    let manifest: Manifest = read_json(&dir.join("manifest.json"))?;
-    if manifest.format != FORMAT {
+    let manifest: ExportManifest = read_json(&dir.join("manifest.json"))?;
+    if manifest.format != EXPORT_FORMAT {
         return Err(EvidenceError::Format(format!(
-            "manifest.json: format {} is not {FORMAT}",
+            "manifest.json: format {} is not {EXPORT_FORMAT}",
             manifest.format
         )));
     }

@@ -256,7 +256,7 @@ pub enum AuditCommand {
 #[derive(Subcommand)]
 pub enum CertificateCommand {
     /// Write the signed restore certificate of a Restore-Tested cycle into a new file.
-    Get(CertificateGetArgs),
+    Get(Box<CertificateGetArgs>),
     /// Check a certificate file offline: exit 0 genuine, 1 not.
     Verify(CertificateVerifyArgs),
 }

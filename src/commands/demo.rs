@@ -153,6 +153,20 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         checkpoint.header.key_id,
         args.data.data_dir.display()
     );
+    for cycle in &cycles {
+        let cycle = cycle.to_string();
+        if let Some(facts) =
+            restorable_pipeline::evidence::certificate_facts(&pipeline.store, &cycle).await?
+        {
+            println!(
+                "Restore certificate of cycle {cycle}: restorable certificate get --data-dir {} \
+                 --cycle {cycle} --out certificate.json (public page: /certificates/{})",
+                args.data.data_dir.display(),
+                facts.id()
+            );
+            break;
+        }
+    }
     let served = if args.serve {
         serve(&pipeline, &args.data, args.listen).await
     } else {

@@ -106,8 +106,8 @@ pub async fn start_web(
     let address = listener.local_addr()?;
     let options = restorable_api::ServerOptions::from_env();
     let mut state = AppState::with_options(pipeline.clone(), read, options);
-    match signer(data) {
-        Ok(signer) => state = state.with_signer(Arc::new(signer)),
+    match signer(data).await {
+        Ok(signer) => state = state.with_signer(signer),
         Err(error) => tracing::error!(
             error = format!("{error:#}"),
             "restore certificates cannot be signed: the signing key is unusable"
@@ -205,30 +205,40 @@ pub async fn audit_account(
     Ok(())
 }
 
-/// The checkpoints' signer: the data directory's Ed25519 key (created on first use).
+/// The signer of checkpoints and restore certificates: the KMS key `--signing-key-id` names,
+/// else the data directory's Ed25519 key (created on first use).
 ///
 /// # Errors
-/// An unusable key file (unreadable, not a key, readable by others).
-pub fn signer(data: &Config) -> Result<restorable_pipeline::evidence::LocalSigner> {
+/// An unusable key (a KMS key that is not a P-256 signing key or cannot be reached; a key file
+/// unreadable, not a key, or readable by others).
+pub async fn signer(data: &Config) -> Result<Arc<dyn restorable_pipeline::evidence::Signer>> {
+    if let Some(kms) = settings::signing_kms(data)? {
+        let key = kms.key_id.clone();
+        let signer = restorable_pipeline::evidence::KmsSigner::connect(kms)
+            .await
+            .with_context(|| format!("the signing key {key} in KMS"))?;
+        return Ok(Arc::new(signer));
+    }
     let path = data
         .data_dir
         .join(restorable_pipeline::evidence::SIGNING_KEY_FILE);
-    restorable_pipeline::evidence::LocalSigner::open_or_create(&path)
-        .with_context(|| format!("the signing key {}", path.display()))
+    let signer = restorable_pipeline::evidence::LocalSigner::open_or_create(&path)
+        .with_context(|| format!("the signing key {}", path.display()))?;
+    Ok(Arc::new(signer))
 }
 
 /// Starts the evidence's schedule (an hourly checkpoint, a daily check) for `serve` and the
 /// scheduling worker; with an unusable signing key it logs why and runs without (the rest of
 /// the service is not held hostage by it; `restorable doctor` and `audit checkpoint` name it).
-pub fn spawn_evidence(
+pub async fn spawn_evidence(
     pipeline: &Pipeline,
     data: &Config,
     shutdown: &CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    match signer(data) {
+    match signer(data).await {
         Ok(signer) => Some(tokio::spawn(restorable_pipeline::evidence::watch(
             pipeline.clone(),
-            Box::new(signer),
+            signer,
             shutdown.clone(),
         ))),
         Err(error) => {

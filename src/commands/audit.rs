@@ -32,11 +32,11 @@ pub async fn run(command: AuditCommand) -> Result<ExitCode> {
     match command {
         AuditCommand::Checkpoint(data) => {
             let pipeline = open(&data, Settings::default()).await?;
-            let signer = signer(&data)?;
+            let signer = signer(&data).await?;
             let checkpoint = write_checkpoint(
                 &pipeline.store,
                 pipeline.vault.as_ref(),
-                &signer,
+                signer.as_ref(),
                 CHECKPOINT_RETENTION,
             )
             .await?;
@@ -81,17 +81,21 @@ pub async fn run(command: AuditCommand) -> Result<ExitCode> {
             })
         }
         AuditCommand::Key(data) => {
-            let signer = signer(&data)?;
+            let signer = signer(&data).await?;
             println!(
-                "key id {}\npublic key (Ed25519, hex) {}",
+                "key id {}\npublic key (hex: Ed25519, or a KMS key's P-256 SubjectPublicKeyInfo) {}",
                 signer.key_id(),
                 signer.public_key_hex()
             );
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::RotateKey(data) => {
+            anyhow::ensure!(
+                crate::settings::signing_kms(&data)?.is_none(),
+                "the signing key is in KMS: rotate it there (a new key, then --signing-key-id)"
+            );
             let path = data.data_dir.join(SIGNING_KEY_FILE);
-            let old = signer(&data)?.key_id();
+            let old = signer(&data).await?.key_id();
             let new = LocalSigner::rotate(&path)?;
             println!(
                 "signing key {old} retired (kept in signing-keys/); new key id {}",
@@ -108,11 +112,11 @@ async fn export(args: AuditExportArgs) -> Result<ExitCode> {
         to: args.to.as_deref().map(parse_date).transpose()?,
     };
     let pipeline = open(&args.data, Settings::default()).await?;
-    let signer = signer(&args.data)?;
+    let signer = signer(&args.data).await?;
     let summary = export_tenant(
         &pipeline.store,
         pipeline.vault.as_ref(),
-        &signer,
+        signer.as_ref(),
         &args.tenant,
         &args.out,
         range,

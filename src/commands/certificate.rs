@@ -23,8 +23,8 @@ pub async fn run(command: CertificateCommand) -> Result<ExitCode> {
                 .parse::<restorable_domain::ids::CycleId>()?
                 .to_string();
             let pipeline = open(&args.data, Settings::default()).await?;
-            let signer = signer(&args.data)?;
-            let certificate = issue_certificate(&pipeline.store, &signer, &cycle)
+            let signer = signer(&args.data).await?;
+            let certificate = issue_certificate(&pipeline.store, signer.as_ref(), &cycle)
                 .await?
                 .with_context(|| format!("cycle {cycle} has no Restore-Tested copy"))?;
             let mut file = std::fs::OpenOptions::new()

@@ -138,7 +138,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let checkpoint = restorable_pipeline::evidence::write_checkpoint(
         &pipeline.store,
         pipeline.vault.as_ref(),
-        &crate::runtime::signer(&args.data)?,
+        crate::runtime::signer(&args.data).await?.as_ref(),
         restorable_pipeline::evidence::CHECKPOINT_RETENTION,
     )
     .await?;

@@ -32,7 +32,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         Duration::from_secs(args.tick_secs),
         shutdown.clone(),
     ));
-    let evidence = crate::runtime::spawn_evidence(&pipeline, &args.data, &shutdown);
+    let evidence = crate::runtime::spawn_evidence(&pipeline, &args.data, &shutdown).await;
     let mut web_tasks = tokio::task::JoinSet::new();
     let address = start_web(
         &pipeline,

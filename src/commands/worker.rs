@@ -40,7 +40,7 @@ pub async fn run(args: WorkerArgs) -> Result<ExitCode> {
         grace: Duration::from_secs(args.grace_secs),
     };
     let evidence = if args.schedule_every_secs > 0 {
-        crate::runtime::spawn_evidence(&pipeline, &args.data, &shutdown)
+        crate::runtime::spawn_evidence(&pipeline, &args.data, &shutdown).await
     } else {
         None
     };

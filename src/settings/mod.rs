@@ -126,6 +126,10 @@ pub struct Config {
     /// KMS key that seals tenant passwords (default: local sealing with DATA_DIR/master.key).
     #[arg(long, env = "RESTORABLE_KMS_KEY_ID")]
     pub kms_key_id: Option<String>,
+    /// KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs checkpoints and restore certificates
+    /// (default: DATA_DIR/signing-key, Ed25519); uses the KMS endpoint and the S3 region.
+    #[arg(long, env = "RESTORABLE_SIGNING_KEY_ID")]
+    pub signing_key_id: Option<String>,
     /// Object Lock retention of new copies, in days (default 30).
     #[arg(long, env = "RESTORABLE_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
@@ -172,6 +176,7 @@ impl Config {
             s3_region: self.s3_region.clone().or(file.s3_region),
             kms_endpoint: self.kms_endpoint.clone().or(file.kms_endpoint),
             kms_key_id: self.kms_key_id.clone().or(file.kms_key_id),
+            signing_key_id: self.signing_key_id.clone().or(file.signing_key_id),
             retention_days: self.retention_days.or(file.retention_days),
             tenant_retention_days: file.tenant_retention_days,
             smtp: file.smtp,
@@ -284,6 +289,23 @@ pub fn resolve(flags: &Config, mut settings: Settings) -> Result<(Backends, Sett
         }),
     };
     Ok((backends, settings))
+}
+
+/// The KMS key that signs the history's checkpoints and restore certificates, if one is
+/// configured (`--signing-key-id`): at the KMS endpoint, in the S3 region (default `us-east-1`).
+///
+/// # Errors
+/// An unreadable or invalid configuration file.
+pub fn signing_kms(flags: &Config) -> Result<Option<KmsConfig>> {
+    let config = match &flags.config {
+        Some(path) => flags.over(read_file(path)?),
+        None => flags.clone(),
+    };
+    Ok(config.signing_key_id.map(|key_id| KmsConfig {
+        endpoint: config.kms_endpoint,
+        key_id,
+        region: config.s3_region.unwrap_or_else(|| "us-east-1".to_owned()),
+    }))
 }
 
 #[cfg(test)]

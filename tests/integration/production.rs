@@ -387,6 +387,49 @@ async fn a_fleet_through_separate_workers_on_production_backends_matches_the_emb
         sealed.0.starts_with("kms:"),
         "the tenant password is sealed by KMS"
     );
+
+    // The history the workers wrote is chained; checkpoints go to the bucket under Object Lock;
+    // an export verifies offline; the healthy copy's restore certificate checks.
+    let run = |args: &[&str]| {
+        let output = deployment
+            .command()
+            .args(args)
+            .output()
+            .expect("restorable");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        text
+    };
+    run(&["audit", "checkpoint"]);
+    let checked = run(&["audit", "check"]);
+    assert!(checked.starts_with("INTACT"), "{checked}");
+    let checkpoint = pipeline
+        .vault
+        .head("audit/checkpoints/000000000001.json")
+        .await
+        .expect("head")
+        .expect("the checkpoint is in the bucket");
+    assert!(
+        checkpoint.lock.is_some(),
+        "checkpoints are under Object Lock"
+    );
+    let export = deployment.dir.path().join("audit-acme");
+    let export_arg = export.display().to_string();
+    run(&["audit", "export", "--tenant", "acme", "--out", &export_arg]);
+    let verified = run(&["audit", "verify", &export_arg]);
+    assert!(verified.starts_with("VERIFIED"), "{verified}");
+    let certificate = deployment.dir.path().join("certificate.json");
+    let certificate_arg = certificate.display().to_string();
+    run(&[
+        "certificate",
+        "get",
+        "--cycle",
+        &healthy.to_string(),
+        "--out",
+        &certificate_arg,
+    ]);
+    let genuine = run(&["certificate", "verify", &certificate_arg]);
+    assert!(genuine.starts_with("GENUINE"), "{genuine}");
 }
 
 /// Kills the worker of `stage` while `in_progress` holds for the cycle (checked against the

@@ -5,6 +5,7 @@
 //! # Layout
 //! - this file: the [`Signer`] port, [`EvidenceError`], signature verification.
 //! - `signing.rs`: [`LocalSigner`], the embedded default's Ed25519 key in the data directory.
+//! - `kms.rs`: [`KmsSigner`], production's KMS key (ECDSA P-256), which never leaves KMS.
 //! - `checkpoint.rs`: [`SignedCheckpoint`]s: written to the vault (write-once, under Object
 //!   Lock), indexed in `audit_checkpoints`, read back.
 //! - `certificate.rs`: restore certificates: facts from a Restore-Tested cycle's events, signed;
@@ -25,6 +26,7 @@ mod certificate;
 mod check;
 mod checkpoint;
 mod export;
+mod kms;
 mod signing;
 mod verify;
 mod watch;
@@ -39,6 +41,7 @@ pub use checkpoint::{
     CHECKPOINT_PREFIX, KEY_PREFIX,
 };
 pub use export::{export_tenant, ExportRange, ExportSummary};
+pub use kms::KmsSigner;
 pub use signing::LocalSigner;
 pub use verify::{verify_export, Break, ExportManifest, ExportedCheckpoint, Proven, EXPORT_FORMAT};
 pub use watch::{round, watch, CHECK_EVERY, HISTORY_TAMPERED};
@@ -87,9 +90,9 @@ pub enum EvidenceError {
 pub trait Signer: Send + Sync {
     /// The key's id: the first 16 hex digits of the SHA-256 of its public key.
     fn key_id(&self) -> String;
-    /// The public key, hex (32 bytes of Ed25519).
+    /// The public key, hex (32 bytes of Ed25519, or a P-256 SubjectPublicKeyInfo in DER).
     fn public_key_hex(&self) -> String;
-    /// The signature of `bytes`, hex (64 bytes of Ed25519).
+    /// The signature of `bytes`, hex (64 bytes of Ed25519, or a DER ECDSA signature).
     ///
     /// # Errors
     /// [`EvidenceError::Key`].
@@ -101,11 +104,29 @@ pub fn key_id_of(public_key_hex: &str) -> String {
     restorable_domain::evidence::sha256_hex(public_key_hex.as_bytes())[..16].to_owned()
 }
 
-/// Whether `signature_hex` is `public_key_hex`'s Ed25519 signature of `bytes`.
+/// The DER SubjectPublicKeyInfo header of a P-256 public key (KMS's `GetPublicKey`); the 65
+/// bytes after it are the uncompressed point.
+const P256_SPKI_HEADER: &str = "3059301306072a8648ce3d020106082a8648ce3d030107034200";
+
+/// Whether `signature_hex` is `public_key_hex`'s signature of `bytes`: Ed25519 for a 32-byte
+/// key (the local signer), ECDSA P-256 with SHA-256 (DER signature) for a P-256
+/// SubjectPublicKeyInfo (a KMS key).
 pub fn signature_holds(public_key_hex: &str, bytes: &[u8], signature_hex: &str) -> bool {
     let (Ok(key), Ok(signature)) = (hex::decode(public_key_hex), hex::decode(signature_hex)) else {
         return false;
     };
+    if let Some(point) = public_key_hex.strip_prefix(P256_SPKI_HEADER) {
+        let Ok(point) = hex::decode(point) else {
+            return false;
+        };
+        return point.len() == 65
+            && ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                point,
+            )
+            .verify(bytes, &signature)
+            .is_ok();
+    }
     let (Ok(key), Ok(signature)) = (
         <[u8; 32]>::try_from(key.as_slice()),
         <[u8; 64]>::try_from(signature.as_slice()),

@@ -68,7 +68,11 @@ pub async fn round(pipeline: &Pipeline, signer: &dyn Signer, check: bool) -> Opt
 
 /// Runs rounds until `shutdown`: a checkpoint now and every interval, a check now and every
 /// [`CHECK_EVERY`].
-pub async fn watch(pipeline: Pipeline, signer: Box<dyn Signer>, shutdown: CancellationToken) {
+pub async fn watch(
+    pipeline: Pipeline,
+    signer: std::sync::Arc<dyn Signer>,
+    shutdown: CancellationToken,
+) {
     let every = CHECKPOINT_INTERVAL
         .to_std()
         .unwrap_or(Duration::from_secs(3600));

@@ -255,3 +255,94 @@ async fn an_unreachable_kms_is_a_clear_transient_error() {
     assert!(text.contains("unreachable"), "{text}");
     assert!(!text.contains(PLAINTEXT), "{text}");
 }
+
+/// A KMS key (ECC_NIST_P256, SIGN_VERIFY) signs checkpoints: an export of its history verifies
+/// offline with nothing but the public key it holds, a changed header fails, and a symmetric
+/// key is refused as a signer naming what is needed.
+#[tokio::test]
+async fn a_kms_key_signs_checkpoints_that_verify_offline() {
+    use restorable_pipeline::evidence::{
+        export_tenant, signature_holds, verify_export, write_checkpoint, ExportRange, KmsSigner,
+        Signer, CHECKPOINT_RETENTION,
+    };
+    let bootstrap = KmsKeySealer::new(config("unset")).expect("sealer");
+    let key_id = bootstrap
+        .client()
+        .create_key()
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata()
+        .expect("metadata")
+        .key_id()
+        .to_owned();
+    let signer = KmsSigner::connect(config(&key_id)).await.expect("signer");
+    let signature = signer.sign(b"checkpoint").await.expect("sign");
+    assert!(signature_holds(
+        &signer.public_key_hex(),
+        b"checkpoint",
+        &signature
+    ));
+    assert!(!signature_holds(
+        &signer.public_key_hex(),
+        b"checkpoinT",
+        &signature
+    ));
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = restorable_pipeline::store::Store::open(dir.path())
+        .await
+        .expect("store");
+    let vault =
+        restorable_pipeline::vault::LocalVault::open(dir.path().join("vault")).expect("vault");
+    let tenant = restorable_domain::ids::TenantId::new("acme").expect("tenant");
+    store
+        .audit(
+            "acme",
+            restorable_domain::audit::ActionRecorded {
+                tenant_id: tenant,
+                actor: "owner@example".into(),
+                action: restorable_domain::audit::AuditAction::BackupNow,
+                instance_id: None,
+                cycle_id: None,
+                key_version: None,
+                at: chrono::Utc::now(),
+            },
+        )
+        .await
+        .expect("audit");
+    write_checkpoint(&store, &vault, &signer, CHECKPOINT_RETENTION)
+        .await
+        .expect("checkpoint");
+    let out = dir.path().join("export");
+    export_tenant(
+        &store,
+        &vault,
+        &signer,
+        "acme",
+        &out,
+        ExportRange::default(),
+        CHECKPOINT_RETENTION,
+    )
+    .await
+    .expect("export");
+    let proven = verify_export(&out).expect("readable").expect("intact");
+    assert_eq!((proven.events, proven.checkpoints), (1, 2));
+    assert_eq!(proven.key_ids, vec![signer.key_id()]);
+    let checkpoints = std::fs::read_to_string(out.join("checkpoints.jsonl")).expect("read");
+    std::fs::write(
+        out.join("checkpoints.jsonl"),
+        checkpoints.replacen("\"sequence\":1", "\"sequence\":7", 1),
+    )
+    .expect("write");
+    assert!(verify_export(&out).expect("readable").is_err());
+
+    let symmetric = sealer_with_new_key().await;
+    let refused = KmsSigner::connect(config(symmetric.key_id()))
+        .await
+        .err()
+        .expect("a symmetric key cannot sign");
+    assert!(refused.to_string().contains("ECC_NIST_P256"), "{refused}");
+}

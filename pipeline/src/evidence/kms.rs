@@ -6,9 +6,7 @@
 //! published in the vault, so old checkpoints stay verifiable.
 
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{
-    CustomerMasterKeySpec, KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec,
-};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 use aws_sdk_kms::Client;
 
 use super::{key_id_of, EvidenceError, Signer};
@@ -49,7 +47,8 @@ impl KmsSigner {
         #[allow(deprecated)] // read only when the current field is absent
         let p256 = public.key_spec() == Some(&KeySpec::EccNistP256)
             || (public.key_spec().is_none()
-                && public.customer_master_key_spec() == Some(&CustomerMasterKeySpec::EccNistP256));
+                && public.customer_master_key_spec()
+                    == Some(&aws_sdk_kms::types::CustomerMasterKeySpec::EccNistP256));
         if !p256 || public.key_usage() != Some(&KeyUsageType::SignVerify) {
             return Err(EvidenceError::Key(format!(
                 "KMS key {key} is {:?} for {:?}; checkpoints need an ECC_NIST_P256 key for SIGN_VERIFY",

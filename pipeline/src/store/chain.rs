@@ -120,13 +120,21 @@ const INSERT_EVENT_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate
 const INSERT_EVENT_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata) \
      VALUES ($1, $2, $3, $4, $5, CAST($6 AS jsonb), CAST($7 AS jsonb))";
-const POSITION: &str = "SELECT position FROM event_log \
-     WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3";
-const AGGREGATE_TENANT: &str = "SELECT c.tenant FROM event_log l \
+/// The aggregate's tenant (of its first chained event, else `$3`) and that tenant's head, in one
+/// round trip.
+const TENANT_AND_HEAD: &str = "WITH t AS (SELECT COALESCE((SELECT c.tenant FROM event_log l \
      JOIN event_chain c ON c.position = l.position \
-     WHERE l.aggregate_type = $1 AND l.aggregate_id = $2 ORDER BY l.sequence LIMIT 1";
-const TENANT_HEAD: &str = "SELECT tenant_index, hash FROM event_chain WHERE tenant = $1 \
-     ORDER BY tenant_index DESC LIMIT 1";
+     WHERE l.aggregate_type = $1 AND l.aggregate_id = $2 ORDER BY l.sequence LIMIT 1), $3) AS tenant) \
+     SELECT t.tenant, \
+     (SELECT h.tenant_index FROM event_chain h WHERE h.tenant = t.tenant \
+      ORDER BY h.tenant_index DESC LIMIT 1), \
+     (SELECT h.hash FROM event_chain h WHERE h.tenant = t.tenant \
+      ORDER BY h.tenant_index DESC LIMIT 1) \
+     FROM t";
+/// An event's link, at the log position the trigger gave it (one round trip).
+const INSERT_LINK_AT: &str = "INSERT INTO event_chain (position, tenant, tenant_index, hash) \
+     SELECT position, $1, $2, $3 FROM event_log \
+     WHERE aggregate_type = $4 AND aggregate_id = $5 AND sequence = $6";
 const INSERT_LINK: &str =
     "INSERT INTO event_chain (position, tenant, tenant_index, hash) VALUES ($1, $2, $3, $4)";
 
@@ -156,45 +164,43 @@ async fn persist(backend: &Backend, events: &[SerializedEvent]) -> Result<(), Pe
                     .await
                     .map_err(conflict_or)?;
             }
-            let known: Option<String> = sqlx::query_scalar(AGGREGATE_TENANT)
+            let named = evidence::tenant_named_by(&first.payload).unwrap_or(UNASSIGNED);
+            let row = sqlx::query(TENANT_AND_HEAD)
                 .bind(&first.aggregate_type)
                 .bind(&first.aggregate_id)
-                .fetch_optional(&mut *tx)
+                .bind(named)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(unknown)?;
-            let tenant = known.unwrap_or_else(|| {
-                evidence::tenant_named_by(&first.payload)
-                    .unwrap_or(UNASSIGNED)
-                    .to_owned()
-            });
-            let head = sqlx::query(TENANT_HEAD)
-                .bind(&tenant)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unknown)?;
-            let (mut index, mut hash) = match head {
-                Some(row) => (row.get::<i64, _>(0), row.get::<String, _>(1)),
-                None => (0, GENESIS.to_owned()),
-            };
+            let tenant: String = row.get(0);
+            let mut index: i64 = row.get::<Option<i64>, _>(1).unwrap_or(0);
+            let mut hash: String = row
+                .get::<Option<String>, _>(2)
+                .unwrap_or_else(|| GENESIS.to_owned());
             for event in events {
                 let sequence = i64::try_from(event.sequence).unwrap_or(i64::MAX);
-                let position: i64 = sqlx::query_scalar(POSITION)
-                    .bind(&event.aggregate_type)
-                    .bind(&event.aggregate_id)
-                    .bind(sequence)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(unknown)?;
                 index += 1;
                 hash = evidence::link(&hash, &line(&tenant, index, event, sequence));
-                sqlx::query(INSERT_LINK)
-                    .bind(position)
+                let linked = sqlx::query(INSERT_LINK_AT)
                     .bind(&tenant)
                     .bind(index)
                     .bind(&hash)
+                    .bind(&event.aggregate_type)
+                    .bind(&event.aggregate_id)
+                    .bind(sequence)
                     .execute(&mut *tx)
                     .await
-                    .map_err(unknown)?;
+                    .map_err(unknown)?
+                    .rows_affected();
+                if linked != 1 {
+                    return Err(PersistenceError::UnknownError(
+                        format!(
+                            "{} {} #{sequence} has no log position to chain",
+                            event.aggregate_type, event.aggregate_id
+                        )
+                        .into(),
+                    ));
+                }
             }
             tx.commit().await.map_err(unknown)
         }};

@@ -14,6 +14,8 @@
 #     100,000 earlier cycles, and a scheduler tick and a projections rebuild at 10,000 instances,
 #     on SQLite and PostgreSQL, with peak RSS and the database's plain insert rate as ceiling;
 #     and the peak RSS of projections rebuild at 1 and 10 million events (5 on PostgreSQL);
+#  5c. `audit verify` on a 1-million-event export beside `sha256sum` on the same file
+#     (pipeline/benches/evidence.rs);
 #  6. the fleet page and the fleet API at 10,000 instances (PostgreSQL), loaded by `wrk` with
 #     --latency figures per endpoint (api/benches/fleet.rs);
 #  7. the download of a 1 GiB backup through the API: the server's peak RSS and the SHA-256 of
@@ -226,6 +228,16 @@ process of its own: its peak RSS must not grow with the history (the backups and
 read from the table, not held).
 
 $(cat "$work/rebuild.md")
+EOF
+cargo bench --quiet -p restorable-pipeline --bench evidence -- 1000000 > "$work/evidence.md"
+cat <<EOF
+
+## The tamper-evident history: \`audit verify\` (issue 14)
+
+An export of 1,000,000 events of one tenant with one signed checkpoint, verified offline; beside
+it \`sha256sum\` over the same events file (one hashing pass: the ceiling).
+
+$(cat "$work/evidence.md")
 EOF
 cargo bench --quiet -p restorable-api --bench fleet -- 10000 10 8 > "$work/fleet.md"
 cat <<EOF

@@ -348,7 +348,7 @@ mod tests {
             );
             checked += 1;
         }
-        assert_eq!(checked, 8, "the flags shared with the file");
+        assert_eq!(checked, 9, "the flags shared with the file");
         for key in ["data_dir", "config"] {
             let refused = toml::from_str::<Config>(&format!("{key} = \"x\"\n"));
             assert!(refused.is_err(), "{key} is a flag only");

@@ -682,3 +682,92 @@ async fn a_restore_certificate_is_signed_checkable_offline_and_its_standing_foll
         Standing::Unknown
     );
 }
+
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn the_scheduled_round_raises_history_tampered_once_and_resolves_it_when_the_history_is_whole(
+    #[case] postgres: bool,
+) {
+    use restorable_pipeline::evidence::{round, HISTORY_TAMPERED};
+    use restorable_pipeline::pipeline::{Pipeline, Settings};
+    use restorable_pipeline::setup::Backends;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let database = if postgres {
+        Some(
+            ScratchDatabase::create(&test_server_url())
+                .await
+                .expect("PostgreSQL for tests"),
+        )
+    } else {
+        None
+    };
+    let backends = Backends {
+        data_dir: dir.path().to_owned(),
+        database_url: database.as_ref().map(|d| d.url().to_owned()),
+        ..Backends::default()
+    };
+    let pipeline = Pipeline::open(&backends, Settings::default())
+        .await
+        .expect("pipeline");
+    let signer = LocalSigner::open_or_create(&dir.path().join("signing-key")).expect("key");
+    history(&pipeline.store, "acme", "hq", 1).await;
+    let open = || async {
+        pipeline
+            .store
+            .operations_alerts(true)
+            .await
+            .expect("alerts")
+            .into_iter()
+            .filter(|a| a.key == HISTORY_TAMPERED)
+            .count()
+    };
+    // Intact: a checkpoint, a check that passes, no alert.
+    assert_eq!(round(&pipeline, &signer, true).await, Some(true));
+    assert_eq!(open().await, 0);
+    // An edit through SQL: the next round's check raises the alert, once however often it runs.
+    let (kind, id, sequence) = place(&pipeline.store, 3).await;
+    let stored = pipeline
+        .store
+        .chain_rows("acme", 2, 1)
+        .await
+        .expect("rows")
+        .remove(0)
+        .event
+        .expect("event")
+        .payload;
+    let set_payload = |payload: String| {
+        format!(
+            "UPDATE events SET payload = {} WHERE aggregate_type = '{kind}' \
+             AND aggregate_id = '{id}' AND sequence = {sequence}",
+            cast(postgres, &format!("'{}'", payload.replace('\'', "''")))
+        )
+    };
+    pipeline
+        .store
+        .execute_sql(&set_payload("{\"Captured\": {\"forged\": true}}".into()))
+        .await
+        .expect("edit");
+    assert_eq!(round(&pipeline, &signer, true).await, Some(false));
+    assert_eq!(round(&pipeline, &signer, true).await, Some(false));
+    assert_eq!(open().await, 1, "one alert, not one per round");
+    let raised = pipeline
+        .store
+        .operations_alerts(true)
+        .await
+        .expect("alerts")
+        .into_iter()
+        .find(|a| a.key == HISTORY_TAMPERED)
+        .expect("raised");
+    assert!(raised.detail.contains("event 3"), "{}", raised.detail);
+    // The payload put back: the chain is whole again, the alert resolved.
+    pipeline
+        .store
+        .execute_sql(&set_payload(stored.to_string()))
+        .await
+        .expect("restore");
+    assert_eq!(round(&pipeline, &signer, true).await, Some(true));
+    assert_eq!(open().await, 0);
+}

@@ -48,6 +48,8 @@ pub struct Settings {
     pub tenant_minimum_encryption: std::collections::HashMap<TenantId, crate::archive::AesStrength>,
     /// Where the stages report the progress of long work (nowhere by default).
     pub progress: crate::progress::ProgressHook,
+    /// When the history's checkpoints are written and the history checked.
+    pub evidence: crate::evidence::EvidenceSchedule,
 }
 
 impl Settings {
@@ -86,6 +88,7 @@ impl Default for Settings {
             sandbox_placement: crate::sandbox::process::SandboxPlacement::default(),
             tenant_minimum_encryption: std::collections::HashMap::new(),
             progress: crate::progress::ProgressHook::default(),
+            evidence: crate::evidence::EvidenceSchedule::default(),
         }
     }
 }

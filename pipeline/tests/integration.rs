@@ -12,6 +12,7 @@ mod integration {
     mod archive_7z;
     mod audit_evidence;
     mod bounded_views;
+    mod evidence_faults;
     mod hostile_pbx;
     mod infrastructure_faults;
     mod kms_sealing;

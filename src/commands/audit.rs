@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use restorable_pipeline::evidence::{
     check_live, export_tenant, verify_export, write_checkpoint, ExportRange, LocalSigner, Signer,
-    CHECKPOINT_RETENTION, SIGNING_KEY_FILE,
+    SIGNING_KEY_FILE,
 };
 use restorable_pipeline::pipeline::Settings;
 
@@ -37,7 +37,7 @@ pub async fn run(command: AuditCommand) -> Result<ExitCode> {
                 &pipeline.store,
                 pipeline.vault.as_ref(),
                 signer.as_ref(),
-                CHECKPOINT_RETENTION,
+                pipeline.settings.evidence.retention,
             )
             .await?;
             println!(
@@ -120,7 +120,7 @@ async fn export(args: AuditExportArgs) -> Result<ExitCode> {
         &args.tenant,
         &args.out,
         range,
-        CHECKPOINT_RETENTION,
+        &pipeline.settings.evidence,
     )
     .await?;
     println!(

@@ -4,8 +4,9 @@
 //!
 //! This module reads the file and merges it under the flags ([`resolve`]); the file's sections
 //! are checked by job: `limits` (`[sandbox]`, `[pbx]`, `[verify]`, `[deadlines]`), `alerts`
-//! (`[smtp]`, `[alert_routes.*]`, `[operations_alerts]`) and `urls` (every URL setting, and
-//! [`redact_url`] for showing one). Those three are leaves: they never import this module.
+//! (`[smtp]`, `[alert_routes.*]`, `[operations_alerts]`), `audit` (`[audit]`) and `urls` (every
+//! URL setting, and [`redact_url`] for showing one). Those four are leaves: they never import
+//! this module.
 //!
 //! Alert routes live only in the file; secrets are never written in it, only the names of the
 //! environment variables that hold them:
@@ -62,9 +63,14 @@
 //! max_backup_gib = 50           # the largest backup stored (Content-Length and streamed)
 //! [pbx.tenant_max_backup_gib]
 //! acme = 200                    # a tenant whose backups may be larger
+//!
+//! [audit]                       # the tamper-evident history (the defaults)
+//! checkpoint_minutes = 60       # a signed checkpoint in the vault, also when nothing happened
+//! check_hours = 24              # the whole history checked against the checkpoints
 //! ```
 
 mod alerts;
+mod audit;
 mod limits;
 mod urls;
 
@@ -82,6 +88,7 @@ use restorable_pipeline::vault::S3Config;
 use serde::Deserialize;
 
 use self::alerts::{alert_routes, FileAlertRoute, FileSmtp};
+use self::audit::{audit_schedule, FileAudit};
 use self::limits::{
     deadlines, pbx_limits, sandbox_limits, verify_limits, FileDeadlines, FilePbx, FileSandbox,
     FileVerify,
@@ -159,6 +166,9 @@ pub struct Config {
     /// The restore sandbox's resources (file only).
     #[arg(skip)]
     sandbox: Option<FileSandbox>,
+    /// The evidence's schedule (file only).
+    #[arg(skip)]
+    audit: Option<FileAudit>,
 }
 
 impl Config {
@@ -186,6 +196,7 @@ impl Config {
             verify: file.verify,
             pbx: file.pbx,
             sandbox: file.sandbox,
+            audit: file.audit,
         }
     }
 }
@@ -271,6 +282,9 @@ pub fn resolve(flags: &Config, mut settings: Settings) -> Result<(Backends, Sett
     }
     if let Some(file_pbx) = &config.pbx {
         pbx_limits(file_pbx, &mut settings.pbx)?;
+    }
+    if let Some(file_audit) = &config.audit {
+        audit_schedule(file_audit, &mut settings.evidence)?;
     }
     let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
     let backends = Backends {
@@ -432,6 +446,59 @@ mod tests {
         std::fs::write(&file, "nats_ulr = \"nats://typo\"\n").expect("write");
         let error = resolve_args(&["--config", &config]).expect_err("unknown key");
         assert!(format!("{error:#}").contains("nats_ulr"), "{error:#}");
+    }
+
+    #[test]
+    fn the_audit_section_sets_the_evidence_schedule_within_its_ranges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("restorable.toml");
+        let config = file.to_string_lossy().into_owned();
+        let (_, defaults) = resolve_args(&[]).expect("resolve");
+        assert_eq!(
+            defaults.evidence.checkpoint_every,
+            chrono::Duration::hours(1)
+        );
+        assert_eq!(defaults.evidence.check_every, chrono::Duration::hours(24));
+
+        std::fs::write(
+            &file,
+            "[audit]
+checkpoint_minutes = 15
+check_hours = 6
+",
+        )
+        .expect("write");
+        let (_, settings) = resolve_args(&["--config", &config]).expect("resolve");
+        assert_eq!(
+            settings.evidence.checkpoint_every,
+            chrono::Duration::minutes(15)
+        );
+        assert_eq!(settings.evidence.check_every, chrono::Duration::hours(6));
+
+        for (text, key) in [
+            (
+                "[audit]
+checkpoint_minutes = 0
+",
+                "audit.checkpoint_minutes",
+            ),
+            (
+                "[audit]
+check_hours = 100000
+",
+                "audit.check_hours",
+            ),
+            (
+                "[audit]
+checkpoint_every = 5
+",
+                "checkpoint_every",
+            ),
+        ] {
+            std::fs::write(&file, text).expect("write");
+            let error = resolve_args(&["--config", &config]).expect_err(text);
+            assert!(format!("{error:#}").contains(key), "{text}: {error:#}");
+        }
     }
 
     #[test]

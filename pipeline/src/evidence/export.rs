@@ -73,7 +73,7 @@ pub async fn export_tenant(
     tenant: &str,
     out: &Path,
     range: ExportRange,
-    retention: chrono::Duration,
+    schedule: &super::EvidenceSchedule,
 ) -> Result<ExportSummary, EvidenceError> {
     std::fs::create_dir_all(out).map_err(io(out))?;
     if std::fs::read_dir(out).map_err(io(out))?.next().is_some() {
@@ -82,7 +82,7 @@ pub async fn export_tenant(
             out.display()
         )));
     }
-    let taken = write_checkpoint(store, vault, signer, retention).await?;
+    let taken = write_checkpoint(store, vault, signer, schedule.retention).await?;
     // The checkpoints in the range, with the tenant's leaf in each.
     let path = out.join("checkpoints.jsonl");
     let mut checkpoints = create(&path)?;
@@ -181,7 +181,7 @@ pub async fn export_tenant(
         first_index,
         last_index,
         start_link,
-        checkpoint_interval_seconds: super::CHECKPOINT_INTERVAL.num_seconds(),
+        checkpoint_interval_seconds: schedule.checkpoint_every.num_seconds(),
         exported_at: Utc::now(),
     };
     write_file(

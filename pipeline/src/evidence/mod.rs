@@ -14,7 +14,8 @@
 //!   proofs, the public keys and a README, nothing of other tenants.
 //! - `verify.rs`: `audit verify`: an export checked offline; what it proved or the first break.
 //! - `check.rs`: `audit check`: the same against the live store and the vault.
-//! - `watch.rs`: the hourly checkpoint and the daily check in `serve` and the scheduling worker.
+//! - `watch.rs`: the checkpoints (hourly) and the check (daily) in `serve` and the scheduling
+//!   worker, on the [`EvidenceSchedule`].
 //!
 //! # What it proves, against whom
 //! Against anyone who can write to the database but not to the vault's locked objects nor
@@ -44,16 +45,36 @@ pub use export::{export_tenant, ExportRange, ExportSummary};
 pub use kms::KmsSigner;
 pub use signing::LocalSigner;
 pub use verify::{verify_export, Break, ExportManifest, ExportedCheckpoint, Proven, EXPORT_FORMAT};
-pub use watch::{round, watch, CHECK_EVERY, HISTORY_TAMPERED};
+pub use watch::{round, watch, HISTORY_TAMPERED};
 
 use crate::store::StoreError;
 use crate::vault::VaultError;
 
-/// How often a checkpoint is written (also when nothing happened).
-pub const CHECKPOINT_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
-
 /// How long a checkpoint (and a public key) stays under Object Lock: seven years.
 pub const CHECKPOINT_RETENTION: chrono::Duration = chrono::Duration::days(2557);
+
+/// When the evidence is written and checked (`[audit]` in the configuration file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvidenceSchedule {
+    /// How often a checkpoint is written, also when nothing happened (default: hourly).
+    pub checkpoint_every: chrono::Duration,
+    /// How often the whole history is checked against the checkpoints (default: daily; it
+    /// reads every event).
+    pub check_every: chrono::Duration,
+    /// How long a checkpoint (and a public key) stays under Object Lock
+    /// ([`CHECKPOINT_RETENTION`]).
+    pub retention: chrono::Duration,
+}
+
+impl Default for EvidenceSchedule {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: chrono::Duration::hours(1),
+            check_every: chrono::Duration::hours(24),
+            retention: CHECKPOINT_RETENTION,
+        }
+    }
+}
 
 /// The signing key's file in the data directory.
 pub const SIGNING_KEY_FILE: &str = "signing-key";

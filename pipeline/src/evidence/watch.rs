@@ -1,20 +1,20 @@
-//! The evidence's schedule in `serve` and the scheduling `worker`: a checkpoint every
-//! [`CHECKPOINT_INTERVAL`] (also when nothing happened; several processes may try, the vault's
-//! write-once keys let one win each sequence), and `audit check` every [`CHECK_EVERY`], which
-//! raises the operations alert `history_tampered` naming the first break, and resolves it once a
-//! check passes again.
+//! The evidence's schedule in `serve` and the scheduling `worker` ([`EvidenceSchedule`]): a
+//! checkpoint every `checkpoint_every` (also when nothing happened; several processes may try,
+//! the vault's write-once keys let one win each sequence), and `audit check` every
+//! `check_every` (the last check's time is kept in the store, so a restart does not check
+//! again), which raises the operations alert `history_tampered` naming the first break, and
+//! resolves it once a check passes again.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::{check_live, write_checkpoint, Signer, CHECKPOINT_INTERVAL, CHECKPOINT_RETENTION};
+#[cfg(doc)]
+use super::EvidenceSchedule;
+use super::{check_live, write_checkpoint, Signer};
 use crate::alerting::AlertDelivery;
 use crate::pipeline::Pipeline;
-
-/// How often the whole history is checked (it reads every event).
-pub const CHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// The operations alert's condition.
 pub const HISTORY_TAMPERED: &str = "history_tampered";
@@ -26,7 +26,7 @@ pub async fn round(pipeline: &Pipeline, signer: &dyn Signer, check: bool) -> Opt
         &pipeline.store,
         pipeline.vault.as_ref(),
         signer,
-        CHECKPOINT_RETENTION,
+        pipeline.settings.evidence.retention,
     )
     .await
     {
@@ -66,21 +66,30 @@ pub async fn round(pipeline: &Pipeline, signer: &dyn Signer, check: bool) -> Opt
     Some(report.intact())
 }
 
-/// Runs rounds until `shutdown`: a checkpoint now and every interval, a check now and every
-/// [`CHECK_EVERY`].
+/// Runs rounds until `shutdown`: a checkpoint now and every `checkpoint_every`, the check
+/// whenever the last one (by any process: its time is kept in the store) is `check_every` old.
 pub async fn watch(
     pipeline: Pipeline,
     signer: std::sync::Arc<dyn Signer>,
     shutdown: CancellationToken,
 ) {
-    let every = CHECKPOINT_INTERVAL
+    let schedule = pipeline.settings.evidence;
+    let every = schedule
+        .checkpoint_every
         .to_std()
         .unwrap_or(Duration::from_secs(3600));
-    let mut checked: Option<tokio::time::Instant> = None;
     loop {
-        let check = checked.is_none_or(|at| at.elapsed() >= CHECK_EVERY);
+        let check = match pipeline.store.last_history_check().await {
+            Ok(last) => last.is_none_or(|at| Utc::now() - at >= schedule.check_every),
+            Err(error) => {
+                tracing::warn!(%error, "the time of the last history check could not be read");
+                false
+            }
+        };
         if round(&pipeline, signer.as_ref(), check).await.is_some() {
-            checked = Some(tokio::time::Instant::now());
+            if let Err(error) = pipeline.store.record_history_check(Utc::now()).await {
+                tracing::warn!(%error, "the time of the history check could not be recorded");
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -37,6 +37,10 @@ static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 /// PostgreSQL's migrations (production).
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// The advisory lock event writers take in turn (migration 1's `BEFORE` trigger takes it; the
+/// chain's backfill takes it too).
+pub(super) const WRITERS_LOCK: i64 = 72_835_610;
+
 /// The advisory lock the first runner held while it migrated.
 const MIGRATION_LOCK: i64 = 72_835_611;
 

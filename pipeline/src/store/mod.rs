@@ -187,6 +187,8 @@ pub struct Store {
     backend: Arc<Backend>,
     committed: Arc<Notify>,
     _listener: Option<Arc<Background>>,
+    /// The chains' heads this process wrote (`store/chain/memory.rs`).
+    chain_memory: Arc<chain::memory::ChainMemory>,
     /// Events a load may read after the snapshot before another is written
     /// ([`SNAPSHOT_EVERY`]).
     snapshot_every: usize,
@@ -358,8 +360,16 @@ impl Store {
         P: Repository,
     {
         snapshots::SnapshotStore::new(
-            chain::Chained::new(pool.events(), self.backend.clone()),
-            chain::Chained::new(pool.events(), self.backend.clone()),
+            chain::Chained::new(
+                pool.events(),
+                self.backend.clone(),
+                self.chain_memory.clone(),
+            ),
+            chain::Chained::new(
+                pool.events(),
+                self.backend.clone(),
+                self.chain_memory.clone(),
+            ),
             self.backend.clone(),
             self.snapshot_every,
         )

@@ -47,6 +47,7 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         backend: Arc::new(Backend::Postgres(pool)),
         committed,
         _listener: Some(Arc::new(listener)),
+        chain_memory: Arc::default(),
         snapshot_every: super::SNAPSHOT_EVERY,
     })
 }

@@ -56,6 +56,7 @@ pub(super) async fn open(path: &Path) -> Result<Store, StoreError> {
         backend: Arc::new(Backend::Sqlite(pool)),
         committed: Arc::new(Notify::new()),
         _listener: None,
+        chain_memory: Arc::default(),
         snapshot_every: super::SNAPSHOT_EVERY,
     })
 }

@@ -18,8 +18,8 @@ use restorable_domain::instance::{
 use restorable_domain::ladder::Trigger;
 use restorable_pipeline::evidence::{
     certificate_fault, certificate_standing, check_live, export_tenant, issue_certificate,
-    verify_export, write_checkpoint, Break, Certificate, ExportRange, LocalSigner, Standing,
-    CHECKPOINT_PREFIX, CHECKPOINT_RETENTION,
+    verify_export, write_checkpoint, Break, Certificate, EvidenceSchedule, ExportRange,
+    LocalSigner, Standing, CHECKPOINT_PREFIX, CHECKPOINT_RETENTION,
 };
 use restorable_pipeline::store::Store;
 use restorable_pipeline::vault::LocalVault;
@@ -435,7 +435,7 @@ async fn an_export_verifies_offline_holds_one_tenant_and_names_each_edit(#[case]
         "acme",
         &out,
         ExportRange::default(),
-        CHECKPOINT_RETENTION,
+        &EvidenceSchedule::default(),
     )
     .await
     .expect("export");
@@ -529,7 +529,7 @@ async fn the_readmes_shell_check_recomputes_the_chain_with_sha256sum() {
         "acme",
         &out,
         ExportRange::default(),
-        CHECKPOINT_RETENTION,
+        &EvidenceSchedule::default(),
     )
     .await
     .expect("export");
@@ -770,4 +770,147 @@ async fn the_scheduled_round_raises_history_tampered_once_and_resolves_it_when_t
         .expect("restore");
     assert_eq!(round(&pipeline, &signer, true).await, Some(true));
     assert_eq!(open().await, 0);
+}
+
+/// A second store on the fixture's database: another process, with its own memory of heads.
+async fn other_process(f: &Fixture) -> Store {
+    match &f._database {
+        Some(database) => Store::connect(database.url()).await.expect("connect"),
+        None => Store::open(f.dir.path()).await.expect("open"),
+    }
+}
+
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn two_processes_writing_one_tenant_keep_one_chain(#[case] postgres: bool) {
+    let f = fixture(postgres).await;
+    let other = other_process(&f).await;
+    // Each writes after the other moved the tenant's head on: the head each remembers is stale
+    // at every turn, so each commit is refused at the chain's place and redone.
+    history(&f.store, "acme", "a", 1).await;
+    history(&other, "acme", "b", 1).await;
+    history(&f.store, "acme", "c", 1).await;
+    history(&other, "acme", "d", 1).await;
+    // And at once.
+    let (one, two) = (f.store.clone(), other.clone());
+    let first = tokio::spawn(async move { history(&one, "acme", "e", 2).await });
+    let second = tokio::spawn(async move { history(&two, "acme", "f", 2).await });
+    first.await.expect("first");
+    second.await.expect("second");
+    // 4 × (enrolment + 4 cycle events + audit) + 2 × (enrolment + 8 + audit).
+    assert_eq!(recomputed(&f.store, "acme").await, 4 * 6 + 2 * 10);
+    assert!(f
+        .store
+        .unchained_events(10)
+        .await
+        .expect("unchained")
+        .is_empty());
+    write_checkpoint(&other, &f.vault, &f.signer, CHECKPOINT_RETENTION)
+        .await
+        .expect("checkpoint");
+    let report = check_live(&f.store, &f.vault).await.expect("check");
+    assert!(report.intact(), "{:?}", report.breaks);
+    assert_eq!(report.events, 44);
+}
+
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
+async fn an_export_of_dates_is_cut_at_the_checkpoints_around_them_and_verifies(
+    #[case] postgres: bool,
+) {
+    let f = fixture(postgres).await;
+    // Checkpoints are stamped to the second: each step waits into the next one.
+    let pause = || {
+        let left = 1_050 - u64::from(Utc::now().timestamp_subsec_millis());
+        tokio::time::sleep(std::time::Duration::from_millis(left))
+    };
+    let checkpoint = || async {
+        write_checkpoint(&f.store, &f.vault, &f.signer, CHECKPOINT_RETENTION)
+            .await
+            .expect("checkpoint")
+    };
+    history(&f.store, "acme", "hq", 1).await; // indexes 1..=6
+    checkpoint().await; // 1: acme at 6
+    pause().await;
+    let from = Utc::now();
+    pause().await;
+    history(&f.store, "acme", "branch", 2).await; // 7..=16
+    pause().await;
+    checkpoint().await; // 2: at 16
+    pause().await;
+    let to = Utc::now();
+    pause().await;
+    history(&f.store, "acme", "depot", 1).await; // 17..=22
+    pause().await;
+    checkpoint().await; // 3: at 22
+    history(&f.store, "acme", "annex", 1).await; // 23..=28, covered by the export's own
+    let out = f.dir.path().join("range");
+    let summary = export_tenant(
+        &f.store,
+        &f.vault,
+        &f.signer,
+        "acme",
+        &out,
+        ExportRange {
+            from: Some(from),
+            to: Some(to),
+        },
+        &EvidenceSchedule::default(),
+    )
+    .await
+    .expect("export");
+    // From the last checkpoint at or before `from` (1) to the first at or after `to` (3).
+    assert_eq!((summary.events, summary.checkpoints), (16, 3));
+    let proven = verify_export(&out).expect("readable").expect("intact");
+    assert_eq!(proven.events, 16);
+    assert_eq!(proven.indexes, Some((7, 22)));
+    assert_eq!(proven.checkpoints, 3);
+    assert_eq!(proven.unsigned_tail, 0);
+    let events = std::fs::read_to_string(out.join("events.jsonl")).expect("events");
+    assert!(!events.contains("\"annex\"") && events.contains("branch"));
+    // Only `from`: to the newest events, the export's own checkpoint (4) closing it.
+    let tail = f.dir.path().join("tail");
+    let summary = export_tenant(
+        &f.store,
+        &f.vault,
+        &f.signer,
+        "acme",
+        &tail,
+        ExportRange {
+            from: Some(to),
+            to: None,
+        },
+        &EvidenceSchedule::default(),
+    )
+    .await
+    .expect("export");
+    let proven = verify_export(&tail).expect("readable").expect("intact");
+    assert_eq!(proven.indexes, Some((17, 28)), "{summary:?}");
+    // A line removed from the cut export is still named.
+    let lines: Vec<&str> = events.lines().collect();
+    let dir = f.dir.path().join("range-removed");
+    std::fs::create_dir_all(&dir).expect("dir");
+    for name in [
+        "manifest.json",
+        "keys.json",
+        "checkpoints.jsonl",
+        "links.txt",
+    ] {
+        std::fs::copy(out.join(name), dir.join(name)).expect("copy");
+    }
+    let kept: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n != 3)
+        .map(|(_, l)| *l)
+        .collect();
+    std::fs::write(dir.join("events.jsonl"), kept.join("\n") + "\n").expect("write");
+    assert_eq!(
+        verify_export(&dir).expect("readable"),
+        Err(Break::Removed { index: 10 })
+    );
 }

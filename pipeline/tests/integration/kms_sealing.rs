@@ -262,8 +262,8 @@ async fn an_unreachable_kms_is_a_clear_transient_error() {
 #[tokio::test]
 async fn a_kms_key_signs_checkpoints_that_verify_offline() {
     use restorable_pipeline::evidence::{
-        export_tenant, signature_holds, verify_export, write_checkpoint, ExportRange, KmsSigner,
-        Signer, CHECKPOINT_RETENTION,
+        export_tenant, signature_holds, verify_export, write_checkpoint, EvidenceSchedule,
+        ExportRange, KmsSigner, Signer, CHECKPOINT_RETENTION,
     };
     let bootstrap = KmsKeySealer::new(config("unset")).expect("sealer");
     let key_id = bootstrap
@@ -324,7 +324,7 @@ async fn a_kms_key_signs_checkpoints_that_verify_offline() {
         "acme",
         &out,
         ExportRange::default(),
-        CHECKPOINT_RETENTION,
+        &EvidenceSchedule::default(),
     )
     .await
     .expect("export");

@@ -11,12 +11,16 @@
 //!
 //! Each link needs the tenant's head. The process remembers the heads it wrote
 //! ([`memory::ChainMemory`]), so a commit usually reads nothing: it computes the links first and
-//! stores events and links at once (on PostgreSQL one call of `restorable_append_chained`,
-//! migration 11: one round trip per commit). If another process moved the head on meanwhile,
-//! `UNIQUE (tenant, tenant_index)` refuses the link, the transaction is rolled back and the
-//! commit is redone the careful way: events first (which takes the writers' turn), then the
-//! head read under it, then the links. A process that does not know the head (its first commit
-//! to a tenant) goes the careful way at once.
+//! stores events and links at once. If another process moved the head on meanwhile, the commit
+//! is refused and redone the careful way: events first (which takes the writers' turn), then
+//! the head read under it, then the links. A process that does not know the head (its first
+//! commit to a tenant) goes the careful way at once. How a stale head is refused:
+//! - PostgreSQL: one call of `restorable_append_chained` (migration 11, one round trip per
+//!   commit) takes the writers' turn and compares the tenant's head before it writes anything
+//!   (SQLSTATE `RSTAL`): no log position is drawn, so a refused commit leaves no gap in the log
+//!   (a bigserial value drawn by a rolled-back transaction is lost for ever).
+//! - SQLite: `UNIQUE (tenant, tenant_index)` refuses the link and the transaction is rolled
+//!   back, its log position with it (`AUTOINCREMENT`'s counter is transactional).
 //!
 //! # Whose chain
 //! An aggregate's tenant is fixed by its first chained event: the `tenant_id` its payload names
@@ -94,6 +98,9 @@ impl From<sqlx::Error> for Refused {
         let Some(database) = e.as_database_error() else {
             return Refused::Failed(unknown(e));
         };
+        if database.code().as_deref() == Some(STALE_HEAD_SQLSTATE) {
+            return Refused::StaleHead;
+        }
         if !database.is_unique_violation() {
             return Refused::Failed(unknown(e));
         }
@@ -106,6 +113,9 @@ impl From<sqlx::Error> for Refused {
         }
     }
 }
+
+/// The SQLSTATE of `restorable_append_chained` refusing a stale head (nothing written).
+const STALE_HEAD_SQLSTATE: &str = "RSTAL";
 
 /// PostgreSQL's name of `UNIQUE (tenant, tenant_index)` (SQLite names the columns instead).
 const CHAIN_PLACE_CONSTRAINT: &str = "event_chain_tenant_tenant_index_key";
@@ -278,6 +288,7 @@ async fn commit(
             let mut tx = $pool.begin().await.map_err(unknown).map_err(Refused::Failed)?;
             let (tenant, links) = match known {
                 Some((tenant, head)) => {
+                    let after = head.index;
                     let links = links(tenant, head, events);
                     if $postgres {
                         let batch: Vec<Value> = events
@@ -292,14 +303,14 @@ async fn commit(
                                     "event_version": event.event_version,
                                     "payload": event.payload,
                                     "metadata": event.metadata,
-                                    "tenant": tenant,
                                     "index": index,
                                     "hash": hash,
                                 })
                             })
                             .collect();
+                        let call = json!({"tenant": tenant, "after": after, "events": batch});
                         sqlx::query(APPEND_CHAINED_POSTGRES)
-                            .bind(Value::Array(batch).to_string())
+                            .bind(call.to_string())
                             .execute(&mut *tx)
                             .await?;
                     } else {

@@ -31,42 +31,103 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// `value` as canonical JSON (see the module's header).
 pub fn canonical_json(value: &serde_json::Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    into_text(out)
 }
 
 /// Appends `value`'s canonical JSON to `out`, whatever order its maps keep (serde_json's
 /// `preserve_order` may be on in one build and off in another).
-pub(crate) fn write_canonical(value: &serde_json::Value, out: &mut String) {
+pub(crate) fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     match value {
         serde_json::Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (n, key) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (n, (key, item)) in entries.into_iter().enumerate() {
                 if n > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&serde_json::Value::from(key.as_str()).to_string());
-                out.push(':');
-                if let Some(item) = map.get(key) {
-                    write_canonical(item, out);
-                }
+                write_scalar(key.as_str(), out);
+                out.push(b':');
+                write_canonical(item, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         serde_json::Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (n, item) in items.iter().enumerate() {
                 if n > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => write_scalar(other, out),
+    }
+}
+
+/// Appends the JSON of a string, number, boolean or null (serde_json's escaping and digits).
+fn write_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Serializing a string, a number, a boolean or null into memory cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// The bytes written by [`write_canonical`] as text (serde_json writes UTF-8 only).
+pub(crate) fn into_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// An event's parts, borrowed: its line without copying its payload ([`ChainedEvent::line`]
+/// is the same line of an owned event).
+#[derive(Clone, Copy, Debug)]
+pub struct EventLine<'a> {
+    /// The tenant whose chain holds it.
+    pub tenant: &'a str,
+    /// Its place in the tenant's chain, from 1.
+    pub index: i64,
+    /// `Instance`, `BackupCycle`, ...
+    pub aggregate_type: &'a str,
+    /// The aggregate's id.
+    pub aggregate_id: &'a str,
+    /// Its sequence in the aggregate.
+    pub sequence: i64,
+    /// e.g. `Captured`.
+    pub event_type: &'a str,
+    /// e.g. `1.0`.
+    pub event_version: &'a str,
+    /// The event as stored.
+    pub payload: &'a serde_json::Value,
+    /// Its metadata as stored.
+    pub metadata: &'a serde_json::Value,
+}
+
+impl EventLine<'_> {
+    /// The canonical line that is hashed (and exported): the canonical JSON of the nine keys,
+    /// written in their sorted order.
+    pub fn line(&self) -> String {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"aggregate_id\":");
+        write_scalar(self.aggregate_id, &mut out);
+        out.extend_from_slice(b",\"aggregate_type\":");
+        write_scalar(self.aggregate_type, &mut out);
+        out.extend_from_slice(b",\"event_type\":");
+        write_scalar(self.event_type, &mut out);
+        out.extend_from_slice(b",\"event_version\":");
+        write_scalar(self.event_version, &mut out);
+        out.extend_from_slice(b",\"index\":");
+        write_scalar(&self.index, &mut out);
+        out.extend_from_slice(b",\"metadata\":");
+        write_canonical(self.metadata, &mut out);
+        out.extend_from_slice(b",\"payload\":");
+        write_canonical(self.payload, &mut out);
+        out.extend_from_slice(b",\"sequence\":");
+        write_scalar(&self.sequence, &mut out);
+        out.extend_from_slice(b",\"tenant\":");
+        write_scalar(self.tenant, &mut out);
+        out.push(b'}');
+        into_text(out)
     }
 }
 
@@ -96,18 +157,18 @@ pub struct ChainedEvent {
 impl ChainedEvent {
     /// The canonical line that is hashed (and exported).
     pub fn line(&self) -> String {
-        let value = serde_json::json!({
-            "aggregate_id": self.aggregate_id,
-            "aggregate_type": self.aggregate_type,
-            "event_type": self.event_type,
-            "event_version": self.event_version,
-            "index": self.index,
-            "metadata": self.metadata,
-            "payload": self.payload,
-            "sequence": self.sequence,
-            "tenant": self.tenant,
-        });
-        canonical_json(&value)
+        EventLine {
+            tenant: &self.tenant,
+            index: self.index,
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+        .line()
     }
 }
 
@@ -329,6 +390,36 @@ mod tests {
         let b = leaf_hash(tree[1].leaf().as_bytes());
         assert_eq!(merkle_root(&tree[..1]), hex_of(&a));
         assert_eq!(merkle_root(&tree), hex_of(&node_hash(&a, &b)));
+    }
+
+    #[test]
+    fn a_line_is_the_canonical_json_of_its_nine_keys() {
+        let event = ChainedEvent {
+            tenant: "acme".into(),
+            index: 42,
+            aggregate_type: "BackupCycle".into(),
+            aggregate_id: "c-\"1\"".into(),
+            sequence: 9_007_199_254_740_993,
+            event_type: "Captured".into(),
+            event_version: "1.0".into(),
+            payload: serde_json::json!({"Captured": {"z": [1, {"b": "\u{1}é\n", "a": null}], "a": true}}),
+            metadata: serde_json::json!({"k": -3, "\u{7f}": "x"}),
+        };
+        let whole = serde_json::json!({
+            "aggregate_id": event.aggregate_id,
+            "aggregate_type": event.aggregate_type,
+            "event_type": event.event_type,
+            "event_version": event.event_version,
+            "index": event.index,
+            "metadata": event.metadata,
+            "payload": event.payload,
+            "sequence": event.sequence,
+            "tenant": event.tenant,
+        });
+        assert_eq!(event.line(), canonical_json(&whole));
+        assert!(event
+            .line()
+            .starts_with("{\"aggregate_id\":\"c-\\\"1\\\"\",\"aggregate_type\""));
     }
 
     #[test]

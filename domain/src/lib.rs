@@ -57,9 +57,9 @@ pub trait Snapshotted: cqrs_es::Aggregate + schemars::JsonSchema {
 pub fn schema_fingerprint<T: schemars::JsonSchema>() -> u64 {
     let mut schema = schemars::schema_for!(T).to_value();
     strip_descriptions(&mut schema);
-    let mut text = String::new();
+    let mut text = Vec::new();
     evidence::write_canonical(&schema, &mut text);
-    fnv1a(text.as_bytes())
+    fnv1a(&text)
 }
 
 /// Removes every `description` (doc comments) from a schema, in place.

@@ -12,7 +12,9 @@ mod integration {
     mod archive_7z;
     mod audit_evidence;
     mod bounded_views;
+    mod chat_routes;
     mod evidence_faults;
+    mod evidence_support;
     mod hostile_pbx;
     mod infrastructure_faults;
     mod kms_sealing;

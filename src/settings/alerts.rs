@@ -7,7 +7,10 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 use restorable_domain::ids::TenantId;
-use restorable_pipeline::alerting::{AlertRoutes, SmtpRelay, TenantRoutes, WebhookRoute};
+use restorable_pipeline::alerting::{
+    AlertRoutes, ChatRoute, PagerDutyRoute, SmtpRelay, TenantRoutes, WebhookRoute,
+    PAGERDUTY_EVENTS_URL,
+};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -34,6 +37,14 @@ pub(super) struct FileAlertRoute {
     webhook_secret_env: Option<String>,
     #[serde(default)]
     email_to: Vec<String>,
+    /// The name of the environment variable holding the Slack incoming webhook's URL.
+    slack_webhook_env: Option<String>,
+    /// The name of the environment variable holding the Teams incoming webhook's URL.
+    teams_webhook_env: Option<String>,
+    /// The name of the environment variable holding the PagerDuty routing key.
+    pagerduty_routing_key_env: Option<String>,
+    /// PagerDuty's Events API v2 URL (default: PagerDuty's; e.g. its EU URL).
+    pagerduty_events_url: Option<String>,
 }
 
 /// The secret in the environment variable `name`, which `what` refers to.
@@ -68,9 +79,39 @@ fn section_routes(
             bail!("{section}.webhook_secret_env is set but webhook_url is not")
         }
     };
+    let chat = |key: &str, name: &Option<String>| -> Result<Option<ChatRoute>> {
+        name.as_ref()
+            .map(|name| {
+                let url = secret_from_env(&format!("{section}.{key}"), name, env)?;
+                Ok(ChatRoute { url })
+            })
+            .transpose()
+    };
+    let pagerduty = match (
+        &route.pagerduty_routing_key_env,
+        &route.pagerduty_events_url,
+    ) {
+        (Some(name), events_url) => Some(PagerDutyRoute {
+            routing_key: secret_from_env(
+                &format!("{section}.pagerduty_routing_key_env"),
+                name,
+                env,
+            )?,
+            events_url: events_url
+                .clone()
+                .unwrap_or_else(|| PAGERDUTY_EVENTS_URL.to_owned()),
+        }),
+        (None, None) => None,
+        (None, Some(_)) => {
+            bail!("{section}.pagerduty_events_url is set but pagerduty_routing_key_env is not")
+        }
+    };
     Ok(TenantRoutes {
         webhook,
         email_to: route.email_to.clone(),
+        slack: chat("slack_webhook_env", &route.slack_webhook_env)?,
+        teams: chat("teams_webhook_env", &route.teams_webhook_env)?,
+        pagerduty,
     })
 }
 
@@ -79,6 +120,7 @@ pub(super) fn alert_routes(
     smtp: Option<&FileSmtp>,
     routes: &HashMap<String, FileAlertRoute>,
     operations: Option<&FileAlertRoute>,
+    console_url: Option<&String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AlertRoutes> {
     let smtp = match smtp {
@@ -121,6 +163,7 @@ pub(super) fn alert_routes(
         smtp,
         tenants,
         operations,
+        console_url: console_url.cloned(),
     };
     routes.check().map_err(|e| anyhow!("{e}"))?;
     Ok(routes)
@@ -138,6 +181,7 @@ mod tests {
         #[serde(default)]
         alert_routes: HashMap<String, FileAlertRoute>,
         operations_alerts: Option<FileAlertRoute>,
+        console_url: Option<String>,
     }
 
     const ROUTES: &str = r#"
@@ -160,6 +204,13 @@ email_to = ["noc@globex.example"]
         match name {
             "TEST_SMTP_PASSWORD" => Some("smtp-password-value".to_owned()),
             "TEST_ACME_SECRET" => Some("acme-secret-value".to_owned()),
+            "TEST_SLACK_URL" => {
+                Some("https://hooks.slack.com/services/T0/B0/slack-path-secret".to_owned())
+            }
+            "TEST_TEAMS_URL" => {
+                Some("https://acme.webhook.office.com/teams-path-secret".to_owned())
+            }
+            "TEST_PD_KEY" => Some("pd-key-secret".to_owned()),
             _ => None,
         }
     }
@@ -170,6 +221,7 @@ email_to = ["noc@globex.example"]
             file.smtp.as_ref(),
             &file.alert_routes,
             file.operations_alerts.as_ref(),
+            file.console_url.as_ref(),
             &fake_env,
         )
     }
@@ -222,6 +274,53 @@ email_to = ["noc@globex.example"]
                 "[operations_alerts]\nemail_to = [\"oncall@ops.example\"]\n",
                 "operations_alerts.email_to",
             ),
+        ] {
+            let error = routes_from(text).expect_err("refused");
+            assert!(format!("{error:#}").contains(named), "{text}: {error:#}");
+        }
+    }
+
+    #[test]
+    fn chat_and_incident_routes_are_read_with_their_secrets_from_the_environment() {
+        use secrecy::ExposeSecret;
+        let routes = routes_from(
+            "console_url = \"https://restorable.example\"\n\
+             [alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\n\
+             teams_webhook_env = \"TEST_TEAMS_URL\"\npagerduty_routing_key_env = \"TEST_PD_KEY\"\n\
+             [alert_routes.globex]\npagerduty_routing_key_env = \"TEST_PD_KEY\"\n\
+             pagerduty_events_url = \"https://events.eu.pagerduty.com/v2/enqueue\"\n",
+        )
+        .expect("routes");
+        assert_eq!(
+            routes.console_url.as_deref(),
+            Some("https://restorable.example")
+        );
+        let acme = &routes.tenants[&TenantId::new("acme").expect("slug")];
+        let slack = acme.slack.as_ref().expect("slack");
+        assert!(slack.url.expose_secret().ends_with("slack-path-secret"));
+        assert!(acme.teams.is_some());
+        let pagerduty = acme.pagerduty.as_ref().expect("pagerduty");
+        assert_eq!(pagerduty.routing_key.expose_secret(), "pd-key-secret");
+        assert_eq!(pagerduty.events_url, PAGERDUTY_EVENTS_URL);
+        let globex = &routes.tenants[&TenantId::new("globex").expect("slug")];
+        assert_eq!(
+            globex.pagerduty.as_ref().expect("pagerduty").events_url,
+            "https://events.eu.pagerduty.com/v2/enqueue"
+        );
+        let shown = format!("{routes:?}");
+        for secret in ["slack-path-secret", "teams-path-secret", "pd-key-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for (text, named) in [
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_UNSET_SLACK\"\n",
+                "alert_routes.acme.slack_webhook_env",
+            ),
+            (
+                "[alert_routes.acme]\npagerduty_events_url = \"https://e.example/v2/enqueue\"\n",
+                "pagerduty_routing_key_env is not",
+            ),
+            ("console_url = \"file:///etc/passwd\"\n", "console_url"),
         ] {
             let error = routes_from(text).expect_err("refused");
             assert!(format!("{error:#}").contains(named), "{text}: {error:#}");

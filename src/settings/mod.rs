@@ -12,6 +12,8 @@
 //! environment variables that hold them:
 //!
 //! ```toml
+//! console_url = "https://restorable.example"   # chat and incident messages link under it
+//!
 //! [smtp]                        # the relay alert e-mail goes through
 //! host = "smtp.example.com"
 //! port = 587                    # default: 587 with STARTTLS, 25 without
@@ -24,6 +26,10 @@
 //! webhook_url = "https://hooks.acme.example/restorable"
 //! webhook_secret_env = "ACME_WEBHOOK_SECRET"   # required with webhook_url: webhooks are signed
 //! email_to = ["ops@acme.example"]              # needs [smtp]
+//! slack_webhook_env = "ACME_SLACK_WEBHOOK_URL"  # Slack incoming webhook (the URL is a secret)
+//! teams_webhook_env = "ACME_TEAMS_WEBHOOK_URL"  # Microsoft Teams incoming webhook
+//! pagerduty_routing_key_env = "ACME_PAGERDUTY_KEY"  # PagerDuty Events API v2
+//! pagerduty_events_url = "https://events.eu.pagerduty.com/v2/enqueue"  # default: PagerDuty's
 //!
 //! [operations_alerts]           # the operator's routes: dead letters, a held relay (same keys)
 //! webhook_url = "https://hooks.ops.example/restorable"
@@ -154,6 +160,9 @@ pub struct Config {
     /// The operator's routes (file only).
     #[arg(skip)]
     operations_alerts: Option<FileAlertRoute>,
+    /// The console's public URL, for links in chat and incident messages (file only).
+    #[arg(skip)]
+    console_url: Option<String>,
     /// Rung deadlines (file only).
     #[arg(skip)]
     deadlines: Option<FileDeadlines>,
@@ -192,6 +201,7 @@ impl Config {
             smtp: file.smtp,
             alert_routes: file.alert_routes,
             operations_alerts: file.operations_alerts,
+            console_url: file.console_url,
             deadlines: file.deadlines,
             verify: file.verify,
             pbx: file.pbx,
@@ -269,6 +279,7 @@ pub fn resolve(flags: &Config, mut settings: Settings) -> Result<(Backends, Sett
         config.smtp.as_ref(),
         &config.alert_routes,
         config.operations_alerts.as_ref(),
+        config.console_url.as_ref(),
         &|name| std::env::var(name).ok(),
     )?;
     if let Some(file_deadlines) = &config.deadlines {

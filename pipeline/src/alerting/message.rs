@@ -2,6 +2,7 @@
 //! operations alert ([`OperationsMessage`]), its e-mail text, the HMAC-SHA256 signature of the
 //! webhook body ([`sign`], [`verify`]), the subjects, and one [`Delivery`] ready to go out.
 
+use super::card::Card;
 use super::*;
 
 /// The NATS subject operations alerts are published on (outside `restorable.alerts.<tenant>`,
@@ -307,8 +308,10 @@ pub(super) struct Delivery {
     /// The e-mail subject and body.
     pub(super) subject: String,
     pub(super) text: String,
-    /// The JSON document (the same on every route).
+    /// The JSON document (the signed webhook's body, NATS's payload).
     pub(super) body: Bytes,
+    /// The alert as the chat and incident routes show it.
+    pub(super) card: Card,
     /// Whether a row of `alert_deliveries` stands for it (deleted when the route is done).
     pub(super) recorded: bool,
 }
@@ -327,6 +330,7 @@ impl Delivery {
             event_type: message.event_type(),
             subject: message.subject(),
             body: message.to_json(),
+            card: Card::of_tenant(message),
             recorded: true,
         }
     }
@@ -346,6 +350,7 @@ impl Delivery {
             event_type: message.event_type(),
             subject: message.subject(),
             body: message.to_json(),
+            card: Card::of_operations(&message),
             recorded,
         }
     }

@@ -2,9 +2,12 @@
 //! `InstanceAlerts` aggregate to its tenant's routes, without ever holding up the pipeline.
 //!
 //! ```text
-//! InstanceAlerts AlertRaised | AlertResolved ─► alert_delivery ─┬─► webhook  (signed JSON POST, retried)
-//!                                                               ├─► e-mail   (SMTP relay, retried)
-//!                                                               └─► NATS     restorable.alerts.<tenant>
+//! InstanceAlerts AlertRaised | AlertResolved ─► alert_delivery ─┬─► webhook   (signed JSON POST, retried)
+//!                                                               ├─► e-mail    (SMTP relay, retried)
+//!                                                               ├─► Slack     (Block Kit, incoming webhook)
+//!                                                               ├─► Teams     (Adaptive Card, incoming webhook)
+//!                                                               ├─► PagerDuty (Events API v2, one dedup key per alert)
+//!                                                               └─► NATS      restorable.alerts.<tenant>
 //! ```
 //!
 //! - **The message** ([`AlertMessage`]) is the same JSON document on every route: `alert`
@@ -23,6 +26,10 @@
 //!   configured relay, over STARTTLS (required, certificates checked against the webpki roots);
 //!   an unencrypted connection is only allowed to a loopback relay (a local MTA, tests).
 //!   Transient SMTP failures (4xx, connection errors) are retried like webhooks; 5xx is final.
+//! - **Slack, Teams, PagerDuty** ([`slack`], [`teams`], [`pagerduty`]): the same alert in each
+//!   tool's own format, from one [`card::Card`], with a link to the instance page under
+//!   [`AlertRoutes::console_url`]; posted and retried like the webhook ([`post`]). Their URLs
+//!   and the routing key are secrets: shown as the host alone ([`host_of`]).
 //! - **NATS**: when the pipeline has NATS, a core publish of the JSON body on
 //!   `restorable.alerts.<tenant>` ([`alert_subject`]) with `Nats-Msg-Id` = the delivery id.
 //!
@@ -54,12 +61,18 @@
 //! - this file: [`AlertDelivery`], the consumer — pending rows, leases, retries, resumption.
 //! - [`routes`]: the route configuration (a leaf the settings hold) and its checks.
 //! - [`message`]: the documents, their signature and subjects, one delivery.
-//! - [`webhook`], [`email`], [`nats`]: one file per route.
+//! - [`card`]: the alert as the chat and incident routes show it; [`post`]: one JSON `POST`.
+//! - [`webhook`], [`email`], [`slack`], [`teams`], [`pagerduty`], [`nats`]: one file per route.
 
+mod card;
 mod email;
 pub mod message;
 mod nats;
+mod pagerduty;
+mod post;
 pub mod routes;
+mod slack;
+mod teams;
 mod webhook;
 
 pub use message::{
@@ -67,13 +80,17 @@ pub use message::{
     OPERATIONS_SUBJECT, SIGNATURE_HEADER,
 };
 pub use routes::{
-    redact_url, AlertRouteError, AlertRoutes, RetryPolicy, SmtpRelay, TenantRoutes, WebhookRoute,
+    host_of, redact_url, AlertRouteError, AlertRoutes, ChatRoute, PagerDutyRoute, RetryPolicy,
+    SmtpRelay, TenantRoutes, WebhookRoute, PAGERDUTY_EVENTS_URL, ROUTE_NAMES,
 };
 
 use email::send_mail;
 use message::{Audience, Delivery};
 use nats::publish;
+use pagerduty::post_pagerduty;
 use routes::invalid;
+use slack::post_slack;
+use teams::post_teams;
 use webhook::post_webhook;
 
 use std::fmt;
@@ -279,6 +296,15 @@ impl AlertDelivery {
             if !tenant_routes.email_to.is_empty() {
                 routes.push("email");
             }
+            if tenant_routes.slack.is_some() {
+                routes.push("slack");
+            }
+            if tenant_routes.teams.is_some() {
+                routes.push("teams");
+            }
+            if tenant_routes.pagerduty.is_some() {
+                routes.push("pagerduty");
+            }
         }
         routes
     }
@@ -290,6 +316,15 @@ impl AlertDelivery {
         now.checked_add_signed(lease)
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
             .timestamp_millis()
+    }
+
+    /// What a route's task owns: the delivery, the retry policy, the console's URL.
+    fn owned(&self, delivery: &Delivery) -> (Delivery, RetryPolicy, Option<String>) {
+        (
+            delivery.clone(),
+            self.retry.clone(),
+            self.routes.console_url.clone(),
+        )
     }
 
     /// Runs `route`'s delivery in its own task; its pending row is deleted when it ends
@@ -316,6 +351,33 @@ impl AlertDelivery {
                     Box::pin(async move {
                         let relay = relay.ok_or(AlertRouteError::NoSmtpRelay)?;
                         send_mail(&relay, &to, &owned, &policy).await
+                    }) as _
+                }),
+            "slack" => self
+                .routes_of(&delivery.audience)
+                .and_then(|r| r.slack.clone())
+                .map(|chat| {
+                    let (owned, policy, console) = self.owned(delivery);
+                    Box::pin(
+                        async move { post_slack(&chat, &owned, console.as_deref(), &policy).await },
+                    ) as _
+                }),
+            "teams" => self
+                .routes_of(&delivery.audience)
+                .and_then(|r| r.teams.clone())
+                .map(|chat| {
+                    let (owned, policy, console) = self.owned(delivery);
+                    Box::pin(
+                        async move { post_teams(&chat, &owned, console.as_deref(), &policy).await },
+                    ) as _
+                }),
+            "pagerduty" => self
+                .routes_of(&delivery.audience)
+                .and_then(|r| r.pagerduty.clone())
+                .map(|pagerduty| {
+                    let (owned, policy, console) = self.owned(delivery);
+                    Box::pin(async move {
+                        post_pagerduty(&pagerduty, &owned, console.as_deref(), &policy).await
                     }) as _
                 }),
             _ => None,
@@ -389,9 +451,7 @@ impl AlertDelivery {
                 Some(event) => self.message(event).await?,
                 None => None,
             };
-            let route = ["nats", "webhook", "email"]
-                .into_iter()
-                .find(|r| *r == pending.route);
+            let route = ROUTE_NAMES.into_iter().find(|r| *r == pending.route);
             match (message, route) {
                 (Some(message), Some(route)) => {
                     tracing::info!(route, instance = %pending.instance_id, sequence = pending.sequence, "resuming an alert delivery");
@@ -420,9 +480,7 @@ impl AlertDelivery {
             .operations_alert(key, number)
             .await?
             .filter(|alert| alert.resolved_at.is_some() || !resolution);
-        let route = ["nats", "webhook", "email"]
-            .into_iter()
-            .find(|r| *r == pending.route);
+        let route = ROUTE_NAMES.into_iter().find(|r| *r == pending.route);
         match (alert, route) {
             (Some(mut alert), Some(route)) => {
                 if !resolution {

@@ -1,6 +1,7 @@
-//! Alert route configuration: every tenant's webhook and e-mail recipients, the SMTP relay, the
-//! operator's routes, and the checks a configuration must pass before anything is sent. A leaf:
-//! the pipeline's settings hold an [`AlertRoutes`].
+//! Alert route configuration: every tenant's webhook, e-mail recipients, Slack and Microsoft
+//! Teams incoming webhooks and PagerDuty integration, the SMTP relay, the operator's routes, the
+//! console's public URL (for links to the instance page), and the checks a configuration must
+//! pass before anything is sent. A leaf: the pipeline's settings hold an [`AlertRoutes`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,18 +25,23 @@ pub enum AlertRouteError {
         /// What is wrong with it.
         detail: String,
     },
-    /// The webhook answered with a status that is not 2xx.
-    #[error("webhook {url}: HTTP {status}")]
+    /// An HTTP route (`webhook`, `slack`, `teams`, `pagerduty`) answered with a status that is
+    /// not 2xx.
+    #[error("{route} {url}: HTTP {status}")]
     Status {
-        /// The URL without credentials, query or fragment.
+        /// The route.
+        route: &'static str,
+        /// The URL as it may be shown (see [`redact_url`], [`host_of`]).
         url: String,
         /// The answer's status code.
         status: u16,
     },
-    /// The webhook could not be reached (connection, TLS, timeout).
-    #[error("webhook {url}: {detail}")]
+    /// An HTTP route could not be reached (connection, TLS, timeout).
+    #[error("{route} {url}: {detail}")]
     Http {
-        /// The URL without credentials, query or fragment.
+        /// The route.
+        route: &'static str,
+        /// The URL as it may be shown (see [`redact_url`], [`host_of`]).
         url: String,
         /// What failed.
         detail: String,
@@ -95,6 +101,29 @@ impl fmt::Debug for WebhookRoute {
     }
 }
 
+/// A Slack or Microsoft Teams incoming webhook. Its URL is the secret (whoever has it can post
+/// to the channel): it comes from the environment and is shown only as its host ([`host_of`]).
+#[derive(Clone, Debug)]
+pub struct ChatRoute {
+    /// The incoming webhook's URL (`https://`; `http://` only to a loopback host).
+    pub url: SecretString,
+}
+
+/// PagerDuty's Events API v2.
+#[derive(Clone, Debug)]
+pub struct PagerDutyRoute {
+    /// The service integration's routing key.
+    pub routing_key: SecretString,
+    /// Where events are sent ([`PAGERDUTY_EVENTS_URL`] unless set, e.g. PagerDuty's EU URL).
+    pub events_url: String,
+}
+
+/// PagerDuty's Events API v2 endpoint.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// The routes a delivery may take, by name (the `route` column of pending deliveries).
+pub const ROUTE_NAMES: [&str; 6] = ["nats", "webhook", "email", "slack", "teams", "pagerduty"];
+
 /// Where one tenant's alerts go (besides NATS, which every tenant gets when it is configured).
 #[derive(Clone, Debug, Default)]
 pub struct TenantRoutes {
@@ -102,6 +131,40 @@ pub struct TenantRoutes {
     pub webhook: Option<WebhookRoute>,
     /// E-mail recipients (sent through [`AlertRoutes::smtp`]).
     pub email_to: Vec<String>,
+    /// A Slack incoming webhook (Block Kit message).
+    pub slack: Option<ChatRoute>,
+    /// A Microsoft Teams incoming webhook (an Adaptive Card).
+    pub teams: Option<ChatRoute>,
+    /// PagerDuty (trigger and resolve, one dedup key per alert).
+    pub pagerduty: Option<PagerDutyRoute>,
+}
+
+/// `url`'s scheme and host alone (`https://hooks.slack.com`): how a URL whose path or query
+/// is a secret appears in errors and logs.
+pub fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", parsed.scheme()),
+            (Some(host), None) => format!("{}://{host}", parsed.scheme()),
+            _ => "(a URL without a host)".to_owned(),
+        },
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
+/// Checks that `url` (the setting `what`) is `https://`, or `http://` to a loopback host.
+fn check_https(what: &str, url: &str) -> Result<(), AlertRouteError> {
+    let shown = host_of(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(what, format!("{shown}: {e}")))?;
+    let host = parsed.host_str().unwrap_or_default();
+    match parsed.scheme() {
+        "https" if !host.is_empty() => Ok(()),
+        "http" if is_loopback(host) => Ok(()),
+        _ => Err(invalid(
+            what,
+            format!("{shown}: expected an https:// URL (http:// only to a loopback host)"),
+        )),
+    }
 }
 
 /// The SMTP relay alert e-mail goes through.
@@ -140,6 +203,9 @@ pub struct AlertRoutes {
     /// a held relay ([`crate::operations_alerts`]) — go here and to [`OPERATIONS_SUBJECT`],
     /// never to a tenant.
     pub operations: Option<TenantRoutes>,
+    /// The console's public URL (`https://restorable.example`): chat and incident messages
+    /// link to the instance page under it. Without it they carry no link.
+    pub console_url: Option<String>,
 }
 
 pub(crate) fn invalid(what: impl Into<String>, detail: impl Into<String>) -> AlertRouteError {
@@ -196,6 +262,16 @@ impl AlertRoutes {
         if let Some(routes) = &self.operations {
             self.check_routes("operations_alerts", routes)?;
         }
+        if let Some(console) = &self.console_url {
+            let url = reqwest::Url::parse(console)
+                .map_err(|e| invalid("console_url", format!("{}: {e}", redact_url(console))))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    "console_url",
+                    format!("{} is not an http:// or https:// URL", redact_url(console)),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -222,6 +298,27 @@ impl AlertRoutes {
             address
                 .parse::<Mailbox>()
                 .map_err(|e| invalid(format!("{section}.email_to"), format!("{address:?}: {e}")))?;
+        }
+        for (name, chat) in [("slack", &routes.slack), ("teams", &routes.teams)] {
+            if let Some(chat) = chat {
+                check_https(
+                    &format!("{section}.{name}_webhook_env"),
+                    chat.url.expose_secret(),
+                )?;
+            }
+        }
+        if let Some(pagerduty) = &routes.pagerduty {
+            check_https(
+                &format!("{section}.pagerduty_events_url"),
+                &pagerduty.events_url,
+            )?;
+            let key = pagerduty.routing_key.expose_secret();
+            if key.trim().is_empty() || key.len() > 255 {
+                return Err(invalid(
+                    format!("{section}.pagerduty_routing_key_env"),
+                    "the routing key must have 1 to 255 characters",
+                ));
+            }
         }
         if !routes.email_to.is_empty() && self.smtp.is_none() {
             return Err(invalid(

@@ -121,12 +121,31 @@ fn the_webhook_secret_is_not_in_debug_output() {
                     secret: SecretString::from("hook-secret-456"),
                 }),
                 email_to: vec![],
+                slack: Some(ChatRoute {
+                    url: SecretString::from("https://hooks.slack.com/services/T0/B0/slack-token"),
+                }),
+                teams: Some(ChatRoute {
+                    url: SecretString::from("https://acme.webhook.office.com/teams-token"),
+                }),
+                pagerduty: Some(PagerDutyRoute {
+                    routing_key: SecretString::from("pd-routing-key-789"),
+                    events_url: PAGERDUTY_EVENTS_URL.into(),
+                }),
             },
         )]),
         operations: None,
+        console_url: None,
     };
+    routes.check().expect("valid");
     let shown = format!("{routes:?}");
-    for secret in ["smtp-pass-123", "hook-secret-456", "query-secret"] {
+    for secret in [
+        "smtp-pass-123",
+        "hook-secret-456",
+        "query-secret",
+        "slack-token",
+        "teams-token",
+        "pd-routing-key-789",
+    ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
 }
@@ -146,6 +165,7 @@ fn misconfigured_routes_are_named() {
         smtp,
         tenants: HashMap::from([(acme.clone(), routes)]),
         operations: None,
+        console_url: None,
     };
     let webhook = |url: &str, secret: &str| TenantRoutes {
         webhook: Some(WebhookRoute {
@@ -153,10 +173,35 @@ fn misconfigured_routes_are_named() {
             secret: SecretString::from(secret),
         }),
         email_to: vec![],
+        ..TenantRoutes::default()
+    };
+    let chat = |url: &str, slack: bool| {
+        let route = Some(ChatRoute {
+            url: SecretString::from(url),
+        });
+        if slack {
+            TenantRoutes {
+                slack: route,
+                ..TenantRoutes::default()
+            }
+        } else {
+            TenantRoutes {
+                teams: route,
+                ..TenantRoutes::default()
+            }
+        }
+    };
+    let pagerduty = |url: &str, key: &str| TenantRoutes {
+        pagerduty: Some(PagerDutyRoute {
+            routing_key: SecretString::from(key),
+            events_url: url.into(),
+        }),
+        ..TenantRoutes::default()
     };
     let mail = |to: &str| TenantRoutes {
         webhook: None,
         email_to: vec![to.into()],
+        ..TenantRoutes::default()
     };
     let cases = [
         (
@@ -182,11 +227,40 @@ fn misconfigured_routes_are_named() {
             ),
             "smtp.starttls",
         ),
+        (
+            with(
+                None,
+                chat("http://hooks.slack.com/services/T0/B0/secret-path", true),
+            ),
+            "alert_routes.acme.slack_webhook_env",
+        ),
+        (
+            with(None, chat("not a url at all", false)),
+            "alert_routes.acme.teams_webhook_env",
+        ),
+        (
+            with(
+                None,
+                pagerduty("https://events.pagerduty.com/v2/enqueue", " "),
+            ),
+            "alert_routes.acme.pagerduty_routing_key_env",
+        ),
+        (
+            with(None, pagerduty("ftp://events.example/v2/enqueue", "key")),
+            "alert_routes.acme.pagerduty_events_url",
+        ),
     ];
     for (routes, named) in cases {
         let error = routes.check().expect_err("refused");
         assert!(error.to_string().contains(named), "{named}: {error}");
+        assert!(!error.to_string().contains("secret-path"), "{error}");
     }
+    let console = AlertRoutes {
+        console_url: Some("javascript:alert(1)".into()),
+        ..with(None, chat("http://127.0.0.1:9/loopback", true))
+    };
+    let error = console.check().expect_err("refused");
+    assert!(error.to_string().contains("console_url"), "{error}");
     let fine = with(
         Some(SmtpRelay {
             host: "127.0.0.1".into(),
@@ -199,6 +273,7 @@ fn misconfigured_routes_are_named() {
                 secret: SecretString::from("s"),
             }),
             email_to: vec!["ops@acme.example".into()],
+            ..TenantRoutes::default()
         },
     );
     fine.check().expect("a loopback relay may be unencrypted");
@@ -253,4 +328,92 @@ fn the_message_has_every_key_and_a_resolution_repeats_the_alert() {
     assert_eq!(resolved.state, "resolved");
     assert_eq!(resolved.detail, raised.detail);
     assert_eq!(resolved.resolved_by, Some(by));
+}
+
+#[test]
+fn a_hostile_detail_stays_plain_text_on_every_chat_route_and_pagerduty_keeps_one_key() {
+    let hostile = "<!channel> <https://evil.example|click> [here](https://evil.example) & ";
+    let raised = AlertRaised {
+        alert_id: "i-7".into(),
+        kind: AlertKind::BackupFailed,
+        tenant_id: TenantId::new("acme").expect("slug"),
+        instance_id: InstanceId(uuid::Uuid::nil()),
+        cycle_id: Some(CycleId(uuid::Uuid::nil())),
+        stage: Some(Stage::Verify),
+        reason: Some(FailureReason::PbxAuth),
+        detail: format!("{hostile}{}", "é".repeat(3_000)),
+        raised_at: DateTime::<Utc>::UNIX_EPOCH,
+        position: 0,
+    };
+    let delivery = Delivery::of_tenant(&AlertMessage::raised(&raised), "i", 1);
+    let console = Some("https://console.example/");
+    let page = format!("https://console.example/instances/{}", uuid::Uuid::nil());
+
+    let slack = slack::message(&delivery.card, console);
+    let text = slack.to_string();
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<https://evil"),
+        "{text}"
+    );
+    assert!(text.contains("&lt;!channel&gt;"));
+    assert_eq!(slack["blocks"][3]["elements"][0]["url"], page.as_str());
+    let detail = slack["blocks"][2]["text"]["text"].as_str().expect("detail");
+    assert!(detail.chars().count() <= 3_000, "Slack's section limit");
+    assert!(
+        detail.starts_with("&lt;!channel&gt;") && detail.ends_with('…'),
+        "{detail}"
+    );
+
+    let teams = teams::message(&delivery.card, console);
+    let content = &teams["attachments"][0]["content"];
+    assert_eq!(content["body"][2]["type"], "RichTextBlock");
+    let run = content["body"][2]["inlines"][0]["text"]
+        .as_str()
+        .expect("run");
+    assert!(run.starts_with(hostile), "plain text, as written: {run}");
+    assert_eq!(run.chars().count(), card::DETAIL_CHARS);
+    assert_eq!(content["actions"][0]["url"], page.as_str());
+    assert!(
+        teams::message(&delivery.card, None)["attachments"][0]["content"]
+            .get("actions")
+            .is_none()
+    );
+
+    let trigger = pagerduty::event(&delivery.card, "key", console);
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], "restorable/i-7");
+    let summary = trigger["payload"]["summary"].as_str().expect("summary");
+    assert_eq!(summary.chars().count(), 1_024);
+    let resolution = AlertMessage::resolved(
+        &raised,
+        &AlertResolved {
+            alert_id: "i-7".into(),
+            kind: AlertKind::BackupFailed,
+            resolved_by: CycleId(uuid::Uuid::nil()),
+            resolved_at: DateTime::<Utc>::UNIX_EPOCH,
+        },
+    );
+    let resolved = Delivery::of_tenant(&resolution, "i", 2);
+    let resolve = pagerduty::event(&resolved.card, "key", console);
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+}
+
+#[test]
+fn a_chat_webhook_is_shown_as_its_host_alone() {
+    assert_eq!(
+        host_of("https://hooks.slack.com/services/T0/B0/secret-token?x=1#y"),
+        "https://hooks.slack.com"
+    );
+    assert_eq!(
+        host_of("http://127.0.0.1:8080/teams/secret-token"),
+        "http://127.0.0.1:8080"
+    );
+    assert_eq!(host_of("not a url secret-token"), "(not a URL)");
+    let error = AlertRouteError::Status {
+        route: "slack",
+        url: host_of("https://hooks.slack.com/services/T0/B0/secret-token"),
+        status: 404,
+    };
+    assert_eq!(error.to_string(), "slack https://hooks.slack.com: HTTP 404");
 }

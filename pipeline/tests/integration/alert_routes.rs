@@ -37,12 +37,12 @@ const SECRET: &str = "whsec-test-0123456789";
 const DETAIL: &str = "the PBX refused the API credentials";
 
 /// A tenant slug of this test run's own (NATS subjects may be shared with other tests).
-fn tenant() -> TenantId {
+pub(super) fn tenant() -> TenantId {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     TenantId::new(&format!("acme-{}", &unique[..12])).expect("a valid slug")
 }
 
-fn quick_retries() -> RetryPolicy {
+pub(super) fn quick_retries() -> RetryPolicy {
     RetryPolicy {
         attempts: 6,
         first_delay: Duration::from_millis(50),
@@ -50,7 +50,7 @@ fn quick_retries() -> RetryPolicy {
     }
 }
 
-async fn pipeline_with(routes: AlertRoutes) -> (tempfile::TempDir, Pipeline) {
+pub(super) async fn pipeline_with(routes: AlertRoutes) -> (tempfile::TempDir, Pipeline) {
     routes.check().expect("the test's routes are valid");
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = Settings {
@@ -65,6 +65,15 @@ async fn pipeline_with(routes: AlertRoutes) -> (tempfile::TempDir, Pipeline) {
 
 /// Raises a "Backup Failed" alert on a new instance of `tenant`.
 async fn raise_failed(pipeline: &Pipeline, tenant: &TenantId) -> InstanceId {
+    raise_failed_with(pipeline, tenant, DETAIL).await
+}
+
+/// The same, explained by `detail`.
+pub(super) async fn raise_failed_with(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    detail: &str,
+) -> InstanceId {
     let instance = InstanceId::random();
     pipeline
         .store
@@ -78,7 +87,7 @@ async fn raise_failed(pipeline: &Pipeline, tenant: &TenantId) -> InstanceId {
                 cycle_id: Some(CycleId::random()),
                 stage: Some(Stage::Capture),
                 reason: Some(FailureReason::PbxAuth),
-                detail: DETAIL.to_owned(),
+                detail: detail.to_owned(),
                 raised_at: Utc::now(),
                 position: 1,
             }),
@@ -88,8 +97,28 @@ async fn raise_failed(pipeline: &Pipeline, tenant: &TenantId) -> InstanceId {
     instance
 }
 
+/// Resolves `instance`'s alert by a new cycle that reached Verified; the cycle.
+pub(super) async fn resolve_verified(pipeline: &Pipeline, instance: InstanceId) -> CycleId {
+    let by = CycleId::random();
+    pipeline
+        .store
+        .alerts(
+            &instance.to_string(),
+            AlertCommand::Resolve {
+                cycle_id: by,
+                reached: restorable_domain::ladder::Rung::Verified,
+                ended: true,
+                position: i64::MAX,
+                at: Utc::now(),
+            },
+        )
+        .await
+        .expect("resolve");
+    by
+}
+
 /// Every logged event after `after` that the delivery consumer wants.
-async fn alert_events(
+pub(super) async fn alert_events(
     pipeline: &Pipeline,
     delivery: &AlertDelivery,
     after: i64,
@@ -104,7 +133,7 @@ async fn alert_events(
     wanted
 }
 
-async fn settle(delivery: &AlertDelivery) {
+pub(super) async fn settle(delivery: &AlertDelivery) {
     tokio::time::timeout(Duration::from_secs(60), delivery.settle())
         .await
         .expect("deliveries finish within a minute");
@@ -201,9 +230,11 @@ async fn a_webhook_gets_one_accepted_signed_delivery_after_retries() {
                     secret: SecretString::from(SECRET),
                 }),
                 email_to: vec![],
+                ..TenantRoutes::default()
             },
         )]),
         operations: None,
+        console_url: None,
     };
     let (_dir, pipeline) = pipeline_with(routes).await;
     let delivery = AlertDelivery::new(&pipeline).with_retry(quick_retries());
@@ -263,21 +294,7 @@ async fn a_webhook_gets_one_accepted_signed_delivery_after_retries() {
     assert!(!text.contains(SECRET), "no secret in the body");
 
     // The resolution names the same alert, tenant and instance (found in the history).
-    let by = CycleId::random();
-    pipeline
-        .store
-        .alerts(
-            &instance.to_string(),
-            AlertCommand::Resolve {
-                cycle_id: by,
-                reached: restorable_domain::ladder::Rung::Verified,
-                ended: true,
-                position: i64::MAX,
-                at: Utc::now(),
-            },
-        )
-        .await
-        .expect("resolve");
+    let by = resolve_verified(&pipeline, instance).await;
     for event in alert_events(&pipeline, &delivery, raised_at).await {
         delivery.react(event).await.expect("react");
     }
@@ -331,9 +348,11 @@ async fn a_webhook_that_refuses_with_a_4xx_is_not_retried() {
                     secret: SecretString::from(SECRET),
                 }),
                 email_to: vec![],
+                ..TenantRoutes::default()
             },
         )]),
         operations: None,
+        console_url: None,
     };
     let (_dir, pipeline) = pipeline_with(routes).await;
     let delivery = AlertDelivery::new(&pipeline).with_retry(quick_retries());
@@ -445,9 +464,11 @@ async fn an_email_route_gets_a_plain_text_message_through_the_relay() {
             TenantRoutes {
                 webhook: None,
                 email_to: vec!["ops@acme.example".to_owned()],
+                ..TenantRoutes::default()
             },
         )]),
         operations: None,
+        console_url: None,
     };
     let (_dir, pipeline) = pipeline_with(routes).await;
     let delivery = AlertDelivery::new(&pipeline).with_retry(quick_retries());
@@ -561,9 +582,11 @@ async fn a_route_that_never_answers_does_not_hold_up_react() {
                     secret: SecretString::from(SECRET),
                 }),
                 email_to: vec!["ops@acme.example".to_owned()],
+                ..TenantRoutes::default()
             },
         )]),
         operations: None,
+        console_url: None,
     };
     let (_dir, pipeline) = pipeline_with(routes).await;
     // Pauses of 2 + 4 + 8 + 16 + 32 s: a react that waited for the routes would take > 60 s.
@@ -609,9 +632,11 @@ fn webhook_routes(tenant: &TenantId, url: &str) -> AlertRoutes {
                     secret: SecretString::from(SECRET),
                 }),
                 email_to: vec![],
+                ..TenantRoutes::default()
             },
         )]),
         operations: None,
+        console_url: None,
     }
 }
 

@@ -12,19 +12,19 @@ use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::cycle::{examples, BackupCycleCommand, CycleStarted};
 use restorable_domain::evidence::{link, GENESIS};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
-use restorable_domain::instance::{
-    InstanceCommand, InstanceEnrolled, RestorePolicy, Schedule, SealedCredentials,
-};
 use restorable_domain::ladder::Trigger;
 use restorable_pipeline::evidence::{
     certificate_fault, certificate_standing, check_live, export_tenant, issue_certificate,
     verify_export, write_checkpoint, Break, Certificate, EvidenceSchedule, ExportRange,
-    LocalSigner, Standing, CHECKPOINT_PREFIX, CHECKPOINT_RETENTION,
+    ExportSummary, LocalSigner, Standing, CHECKPOINT_PREFIX, CHECKPOINT_RETENTION,
 };
 use restorable_pipeline::store::Store;
 use restorable_pipeline::vault::LocalVault;
 use restorable_testkit::{test_server_url, ScratchDatabase};
 use rstest::rstest;
+use std::path::Path;
+
+use super::evidence_support::{enrol, open_pipeline, tampered_alerts, verify_with_events};
 
 struct Fixture {
     store: Store,
@@ -70,25 +70,7 @@ fn at(minute: i64) -> DateTime<Utc> {
 /// Enrols `name` of `tenant`, runs `cycles` cycles to Verified and records an audit action.
 async fn history(store: &Store, tenant_name: &str, name: &str, cycles: usize) {
     let tenant = tenant(tenant_name);
-    let instance = InstanceId::for_name(&tenant, name);
-    store
-        .instance(
-            &instance.to_string(),
-            InstanceCommand::Enrol(InstanceEnrolled {
-                instance_id: instance,
-                tenant_id: tenant.clone(),
-                name: name.into(),
-                fqdn: format!("{name}.example"),
-                api_url: format!("https://{name}.example"),
-                credentials: SealedCredentials("sealed".into()),
-                schedule: Schedule::DAILY,
-                restore_policy: RestorePolicy::default(),
-                allow_insecure_http: false,
-                enrolled_at: at(0),
-            }),
-        )
-        .await
-        .expect("enrol");
+    let instance = enrol(store, &tenant, name, at(0)).await;
     for n in 0..cycles {
         let cycle = CycleId::random();
         let id = cycle.to_string();
@@ -172,13 +154,7 @@ async fn every_event_is_chained_in_its_tenants_chain_under_concurrent_writers_an
         .expect("unchained")
         .is_empty());
     // A reopen neither re-chains nor breaks anything; new events continue the chain.
-    let reopened = if postgres {
-        Store::connect(f._database.as_ref().expect("db").url())
-            .await
-            .expect("reopen")
-    } else {
-        Store::open(f.dir.path()).await.expect("reopen")
-    };
+    let reopened = other_process(&f).await;
     history(&reopened, "acme", "pbx-late", 1).await;
     assert_eq!(recomputed(&reopened, "acme").await, 3 * 14 + 1 + 4 + 1);
     let report = check_live(&reopened, &f.vault).await.expect("check");
@@ -200,6 +176,21 @@ async fn checkpointed(postgres: bool) -> Fixture {
         (2, 1, 10 + 6)
     );
     f
+}
+
+/// Exports acme's history of `range` to `out`.
+async fn export(f: &Fixture, out: &Path, range: ExportRange) -> ExportSummary {
+    export_tenant(
+        &f.store,
+        &f.vault,
+        &f.signer,
+        "acme",
+        out,
+        range,
+        &EvidenceSchedule::default(),
+    )
+    .await
+    .expect("export")
 }
 
 /// The break `audit check` reports for acme's chain, or for the store as a whole (`*`).
@@ -428,17 +419,7 @@ async fn a_removed_checkpoint_is_named(#[case] postgres: bool) {
 async fn an_export_verifies_offline_holds_one_tenant_and_names_each_edit(#[case] postgres: bool) {
     let f = checkpointed(postgres).await;
     let out = f.dir.path().join("export");
-    let summary = export_tenant(
-        &f.store,
-        &f.vault,
-        &f.signer,
-        "acme",
-        &out,
-        ExportRange::default(),
-        &EvidenceSchedule::default(),
-    )
-    .await
-    .expect("export");
+    let summary = export(&f, &out, ExportRange::default()).await;
     assert_eq!(
         (summary.events, summary.checkpoints, summary.taken),
         (10, 2, 2)
@@ -461,20 +442,8 @@ async fn an_export_verifies_offline_holds_one_tenant_and_names_each_edit(#[case]
     }
     let events = std::fs::read_to_string(out.join("events.jsonl")).expect("events");
     let lines: Vec<&str> = events.lines().collect();
-    let copy = |label: &str, lines: &[String]| {
-        let dir = f.dir.path().join(label);
-        std::fs::create_dir_all(&dir).expect("dir");
-        for name in [
-            "manifest.json",
-            "keys.json",
-            "checkpoints.jsonl",
-            "links.txt",
-        ] {
-            std::fs::copy(out.join(name), dir.join(name)).expect("copy");
-        }
-        std::fs::write(dir.join("events.jsonl"), lines.join("\n") + "\n").expect("write");
-        verify_export(&dir).expect("readable")
-    };
+    let copy =
+        |label: &str, lines: &[String]| verify_with_events(&out, &f.dir.path().join(label), lines);
     let owned: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     // An edited line.
     let mut edited = owned.clone();
@@ -522,17 +491,7 @@ async fn an_export_verifies_offline_holds_one_tenant_and_names_each_edit(#[case]
 async fn the_readmes_shell_check_recomputes_the_chain_with_sha256sum() {
     let f = checkpointed(false).await;
     let out = f.dir.path().join("export");
-    export_tenant(
-        &f.store,
-        &f.vault,
-        &f.signer,
-        "acme",
-        &out,
-        ExportRange::default(),
-        &EvidenceSchedule::default(),
-    )
-    .await
-    .expect("export");
+    export(&f, &out, ExportRange::default()).await;
     let readme = std::fs::read_to_string(out.join("README.md")).expect("readme");
     let script = readme
         .split("```sh\n")
@@ -691,8 +650,7 @@ async fn the_scheduled_round_raises_history_tampered_once_and_resolves_it_when_t
     #[case] postgres: bool,
 ) {
     use restorable_pipeline::evidence::{round, HISTORY_TAMPERED};
-    use restorable_pipeline::pipeline::{Pipeline, Settings};
-    use restorable_pipeline::setup::Backends;
+    use restorable_pipeline::pipeline::Settings;
 
     let dir = tempfile::tempdir().expect("dir");
     let database = if postgres {
@@ -704,29 +662,17 @@ async fn the_scheduled_round_raises_history_tampered_once_and_resolves_it_when_t
     } else {
         None
     };
-    let backends = Backends {
-        data_dir: dir.path().to_owned(),
-        database_url: database.as_ref().map(|d| d.url().to_owned()),
-        ..Backends::default()
-    };
-    let pipeline = Pipeline::open(&backends, Settings::default())
-        .await
-        .expect("pipeline");
+    let pipeline = open_pipeline(
+        dir.path(),
+        database.as_ref().map(|d| d.url().to_owned()),
+        Settings::default(),
+    )
+    .await;
     let signer = LocalSigner::open_or_create(&dir.path().join("signing-key")).expect("key");
     history(&pipeline.store, "acme", "hq", 1).await;
-    let open = || async {
-        pipeline
-            .store
-            .operations_alerts(true)
-            .await
-            .expect("alerts")
-            .into_iter()
-            .filter(|a| a.key == HISTORY_TAMPERED)
-            .count()
-    };
     // Intact: a checkpoint, a check that passes, no alert.
     assert_eq!(round(&pipeline, &signer, true).await, Some(true));
-    assert_eq!(open().await, 0);
+    assert_eq!(tampered_alerts(&pipeline).await, 0);
     // An edit through SQL: the next round's check raises the alert, once however often it runs.
     let (kind, id, sequence) = place(&pipeline.store, 3).await;
     let stored = pipeline
@@ -752,7 +698,11 @@ async fn the_scheduled_round_raises_history_tampered_once_and_resolves_it_when_t
         .expect("edit");
     assert_eq!(round(&pipeline, &signer, true).await, Some(false));
     assert_eq!(round(&pipeline, &signer, true).await, Some(false));
-    assert_eq!(open().await, 1, "one alert, not one per round");
+    assert_eq!(
+        tampered_alerts(&pipeline).await,
+        1,
+        "one alert, not one per round"
+    );
     let raised = pipeline
         .store
         .operations_alerts(true)
@@ -769,7 +719,7 @@ async fn the_scheduled_round_raises_history_tampered_once_and_resolves_it_when_t
         .await
         .expect("restore");
     assert_eq!(round(&pipeline, &signer, true).await, Some(true));
-    assert_eq!(open().await, 0);
+    assert_eq!(tampered_alerts(&pipeline).await, 0);
 }
 
 /// A second store on the fixture's database: another process, with its own memory of heads.
@@ -849,20 +799,15 @@ async fn an_export_of_dates_is_cut_at_the_checkpoints_around_them_and_verifies(
     checkpoint().await; // 3: at 22
     history(&f.store, "acme", "annex", 1).await; // 23..=28, covered by the export's own
     let out = f.dir.path().join("range");
-    let summary = export_tenant(
-        &f.store,
-        &f.vault,
-        &f.signer,
-        "acme",
+    let summary = export(
+        &f,
         &out,
         ExportRange {
             from: Some(from),
             to: Some(to),
         },
-        &EvidenceSchedule::default(),
     )
-    .await
-    .expect("export");
+    .await;
     // From the last checkpoint at or before `from` (1) to the first at or after `to` (3).
     assert_eq!((summary.events, summary.checkpoints), (16, 3));
     let proven = verify_export(&out).expect("readable").expect("intact");
@@ -874,43 +819,22 @@ async fn an_export_of_dates_is_cut_at_the_checkpoints_around_them_and_verifies(
     assert!(!events.contains("\"annex\"") && events.contains("branch"));
     // Only `from`: to the newest events, the export's own checkpoint (4) closing it.
     let tail = f.dir.path().join("tail");
-    let summary = export_tenant(
-        &f.store,
-        &f.vault,
-        &f.signer,
-        "acme",
+    let summary = export(
+        &f,
         &tail,
         ExportRange {
             from: Some(to),
             to: None,
         },
-        &EvidenceSchedule::default(),
     )
-    .await
-    .expect("export");
+    .await;
     let proven = verify_export(&tail).expect("readable").expect("intact");
     assert_eq!(proven.indexes, Some((17, 28)), "{summary:?}");
     // A line removed from the cut export is still named.
-    let lines: Vec<&str> = events.lines().collect();
-    let dir = f.dir.path().join("range-removed");
-    std::fs::create_dir_all(&dir).expect("dir");
-    for name in [
-        "manifest.json",
-        "keys.json",
-        "checkpoints.jsonl",
-        "links.txt",
-    ] {
-        std::fs::copy(out.join(name), dir.join(name)).expect("copy");
-    }
-    let kept: Vec<&str> = lines
-        .iter()
-        .enumerate()
-        .filter(|(n, _)| *n != 3)
-        .map(|(_, l)| *l)
-        .collect();
-    std::fs::write(dir.join("events.jsonl"), kept.join("\n") + "\n").expect("write");
+    let mut lines: Vec<&str> = events.lines().collect();
+    lines.remove(3);
     assert_eq!(
-        verify_export(&dir).expect("readable"),
+        verify_with_events(&out, &f.dir.path().join("range-removed"), &lines),
         Err(Break::Removed { index: 10 })
     );
 }

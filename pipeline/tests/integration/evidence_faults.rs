@@ -5,17 +5,13 @@
 //! as infrastructure errors — never a verdict on the history, never a History Tampered alert —
 //! and both work again once the dependency is back.
 
-use crate::fault_proxy;
-
-use fault_proxy::{FaultProxy, Service};
+use super::evidence_support::{self, open_pipeline, tampered_alerts};
+use crate::fault_proxy::{FaultProxy, Service};
 
 use chrono::Utc;
-use restorable_domain::ids::{InstanceId, TenantId};
-use restorable_domain::instance::{
-    InstanceCommand, InstanceEnrolled, RestorePolicy, Schedule, SealedCredentials,
-};
+use restorable_domain::ids::TenantId;
 use restorable_pipeline::evidence::{
-    check_live, round, watch, write_checkpoint, EvidenceError, LocalSigner, HISTORY_TAMPERED,
+    check_live, round, watch, write_checkpoint, EvidenceError, LocalSigner,
 };
 use restorable_pipeline::pipeline::{Pipeline, Settings};
 use restorable_pipeline::setup::Backends;
@@ -25,39 +21,33 @@ use restorable_testkit::{aws_endpoint, unique_bucket, PostgresCluster, AWS_REGIO
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Enrols one instance of `tenant` (one event in its chain).
-async fn enrol(store: &Store, tenant: &str, name: &str) {
-    let tenant = TenantId::new(tenant).expect("tenant");
-    let instance = InstanceId::for_name(&tenant, name);
-    store
-        .instance(
-            &instance.to_string(),
-            InstanceCommand::Enrol(InstanceEnrolled {
-                instance_id: instance,
-                tenant_id: tenant,
-                name: name.into(),
-                fqdn: format!("{name}.example"),
-                api_url: format!("https://{name}.example"),
-                credentials: SealedCredentials("sealed".into()),
-                schedule: Schedule::DAILY,
-                restore_policy: RestorePolicy::default(),
-                allow_insecure_http: false,
-                enrolled_at: Utc::now(),
-            }),
-        )
-        .await
-        .expect("enrol");
+/// Enrols `name` of acme now.
+async fn enrol(store: &Store, name: &str) {
+    let acme = TenantId::new("acme").expect("tenant");
+    evidence_support::enrol(store, &acme, name, Utc::now()).await;
 }
 
-async fn tampered_alerts(pipeline: &Pipeline) -> usize {
-    pipeline
-        .store
-        .operations_alerts(true)
+/// With a dependency down: a checkpoint and a check fail as the infrastructure error `is_kind`
+/// accepts, and the scheduled round gives no verdict.
+async fn fails_as_infrastructure(
+    pipeline: &Pipeline,
+    signer: &LocalSigner,
+    is_kind: fn(&EvidenceError) -> bool,
+) {
+    let error = write_checkpoint(
+        &pipeline.store,
+        pipeline.vault.as_ref(),
+        signer,
+        chrono::Duration::days(1),
+    )
+    .await
+    .expect_err("the checkpoint fails");
+    assert!(is_kind(&error), "{error}");
+    let error = check_live(&pipeline.store, pipeline.vault.as_ref())
         .await
-        .expect("alerts")
-        .into_iter()
-        .filter(|a| a.key == HISTORY_TAMPERED)
-        .count()
+        .expect_err("the check fails");
+    assert!(is_kind(&error), "{error}");
+    assert_eq!(round(pipeline, signer, true).await, None);
 }
 
 #[tokio::test]
@@ -66,14 +56,10 @@ async fn watch_writes_checkpoints_every_interval_and_checks_only_when_the_last_c
     let mut settings = Settings::default();
     settings.evidence.checkpoint_every = chrono::Duration::milliseconds(200);
     settings.evidence.check_every = chrono::Duration::hours(1);
-    let backends = Backends {
-        data_dir: dir.path().to_owned(),
-        ..Backends::default()
-    };
-    let pipeline = Pipeline::open(&backends, settings).await.expect("pipeline");
+    let pipeline = open_pipeline(dir.path(), None, settings).await;
     let signer =
         std::sync::Arc::new(LocalSigner::open_or_create(&dir.path().join("key")).expect("key"));
-    enrol(&pipeline.store, "acme", "hq").await;
+    enrol(&pipeline.store, "hq").await;
     assert_eq!(
         pipeline.store.last_history_check().await.expect("read"),
         None
@@ -165,29 +151,16 @@ async fn a_throttled_vault_fails_the_checkpoint_and_the_check_as_infrastructure_
         .await
         .expect("pipeline");
     let signer = LocalSigner::open_or_create(&dir.path().join("key")).expect("key");
-    enrol(&pipeline.store, "acme", "hq").await;
+    enrol(&pipeline.store, "hq").await;
     assert_eq!(round(&pipeline, &signer, true).await, Some(true));
     let indexed = pipeline.store.checkpoint_index().await.expect("index");
     assert_eq!(indexed.len(), 1);
 
     proxy.throttle_always();
-    enrol(&pipeline.store, "acme", "branch").await;
-    let error = write_checkpoint(
-        &pipeline.store,
-        pipeline.vault.as_ref(),
-        &signer,
-        chrono::Duration::days(1),
-    )
-    .await
-    .expect_err("the vault refuses");
-    assert!(matches!(error, EvidenceError::Vault(_)), "{error}");
-    let error = check_live(&pipeline.store, pipeline.vault.as_ref())
-        .await
-        .expect_err("the vault refuses");
-    assert!(matches!(error, EvidenceError::Vault(_)), "{error}");
-    // The scheduled round: no verdict, no alert, nothing indexed that was not written.
-    assert_eq!(round(&pipeline, &signer, true).await, None);
+    enrol(&pipeline.store, "branch").await;
+    fails_as_infrastructure(&pipeline, &signer, |e| matches!(e, EvidenceError::Vault(_))).await;
     assert_eq!(tampered_alerts(&pipeline).await, 0);
+    // Nothing indexed that was not written.
     assert_eq!(
         pipeline.store.checkpoint_index().await.expect("index"),
         indexed
@@ -214,16 +187,9 @@ async fn a_stopped_database_fails_the_checkpoint_and_the_check_as_infrastructure
         .expect("join")
         .expect("a private PostgreSQL cluster");
     let dir = tempfile::tempdir().expect("dir");
-    let backends = Backends {
-        data_dir: dir.path().to_owned(),
-        database_url: Some(cluster.url()),
-        ..Backends::default()
-    };
-    let pipeline = Pipeline::open(&backends, Settings::default())
-        .await
-        .expect("pipeline");
+    let pipeline = open_pipeline(dir.path(), Some(cluster.url()), Settings::default()).await;
     let signer = LocalSigner::open_or_create(&dir.path().join("key")).expect("key");
-    enrol(&pipeline.store, "acme", "hq").await;
+    enrol(&pipeline.store, "hq").await;
     assert_eq!(round(&pipeline, &signer, true).await, Some(true));
 
     cluster = tokio::task::spawn_blocking(move || {
@@ -232,20 +198,7 @@ async fn a_stopped_database_fails_the_checkpoint_and_the_check_as_infrastructure
     })
     .await
     .expect("join");
-    let error = write_checkpoint(
-        &pipeline.store,
-        pipeline.vault.as_ref(),
-        &signer,
-        chrono::Duration::days(1),
-    )
-    .await
-    .expect_err("the database is down");
-    assert!(matches!(error, EvidenceError::Store(_)), "{error}");
-    let error = check_live(&pipeline.store, pipeline.vault.as_ref())
-        .await
-        .expect_err("the database is down");
-    assert!(matches!(error, EvidenceError::Store(_)), "{error}");
-    assert_eq!(round(&pipeline, &signer, true).await, None);
+    fails_as_infrastructure(&pipeline, &signer, |e| matches!(e, EvidenceError::Store(_))).await;
 
     cluster = tokio::task::spawn_blocking(move || {
         cluster.resume().expect("resume");
@@ -254,7 +207,7 @@ async fn a_stopped_database_fails_the_checkpoint_and_the_check_as_infrastructure
     .await
     .expect("join");
     // The pool reconnects: the history is whole, nothing was raised while the database was down.
-    enrol(&pipeline.store, "acme", "branch").await;
+    enrol(&pipeline.store, "branch").await;
     assert_eq!(round(&pipeline, &signer, true).await, Some(true));
     assert_eq!(tampered_alerts(&pipeline).await, 0);
     drop(cluster);

@@ -116,7 +116,9 @@ fn operations_routes(url: &str) -> Settings {
                 secret: SecretString::from(SECRET),
             }),
             email_to: vec![],
+            ..TenantRoutes::default()
         }),
+        console_url: None,
     };
     routes.check().expect("valid routes");
     Settings {

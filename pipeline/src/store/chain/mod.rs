@@ -15,8 +15,8 @@
 //! is refused and redone the careful way: events first (which takes the writers' turn), then
 //! the head read under it, then the links. A process that does not know the head (its first
 //! commit to a tenant) goes the careful way at once. How a stale head is refused:
-//! - PostgreSQL: one call of `restorable_append_chained` (migration 11, one round trip per
-//!   commit) takes the writers' turn and compares the tenant's head before it writes anything
+//! - PostgreSQL: one call of `restorable_append_chained` (migration 11; one statement outside
+//!   any explicit transaction, so one round trip per commit) takes the writers' turn and compares the tenant's head before it writes anything
 //!   (SQLSTATE `RSTAL`): no log position is drawn, so a refused commit leaves no gap in the log
 //!   (a bigserial value drawn by a rolled-back transaction is lost for ever).
 //! - SQLite: `UNIQUE (tenant, tenant_index)` refuses the link and the transaction is rolled
@@ -38,7 +38,7 @@ use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
 use cqrs_es::Aggregate;
-use restorable_domain::evidence::{self, ChainedEvent, GENESIS};
+use restorable_domain::evidence::{self, EventLine, GENESIS};
 use serde_json::{json, Value};
 use sqlx::Row;
 use std::sync::Arc;
@@ -167,6 +167,13 @@ impl<R: PersistedEventRepository> PersistedEventRepository for Chained<R> {
 
 const INSERT_EVENT_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// An event and its link in one call (SQLite runs the statements in turn; `$1`..`$3` name the
+/// event in both).
+const INSERT_EVENT_AND_LINK_SQLITE: &str = "INSERT INTO events (aggregate_type, aggregate_id, \
+     sequence, event_type, event_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7); \
+     INSERT INTO event_chain (position, tenant, tenant_index, hash) \
+     SELECT position, $8, $9, $10 FROM event_log \
+     WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3";
 const INSERT_EVENT_POSTGRES: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata) \
      VALUES ($1, $2, $3, $4, $5, CAST($6 AS jsonb), CAST($7 AS jsonb))";
@@ -237,8 +244,8 @@ struct Committed {
 }
 
 /// One commit: with `known` (the tenant and its remembered head) the links are computed first
-/// and written with the events; without, the events go first and the head is read under the
-/// writers' turn they take.
+/// and written with the events ([`append_known_sqlite`], [`append_known_postgres`]); without,
+/// the events go first and the head is read under the writers' turn they take.
 async fn commit(
     backend: &Backend,
     events: &[SerializedEvent],
@@ -284,71 +291,36 @@ async fn commit(
         }};
     }
     macro_rules! commit_in {
-        ($pool:expr, $insert:expr, $postgres:expr) => {{
-            let mut tx = $pool.begin().await.map_err(unknown).map_err(Refused::Failed)?;
-            let (tenant, links) = match known {
-                Some((tenant, head)) => {
-                    let after = head.index;
-                    let links = links(tenant, head, events);
-                    if $postgres {
-                        let batch: Vec<Value> = events
-                            .iter()
-                            .zip(&links)
-                            .map(|(event, (index, hash))| {
-                                json!({
-                                    "aggregate_type": event.aggregate_type,
-                                    "aggregate_id": event.aggregate_id,
-                                    "sequence": sequence_of(event),
-                                    "event_type": event.event_type,
-                                    "event_version": event.event_version,
-                                    "payload": event.payload,
-                                    "metadata": event.metadata,
-                                    "index": index,
-                                    "hash": hash,
-                                })
-                            })
-                            .collect();
-                        let call = json!({"tenant": tenant, "after": after, "events": batch});
-                        sqlx::query(APPEND_CHAINED_POSTGRES)
-                            .bind(call.to_string())
-                            .execute(&mut *tx)
-                            .await?;
-                    } else {
-                        for (event, (index, hash)) in events.iter().zip(&links) {
-                            insert_event!(tx, $insert, event);
-                            insert_link!(tx, tenant, *index, hash, event);
-                        }
-                    }
-                    (tenant.to_owned(), links)
-                }
-                None => {
-                    for event in events {
-                        insert_event!(tx, $insert, event);
-                    }
-                    let first = &events[0];
-                    let named = evidence::tenant_named_by(&first.payload).unwrap_or(UNASSIGNED);
-                    let row = sqlx::query(TENANT_AND_HEAD)
-                        .bind(&first.aggregate_type)
-                        .bind(&first.aggregate_id)
-                        .bind(named)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(unknown)
-                        .map_err(Refused::Failed)?;
-                    let tenant: String = row.get(0);
-                    let head = Head {
-                        index: row.get::<Option<i64>, _>(1).unwrap_or(0),
-                        hash: row
-                            .get::<Option<String>, _>(2)
-                            .unwrap_or_else(|| GENESIS.to_owned()),
-                    };
-                    let links = links(&tenant, head, events);
-                    for (event, (index, hash)) in events.iter().zip(&links) {
-                        insert_link!(tx, &tenant, *index, hash, event);
-                    }
-                    (tenant, links)
-                }
+        ($pool:expr, $insert:expr) => {{
+            let mut tx = $pool
+                .begin()
+                .await
+                .map_err(unknown)
+                .map_err(Refused::Failed)?;
+            for event in events {
+                insert_event!(tx, $insert, event);
+            }
+            let first = &events[0];
+            let named = evidence::tenant_named_by(&first.payload).unwrap_or(UNASSIGNED);
+            let row = sqlx::query(TENANT_AND_HEAD)
+                .bind(&first.aggregate_type)
+                .bind(&first.aggregate_id)
+                .bind(named)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unknown)
+                .map_err(Refused::Failed)?;
+            let tenant: String = row.get(0);
+            let head = Head {
+                index: row.get::<Option<i64>, _>(1).unwrap_or(0),
+                hash: row
+                    .get::<Option<String>, _>(2)
+                    .unwrap_or_else(|| GENESIS.to_owned()),
             };
+            let links = links(&tenant, head, events);
+            for (event, (index, hash)) in events.iter().zip(&links) {
+                insert_link!(tx, &tenant, *index, hash, event);
+            }
             tx.commit()
                 .await
                 .map_err(unknown)
@@ -360,10 +332,111 @@ async fn commit(
             })
         }};
     }
-    match backend {
-        Backend::Sqlite(pool) => commit_in!(pool, INSERT_EVENT_SQLITE, false),
-        Backend::Postgres(pool) => commit_in!(pool, INSERT_EVENT_POSTGRES, true),
+    match (backend, known) {
+        (Backend::Sqlite(pool), Some((tenant, head))) => {
+            append_known_sqlite(pool, tenant, head, events).await
+        }
+        (Backend::Postgres(pool), Some((tenant, head))) => {
+            append_known_postgres(pool, tenant, head, events).await
+        }
+        (Backend::Sqlite(pool), None) => commit_in!(pool, INSERT_EVENT_SQLITE),
+        (Backend::Postgres(pool), None) => commit_in!(pool, INSERT_EVENT_POSTGRES),
     }
+}
+
+/// A commit from a known head on SQLite: in one transaction, each event and its link in one
+/// call of two statements ([`INSERT_EVENT_AND_LINK_SQLITE`]); a stale head is refused by
+/// `UNIQUE (tenant, tenant_index)` and the transaction rolled back.
+async fn append_known_sqlite(
+    pool: &sqlx::SqlitePool,
+    tenant: &str,
+    head: Head,
+    events: &[SerializedEvent],
+) -> Result<Committed, Refused> {
+    let links = links(tenant, head, events);
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(unknown)
+        .map_err(Refused::Failed)?;
+    for (event, (index, hash)) in events.iter().zip(&links) {
+        let written = sqlx::query(INSERT_EVENT_AND_LINK_SQLITE)
+            .bind(&event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .bind(sequence_of(event))
+            .bind(&event.event_type)
+            .bind(&event.event_version)
+            .bind(event.payload.to_string())
+            .bind(event.metadata.to_string())
+            .bind(tenant)
+            .bind(*index)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // The event's row and its link's (the log row its trigger wrote is not counted).
+        if written != 2 {
+            return Err(Refused::Failed(PersistenceError::UnknownError(
+                format!(
+                    "{} {} #{} has no log position to chain",
+                    event.aggregate_type,
+                    event.aggregate_id,
+                    sequence_of(event)
+                )
+                .into(),
+            )));
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(unknown)
+        .map_err(Refused::Failed)?;
+    let (index, hash) = links.into_iter().last().unwrap_or_default();
+    Ok(Committed {
+        tenant: tenant.to_owned(),
+        head: Head { index, hash },
+    })
+}
+
+/// A commit from a known head on PostgreSQL: one statement, `restorable_append_chained`
+/// (migration 11), outside any explicit transaction. One statement is atomic on its own (all
+/// its events and links or none), so the commit is one round trip where `BEGIN`, the inserts and
+/// `COMMIT` would be three or more.
+async fn append_known_postgres(
+    pool: &sqlx::PgPool,
+    tenant: &str,
+    head: Head,
+    events: &[SerializedEvent],
+) -> Result<Committed, Refused> {
+    let after = head.index;
+    let links = links(tenant, head, events);
+    let batch: Vec<Value> = events
+        .iter()
+        .zip(&links)
+        .map(|(event, (index, hash))| {
+            json!({
+                "aggregate_type": event.aggregate_type,
+                "aggregate_id": event.aggregate_id,
+                "sequence": sequence_of(event),
+                "event_type": event.event_type,
+                "event_version": event.event_version,
+                "payload": event.payload,
+                "metadata": event.metadata,
+                "index": index,
+                "hash": hash,
+            })
+        })
+        .collect();
+    let call = json!({"tenant": tenant, "after": after, "events": batch});
+    sqlx::query(APPEND_CHAINED_POSTGRES)
+        .bind(call.to_string())
+        .execute(pool)
+        .await?;
+    let (index, hash) = links.into_iter().last().unwrap_or_default();
+    Ok(Committed {
+        tenant: tenant.to_owned(),
+        head: Head { index, hash },
+    })
 }
 
 fn sequence_of(event: &SerializedEvent) -> i64 {
@@ -387,16 +460,16 @@ fn links(tenant: &str, head: Head, events: &[SerializedEvent]) -> Vec<(i64, Stri
 }
 
 fn line(tenant: &str, index: i64, event: &SerializedEvent, sequence: i64) -> String {
-    ChainedEvent {
-        tenant: tenant.to_owned(),
+    EventLine {
+        tenant,
         index,
-        aggregate_type: event.aggregate_type.clone(),
-        aggregate_id: event.aggregate_id.clone(),
+        aggregate_type: &event.aggregate_type,
+        aggregate_id: &event.aggregate_id,
         sequence,
-        event_type: event.event_type.clone(),
-        event_version: event.event_version.clone(),
-        payload: event.payload.clone(),
-        metadata: event.metadata.clone(),
+        event_type: &event.event_type,
+        event_version: &event.event_version,
+        payload: &event.payload,
+        metadata: &event.metadata,
     }
     .line()
 }

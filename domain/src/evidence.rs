@@ -105,27 +105,40 @@ pub struct EventLine<'a> {
 
 impl EventLine<'_> {
     /// The canonical line that is hashed (and exported): the canonical JSON of the nine keys,
-    /// written in their sorted order.
+    /// written in their sorted order (the order of `parts`).
     pub fn line(&self) -> String {
+        /// A value of the line: text and integers as JSON scalars, payload and metadata as
+        /// canonical JSON.
+        enum Part<'p> {
+            Text(&'p str),
+            Integer(i64),
+            Json(&'p serde_json::Value),
+        }
+        let parts = [
+            ("aggregate_id", Part::Text(self.aggregate_id)),
+            ("aggregate_type", Part::Text(self.aggregate_type)),
+            ("event_type", Part::Text(self.event_type)),
+            ("event_version", Part::Text(self.event_version)),
+            ("index", Part::Integer(self.index)),
+            ("metadata", Part::Json(self.metadata)),
+            ("payload", Part::Json(self.payload)),
+            ("sequence", Part::Integer(self.sequence)),
+            ("tenant", Part::Text(self.tenant)),
+        ];
         let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"{\"aggregate_id\":");
-        write_scalar(self.aggregate_id, &mut out);
-        out.extend_from_slice(b",\"aggregate_type\":");
-        write_scalar(self.aggregate_type, &mut out);
-        out.extend_from_slice(b",\"event_type\":");
-        write_scalar(self.event_type, &mut out);
-        out.extend_from_slice(b",\"event_version\":");
-        write_scalar(self.event_version, &mut out);
-        out.extend_from_slice(b",\"index\":");
-        write_scalar(&self.index, &mut out);
-        out.extend_from_slice(b",\"metadata\":");
-        write_canonical(self.metadata, &mut out);
-        out.extend_from_slice(b",\"payload\":");
-        write_canonical(self.payload, &mut out);
-        out.extend_from_slice(b",\"sequence\":");
-        write_scalar(&self.sequence, &mut out);
-        out.extend_from_slice(b",\"tenant\":");
-        write_scalar(self.tenant, &mut out);
+        out.push(b'{');
+        for (n, (key, part)) in parts.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            write_scalar(*key, &mut out);
+            out.push(b':');
+            match part {
+                Part::Text(text) => write_scalar(*text, &mut out),
+                Part::Integer(number) => write_scalar(number, &mut out),
+                Part::Json(value) => write_canonical(value, &mut out),
+            }
+        }
         out.push(b'}');
         into_text(out)
     }

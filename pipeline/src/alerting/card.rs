@@ -2,9 +2,8 @@
 //! the facts Restorable controls (tenant, instance, cycle, stage, reason: slugs, ids and
 //! enums), the detail (free text that may come from a PBX: each route renders it as plain
 //! text), when, the stable key that ties a resolution to its raise, and the instance page.
-//! Built once per delivery, beside the JSON document the signed webhook gets.
-
-use super::message::{AlertMessage, OperationsMessage};
+//! Built once per delivery ([`super::message`]), beside the JSON document the signed webhook
+//! gets. A leaf: it knows no message type.
 
 /// The most characters of detail a card carries; a longer detail is cut, `…` marking the cut.
 pub(super) const DETAIL_CHARS: usize = 1_500;
@@ -33,68 +32,6 @@ pub(super) struct Card {
 }
 
 impl Card {
-    /// A tenant's alert.
-    pub(super) fn of_tenant(message: &AlertMessage) -> Self {
-        let mut facts = vec![
-            ("Tenant", message.tenant_id.to_string()),
-            ("Instance", message.instance_id.to_string()),
-        ];
-        if let Some(cycle) = message.cycle_id {
-            facts.push(("Cycle", cycle.to_string()));
-        }
-        if let Some(stage) = message.stage {
-            facts.push(("Stage", stage.to_string()));
-        }
-        if let Some(reason) = message.reason {
-            facts.push(("Reason", reason.to_string()));
-        }
-        facts.push(("Raised at", message.raised_at.to_rfc3339()));
-        if let (Some(at), Some(by)) = (message.resolved_at, message.resolved_by) {
-            facts.push(("Resolved at", at.to_rfc3339()));
-            facts.push(("Resolved by", format!("cycle {by}")));
-        }
-        Self {
-            alert: message.alert,
-            resolved: message.resolved_at.is_some(),
-            alert_id: message.alert_id.clone(),
-            scope: message.tenant_id.to_string(),
-            source: message.instance_id.to_string(),
-            facts,
-            detail: cut(&message.detail),
-            at: message
-                .resolved_at
-                .unwrap_or(message.raised_at)
-                .to_rfc3339(),
-            page: Some(format!("/instances/{}", message.instance_id)),
-        }
-    }
-
-    /// An operations alert (about the service, no tenant).
-    pub(super) fn of_operations(message: &OperationsMessage) -> Self {
-        let mut facts = vec![
-            ("Scope", "operations".to_owned()),
-            ("Condition", message.condition.clone()),
-            ("Raised at", message.raised_at.clone()),
-        ];
-        if let Some(at) = &message.resolved_at {
-            facts.push(("Resolved at", at.clone()));
-        }
-        Self {
-            alert: message.alert,
-            resolved: message.resolved_at.is_some(),
-            alert_id: message.alert_id.clone(),
-            scope: "operations".to_owned(),
-            source: message.condition.clone(),
-            facts,
-            detail: cut(&message.detail),
-            at: message
-                .resolved_at
-                .clone()
-                .unwrap_or_else(|| message.raised_at.clone()),
-            page: None,
-        }
-    }
-
     /// `Backup Failed (raised): acme / <instance>`.
     pub(super) fn headline(&self) -> String {
         let state = if self.resolved { "resolved" } else { "raised" };
@@ -114,7 +51,7 @@ impl Card {
 }
 
 /// `text` cut at [`DETAIL_CHARS`] characters.
-fn cut(text: &str) -> String {
+pub(super) fn cut(text: &str) -> String {
     at_most(text, DETAIL_CHARS)
 }
 

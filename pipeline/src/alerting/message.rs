@@ -2,7 +2,7 @@
 //! operations alert ([`OperationsMessage`]), its e-mail text, the HMAC-SHA256 signature of the
 //! webhook body ([`sign`], [`verify`]), the subjects, and one [`Delivery`] ready to go out.
 
-use super::card::Card;
+use super::card::{cut, Card};
 use super::*;
 
 /// The NATS subject operations alerts are published on (outside `restorable.alerts.<tenant>`,
@@ -84,6 +84,39 @@ impl AlertMessage {
             "AlertResolved"
         } else {
             "AlertRaised"
+        }
+    }
+
+    /// The alert as the chat and incident routes show it.
+    pub(super) fn card(&self) -> Card {
+        let mut facts = vec![
+            ("Tenant", self.tenant_id.to_string()),
+            ("Instance", self.instance_id.to_string()),
+        ];
+        if let Some(cycle) = self.cycle_id {
+            facts.push(("Cycle", cycle.to_string()));
+        }
+        if let Some(stage) = self.stage {
+            facts.push(("Stage", stage.to_string()));
+        }
+        if let Some(reason) = self.reason {
+            facts.push(("Reason", reason.to_string()));
+        }
+        facts.push(("Raised at", self.raised_at.to_rfc3339()));
+        if let (Some(at), Some(by)) = (self.resolved_at, self.resolved_by) {
+            facts.push(("Resolved at", at.to_rfc3339()));
+            facts.push(("Resolved by", format!("cycle {by}")));
+        }
+        Card {
+            alert: self.alert,
+            resolved: self.resolved_at.is_some(),
+            alert_id: self.alert_id.clone(),
+            scope: self.tenant_id.to_string(),
+            source: self.instance_id.to_string(),
+            facts,
+            detail: cut(&self.detail),
+            at: self.resolved_at.unwrap_or(self.raised_at).to_rfc3339(),
+            page: Some(format!("/instances/{}", self.instance_id)),
         }
     }
 
@@ -189,6 +222,32 @@ impl OperationsMessage {
             "OperationsAlertResolved"
         } else {
             "OperationsAlertRaised"
+        }
+    }
+
+    /// The alert as the chat and incident routes show it (about the service: no page).
+    pub(super) fn card(&self) -> Card {
+        let mut facts = vec![
+            ("Scope", "operations".to_owned()),
+            ("Condition", self.condition.clone()),
+            ("Raised at", self.raised_at.clone()),
+        ];
+        if let Some(at) = &self.resolved_at {
+            facts.push(("Resolved at", at.clone()));
+        }
+        Card {
+            alert: self.alert,
+            resolved: self.resolved_at.is_some(),
+            alert_id: self.alert_id.clone(),
+            scope: "operations".to_owned(),
+            source: self.condition.clone(),
+            facts,
+            detail: cut(&self.detail),
+            at: self
+                .resolved_at
+                .clone()
+                .unwrap_or_else(|| self.raised_at.clone()),
+            page: None,
         }
     }
 
@@ -330,7 +389,7 @@ impl Delivery {
             event_type: message.event_type(),
             subject: message.subject(),
             body: message.to_json(),
-            card: Card::of_tenant(message),
+            card: message.card(),
             recorded: true,
         }
     }
@@ -350,7 +409,7 @@ impl Delivery {
             event_type: message.event_type(),
             subject: message.subject(),
             body: message.to_json(),
-            card: Card::of_operations(&message),
+            card: message.card(),
             recorded,
         }
     }

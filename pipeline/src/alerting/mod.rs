@@ -318,70 +318,77 @@ impl AlertDelivery {
             .timestamp_millis()
     }
 
-    /// What a route's task owns: the delivery, the retry policy, the console's URL.
-    fn owned(&self, delivery: &Delivery) -> (Delivery, RetryPolicy, Option<String>) {
-        (
+    /// The work of an HTTP route `pick` finds in `delivery`'s routes, if configured: `post`
+    /// with what the task owns (the route, the delivery, the console's URL, the retry policy).
+    fn task<R, F, Fut>(
+        &self,
+        delivery: &Delivery,
+        pick: impl FnOnce(&TenantRoutes) -> Option<R>,
+        post: F,
+    ) -> Option<RouteWork>
+    where
+        F: FnOnce(R, Delivery, Option<String>, RetryPolicy) -> Fut,
+        Fut: Future<Output = Result<(), AlertRouteError>> + Send + 'static,
+    {
+        let route = self.routes_of(&delivery.audience).and_then(pick)?;
+        Some(Box::pin(post(
+            route,
             delivery.clone(),
-            self.retry.clone(),
             self.routes.console_url.clone(),
-        )
+            self.retry.clone(),
+        )))
     }
 
     /// Runs `route`'s delivery in its own task; its pending row is deleted when it ends
     /// (delivered or given up on). A route no longer configured here ends at once.
     fn start(&self, route: &'static str, delivery: &Delivery) {
-        let work: Option<RouteWork> = match route {
-            "nats" => self.nats.clone().map(|client| {
-                let owned = delivery.clone();
-                Box::pin(async move { publish(&client, &owned).await }) as _
-            }),
-            "webhook" => self
-                .routes_of(&delivery.audience)
-                .and_then(|r| r.webhook.clone())
-                .map(|webhook| {
-                    let (owned, policy) = (delivery.clone(), self.retry.clone());
-                    Box::pin(async move { post_webhook(&webhook, &owned, &policy).await }) as _
+        let work: Option<RouteWork> =
+            match route {
+                "nats" => self.nats.clone().map(|client| {
+                    let owned = delivery.clone();
+                    Box::pin(async move { publish(&client, &owned).await }) as _
                 }),
-            "email" => self
-                .routes_of(&delivery.audience)
-                .filter(|r| !r.email_to.is_empty())
-                .map(|r| {
-                    let (relay, to) = (self.routes.smtp.clone(), r.email_to.clone());
-                    let (owned, policy) = (delivery.clone(), self.retry.clone());
-                    Box::pin(async move {
-                        let relay = relay.ok_or(AlertRouteError::NoSmtpRelay)?;
-                        send_mail(&relay, &to, &owned, &policy).await
-                    }) as _
-                }),
-            "slack" => self
-                .routes_of(&delivery.audience)
-                .and_then(|r| r.slack.clone())
-                .map(|chat| {
-                    let (owned, policy, console) = self.owned(delivery);
-                    Box::pin(
-                        async move { post_slack(&chat, &owned, console.as_deref(), &policy).await },
-                    ) as _
-                }),
-            "teams" => self
-                .routes_of(&delivery.audience)
-                .and_then(|r| r.teams.clone())
-                .map(|chat| {
-                    let (owned, policy, console) = self.owned(delivery);
-                    Box::pin(
-                        async move { post_teams(&chat, &owned, console.as_deref(), &policy).await },
-                    ) as _
-                }),
-            "pagerduty" => self
-                .routes_of(&delivery.audience)
-                .and_then(|r| r.pagerduty.clone())
-                .map(|pagerduty| {
-                    let (owned, policy, console) = self.owned(delivery);
-                    Box::pin(async move {
+                "webhook" => self.task(
+                    delivery,
+                    |r| r.webhook.clone(),
+                    |webhook, owned, _, policy| async move {
+                        post_webhook(&webhook, &owned, &policy).await
+                    },
+                ),
+                "email" => self
+                    .routes_of(&delivery.audience)
+                    .filter(|r| !r.email_to.is_empty())
+                    .map(|r| {
+                        let (relay, to) = (self.routes.smtp.clone(), r.email_to.clone());
+                        let (owned, policy) = (delivery.clone(), self.retry.clone());
+                        Box::pin(async move {
+                            let relay = relay.ok_or(AlertRouteError::NoSmtpRelay)?;
+                            send_mail(&relay, &to, &owned, &policy).await
+                        }) as _
+                    }),
+                "slack" => self.task(
+                    delivery,
+                    |r| r.slack.clone(),
+                    |chat, owned, console, policy| async move {
+                        post_slack(&chat, &owned, console.as_deref(), &policy).await
+                    },
+                ),
+                "teams" => self.task(
+                    delivery,
+                    |r| r.teams.clone(),
+                    |chat, owned, console, policy| async move {
+                        post_teams(&chat, &owned, console.as_deref(), &policy).await
+                    },
+                ),
+                "pagerduty" => self.task(
+                    delivery,
+                    |r| r.pagerduty.clone(),
+                    |pagerduty, owned, console, policy| async move {
                         post_pagerduty(&pagerduty, &owned, console.as_deref(), &policy).await
-                    }) as _
-                }),
-            _ => None,
-        };
+                    },
+                ),
+                _ => None,
+            };
         let guard = InFlight::enter(&self.in_flight);
         let pending = PendingDelivery {
             instance_id: delivery.instance_id.clone(),

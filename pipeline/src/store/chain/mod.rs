@@ -278,15 +278,7 @@ async fn commit(
                 .await?
                 .rows_affected();
             if linked != 1 {
-                return Err(Refused::Failed(PersistenceError::UnknownError(
-                    format!(
-                        "{} {} #{} has no log position to chain",
-                        $event.aggregate_type,
-                        $event.aggregate_id,
-                        sequence_of($event)
-                    )
-                    .into(),
-                )));
+                return Err(unlinked($event));
             }
         }};
     }
@@ -376,15 +368,7 @@ async fn append_known_sqlite(
             .rows_affected();
         // The event's row and its link's (the log row its trigger wrote is not counted).
         if written != 2 {
-            return Err(Refused::Failed(PersistenceError::UnknownError(
-                format!(
-                    "{} {} #{} has no log position to chain",
-                    event.aggregate_type,
-                    event.aggregate_id,
-                    sequence_of(event)
-                )
-                .into(),
-            )));
+            return Err(unlinked(event));
         }
     }
     tx.commit()
@@ -437,6 +421,19 @@ async fn append_known_postgres(
         tenant: tenant.to_owned(),
         head: Head { index, hash },
     })
+}
+
+/// An event whose link found no log position (the log trigger did not write its row).
+fn unlinked(event: &SerializedEvent) -> Refused {
+    Refused::Failed(PersistenceError::UnknownError(
+        format!(
+            "{} {} #{} has no log position to chain",
+            event.aggregate_type,
+            event.aggregate_id,
+            sequence_of(event)
+        )
+        .into(),
+    ))
 }
 
 fn sequence_of(event: &SerializedEvent) -> i64 {

@@ -7,6 +7,7 @@ mod common;
 mod webdriver;
 
 mod integration {
+    mod alerts_page;
     mod authorization;
     mod bad_values;
     mod browser;

@@ -7,10 +7,11 @@
 //!
 //! Here: the routes. `layout.rs` holds what every page shares (the visitor, the extractors that
 //! parse a query or form before a handler runs, the escaping, the navigation, error pages, the
-//! ladder); one file per page beside it: `fleet.rs`, `instance.rs` (with its actions and the
-//! reveal), `sign_in.rs`, `certificate.rs` (a cycle's restore certificate, and the public page that
+//! ladder); one file per page beside it: `fleet.rs`, `alerts.rs` (the Alerts page),
+//! `instance.rs` (with its actions and the reveal), `sign_in.rs`, `certificate.rs` (a cycle's restore certificate, and the public page that
 //! says whether one is genuine).
 
+mod alerts;
 mod certificate;
 mod fleet;
 mod instance;
@@ -22,6 +23,7 @@ use axum::Router;
 
 use crate::state::Shared;
 
+pub use alerts::ALERTS_PAGE_ROWS;
 pub use fleet::FLEET_PAGE_ROWS;
 pub use layout::Visitor;
 pub use sign_in::ClientAddress;
@@ -32,6 +34,7 @@ pub fn router() -> Router<Shared> {
         .route("/", get(fleet::fleet_page))
         .route("/login", get(sign_in::login_page).post(sign_in::log_in))
         .route("/logout", post(sign_in::log_out))
+        .route("/alerts", get(alerts::alerts_page))
         .route("/instances/{instance_id}", get(instance::instance_page))
         .route(
             "/instances/{instance_id}/action",

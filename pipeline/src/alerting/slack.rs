@@ -36,8 +36,11 @@ pub(super) fn message(card: &Card, console: Option<&str>) -> Value {
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": at_most(&escape(&card.headline()), 150), "emoji": true}}),
         json!({"type": "section", "fields": fields}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": at_most(&escape(&card.detail), 3_000)}}),
     ];
+    // Slack refuses a section with empty text (the whole message, as `invalid_blocks`).
+    if !card.detail.trim().is_empty() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": at_most(&escape(&card.detail), 3_000)}}));
+    }
     if let Some(link) = card.link(console) {
         blocks.push(json!({"type": "actions", "elements": [{
             "type": "button",

@@ -417,3 +417,28 @@ fn a_chat_webhook_is_shown_as_its_host_alone() {
     };
     assert_eq!(error.to_string(), "slack https://hooks.slack.com: HTTP 404");
 }
+
+#[test]
+fn an_empty_detail_leaves_no_empty_slack_section() {
+    let raised = AlertRaised {
+        alert_id: "i-1".into(),
+        kind: AlertKind::BackupStale,
+        tenant_id: TenantId::new("acme").expect("slug"),
+        instance_id: InstanceId(uuid::Uuid::nil()),
+        cycle_id: None,
+        stage: None,
+        reason: None,
+        detail: "  ".into(),
+        raised_at: DateTime::<Utc>::UNIX_EPOCH,
+        position: 0,
+    };
+    let delivery = Delivery::of_tenant(&AlertMessage::raised(&raised), "i", 1);
+    let message = slack::message(&delivery.card, None);
+    let blocks = message["blocks"].as_array().expect("blocks");
+    for block in blocks {
+        if let Some(text) = block["text"]["text"].as_str() {
+            assert!(!text.trim().is_empty(), "{message}");
+        }
+    }
+    assert_eq!(blocks.len(), 3, "header, facts, context: {message}");
+}

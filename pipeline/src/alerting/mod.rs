@@ -88,9 +88,8 @@ use email::send_mail;
 use message::{Audience, Delivery};
 use nats::publish;
 use pagerduty::post_pagerduty;
+use post::post_chat;
 use routes::invalid;
-use slack::post_slack;
-use teams::post_teams;
 use webhook::post_webhook;
 
 use std::fmt;
@@ -370,14 +369,16 @@ impl AlertDelivery {
                     delivery,
                     |r| r.slack.clone(),
                     |chat, owned, console, policy| async move {
-                        post_slack(&chat, &owned, console.as_deref(), &policy).await
+                        let message = slack::message(&owned.card, console.as_deref());
+                        post_chat("slack", &chat, message, &owned.id, &policy).await
                     },
                 ),
                 "teams" => self.task(
                     delivery,
                     |r| r.teams.clone(),
                     |chat, owned, console, policy| async move {
-                        post_teams(&chat, &owned, console.as_deref(), &policy).await
+                        let message = teams::message(&owned.card, console.as_deref());
+                        post_chat("teams", &chat, message, &owned.id, &policy).await
                     },
                 ),
                 "pagerduty" => self.task(

@@ -76,3 +76,23 @@ pub(super) async fn post_json(
     })
     .await
 }
+
+/// Posts `message` (a Slack or Teams message) to the chat route's incoming webhook, the URL
+/// shown as its host alone.
+pub(super) async fn post_chat(
+    route: &'static str,
+    chat: &ChatRoute,
+    message: serde_json::Value,
+    delivery: &str,
+    policy: &RetryPolicy,
+) -> Result<(), AlertRouteError> {
+    let url = chat.url.expose_secret();
+    let post = Post {
+        route,
+        url,
+        shown: host_of(url),
+        headers: Vec::new(),
+        body: Bytes::from(message.to_string()),
+    };
+    post_json(post, delivery, policy).await
+}

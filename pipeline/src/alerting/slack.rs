@@ -8,8 +8,6 @@
 use serde_json::{json, Value};
 
 use super::card::{at_most, Card};
-use super::post::{post_json, Post};
-use super::*;
 
 /// Slack's escaping of the three control characters of its `mrkdwn` and `plain_text`.
 pub(super) fn escape(text: &str) -> String {
@@ -56,21 +54,4 @@ pub(super) fn message(card: &Card, console: Option<&str>) -> Value {
         "text": at_most(&format!("{icon} {}", escape(&card.headline())), 3_000),
         "blocks": blocks,
     })
-}
-
-pub(super) async fn post_slack(
-    route: &ChatRoute,
-    delivery: &Delivery,
-    console: Option<&str>,
-    policy: &RetryPolicy,
-) -> Result<(), AlertRouteError> {
-    let url = route.url.expose_secret();
-    let post = Post {
-        route: "slack",
-        url,
-        shown: host_of(url),
-        headers: Vec::new(),
-        body: Bytes::from(message(&delivery.card, console).to_string()),
-    };
-    post_json(post, &delivery.id, policy).await
 }

@@ -8,8 +8,6 @@
 use serde_json::{json, Value};
 
 use super::card::Card;
-use super::post::{post_json, Post};
-use super::*;
 
 /// The message for `card`, linking under `console` when it is known.
 pub(super) fn message(card: &Card, console: Option<&str>) -> Value {
@@ -45,21 +43,4 @@ pub(super) fn message(card: &Card, console: Option<&str>) -> Value {
             "content": content,
         }],
     })
-}
-
-pub(super) async fn post_teams(
-    route: &ChatRoute,
-    delivery: &Delivery,
-    console: Option<&str>,
-    policy: &RetryPolicy,
-) -> Result<(), AlertRouteError> {
-    let url = route.url.expose_secret();
-    let post = Post {
-        route: "teams",
-        url,
-        shown: host_of(url),
-        headers: Vec::new(),
-        body: Bytes::from(message(&delivery.card, console).to_string()),
-    };
-    post_json(post, &delivery.id, policy).await
 }

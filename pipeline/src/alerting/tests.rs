@@ -279,20 +279,25 @@ fn misconfigured_routes_are_named() {
     fine.check().expect("a loopback relay may be unencrypted");
 }
 
-#[test]
-fn the_message_has_every_key_and_a_resolution_repeats_the_alert() {
-    let raised = AlertRaised {
+/// An alert `x-1` of `kind` on acme's nil instance, raised at the epoch, explained by `detail`.
+fn raised_alert(kind: AlertKind, detail: &str) -> AlertRaised {
+    AlertRaised {
         alert_id: "x-1".into(),
-        kind: AlertKind::BackupStale,
+        kind,
         tenant_id: TenantId::new("acme").expect("slug"),
         instance_id: InstanceId(uuid::Uuid::nil()),
         cycle_id: None,
         stage: None,
         reason: None,
-        detail: "no copy has reached Secured yet".into(),
+        detail: detail.into(),
         raised_at: DateTime::<Utc>::UNIX_EPOCH,
         position: 0,
-    };
+    }
+}
+
+#[test]
+fn the_message_has_every_key_and_a_resolution_repeats_the_alert() {
+    let raised = raised_alert(AlertKind::BackupStale, "no copy has reached Secured yet");
     let body: serde_json::Value =
         serde_json::from_slice(&AlertMessage::raised(&raised).to_json()).expect("json");
     let keys: Vec<_> = body.as_object().expect("object").keys().cloned().collect();
@@ -335,15 +340,13 @@ fn a_hostile_detail_stays_plain_text_on_every_chat_route_and_pagerduty_keeps_one
     let hostile = "<!channel> <https://evil.example|click> [here](https://evil.example) & ";
     let raised = AlertRaised {
         alert_id: "i-7".into(),
-        kind: AlertKind::BackupFailed,
-        tenant_id: TenantId::new("acme").expect("slug"),
-        instance_id: InstanceId(uuid::Uuid::nil()),
         cycle_id: Some(CycleId(uuid::Uuid::nil())),
         stage: Some(Stage::Verify),
         reason: Some(FailureReason::PbxAuth),
-        detail: format!("{hostile}{}", "é".repeat(3_000)),
-        raised_at: DateTime::<Utc>::UNIX_EPOCH,
-        position: 0,
+        ..raised_alert(
+            AlertKind::BackupFailed,
+            &format!("{hostile}{}", "é".repeat(3_000)),
+        )
     };
     let delivery = Delivery::of_tenant(&AlertMessage::raised(&raised), "i", 1);
     let console = Some("https://console.example/");
@@ -420,18 +423,7 @@ fn a_chat_webhook_is_shown_as_its_host_alone() {
 
 #[test]
 fn an_empty_detail_leaves_no_empty_slack_section() {
-    let raised = AlertRaised {
-        alert_id: "i-1".into(),
-        kind: AlertKind::BackupStale,
-        tenant_id: TenantId::new("acme").expect("slug"),
-        instance_id: InstanceId(uuid::Uuid::nil()),
-        cycle_id: None,
-        stage: None,
-        reason: None,
-        detail: "  ".into(),
-        raised_at: DateTime::<Utc>::UNIX_EPOCH,
-        position: 0,
-    };
+    let raised = raised_alert(AlertKind::BackupStale, "  ");
     let delivery = Delivery::of_tenant(&AlertMessage::raised(&raised), "i", 1);
     let message = slack::message(&delivery.card, None);
     let blocks = message["blocks"].as_array().expect("blocks");

@@ -243,6 +243,17 @@ struct Committed {
     head: Head,
 }
 
+impl Committed {
+    /// `tenant`'s head after `links` (index and hash each, in order) were stored.
+    fn after(tenant: String, links: Vec<(i64, String)>) -> Self {
+        let (index, hash) = links.into_iter().last().unwrap_or_default();
+        Self {
+            tenant,
+            head: Head { index, hash },
+        }
+    }
+}
+
 /// One commit: with `known` (the tenant and its remembered head) the links are computed first
 /// and written with the events ([`append_known_sqlite`], [`append_known_postgres`]); without,
 /// the events go first and the head is read under the writers' turn they take.
@@ -317,11 +328,7 @@ async fn commit(
                 .await
                 .map_err(unknown)
                 .map_err(Refused::Failed)?;
-            let (index, hash) = links.into_iter().last().unwrap_or_default();
-            Ok(Committed {
-                tenant,
-                head: Head { index, hash },
-            })
+            Ok(Committed::after(tenant, links))
         }};
     }
     match (backend, known) {
@@ -375,11 +382,7 @@ async fn append_known_sqlite(
         .await
         .map_err(unknown)
         .map_err(Refused::Failed)?;
-    let (index, hash) = links.into_iter().last().unwrap_or_default();
-    Ok(Committed {
-        tenant: tenant.to_owned(),
-        head: Head { index, hash },
-    })
+    Ok(Committed::after(tenant.to_owned(), links))
 }
 
 /// A commit from a known head on PostgreSQL: one statement, `restorable_append_chained`
@@ -416,11 +419,7 @@ async fn append_known_postgres(
         .bind(call.to_string())
         .execute(pool)
         .await?;
-    let (index, hash) = links.into_iter().last().unwrap_or_default();
-    Ok(Committed {
-        tenant: tenant.to_owned(),
-        head: Head { index, hash },
-    })
+    Ok(Committed::after(tenant.to_owned(), links))
 }
 
 /// An event whose link found no log position (the log trigger did not write its row).

@@ -72,6 +72,17 @@ async fn each_tenant_sees_its_own_alerts_by_state() {
     )
     .await;
     assert_eq!(status, 400);
+    // A tenant filter is written back into the form, escaped.
+    let (status, echoed) = get(
+        &world,
+        Some(viewer),
+        "/alerts?tenant=%22%3E%3Cscript%3Ex%3C%2Fscript%3E",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!echoed.contains("<script>"), "{echoed}");
+    assert!(echoed.contains("&gt;&lt;script&gt;"), "{echoed}");
+    assert!(echoed.contains("0 alerts"));
     let response = world
         .http
         .get(world.url("/alerts"))

@@ -61,25 +61,19 @@ async fn receive(
     let Some(validator) = tools.schemas.get(&tool) else {
         return (StatusCode::NOT_FOUND, "no such tool".into());
     };
+    let refuse = |why: String, answer: &str| {
+        tools.refused.lock().expect("lock").push(why);
+        (StatusCode::BAD_REQUEST, answer.to_owned())
+    };
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-        tools
-            .refused
-            .lock()
-            .expect("lock")
-            .push(format!("{tool}: not JSON"));
-        return (StatusCode::BAD_REQUEST, "invalid_payload".into());
+        return refuse(format!("{tool}: not JSON"), "invalid_payload");
     };
     let errors: Vec<String> = validator
         .iter_errors(&value)
         .map(|e| e.to_string())
         .collect();
     if !errors.is_empty() {
-        tools
-            .refused
-            .lock()
-            .expect("lock")
-            .push(format!("{tool}: {errors:?}"));
-        return (StatusCode::BAD_REQUEST, "invalid_blocks".into());
+        return refuse(format!("{tool}: {errors:?}"), "invalid_blocks");
     }
     if tool == "pagerduty" {
         if tools.pagerduty_calls.fetch_add(1, Ordering::SeqCst) == 0 {

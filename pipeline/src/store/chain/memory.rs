@@ -1,8 +1,9 @@
 //! What a process remembers of the chains it committed to, so that a commit need not read them
 //! (see the chain's module header): each aggregate's tenant (fixed by its first chained event)
 //! and each tenant's head after this process's last commit to it. Nothing here is trusted: a
-//! head another process moved on is refused by the store's `UNIQUE (tenant, tenant_index)` and
-//! forgotten, and the commit is redone reading the head.
+//! head another process moved on is refused by the store (PostgreSQL's chained append compares
+//! it under the writers' lock, SQLite's `UNIQUE (tenant, tenant_index)`) and forgotten, and the
+//! commit is redone reading the head.
 
 use cqrs_es::persist::SerializedEvent;
 use restorable_domain::evidence;

@@ -58,6 +58,9 @@ pub enum Command {
     /// An operator's commands on one cycle (abort).
     #[command(subcommand)]
     Cycle(CycleCommand),
+    /// An open alert's lifecycle: acknowledge it, snooze it (audited).
+    #[command(subcommand)]
+    Alert(AlertCommand),
     /// Events a consumer gave up on: list them, replay them.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
@@ -328,6 +331,49 @@ pub struct CycleAbortArgs {
     /// Why (kept in the cycle's `Failed` detail).
     #[arg(long)]
     pub reason: Option<String>,
+}
+
+/// `restorable alert ...`.
+#[derive(Subcommand)]
+pub enum AlertCommand {
+    /// Acknowledge an open alert: it stays open, and no reminders are sent for it any more.
+    Ack(AlertAckArgs),
+    /// Snooze an open alert: no reminders for it until a time (at most 30 days ahead).
+    Snooze(AlertSnoozeArgs),
+}
+
+/// `restorable alert ack`.
+#[derive(Args)]
+pub struct AlertAckArgs {
+    /// State directory and backends.
+    #[command(flatten)]
+    pub data: Config,
+    /// The alert (`<instance id>-<number>`, as `/api/v1/alerts` and the Alerts page show it).
+    #[arg(long)]
+    pub alert: String,
+    /// A note (at most 500 characters).
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+/// `restorable alert snooze`.
+#[derive(Args)]
+pub struct AlertSnoozeArgs {
+    /// State directory and backends.
+    #[command(flatten)]
+    pub data: Config,
+    /// The alert.
+    #[arg(long)]
+    pub alert: String,
+    /// For this many hours (1 to 720).
+    #[arg(long, conflicts_with = "until", required_unless_present = "until", value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub hours: Option<u32>,
+    /// Until this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Why (at most 500 characters).
+    #[arg(long, default_value = "")]
+    pub note: String,
 }
 
 /// `restorable dead-letters ...`.

@@ -78,7 +78,7 @@ pub fn cancel_on_signal(shutdown: CancellationToken) {
     });
 }
 
-/// How often the web UI's projector looks for stale instances.
+/// How often the web UI's projector looks for stale instances and reminders due.
 const STALE_SWEEP: Duration = Duration::from_secs(60);
 
 /// Starts the web UI and API in this process: loads the stored views, follows the log with the
@@ -96,10 +96,12 @@ pub async fn start_web(
 ) -> Result<SocketAddr> {
     let read = ReadSide::load(&pipeline.store).await?;
     read.catch_up(&pipeline.store, None).await?;
-    tasks.spawn(
-        read.clone()
-            .run(pipeline.store.clone(), STALE_SWEEP, shutdown.clone()),
-    );
+    tasks.spawn(read.clone().run_reminding(
+        pipeline.store.clone(),
+        STALE_SWEEP,
+        pipeline.settings.alert_routes.reminders(),
+        shutdown.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

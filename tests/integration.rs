@@ -7,6 +7,7 @@ mod common;
 
 mod integration {
     mod accounts;
+    mod alert_cli;
     mod chaos;
     mod cycle_abort;
     mod dead_letters;

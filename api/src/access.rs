@@ -1,9 +1,10 @@
-//! What a caller may see (fleet rows from the views in memory, cycles from the stored view). Every lookup by id goes through here, and data of a tenant outside
+//! What a caller may see (fleet rows and alerts from the views in memory, cycles from the stored view). Every lookup by id goes through here, and data of a tenant outside
 //! the caller's scope answers exactly like data that does not exist (404), so ids of other
 //! tenants leak nothing.
 
 use restorable_domain::ids::{CycleId, InstanceId};
 use restorable_pipeline::read_model;
+use restorable_projections::alerts::AlertRow;
 use restorable_projections::backups::BackupRow;
 use restorable_projections::fleet::FleetRow;
 
@@ -35,6 +36,20 @@ pub async fn cycle(state: &AppState, who: &Principal, cycle: &str) -> Result<Bac
     read_model::backup_row(&state.pipeline.store, &id)
         .await?
         .filter(|row| who.scope.allows(&row.tenant_id))
+        .ok_or(ApiError::NotFound)
+}
+
+/// The alert `alert_id` as held in memory (every open alert is), if the caller may see it.
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown, long-resolved or other tenant's alert.
+pub fn alert(state: &AppState, who: &Principal, alert_id: &str) -> Result<AlertRow, ApiError> {
+    let model = state.read.read();
+    model
+        .alerts
+        .row(alert_id)
+        .filter(|row| who.scope.allows(&row.tenant_id))
+        .cloned()
         .ok_or(ApiError::NotFound)
 }
 

@@ -14,9 +14,12 @@ use serde::{Serialize, Serializer};
 use crate::access;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::queries::{alert_rows, fleet_entries, status_param, FleetFilter};
+use crate::queries::{alert_list, fleet_entries, status_param, FleetFilter};
 use crate::state::Shared;
+use crate::streamed;
 use restorable_pipeline::read_model;
+use restorable_projections::alerts::AlertRow;
+use restorable_projections::backups::BackupRow;
 
 /// The CSV exports.
 pub fn router() -> Router<Shared> {
@@ -61,41 +64,50 @@ fn time(at: Option<DateTime<Utc>>) -> Cell {
     Cell(at.map(|t| t.to_rfc3339()).unwrap_or_default())
 }
 
+/// The header row of a CSV of `R` (its field names), written from a default row.
+fn csv_header<R: Serialize + Default>() -> Result<Vec<u8>, ApiError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.serialize(R::default()).map_err(ApiError::internal)?;
+    let mut bytes = writer.into_inner().map_err(ApiError::internal)?;
+    let header_end = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(0, |at| at + 1);
+    bytes.truncate(header_end);
+    Ok(bytes)
+}
+
+/// Rows as CSV lines, without a header.
+fn csv_lines<R: Serialize>(rows: impl IntoIterator<Item = R>) -> Result<Vec<u8>, ApiError> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row).map_err(ApiError::internal)?;
+    }
+    writer.into_inner().map_err(ApiError::internal)
+}
+
+/// The headers of a CSV download named `name`.
+fn csv_headers(name: &str) -> [(header::HeaderName, String); 2] {
+    [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ),
+    ]
+}
+
 /// The rows as CSV (a header row from the field names first, even with no rows), as a
 /// download named `name`.
 fn csv_response<R: Serialize + Default>(
     name: &str,
     rows: impl IntoIterator<Item = R>,
 ) -> Result<Response, ApiError> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let mut empty = true;
-    for row in rows {
-        writer.serialize(row).map_err(ApiError::internal)?;
-        empty = false;
-    }
-    if empty {
-        // The header comes with the first row: write one and keep only the header.
-        writer.serialize(R::default()).map_err(ApiError::internal)?;
-    }
-    let mut bytes = writer.into_inner().map_err(ApiError::internal)?;
-    if empty {
-        let header_end = bytes
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(0, |at| at + 1);
-        bytes.truncate(header_end);
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
+    let mut bytes = csv_header::<R>()?;
+    bytes.extend(csv_lines(rows)?);
+    Ok((csv_headers(name), bytes).into_response())
 }
 
 /// A row of `instances.csv`.
@@ -154,13 +166,10 @@ struct AlertLine {
     resolved_at: Cell,
 }
 
-/// `alerts.csv`.
-///
-/// # Errors
-/// Writing the CSV failed.
-pub async fn alerts(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
-    let lines = alert_rows(&state, &who).into_iter().map(|a| AlertLine {
-        alert_id: Cell(a.alert_id),
+/// The line of one alert in `alerts.csv`.
+fn alert_line(a: &AlertRow) -> AlertLine {
+    AlertLine {
+        alert_id: text(&a.alert_id),
         alert: text(a.kind.title()),
         tenant: text(&a.tenant_id),
         instance_id: text(a.instance_id),
@@ -168,8 +177,25 @@ pub async fn alerts(State(state): State<Shared>, who: Principal) -> Result<Respo
         reason: a.reason.into(),
         raised_at: text(a.raised_at.to_rfc3339()),
         resolved_at: time(a.resolved_at),
-    });
-    csv_response("alerts.csv", lines)
+    }
+}
+
+/// `alerts.csv`: every alert the caller may see — those held in memory newest first, then
+/// older resolved ones from storage a page at a time (see [`alert_list`]).
+///
+/// # Errors
+/// Writing the CSV or reading the first page failed.
+pub async fn alerts(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
+    let list = alert_list(&state, &who);
+    let mut head = csv_header::<AlertLine>()?;
+    head.extend(csv_lines(list.held.iter().map(alert_line))?);
+    let layout = streamed::Layout {
+        head,
+        tail: b"",
+        page: |rows: &[AlertRow]| csv_lines(rows.iter().map(alert_line)),
+    };
+    let body = streamed::body(list.older, layout).await?;
+    Ok((csv_headers("alerts.csv"), body).into_response())
 }
 
 /// A row of `backups.csv`.
@@ -191,32 +217,40 @@ struct BackupLine {
     failure_reason: Cell,
 }
 
-/// `backups.csv`.
+/// The line of one cycle in `backups.csv`.
+fn backup_line(b: &BackupRow) -> BackupLine {
+    BackupLine {
+        cycle_id: text(b.cycle_id),
+        instance_id: text(b.instance_id),
+        tenant: text(&b.tenant_id),
+        rung: text(b.rung.label()),
+        size: b.size.into(),
+        sha256: b.sha256.as_ref().into(),
+        key_version: b.key_version.into(),
+        retain_until: time(b.retain_until),
+        started_at: text(b.started_at.to_rfc3339()),
+        secured_at: time(b.secured_at),
+        verified_at: time(b.verified_at),
+        restore_tested_at: time(b.restore_tested_at),
+        failure_stage: b.failure.as_ref().map(|f| &f.stage).into(),
+        failure_reason: b.failure.as_ref().map(|f| &f.reason).into(),
+    }
+}
+
+/// `backups.csv`: every cycle the caller may see, by cycle id, written a page at a time as it
+/// is read (a row per cycle ever run: see [`streamed`]).
 ///
 /// # Errors
-/// Writing the CSV failed.
+/// Reading the first page failed.
 pub async fn backups(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
-    let rows = read_model::backup_rows(&state.pipeline.store, access::tenant_of(&who)).await?;
-    let lines: Vec<BackupLine> = rows
-        .iter()
-        .map(|b| BackupLine {
-            cycle_id: text(b.cycle_id),
-            instance_id: text(b.instance_id),
-            tenant: text(&b.tenant_id),
-            rung: text(b.rung.label()),
-            size: b.size.into(),
-            sha256: b.sha256.as_ref().into(),
-            key_version: b.key_version.into(),
-            retain_until: time(b.retain_until),
-            started_at: text(b.started_at.to_rfc3339()),
-            secured_at: time(b.secured_at),
-            verified_at: time(b.verified_at),
-            restore_tested_at: time(b.restore_tested_at),
-            failure_stage: b.failure.as_ref().map(|f| &f.stage).into(),
-            failure_reason: b.failure.as_ref().map(|f| &f.reason).into(),
-        })
-        .collect();
-    csv_response("backups.csv", lines)
+    let pages = read_model::backup_pages(&state.pipeline.store, access::tenant_of(&who));
+    let layout = streamed::Layout {
+        head: csv_header::<BackupLine>()?,
+        tail: b"",
+        page: |rows: &[BackupRow]| csv_lines(rows.iter().map(backup_line)),
+    };
+    let body = streamed::body(pages, layout).await?;
+    Ok((csv_headers("backups.csv"), body).into_response())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! API with its method; `schemas/openapi.json` must document exactly these (a test checks it).
 
 use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,17 +13,16 @@ use axum::{Json, Router};
 use chrono::Utc;
 use restorable_pipeline::read_model;
 use restorable_pipeline::store::DeadLetter;
-use restorable_projections::alerts::AlertRow;
-use restorable_projections::audit::AuditRow;
 use restorable_projections::backups::BackupRow;
 use serde::de::DeserializeOwned;
 
 use crate::access;
 use crate::auth::{Principal, Role, Scope};
 use crate::error::ApiError;
-use crate::queries::{alert_rows, backup_rows, cycle_detail, fleet_key};
+use crate::queries::{alert_list, backup_rows, cycle_detail, fleet_key};
 pub use crate::queries::{fleet_entries, FleetEntry, FleetFilter, HistoryEntry};
 use crate::state::Shared;
+use crate::streamed;
 
 /// Every route of the API: (method, path in OpenAPI form).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -37,6 +37,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/cycles/{cycle_id}/download"),
     ("post", "/api/v1/cycles/{cycle_id}/reveal-password"),
     ("get", "/api/v1/alerts"),
+    ("post", "/api/v1/alerts/{alert_id}/acknowledge"),
+    ("post", "/api/v1/alerts/{alert_id}/snooze"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/dead-letters"),
     ("get", "/api/v1/export/instances.csv"),
@@ -126,16 +128,20 @@ async fn cycle(
     Ok(Json(serde_json::json!({ "cycle": row, "events": events })))
 }
 
-async fn alerts(State(state): State<Shared>, who: Principal) -> Json<Vec<AlertRow>> {
-    Json(alert_rows(&state, &who))
+/// Every alert the caller may see: those held in memory newest first, then the older resolved
+/// ones from storage, written as they are read (see [`alert_list`]).
+async fn alerts(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
+    let list = alert_list(&state, &who);
+    let body = streamed::json_array(&list.held, list.older).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn audit(
-    State(state): State<Shared>,
-    who: Principal,
-) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    let rows = read_model::audit_rows(&state.pipeline.store, access::tenant_of(&who)).await?;
-    Ok(Json(rows))
+/// The audit records the caller may see, newest first: a JSON array written a page at a time
+/// as it is read (a row per audited action ever: see [`streamed`]).
+async fn audit(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
+    let pages = read_model::audit_pages(&state.pipeline.store, access::tenant_of(&who));
+    let body = streamed::json_array(&[], pages).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The pending dead letters (events a consumer gave up on), oldest first: for the service

@@ -22,6 +22,7 @@
 //! - [`json`]: the JSON reads ([`json::ROUTES`] lists every API route; `schemas/openapi.json`
 //!   documents them).
 //! - `export.rs`: CSV exports.
+//! - `streamed.rs`: lists that grow with history, written a page at a time as they are read.
 //! - [`pages`]: the server-rendered web pages (`pages/`: `mod.rs` the routes, `layout.rs` what
 //!   every page shares, `fleet.rs`, `instance.rs`, `sign_in.rs`), from the askama templates in
 //!   `api/templates/` (a base layout, the ladder and status badges as shared macros); the CSS
@@ -51,6 +52,7 @@ mod ops;
 pub mod pages;
 mod queries;
 mod state;
+mod streamed;
 pub mod throttle;
 
 pub use error::ApiError;

@@ -195,7 +195,8 @@ pub async fn cycle_detail(
     Ok((row, history))
 }
 
-/// Alerts the caller may see, newest first.
+/// Alerts the caller may see, newest first, of those held in memory: every open alert and the
+/// most recently resolved ([`alert_list`] lists every alert ever raised).
 pub fn alert_rows(state: &AppState, who: &Principal) -> Vec<AlertRow> {
     let model = state.read.read();
     model
@@ -205,6 +206,17 @@ pub fn alert_rows(state: &AppState, who: &Principal) -> Vec<AlertRow> {
         .filter(|a| who.scope.allows(&a.tenant_id))
         .cloned()
         .collect()
+}
+
+/// Every alert the caller may see: those held, newest first, then the older resolved ones
+/// from storage (see [`read_model::alert_list`]).
+pub fn alert_list(state: &AppState, who: &Principal) -> read_model::AlertList {
+    read_model::alert_list(
+        &state.read,
+        &state.pipeline.store,
+        access::tenant_of(who),
+        |row| who.scope.allows(&row.tenant_id),
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod common;
 mod webdriver;
 
 mod integration {
+    mod alert_lifecycle;
     mod alerts_page;
     mod authorization;
     mod bad_values;
@@ -18,4 +19,5 @@ mod integration {
     mod live;
     mod openapi;
     mod projections;
+    mod streamed_lists;
 }

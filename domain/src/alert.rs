@@ -13,6 +13,18 @@
 //! "Later" is the position in the event log, never a wall clock: every alert keeps the log
 //! position of what raised it, and only an event further on in the log resolves it — so a
 //! redelivered, older success never resolves a newer alert, whatever the workers' clocks say.
+//!
+//! # Lifecycle
+//! An open alert can be **acknowledged** (who, when, a note: someone is on it) and **snoozed**
+//! until a time (at most [`SNOOZE_LIMIT_DAYS`] ahead). Both leave it open — only recovery
+//! resolves an alert — and both stop reminders (an acknowledged alert for good, a snoozed one
+//! until its time). A resolved or unknown alert refuses both; so does a note longer than
+//! [`NOTE_LIMIT`] characters or holding control characters.
+//!
+//! **Reminders**: an alert left open and neither acknowledged nor snoozed is sent again on a
+//! route every N hours (the route's setting), counted from the raise or that route's last
+//! reminder. The sweep asks ([`AlertCommand::Remind`]) and the aggregate decides, so two
+//! sweeps asking at once remind once; an `AlertReminded` event names the route.
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -102,6 +114,51 @@ pub struct AlertResolved {
     pub resolved_at: DateTime<Utc>,
 }
 
+/// Someone took an open alert on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertAcknowledged {
+    /// The alert.
+    pub alert_id: String,
+    /// Who: a user's e-mail address, an API token's name, or `cli:<user>`.
+    pub by: String,
+    /// What they said (may be empty).
+    pub note: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Someone silenced an open alert's reminders until a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertSnoozed {
+    /// The alert.
+    pub alert_id: String,
+    /// Who.
+    pub by: String,
+    /// Until when.
+    pub until: DateTime<Utc>,
+    /// Why (may be empty).
+    pub note: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An open alert was sent again on one route: still open, nobody took it on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertReminded {
+    /// The alert.
+    pub alert_id: String,
+    /// The route (`webhook`, `email`, `slack`, `teams`, `pagerduty`, `nats`).
+    pub route: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The longest note an acknowledgement or snooze keeps, in characters.
+pub const NOTE_LIMIT: usize = 500;
+
+/// How far ahead a snooze may reach, in days.
+pub const SNOOZE_LIMIT_DAYS: i64 = 30;
+
 /// Everything that can happen to an instance's alerts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub enum AlertEvent {
@@ -109,6 +166,12 @@ pub enum AlertEvent {
     AlertRaised(AlertRaised),
     /// See [`AlertResolved`].
     AlertResolved(AlertResolved),
+    /// See [`AlertAcknowledged`].
+    AlertAcknowledged(AlertAcknowledged),
+    /// See [`AlertSnoozed`].
+    AlertSnoozed(AlertSnoozed),
+    /// See [`AlertReminded`].
+    AlertReminded(AlertReminded),
 }
 
 impl DomainEvent for AlertEvent {
@@ -116,6 +179,9 @@ impl DomainEvent for AlertEvent {
         match self {
             AlertEvent::AlertRaised(_) => "AlertRaised",
             AlertEvent::AlertResolved(_) => "AlertResolved",
+            AlertEvent::AlertAcknowledged(_) => "AlertAcknowledged",
+            AlertEvent::AlertSnoozed(_) => "AlertSnoozed",
+            AlertEvent::AlertReminded(_) => "AlertReminded",
         }
         .to_owned()
     }
@@ -145,12 +211,61 @@ pub enum AlertCommand {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Acknowledge the open alert `alert_id` (see the module's "Lifecycle").
+    Acknowledge {
+        /// The alert.
+        alert_id: String,
+        /// Who.
+        by: String,
+        /// A note.
+        note: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Snooze the open alert `alert_id` until `until`.
+    Snooze {
+        /// The alert.
+        alert_id: String,
+        /// Who.
+        by: String,
+        /// Until when.
+        until: DateTime<Utc>,
+        /// A note.
+        note: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Remind `route` of the alert `alert_id` if it wants reminding and either `every_hours`
+    /// have passed since it was raised or last reminded on that route, or (`catch_up`: the
+    /// route's quiet hours held its raise) the route was never reminded of it; otherwise
+    /// nothing (never an error: a sweep asks often).
+    Remind {
+        /// The alert.
+        alert_id: String,
+        /// The route.
+        route: String,
+        /// The route's reminder interval (0: none).
+        every_hours: u32,
+        /// The route's quiet hours held the raise: tell it now if it was never told.
+        catch_up: bool,
+        /// Now.
+        at: DateTime<Utc>,
+    },
 }
 
-/// Alert commands never fail; the type exists for cqrs-es.
+/// Why an acknowledgement or a snooze was refused (raising and resolving never are).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unreachable")]
-pub struct AlertError;
+pub enum AlertError {
+    /// No open alert has that id (never raised, or resolved already).
+    #[error("no open alert {0}")]
+    NotOpen(String),
+    /// The note is too long or holds control characters.
+    #[error("a note is at most {NOTE_LIMIT} characters, without control characters")]
+    BadNote,
+    /// The snooze does not end in the future, or ends too far ahead.
+    #[error("a snooze ends after now and at most {SNOOZE_LIMIT_DAYS} days ahead")]
+    BadSnooze,
+}
 
 /// The alerts of one instance, rebuilt from its events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -180,6 +295,32 @@ pub struct OpenAlert {
     pub stage: Option<Stage>,
     /// The log position of what raised it.
     pub position: i64,
+    /// Whether someone acknowledged it.
+    #[serde(default)]
+    pub acknowledged: bool,
+    /// Until when it is snoozed, if it was.
+    #[serde(default)]
+    pub snoozed_until: Option<DateTime<Utc>>,
+    /// When it was raised.
+    pub raised_at: DateTime<Utc>,
+    /// The last reminder on each route that had one.
+    #[serde(default)]
+    pub reminded: Vec<(String, DateTime<Utc>)>,
+}
+
+impl OpenAlert {
+    /// Whether reminders of it are due at `now`: neither acknowledged nor snoozed past `now`.
+    pub fn wants_reminding(&self, now: DateTime<Utc>) -> bool {
+        !self.acknowledged && self.snoozed_until.is_none_or(|until| until <= now)
+    }
+
+    /// When `route` last heard of it: its last reminder there, else the raise.
+    pub fn last_notice(&self, route: &str) -> DateTime<Utc> {
+        self.reminded
+            .iter()
+            .find(|(r, _)| r == route)
+            .map_or(self.raised_at, |(_, at)| *at)
+    }
 }
 
 impl InstanceAlerts {
@@ -187,11 +328,28 @@ impl InstanceAlerts {
     pub fn is_open(&self, kind: AlertKind) -> bool {
         self.open.iter().any(|a| a.kind == kind)
     }
+
+    /// The open alert `alert_id`.
+    fn open_alert(&self, alert_id: &str) -> Result<&OpenAlert, AlertError> {
+        self.open
+            .iter()
+            .find(|a| a.alert_id == alert_id)
+            .ok_or_else(|| AlertError::NotOpen(alert_id.to_owned()))
+    }
+}
+
+/// A note as kept: trimmed; refused if too long or with control characters.
+fn checked_note(note: &str) -> Result<String, AlertError> {
+    let note = note.trim();
+    if note.chars().count() > NOTE_LIMIT || note.chars().any(char::is_control) {
+        return Err(AlertError::BadNote);
+    }
+    Ok(note.to_owned())
 }
 
 /// Bump when `apply()` below changes (see [`Snapshotted`]).
 impl Snapshotted for InstanceAlerts {
-    const SNAPSHOT_VERSION: u32 = 1;
+    const SNAPSHOT_VERSION: u32 = 2;
 }
 
 impl Aggregate for InstanceAlerts {
@@ -244,6 +402,68 @@ impl Aggregate for InstanceAlerts {
                     .await;
                 }
             }
+            AlertCommand::Acknowledge {
+                alert_id,
+                by,
+                note,
+                at,
+            } => {
+                self.open_alert(&alert_id)?;
+                let note = checked_note(&note)?;
+                let event = AlertAcknowledged {
+                    alert_id,
+                    by,
+                    note,
+                    at,
+                };
+                sink.write(AlertEvent::AlertAcknowledged(event), self).await;
+            }
+            AlertCommand::Remind {
+                alert_id,
+                route,
+                every_hours,
+                catch_up,
+                at,
+            } => {
+                let due = self.open.iter().any(|alert| {
+                    let never_told = catch_up && !alert.reminded.iter().any(|(r, _)| *r == route);
+                    let interval = every_hours > 0
+                        && at - alert.last_notice(&route)
+                            >= chrono::Duration::hours(i64::from(every_hours));
+                    alert.alert_id == alert_id
+                        && alert.wants_reminding(at)
+                        && (never_told || interval)
+                });
+                if due {
+                    let event = AlertReminded {
+                        alert_id,
+                        route,
+                        at,
+                    };
+                    sink.write(AlertEvent::AlertReminded(event), self).await;
+                }
+            }
+            AlertCommand::Snooze {
+                alert_id,
+                by,
+                until,
+                note,
+                at,
+            } => {
+                self.open_alert(&alert_id)?;
+                let note = checked_note(&note)?;
+                if until <= at || until - at > chrono::Duration::days(SNOOZE_LIMIT_DAYS) {
+                    return Err(AlertError::BadSnooze);
+                }
+                let event = AlertSnoozed {
+                    alert_id,
+                    by,
+                    until,
+                    note,
+                    at,
+                };
+                sink.write(AlertEvent::AlertSnoozed(event), self).await;
+            }
         }
         Ok(())
     }
@@ -257,6 +477,10 @@ impl Aggregate for InstanceAlerts {
                     kind: e.kind,
                     stage: e.stage,
                     position: e.position,
+                    acknowledged: false,
+                    snoozed_until: None,
+                    raised_at: e.raised_at,
+                    reminded: Vec::new(),
                 });
                 self.raised_for.extend(e.cycle_id);
                 let excess = self.raised_for.len().saturating_sub(RAISED_FOR_KEPT);
@@ -264,6 +488,24 @@ impl Aggregate for InstanceAlerts {
             }
             AlertEvent::AlertResolved(e) => {
                 self.open.retain(|a| a.alert_id != e.alert_id);
+            }
+            AlertEvent::AlertAcknowledged(e) => {
+                if let Some(alert) = self.open.iter_mut().find(|a| a.alert_id == e.alert_id) {
+                    alert.acknowledged = true;
+                }
+            }
+            AlertEvent::AlertSnoozed(e) => {
+                if let Some(alert) = self.open.iter_mut().find(|a| a.alert_id == e.alert_id) {
+                    alert.snoozed_until = Some(e.until);
+                }
+            }
+            AlertEvent::AlertReminded(e) => {
+                if let Some(alert) = self.open.iter_mut().find(|a| a.alert_id == e.alert_id) {
+                    match alert.reminded.iter_mut().find(|(r, _)| *r == e.route) {
+                        Some((_, at)) => *at = e.at,
+                        None => alert.reminded.push((e.route, e.at)),
+                    }
+                }
             }
         }
     }
@@ -510,5 +752,230 @@ mod tests {
         json.as_object_mut().expect("object").remove("position");
         let read: AlertRaised = serde_json::from_value(json).expect("old alert");
         assert_eq!(read.position, 0);
+    }
+
+    fn acknowledge(note: &str) -> AlertCommand {
+        AlertCommand::Acknowledge {
+            alert_id: first_id(),
+            by: "owner@acme.example".into(),
+            note: note.into(),
+            at: examples::at(),
+        }
+    }
+
+    fn snooze(hours: i64) -> AlertCommand {
+        AlertCommand::Snooze {
+            alert_id: first_id(),
+            by: "owner@acme.example".into(),
+            until: examples::at() + chrono::Duration::hours(hours),
+            note: "migration tonight".into(),
+            at: examples::at(),
+        }
+    }
+
+    #[test]
+    fn an_open_alert_is_acknowledged_and_snoozed_and_stays_open() {
+        Given::with(())
+            .given(vec![AlertEvent::AlertRaised(failed(&first_id()))])
+            .when(acknowledge("  on it  "))
+            .then_expect_events(vec![AlertEvent::AlertAcknowledged(AlertAcknowledged {
+                alert_id: first_id(),
+                by: "owner@acme.example".into(),
+                note: "on it".into(),
+                at: examples::at(),
+            })]);
+        Given::with(())
+            .given(vec![AlertEvent::AlertRaised(failed(&first_id()))])
+            .when(snooze(8))
+            .then_expect_events(vec![AlertEvent::AlertSnoozed(AlertSnoozed {
+                alert_id: first_id(),
+                by: "owner@acme.example".into(),
+                until: examples::at() + chrono::Duration::hours(8),
+                note: "migration tonight".into(),
+                at: examples::at(),
+            })]);
+        // Still open: another failure raises nothing; recovery resolves it.
+        let mut alerts = InstanceAlerts::default();
+        alerts.apply(AlertEvent::AlertRaised(failed(&first_id())));
+        let now = examples::at();
+        assert!(alerts.open[0].wants_reminding(now));
+        alerts.apply(AlertEvent::AlertSnoozed(AlertSnoozed {
+            alert_id: first_id(),
+            by: "x".into(),
+            until: now + chrono::Duration::hours(1),
+            note: String::new(),
+            at: now,
+        }));
+        assert!(!alerts.open[0].wants_reminding(now), "snoozed");
+        assert!(
+            alerts.open[0].wants_reminding(now + chrono::Duration::hours(1)),
+            "the snooze ended"
+        );
+        alerts.apply(AlertEvent::AlertAcknowledged(AlertAcknowledged {
+            alert_id: first_id(),
+            by: "x".into(),
+            note: String::new(),
+            at: now,
+        }));
+        assert!(
+            !alerts.open[0].wants_reminding(now + chrono::Duration::days(9)),
+            "acknowledged: no reminders, ever"
+        );
+        assert!(alerts.is_open(AlertKind::BackupFailed));
+    }
+
+    #[test]
+    fn only_an_open_alert_can_be_acknowledged_or_snoozed() {
+        let closed = || {
+            vec![
+                AlertEvent::AlertRaised(failed(&first_id())),
+                resolved(AlertKind::BackupFailed, later_cycle()),
+            ]
+        };
+        for command in [acknowledge("late"), snooze(1)] {
+            Given::with(())
+                .given(closed())
+                .when(command.clone())
+                .then_expect_error(AlertError::NotOpen(first_id()));
+            Given::with(())
+                .given_no_previous_events()
+                .when(command)
+                .then_expect_error(AlertError::NotOpen(first_id()));
+        }
+    }
+
+    #[test]
+    fn a_hostile_note_or_snooze_is_refused() {
+        let open = || vec![AlertEvent::AlertRaised(failed(&first_id()))];
+        for note in [
+            "x".repeat(NOTE_LIMIT + 1),
+            "line\nbreak".into(),
+            "\u{1b}[31m".into(),
+        ] {
+            Given::with(())
+                .given(open())
+                .when(acknowledge(&note))
+                .then_expect_error(AlertError::BadNote);
+        }
+        Given::with(())
+            .given(open())
+            .when(acknowledge(&"é".repeat(NOTE_LIMIT)))
+            .then_expect_events(vec![AlertEvent::AlertAcknowledged(AlertAcknowledged {
+                alert_id: first_id(),
+                by: "owner@acme.example".into(),
+                note: "é".repeat(NOTE_LIMIT),
+                at: examples::at(),
+            })]);
+        for hours in [0, -5, SNOOZE_LIMIT_DAYS * 24 + 1] {
+            Given::with(())
+                .given(open())
+                .when(snooze(hours))
+                .then_expect_error(AlertError::BadSnooze);
+        }
+    }
+
+    fn remind(hours_after_raise: i64) -> AlertCommand {
+        AlertCommand::Remind {
+            alert_id: first_id(),
+            route: "slack".into(),
+            every_hours: 24,
+            catch_up: false,
+            at: examples::at() + chrono::Duration::hours(hours_after_raise),
+        }
+    }
+
+    fn reminded(route: &str, hours_after_raise: i64) -> AlertEvent {
+        AlertEvent::AlertReminded(AlertReminded {
+            alert_id: first_id(),
+            route: route.into(),
+            at: examples::at() + chrono::Duration::hours(hours_after_raise),
+        })
+    }
+
+    #[test]
+    fn an_open_alert_is_reminded_per_route_every_interval_until_taken_on() {
+        let raised = AlertEvent::AlertRaised(failed(&first_id()));
+        // Not before the interval; at it; counted from the route's own last reminder.
+        Given::with(())
+            .given(vec![raised.clone()])
+            .when(remind(23))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![raised.clone()])
+            .when(remind(24))
+            .then_expect_events(vec![reminded("slack", 24)]);
+        Given::with(())
+            .given(vec![raised.clone(), reminded("slack", 24)])
+            .when(remind(47))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![raised.clone(), reminded("email", 40)])
+            .when(remind(30))
+            .then_expect_events(vec![reminded("slack", 30)]);
+        // Acknowledged: never again; snoozed: not until the snooze ends; resolved: never.
+        let acknowledged = AlertEvent::AlertAcknowledged(AlertAcknowledged {
+            alert_id: first_id(),
+            by: "x".into(),
+            note: String::new(),
+            at: examples::at(),
+        });
+        Given::with(())
+            .given(vec![raised.clone(), acknowledged])
+            .when(remind(24 * 9))
+            .then_expect_events(vec![]);
+        let snoozed = AlertEvent::AlertSnoozed(AlertSnoozed {
+            alert_id: first_id(),
+            by: "x".into(),
+            until: examples::at() + chrono::Duration::hours(72),
+            note: String::new(),
+            at: examples::at(),
+        });
+        Given::with(())
+            .given(vec![raised.clone(), snoozed.clone()])
+            .when(remind(71))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![raised.clone(), snoozed])
+            .when(remind(72))
+            .then_expect_events(vec![reminded("slack", 72)]);
+        Given::with(())
+            .given(vec![
+                raised,
+                resolved(AlertKind::BackupFailed, later_cycle()),
+            ])
+            .when(remind(48))
+            .then_expect_events(vec![]);
+    }
+
+    /// A raise held by quiet hours is caught up once, whatever the interval, then the interval
+    /// counts from that catch-up.
+    #[test]
+    fn a_raise_held_by_quiet_hours_is_caught_up_once() {
+        let raised = AlertEvent::AlertRaised(failed(&first_id()));
+        let catch_up = |hours: i64| AlertCommand::Remind {
+            alert_id: first_id(),
+            route: "slack".into(),
+            every_hours: 0,
+            catch_up: true,
+            at: examples::at() + chrono::Duration::hours(hours),
+        };
+        Given::with(())
+            .given(vec![raised.clone()])
+            .when(catch_up(1))
+            .then_expect_events(vec![reminded("slack", 1)]);
+        Given::with(())
+            .given(vec![raised.clone(), reminded("slack", 1)])
+            .when(catch_up(90))
+            .then_expect_events(vec![]);
+        let acknowledged = AlertEvent::AlertAcknowledged(AlertAcknowledged {
+            alert_id: first_id(),
+            by: "x".into(),
+            note: String::new(),
+            at: examples::at(),
+        });
+        Given::with(())
+            .given(vec![raised, acknowledged])
+            .when(catch_up(1))
+            .then_expect_events(vec![]);
     }
 }

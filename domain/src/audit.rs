@@ -41,6 +41,11 @@ pub enum AuditAction {
     /// A user's password was reset (`restorable user add` on an existing user): their sessions
     /// and tokens ended.
     PasswordReset,
+    /// An open alert of an instance was acknowledged (the alert's history has which, and the
+    /// note).
+    AlertAcknowledge,
+    /// An open alert of an instance was snoozed (the alert's history has which, and until when).
+    AlertSnooze,
 }
 
 impl AuditAction {
@@ -59,6 +64,8 @@ impl AuditAction {
             AuditAction::TokenRevoke => "token_revoke",
             AuditAction::UserRemove => "user_remove",
             AuditAction::PasswordReset => "password_reset",
+            AuditAction::AlertAcknowledge => "alert_acknowledge",
+            AuditAction::AlertSnooze => "alert_snooze",
         }
     }
 }

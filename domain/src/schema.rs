@@ -21,6 +21,24 @@ pub fn event_schemas() -> Vec<(&'static str, &'static str, &'static str, Schema)
             schema_for!(alert::AlertResolved),
         ),
         (
+            "InstanceAlerts",
+            "AlertAcknowledged",
+            EVENT_VERSION,
+            schema_for!(alert::AlertAcknowledged),
+        ),
+        (
+            "InstanceAlerts",
+            "AlertSnoozed",
+            EVENT_VERSION,
+            schema_for!(alert::AlertSnoozed),
+        ),
+        (
+            "InstanceAlerts",
+            "AlertReminded",
+            EVENT_VERSION,
+            schema_for!(alert::AlertReminded),
+        ),
+        (
             "AuditTrail",
             "ActionRecorded",
             EVENT_VERSION,

@@ -622,7 +622,7 @@ async fn rebuild_child(kind: &str, place: &str) {
     let started = Instant::now();
     let side = read_model::rebuild_caching(
         &pipeline.store,
-        read_model::CACHED_CYCLES,
+        read_model::Bounds::default(),
         read_model::REBUILD_BATCH,
         &mut |_| {},
     )

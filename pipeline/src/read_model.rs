@@ -8,17 +8,19 @@
 //! instances and raises "Backup Stale" and "Verify Stale" alerts.
 //!
 //! # Memory does not grow with history
-//! Only two views are held whole in memory ([`ReadModel`]): a fleet row per instance, and the
-//! alerts (a row per alert raised: failure episodes, not cycles). The `backups` view (a row per
-//! cycle) and the `audit` view (a row per recorded action) live in the table alone: readers read them per request through indexed
-//! queries ([`backup_row`], [`backup_rows_of`], [`backup_rows`], [`audit_rows`]). The projector
-//! folds a cycle's event into that cycle's row, which it holds in a cache of at most
-//! [`CACHED_CYCLES`] rows (least recently folded out first) or loads for the batch: the writer
-//! from the table (its rows are as of its own position), another process from the cycle's own
-//! few events in the log (its position runs ahead of the stored rows). An audit row is written
-//! once and never held. So, folding, a process holds the cache, one batch of [`BATCH`] events
-//! and the rows that batch touched; a writer stores them before it reads the next batch (rows
-//! whose write failed are written before anything more is folded).
+//! Memory holds ([`ReadModel`]) a fleet row per instance and, of the alerts, every open one and
+//! the [`RESOLVED_HELD`] most recently resolved (older resolved alerts are forgotten once their
+//! rows are stored, and read back by [`alert_list`]). The `backups` view (a row per cycle) and
+//! the `audit` view (a row per recorded action) live in the table alone: readers read them per
+//! request through indexed queries ([`backup_row`], [`backup_rows_of`]) or a page at a time
+//! ([`backup_pages`], [`audit_pages`]). The projector folds a cycle's event into that cycle's
+//! row, which it holds in a cache of at most [`CACHED_CYCLES`] rows (least recently folded out
+//! first) or loads for the batch: the writer from the table (its rows are as of its own
+//! position), another process from the cycle's own few events in the log (its position runs
+//! ahead of the stored rows). An audit row is written once and never held. So, folding, a
+//! process holds the cache, one batch of [`BATCH`] events and the rows that batch touched; a
+//! writer stores them before it reads the next batch (rows whose write failed are written
+//! before anything more is folded).
 //!
 //! [`rebuild`] empties the views and replays the whole history with the same fold, in the same
 //! bounded memory (in batches of [`REBUILD_BATCH`] events: a commit per batch is its main
@@ -30,8 +32,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use chrono::Utc;
+use restorable_domain::alert::AlertCommand;
 use restorable_domain::cycle::BackupCycleEvent;
 use restorable_domain::ids::{CycleId, InstanceId};
+use restorable_projections::alerts::{AlertRow, AlertState, RESOLVED_HELD};
 use restorable_projections::audit::AuditRow;
 use restorable_projections::backups::BackupRow;
 use restorable_projections::fleet::FleetView;
@@ -42,9 +46,10 @@ use restorable_projections::AnyEvent;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerting::Reminders;
 use crate::retry::Backoff;
 use crate::stages::alerts::raise_stale;
-use crate::store::{Lease, LoggedEvent, Store, StoreError, ViewRow};
+use crate::store::{KeyOrder, Lease, LoggedEvent, Store, StoreError, ViewPage, ViewRow};
 
 /// The checkpoint of the stored views.
 pub const CHECKPOINT: &str = "projections";
@@ -191,7 +196,27 @@ struct Work {
     /// Events folded per batch.
     batch: i64,
     cycles: CycleCache,
+    /// Resolved alerts held at most between batches.
+    resolved_alerts: usize,
     unsaved: Unsaved,
+}
+
+/// What a read side holds at most between batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Backups rows ([`CACHED_CYCLES`]).
+    pub cycles: usize,
+    /// Resolved alerts ([`RESOLVED_HELD`]).
+    pub resolved_alerts: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            cycles: CACHED_CYCLES,
+            resolved_alerts: RESOLVED_HELD,
+        }
+    }
 }
 
 /// How large the projector's cache of backups rows got: for tests and benchmarks.
@@ -230,7 +255,27 @@ impl ReadSide {
     /// # Errors
     /// As [`ReadSide::load`].
     pub async fn load_caching(store: &Store, cycles: usize) -> Result<Self, ProjectionError> {
-        let (model, position) = stored(store).await?;
+        Self::load_bounded(
+            store,
+            Bounds {
+                cycles,
+                ..Bounds::default()
+            },
+        )
+        .await
+    }
+
+    /// [`ReadSide::load`] within `bounds` (tests use small ones, so rows are pushed out and
+    /// read back often).
+    ///
+    /// # Errors
+    /// As [`ReadSide::load`].
+    pub async fn load_bounded(store: &Store, bounds: Bounds) -> Result<Self, ProjectionError> {
+        let Bounds {
+            cycles,
+            resolved_alerts,
+        } = bounds;
+        let (model, position) = stored(store, resolved_alerts).await?;
         Ok(Self {
             model: Arc::new(RwLock::new(model)),
             position: Arc::new(AtomicI64::new(position)),
@@ -239,6 +284,7 @@ impl ReadSide {
                 folded: position,
                 batch: BATCH,
                 cycles: CycleCache::new(cycles),
+                resolved_alerts,
                 unsaved: Unsaved::default(),
             })),
         })
@@ -247,7 +293,7 @@ impl ReadSide {
     /// Replaces the views in memory with the stored ones and drops what was folded but not
     /// stored (on becoming the writer).
     async fn reload(&self, store: &Store, work: &mut Work) -> Result<(), ProjectionError> {
-        let (model, position) = stored(store).await?;
+        let (model, position) = stored(store, work.resolved_alerts).await?;
         *self.model.write().unwrap_or_else(|p| p.into_inner()) = model;
         work.cycles.clear();
         work.unsaved = Unsaved::default();
@@ -421,6 +467,11 @@ impl ReadSide {
         }
         work.unsaved = Unsaved::default();
         work.cycles.shrink();
+        self.model
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .alerts
+            .forget_resolved_beyond(work.resolved_alerts);
         self.position.store(work.folded, Ordering::Release);
         let _ = self.changes.send(Changed {
             position: work.folded,
@@ -474,9 +525,23 @@ impl ReadSide {
     }
 
     /// Follows the log until `shutdown`. The holder of the `projector` lease stores the rows
-    /// and, every `sweep_every`, raises "Backup Stale" and "Verify Stale" for stale instances. Store errors are
-    /// retried with back-off; a lost lease stops the writing until it is held again.
+    /// and, every `sweep_every`, raises "Backup Stale" and "Verify Stale" for stale instances.
+    /// Store errors are retried with back-off; a lost lease stops the writing until it is held
+    /// again.
     pub async fn run(self, store: Store, sweep_every: Duration, shutdown: CancellationToken) {
+        self.run_reminding(store, sweep_every, Reminders::default(), shutdown)
+            .await;
+    }
+
+    /// [`ReadSide::run`], the sweep also asking for the `reminders` that are due
+    /// ([`ReadSide::sweep_reminders`]).
+    pub async fn run_reminding(
+        self,
+        store: Store,
+        sweep_every: Duration,
+        reminders: Reminders,
+        shutdown: CancellationToken,
+    ) {
         let holder = uuid::Uuid::new_v4().to_string();
         let mut writer: Option<Lease> = None;
         let mut renewed = tokio::time::Instant::now();
@@ -502,6 +567,9 @@ impl ReadSide {
                 last_sweep = tokio::time::Instant::now();
                 if let Err(error) = self.sweep_stale(&store).await {
                     tracing::error!(%error, "the stale sweep failed; retrying later");
+                }
+                if let Err(error) = self.sweep_reminders(&store, &reminders).await {
+                    tracing::error!(%error, "the reminder sweep failed; retrying later");
                 }
             }
             tokio::select! {
@@ -599,6 +667,64 @@ impl ReadSide {
     }
 }
 
+impl ReadSide {
+    /// Asks each open alert's aggregate for the reminders `reminders` say are due now: for
+    /// every timed route of its tenant not in its quiet hours now, if the alert is open, not
+    /// acknowledged, not snoozed, and either that long since its raise or that route's last
+    /// reminder, or its raise fell in the route's quiet hours and the route was never told (a
+    /// catch-up: see [`crate::alerting::quiet`]). The view's word is checked again by the
+    /// aggregate, so two sweeps asking at once remind once. The `AlertReminded` events are
+    /// delivered to their route by `alert_delivery`.
+    ///
+    /// # Errors
+    /// A store failure (the rest are asked at the next sweep).
+    pub async fn sweep_reminders(
+        &self,
+        store: &Store,
+        reminders: &Reminders,
+    ) -> Result<(), StoreError> {
+        if reminders.0.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let due: Vec<(InstanceId, AlertCommand)> = {
+            let model = self.read();
+            let mut due = Vec::new();
+            for alert in model.alerts.open() {
+                let Some(times) = reminders.0.get(&alert.tenant_id) else {
+                    continue;
+                };
+                for route in times.timed_routes() {
+                    if times.holds(route, alert.kind, now) {
+                        continue; // quiet now: nothing until the quiet hours end
+                    }
+                    let every_hours = times.remind_every_hours.get(route).copied().unwrap_or(0);
+                    let catch_up = times.holds(route, alert.kind, alert.raised_at)
+                        && !alert.reminded.contains_key(route);
+                    let wanted = alert.state(now) == AlertState::Open;
+                    if (catch_up && wanted) || alert.reminder_due(route, every_hours, now) {
+                        due.push((
+                            alert.instance_id,
+                            AlertCommand::Remind {
+                                alert_id: alert.alert_id.clone(),
+                                route: route.to_owned(),
+                                every_hours,
+                                catch_up,
+                                at: now,
+                            },
+                        ));
+                    }
+                }
+            }
+            due
+        };
+        for (instance, command) in due {
+            store.alerts(&instance.to_string(), command).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The cycle an event moves, if it is a cycle's.
 fn cycle_of(event: &AnyEvent) -> Option<CycleId> {
     match event {
@@ -620,13 +746,15 @@ fn view_rows(rows: &[StoredRow]) -> Vec<ViewRow> {
         .collect()
 }
 
-/// The stored views held in memory and their checkpoint.
-async fn stored(store: &Store) -> Result<(ReadModel, i64), ProjectionError> {
+/// The stored views held in memory (of the resolved alerts, the `resolved_held` latest) and
+/// their checkpoint.
+async fn stored(store: &Store, resolved_held: usize) -> Result<(ReadModel, i64), ProjectionError> {
     let (position, rows) = store.view_snapshot(&MEMORY_VIEWS, CHECKPOINT).await?;
-    let model = ReadModel::from_stored(
+    let mut model = ReadModel::from_stored(
         rows.iter()
             .map(|r| (r.view.as_str(), r.key.as_str(), r.doc.as_str())),
     )?;
+    model.alerts.forget_resolved_beyond(resolved_held);
     Ok((model, position))
 }
 
@@ -664,32 +792,122 @@ pub async fn backup_rows_of(
     Ok(rows)
 }
 
-/// Every stored cycle of one tenant (`read_model_by_tenant`) or, with `None`, of all, by cycle
-/// id.
-///
-/// # Errors
-/// A store failure, or a stored row that does not parse.
-pub async fn backup_rows(
-    store: &Store,
-    tenant: Option<&str>,
-) -> Result<Vec<BackupRow>, ProjectionError> {
-    let mut rows: Vec<BackupRow> = parse_rows(&store.view_rows("backups", tenant).await?)?;
-    rows.sort_by_key(|r| r.cycle_id);
-    Ok(rows)
+/// Rows per page of [`RowPages`]: enough that a page's round trip is small beside its rows,
+/// few enough that a page of the largest rows stays far under a megabyte.
+pub const PAGE_ROWS: i64 = 500;
+
+/// The stored rows of one view, read a page at a time ([`Store::view_page`]): an answer that
+/// lists a view growing with history (every cycle, every audited action) is written as it is
+/// read and holds one page, never the view.
+pub struct RowPages<T> {
+    store: Store,
+    view: &'static str,
+    tenant: Option<String>,
+    order: KeyOrder,
+    after: Option<String>,
+    done: bool,
+    keep: Box<dyn Fn(&T) -> bool + Send + Sync>,
 }
 
-/// Every stored audit record of one tenant (`read_model_by_tenant`) or, with `None`, of all,
-/// newest first.
+impl<T: serde::de::DeserializeOwned> RowPages<T> {
+    fn new(store: &Store, view: &'static str, tenant: Option<&str>, order: KeyOrder) -> Self {
+        Self {
+            store: store.clone(),
+            view,
+            tenant: tenant.map(str::to_owned),
+            order,
+            after: None,
+            done: false,
+            keep: Box::new(|_| true),
+        }
+    }
+
+    /// The next page (only the rows the reading keeps: it may be empty), or `None` after the
+    /// last.
+    ///
+    /// # Errors
+    /// A store failure, or a stored row that does not parse (the reading cannot go on: the
+    /// answer must fail, not end early as if complete).
+    pub async fn next_page(&mut self) -> Result<Option<Vec<T>>, ProjectionError> {
+        if self.done {
+            return Ok(None);
+        }
+        let rows = self
+            .store
+            .view_page(&ViewPage {
+                view: self.view,
+                tenant: self.tenant.as_deref(),
+                order: self.order,
+                after: self.after.as_deref(),
+                limit: PAGE_ROWS,
+            })
+            .await?;
+        self.done = rows.len() < usize::try_from(PAGE_ROWS).unwrap_or(usize::MAX);
+        match rows.last() {
+            Some(last) => self.after = Some(last.key.clone()),
+            None => return Ok(None),
+        }
+        let mut rows: Vec<T> = parse_rows(&rows)?;
+        rows.retain(|row| (self.keep)(row));
+        Ok(Some(rows))
+    }
+}
+
+/// Every stored cycle of one tenant or, with `None`, of all, by cycle id, a page at a time.
+pub fn backup_pages(store: &Store, tenant: Option<&str>) -> RowPages<BackupRow> {
+    RowPages::new(store, "backups", tenant, KeyOrder::Ascending)
+}
+
+/// Every stored audit record of one tenant or, with `None`, of all, newest first (keys are
+/// zero-padded log positions), a page at a time.
+pub fn audit_pages(store: &Store, tenant: Option<&str>) -> RowPages<AuditRow> {
+    RowPages::new(store, "audit", tenant, KeyOrder::Descending)
+}
+
+/// Every alert of one tenant or, with `None`, of all: those `read` holds, newest first (every
+/// open alert and the [`RESOLVED_HELD`] most recently resolved: see
+/// [`restorable_projections::alerts`]), then the older resolved ones from storage, by id, a
+/// page at a time. `visible` chooses among the held alerts (the caller's scope; storage is read
+/// by `tenant`).
 ///
-/// # Errors
-/// A store failure, or a stored row that does not parse.
-pub async fn audit_rows(
+/// An alert is in one part only: the stored part keeps a resolved row whose (resolution time,
+/// id) is below the least of the held resolved alerts, and every held one is at or above it;
+/// open alerts come from memory alone (a stored open row may be older than the alert's
+/// resolution in memory).
+pub fn alert_list(
+    read: &ReadSide,
     store: &Store,
     tenant: Option<&str>,
-) -> Result<Vec<AuditRow>, ProjectionError> {
-    let mut rows: Vec<AuditRow> = parse_rows(&store.view_rows("audit", tenant).await?)?;
-    restorable_projections::audit::newest_first(&mut rows);
-    Ok(rows)
+    visible: impl Fn(&AlertRow) -> bool,
+) -> AlertList {
+    let model = read.read();
+    let rows = model.alerts.rows();
+    let held: Vec<AlertRow> = rows
+        .iter()
+        .filter(|r| visible(r))
+        .map(|r| (*r).clone())
+        .collect();
+    let below = rows
+        .iter()
+        .filter_map(|r| r.resolved_at.map(|at| (at, r.alert_id.clone())))
+        .min();
+    drop(model);
+    let mut older = RowPages::new(store, "alerts", tenant, KeyOrder::Ascending);
+    older.keep = Box::new(move |row: &AlertRow| match row.resolved_at {
+        None => false,
+        Some(at) => below
+            .as_ref()
+            .is_none_or(|(least, id)| (at, &row.alert_id) < (*least, id)),
+    });
+    AlertList { held, older }
+}
+
+/// See [`alert_list`].
+pub struct AlertList {
+    /// The alerts held in memory, newest first.
+    pub held: Vec<AlertRow>,
+    /// The older resolved alerts, from storage.
+    pub older: RowPages<AlertRow>,
 }
 
 /// The fleet view as of the end of the log, for a one-off reader (`restorable fleet`): the
@@ -761,19 +979,19 @@ pub async fn rebuild_reporting(
     store: &Store,
     progress: &mut (dyn FnMut(i64) + Send),
 ) -> Result<ReadModel, ProjectionError> {
-    rebuild_caching(store, CACHED_CYCLES, REBUILD_BATCH, progress)
+    rebuild_caching(store, Bounds::default(), REBUILD_BATCH, progress)
         .await
         .map(|side| side.read().clone())
 }
 
-/// [`rebuild_reporting`] with a cache of `cycles` backups rows, folding `batch` events at a
-/// time; returns the read side it rebuilt with (to look at its cache: tests and benchmarks).
+/// [`rebuild_reporting`] within `bounds`, folding `batch` events at a time; returns the read
+/// side it rebuilt with (to look at its cache: tests and benchmarks).
 ///
 /// # Errors
 /// A store failure.
 pub async fn rebuild_caching(
     store: &Store,
-    cycles: usize,
+    bounds: Bounds,
     batch: i64,
     progress: &mut (dyn FnMut(i64) + Send),
 ) -> Result<ReadSide, ProjectionError> {
@@ -781,7 +999,7 @@ pub async fn rebuild_caching(
     let lease = store.seize_lease(LEASE, &holder, 600_000).await?;
     let rebuilt = async {
         store.clear_views(CHECKPOINT).await?;
-        let side = ReadSide::load_caching(store, cycles).await?;
+        let side = ReadSide::load_bounded(store, bounds).await?;
         {
             let mut work = side.work.lock().await;
             work.batch = batch;

@@ -8,6 +8,7 @@ mod common;
 mod fault_proxy;
 
 mod integration {
+    mod alert_lifecycle;
     mod alert_routes;
     mod archive_7z;
     mod audit_evidence;

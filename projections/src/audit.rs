@@ -25,8 +25,3 @@ impl AuditRow {
         }
     }
 }
-
-/// Orders rows as the audit view lists them: newest first.
-pub fn newest_first(rows: &mut [AuditRow]) {
-    rows.sort_by_key(|r| std::cmp::Reverse(r.position));
-}

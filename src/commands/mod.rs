@@ -4,6 +4,7 @@
 //! backends, signals, the web UI) and reads its flags from `cli`; no command imports another,
 //! except `demo`, which ends with the `fleet` table.
 
+mod alert;
 mod audit;
 mod backup_now;
 mod certificate;
@@ -56,6 +57,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Token(command) => token::run(command).await,
         Command::Projections(command) => projections::run(command).await,
         Command::Cycle(command) => cycle::run(command).await,
+        Command::Alert(command) => alert::run(command).await,
         Command::DeadLetters(command) => dead_letters::run(command).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Certificate(command) => certificate::run(command).await,

@@ -34,13 +34,13 @@ pub async fn run(command: ProjectionsCommand) -> Result<ExitCode> {
             progress.finish();
             let scheduled = schedule::rebuild(&pipeline.store).await?;
             let backups = pipeline.store.view_count("backups").await?;
+            let alerts = pipeline.store.view_count("alerts").await?;
             let audit = pipeline.store.view_count("audit").await?;
             pipeline.store.close().await;
             println!(
-                "rebuilt: {} instances, {backups} backups, {} alerts, {audit} audit records; \
-                 schedule index at position {scheduled}",
+                "rebuilt: {} instances, {backups} backups, {alerts} alerts, {audit} audit \
+                 records; schedule index at position {scheduled}",
                 model.fleet.rows().len(),
-                model.alerts.rows().len(),
             );
         }
     }

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
+use restorable_domain::alert::AlertKind;
 use restorable_domain::ids::TenantId;
 use restorable_pipeline::alerting::{
-    AlertRoutes, ChatRoute, PagerDutyRoute, SmtpRelay, TenantRoutes, WebhookRoute,
-    PAGERDUTY_EVENTS_URL,
+    AlertRoutes, ChatRoute, PagerDutyRoute, QuietHours, RouteTimes, SmtpRelay, TenantRoutes,
+    WebhookRoute, PAGERDUTY_EVENTS_URL,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -45,6 +46,17 @@ pub(super) struct FileAlertRoute {
     pagerduty_routing_key_env: Option<String>,
     /// PagerDuty's Events API v2 URL (default: PagerDuty's; e.g. its EU URL).
     pagerduty_events_url: Option<String>,
+    /// Reminders per route (`{ slack = 24, email = 48 }`): an alert left open and not taken on
+    /// is sent again on that route every so many hours.
+    #[serde(default)]
+    remind_every_hours: std::collections::BTreeMap<String, u32>,
+    /// Quiet hours per route, UTC (`{ slack = "22:00-07:00" }`): a raise then is held, and the
+    /// route gets it when they end if the alert is still open and not taken on.
+    #[serde(default)]
+    quiet_hours: std::collections::BTreeMap<String, String>,
+    /// Alert kinds quiet hours never hold (`["backup_failed"]`).
+    #[serde(default)]
+    urgent_kinds: Vec<AlertKind>,
 }
 
 /// The secret in the environment variable `name`, which `what` refers to.
@@ -112,6 +124,19 @@ fn section_routes(
         slack: chat("slack_webhook_env", &route.slack_webhook_env)?,
         teams: chat("teams_webhook_env", &route.teams_webhook_env)?,
         pagerduty,
+        times: RouteTimes {
+            remind_every_hours: route.remind_every_hours.clone(),
+            quiet_hours: route
+                .quiet_hours
+                .iter()
+                .map(|(name, text)| {
+                    QuietHours::parse(text)
+                        .map(|quiet| (name.clone(), quiet))
+                        .map_err(|e| anyhow!("{section}.quiet_hours.{name}: {e}"))
+                })
+                .collect::<Result<_>>()?,
+            urgent_kinds: route.urgent_kinds.clone(),
+        },
     })
 }
 
@@ -328,6 +353,35 @@ email_to = ["noc@globex.example"]
     }
 
     #[test]
+    fn reminders_are_read_per_route() {
+        let routes = routes_from(
+            "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nteams_webhook_env = \"TEST_TEAMS_URL\"\nremind_every_hours = { slack = 24, teams = 72 }\n\n[alert_routes.globex]\nslack_webhook_env = \"TEST_SLACK_URL\"\n",
+        )
+        .expect("routes");
+        let reminders = routes.reminders().0;
+        let acme = TenantId::new("acme").expect("slug");
+        assert_eq!(reminders.len(), 1, "globex reminds nowhere");
+        assert_eq!(
+            reminders[&acme]
+                .remind_every_hours
+                .iter()
+                .map(|(r, h)| (r.as_str(), *h))
+                .collect::<Vec<_>>(),
+            vec![("slack", 24), ("teams", 72)]
+        );
+        let quiet = routes_from(
+            "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nquiet_hours = { slack = \"22:00-07:00\" }\nurgent_kinds = [\"backup_failed\"]\n",
+        )
+        .expect("routes");
+        let times = &quiet.reminders().0[&acme];
+        assert_eq!(
+            times.quiet_hours["slack"],
+            QuietHours::parse("22:00-07:00").expect("parses")
+        );
+        assert_eq!(times.urgent_kinds, vec![AlertKind::BackupFailed]);
+    }
+
+    #[test]
     fn alert_route_mistakes_are_named() {
         let cases: &[(&str, &str)] = &[
             (
@@ -357,6 +411,30 @@ email_to = ["noc@globex.example"]
             (
                 "[alert_routes.acme]\nwebhook = \"https://h/x\"\n",
                 "webhook",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nremind_every_hours = { teams = 24 }\n",
+                "alert_routes.acme.remind_every_hours.teams",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nremind_every_hours = { slack = 0 }\n",
+                "alert_routes.acme.remind_every_hours.slack",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nremind_every_hours = { slack = 721 }\n",
+                "720",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nquiet_hours = { slack = \"22:00\" }\n",
+                "alert_routes.acme.quiet_hours.slack",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nquiet_hours = { email = \"22:00-07:00\" }\n",
+                "alert_routes.acme.quiet_hours.email",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nurgent_kinds = [\"everything\"]\n",
+                "everything",
             ),
         ];
         for (text, named) in cases {

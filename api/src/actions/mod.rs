@@ -1,8 +1,9 @@
 //! The things people do, shared by the JSON API and the pages: enrol, stop, resume, backup
-//! now (administrators), download (administrators and owners) and reveal a backup password
-//! (owners only). Each checks visibility first (another tenant's id is "not found"), then the
+//! now (administrators), download, acknowledge and snooze an alert (administrators and owners)
+//! and reveal a backup password (owners only). Each checks visibility first (another tenant's id is "not found"), then the
 //! role, and records an `ActionRecorded` event in the tenant's audit trail.
 
+mod alerts;
 mod audit;
 mod download;
 
@@ -28,9 +29,11 @@ use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use audit::record;
 
+pub use alerts::{act_on_alert, AlertAction, SnoozeBody};
 pub use download::{checked_against, download, Expected};
 
-/// The JSON writes (and the download): enrol, stop, resume, back up now, download, reveal.
+/// The JSON writes (and the download): enrol, stop, resume, back up now, download, reveal,
+/// acknowledge and snooze an alert.
 pub fn router() -> Router<Shared> {
     Router::new()
         .route("/api/v1/instances", post(enrol_route))
@@ -42,6 +45,11 @@ pub fn router() -> Router<Shared> {
         )
         .route("/api/v1/cycles/{cycle_id}/download", get(download_route))
         .route("/api/v1/cycles/{cycle_id}/reveal-password", post(reveal))
+        .route(
+            "/api/v1/alerts/{alert_id}/acknowledge",
+            post(acknowledge_route),
+        )
+        .route("/api/v1/alerts/{alert_id}/snooze", post(snooze_route))
 }
 
 /// An enrolment request. `client_secret` is sealed at once and never echoed or logged.
@@ -337,4 +345,62 @@ async fn reveal(
         Json(body),
     )
         .into_response())
+}
+
+/// An acknowledgement's body: an optional note.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeBody {
+    /// What the acknowledger says.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A JSON body, or a 400 naming what is wrong with it.
+fn json_body<T>(
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    body.map(|Json(body)| body)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+async fn on_alert(
+    state: Shared,
+    who: Principal,
+    headers: HeaderMap,
+    id: String,
+    action: impl FnOnce() -> Result<AlertAction, ApiError>,
+) -> Result<Response, ApiError> {
+    // Visibility and role before the form token and the body (see `act`).
+    access::alert(&state, &who, &id)?;
+    who.require(&[Role::Administrator, Role::Owner])?;
+    who.check_csrf(csrf_header(&headers))?;
+    act_on_alert(&state, &who, &id, action()?).await?;
+    Ok(Json(serde_json::json!({ "alert_id": id })).into_response())
+}
+
+async fn acknowledge_route(
+    State(state): State<Shared>,
+    who: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<AcknowledgeBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    on_alert(state, who, headers, id, || {
+        json_body(body).map(|body| AlertAction::Acknowledge { note: body.note })
+    })
+    .await
+}
+
+async fn snooze_route(
+    State(state): State<Shared>,
+    who: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<SnoozeBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    on_alert(state, who, headers, id, || {
+        json_body(body).and_then(|body| body.action(Utc::now()))
+    })
+    .await
 }

@@ -7,7 +7,8 @@
 //!
 //! Here: the routes. `layout.rs` holds what every page shares (the visitor, the extractors that
 //! parse a query or form before a handler runs, the escaping, the navigation, error pages, the
-//! ladder); one file per page beside it: `fleet.rs`, `alerts.rs` (the Alerts page),
+//! ladder); one file per page beside it: `fleet.rs`, `alerts.rs` (the Alerts page and its
+//! acknowledge and snooze forms),
 //! `instance.rs` (with its actions and the reveal), `sign_in.rs`, `certificate.rs` (a cycle's restore certificate, and the public page that
 //! says whether one is genuine).
 
@@ -35,6 +36,8 @@ pub fn router() -> Router<Shared> {
         .route("/login", get(sign_in::login_page).post(sign_in::log_in))
         .route("/logout", post(sign_in::log_out))
         .route("/alerts", get(alerts::alerts_page))
+        .route("/alerts/{alert_id}/acknowledge", post(alerts::acknowledge))
+        .route("/alerts/{alert_id}/snooze", post(alerts::snooze))
         .route("/instances/{instance_id}", get(instance::instance_page))
         .route(
             "/instances/{instance_id}/action",

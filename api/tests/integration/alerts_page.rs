@@ -62,7 +62,7 @@ async fn each_tenant_sees_its_own_alerts_by_state() {
     );
 
     // Bad values are named; no sign-in, no page.
-    let (status, bad) = get(&world, Some(viewer), "/alerts?state=acknowledged").await;
+    let (status, bad) = get(&world, Some(viewer), "/alerts?state=acked").await;
     assert_eq!(status, 400, "{bad}");
     assert!(bad.contains("state"), "{bad}");
     let (status, _) = get(

@@ -16,7 +16,9 @@ const ROLES: [Role; 3] = [Role::Administrator, Role::Owner, Role::Viewer];
 /// The status `role` must get for `method path` on its own tenant's data (`own`) or another's.
 fn expected(method: &str, path: &str, role: Role, own: bool) -> StatusCode {
     use Role::*;
-    let by_id = path.contains("{instance_id}") || path.contains("{cycle_id}");
+    let by_id = path.contains("{instance_id}")
+        || path.contains("{cycle_id}")
+        || path.contains("{alert_id}");
     if path == "/api/v1/instances" && method == "post" {
         return match (own, role) {
             (false, _) => StatusCode::NOT_FOUND,
@@ -35,6 +37,8 @@ fn expected(method: &str, path: &str, role: Role, own: bool) -> StatusCode {
         ("get", "download", Viewer) => StatusCode::FORBIDDEN,
         ("post", "reveal-password", Owner) => StatusCode::OK,
         ("post", "reveal-password", _) => StatusCode::FORBIDDEN,
+        ("post", "acknowledge" | "snooze", Administrator | Owner) => StatusCode::OK,
+        ("post", "acknowledge" | "snooze", Viewer) => StatusCode::FORBIDDEN,
         // Only for administrators of every tenant (scope `*`); these users are of one tenant.
         ("get", "dead-letters", _) => StatusCode::FORBIDDEN,
         _ => StatusCode::OK,
@@ -46,6 +50,20 @@ fn concrete(world: &World, path: &str, own: bool) -> String {
     let target = if own { &world.acme } else { &world.globex };
     path.replace("{instance_id}", &target.instance.to_string())
         .replace("{cycle_id}", &target.cycle.to_string())
+        .replace("{alert_id}", &open_alert(world, &target.tenant))
+}
+
+/// The open alert of `tenant`'s instance.
+fn open_alert(world: &World, tenant: &restorable_domain::ids::TenantId) -> String {
+    world
+        .read
+        .read()
+        .alerts
+        .rows()
+        .into_iter()
+        .find(|row| row.tenant_id == *tenant && row.resolved_at.is_none())
+        .map(|row| row.alert_id.clone())
+        .unwrap_or_default()
 }
 
 async fn call(
@@ -59,6 +77,12 @@ async fn call(
     let mut request = world.http.request(method, world.url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
+    }
+    if path.ends_with("/acknowledge") {
+        request = request.json(&serde_json::json!({ "note": "on it" }));
+    }
+    if path.ends_with("/snooze") {
+        request = request.json(&serde_json::json!({ "hours": 1 }));
     }
     if path == "/api/v1/instances" {
         let tenant = if own { "acme" } else { "globex" };
@@ -81,6 +105,33 @@ async fn call(
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_every_role_own_and_other_tenant() {
     let world = World::sqlite().await;
+    // Acme's PBX is healthy: give it an open alert to act on (globex's fails: it has one).
+    world
+        .pipeline
+        .store
+        .alerts(
+            &world.acme.instance.to_string(),
+            restorable_domain::alert::AlertCommand::Raise(restorable_domain::alert::AlertRaised {
+                alert_id: String::new(),
+                kind: restorable_domain::alert::AlertKind::BackupStale,
+                tenant_id: world.acme.tenant.clone(),
+                instance_id: world.acme.instance,
+                cycle_id: None,
+                stage: None,
+                reason: None,
+                detail: "no copy".into(),
+                raised_at: chrono::Utc::now(),
+                position: i64::MAX,
+            }),
+        )
+        .await
+        .expect("raise");
+    world
+        .read
+        .catch_up_and_store(&world.pipeline.store)
+        .await
+        .expect("fold");
+    assert!(!open_alert(&world, &world.acme.tenant).is_empty());
     let missing_instance = uuid::Uuid::new_v4().to_string();
     let mut failures = Vec::new();
     // Order matters only for the instance actions: back up, stop, resume.
@@ -102,7 +153,8 @@ async fn every_route_every_role_own_and_other_tenant() {
                     // Exactly what an id that does not exist gets.
                     let fake = template
                         .replace("{instance_id}", &missing_instance)
-                        .replace("{cycle_id}", &missing_instance);
+                        .replace("{cycle_id}", &missing_instance)
+                        .replace("{alert_id}", &format!("{missing_instance}-1"));
                     let (fake_status, fake_body) =
                         call(&world, method, &fake, Some(&token), own).await;
                     if path != "/api/v1/instances" && (fake_status, &fake_body) != (status, &body) {

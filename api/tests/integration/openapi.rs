@@ -340,7 +340,7 @@ fn the_row_schemas_name_the_serialized_fields() {
     use restorable_domain::audit::{ActionRecorded, AuditAction};
     use restorable_domain::cycle::examples;
     use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
-    use restorable_projections::alerts::AlertRow;
+    use restorable_projections::alerts::{Acknowledgement, AlertRow, Snooze};
     use restorable_projections::audit::AuditRow;
     use restorable_projections::backups::BackupRow;
     use restorable_projections::fleet::{FleetRow, Status};
@@ -412,6 +412,17 @@ fn the_row_schemas_name_the_serialized_fields() {
                 raised_at: at,
                 resolved_at: Some(at),
                 resolved_by: Some(started.cycle_id),
+                acknowledged: Some(Acknowledgement {
+                    by: "owner@acme.example".into(),
+                    at,
+                    note: "on it".into(),
+                }),
+                snoozed: Some(Snooze {
+                    by: "owner@acme.example".into(),
+                    until: at,
+                    note: String::new(),
+                }),
+                reminded: [("slack".to_owned(), at)].into_iter().collect(),
             })
             .expect("json"),
         ),
@@ -573,6 +584,8 @@ fn the_row_schemas_name_the_serialized_fields() {
             AuditAction::TokenRevoke,
             AuditAction::UserRemove,
             AuditAction::PasswordReset,
+            AuditAction::AlertAcknowledge,
+            AuditAction::AlertSnooze,
         ],
         &mut problems,
     );

@@ -1,4 +1,5 @@
-//! One alert as the chat and incident routes show it ([`Card`]): a title, raised or resolved,
+//! One alert as the chat and incident routes show it ([`Card`]): a title, raised, reminded or
+//! resolved,
 //! the facts Restorable controls (tenant, instance, cycle, stage, reason: slugs, ids and
 //! enums), the detail (free text that may come from a PBX: each route renders it as plain
 //! text), when, the stable key that ties a resolution to its raise, and the instance page.
@@ -15,6 +16,8 @@ pub(super) struct Card {
     pub(super) alert: &'static str,
     /// Whether this is the resolution.
     pub(super) resolved: bool,
+    /// Whether this is a reminder of an alert still open.
+    pub(super) reminder: bool,
     /// The alert's id: the same in the raise and its resolution.
     pub(super) alert_id: String,
     /// The tenant's slug, or `operations`.
@@ -34,7 +37,11 @@ pub(super) struct Card {
 impl Card {
     /// `Backup Failed (raised): acme / <instance>`.
     pub(super) fn headline(&self) -> String {
-        let state = if self.resolved { "resolved" } else { "raised" };
+        let state = match (self.resolved, self.reminder) {
+            (true, _) => "resolved",
+            (false, true) => "reminder",
+            (false, false) => "raised",
+        };
         format!("{} ({state}): {} / {}", self.alert, self.scope, self.source)
     }
 

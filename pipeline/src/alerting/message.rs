@@ -10,7 +10,7 @@ use super::*;
 pub const OPERATIONS_SUBJECT: &str = "restorable.operations.alerts";
 /// The header carrying the body's signature: `sha256=<lowercase hex>`.
 pub const SIGNATURE_HEADER: &str = "X-Restorable-Signature";
-/// The header naming the event: `AlertRaised` or `AlertResolved`.
+/// The header naming the event: `AlertRaised`, `AlertResolved` or `AlertReminded`.
 pub const EVENT_HEADER: &str = "X-Restorable-Event";
 /// The header carrying the delivery id (the same on every delivery of one event).
 pub const DELIVERY_HEADER: &str = "X-Restorable-Delivery";
@@ -25,7 +25,7 @@ pub fn alert_subject(tenant: &str) -> String {
 pub struct AlertMessage {
     /// `Backup Failed` or `Backup Stale`.
     pub alert: &'static str,
-    /// `raised` or `resolved`.
+    /// `raised`, `resolved` or `reminder` (still open, nobody took it on).
     pub state: &'static str,
     /// The alert's id (`<instance id>-<number>`).
     pub alert_id: String,
@@ -47,6 +47,16 @@ pub struct AlertMessage {
     pub resolved_at: Option<DateTime<Utc>>,
     /// The cycle whose copy reached Secured (`resolved` only).
     pub resolved_by: Option<CycleId>,
+    /// The one route a reminder is for (a raise and a resolution go to every route).
+    #[serde(skip)]
+    pub route: Option<String>,
+    /// The alert's kind.
+    #[serde(skip)]
+    pub kind: Option<AlertKind>,
+    /// The routes that were reminded of the alert (for a resolution: a route whose raise was
+    /// held by quiet hours heard of it only through a reminder).
+    #[serde(skip)]
+    pub reminded_on: Vec<String>,
 }
 
 impl AlertMessage {
@@ -65,7 +75,25 @@ impl AlertMessage {
             raised_at: raised.raised_at,
             resolved_at: None,
             resolved_by: None,
+            route: None,
+            kind: Some(raised.kind),
+            reminded_on: Vec::new(),
         }
+    }
+
+    /// Whether `route` gets this message, its section timing it as `times`: a reminder only
+    /// its own route; a raise every route that was not quiet when it was raised (its urgent
+    /// kinds excepted); a resolution every route that heard of the alert (see
+    /// [`super::quiet`]).
+    pub(super) fn goes_to(&self, route: &str, times: Option<&RouteTimes>) -> bool {
+        if let Some(only) = &self.route {
+            return only == route;
+        }
+        let held = match (times, self.kind) {
+            (Some(times), Some(kind)) => times.holds(route, kind, self.raised_at),
+            _ => false,
+        };
+        !held || (self.resolved_at.is_some() && self.reminded_on.iter().any(|r| r == route))
     }
 
     /// The message of a resolved alert (`raised` is the event that raised it).
@@ -78,12 +106,21 @@ impl AlertMessage {
         }
     }
 
-    /// The event type it comes from: `AlertRaised` or `AlertResolved`.
+    /// The reminder of a raised alert on `reminded.route`.
+    pub fn reminder(raised: &AlertRaised, reminded: &AlertReminded) -> Self {
+        Self {
+            state: "reminder",
+            route: Some(reminded.route.clone()),
+            ..Self::raised(raised)
+        }
+    }
+
+    /// The event type it comes from: `AlertRaised`, `AlertResolved` or `AlertReminded`.
     pub fn event_type(&self) -> &'static str {
-        if self.resolved_at.is_some() {
-            "AlertResolved"
-        } else {
-            "AlertRaised"
+        match self.state {
+            "resolved" => "AlertResolved",
+            "reminder" => "AlertReminded",
+            _ => "AlertRaised",
         }
     }
 
@@ -110,6 +147,7 @@ impl AlertMessage {
         Card {
             alert: self.alert,
             resolved: self.resolved_at.is_some(),
+            reminder: self.state == "reminder",
             alert_id: self.alert_id.clone(),
             scope: self.tenant_id.to_string(),
             source: self.instance_id.to_string(),
@@ -128,10 +166,10 @@ impl AlertMessage {
 
     /// The e-mail subject.
     pub fn subject(&self) -> String {
-        let prefix = if self.resolved_at.is_some() {
-            "Resolved: "
-        } else {
-            ""
+        let prefix = match self.state {
+            "resolved" => "Resolved: ",
+            "reminder" => "Reminder: ",
+            _ => "",
         };
         format!(
             "[Restorable] {prefix}{} - {} / {}",
@@ -238,6 +276,7 @@ impl OperationsMessage {
         Card {
             alert: self.alert,
             resolved: self.resolved_at.is_some(),
+            reminder: self.state == "reminder",
             alert_id: self.alert_id.clone(),
             scope: "operations".to_owned(),
             source: self.condition.clone(),
@@ -259,10 +298,10 @@ impl OperationsMessage {
 
     /// The e-mail subject.
     pub fn subject(&self) -> String {
-        let prefix = if self.resolved_at.is_some() {
-            "Resolved: "
-        } else {
-            ""
+        let prefix = match self.state {
+            "resolved" => "Resolved: ",
+            "reminder" => "Reminder: ",
+            _ => "",
         };
         format!("[Restorable] {prefix}{} - operations", self.alert)
     }

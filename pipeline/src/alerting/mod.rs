@@ -1,5 +1,6 @@
 //! Alert delivery: the consumer that sends every `AlertRaised` and `AlertResolved` event of the
-//! `InstanceAlerts` aggregate to its tenant's routes, without ever holding up the pipeline.
+//! `InstanceAlerts` aggregate to its tenant's routes, and every `AlertReminded` to its one
+//! route, without ever holding up the pipeline.
 //!
 //! ```text
 //! InstanceAlerts AlertRaised | AlertResolved ─► alert_delivery ─┬─► webhook   (signed JSON POST, retried)
@@ -17,7 +18,7 @@
 //!   `null`). A resolution repeats what was raised, found in the aggregate's history.
 //! - **Webhook** ([`WebhookRoute`]): `POST` of the JSON body with
 //!   `X-Restorable-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes under the route's
-//!   secret>` ([`sign`], [`verify`]), `X-Restorable-Event: AlertRaised|AlertResolved` and
+//!   secret>` ([`sign`], [`verify`]), `X-Restorable-Event: AlertRaised|AlertResolved|AlertReminded` and
 //!   `X-Restorable-Delivery: <instance id>:<sequence>` — the same id every time the same event
 //!   is delivered, so a receiver drops repeats. Redirects are not followed. Connection errors,
 //!   timeouts and non-2xx answers are retried with exponential back-off ([`RetryPolicy`]);
@@ -59,7 +60,8 @@
 //!
 //! # Layout
 //! - this file: [`AlertDelivery`], the consumer — pending rows, leases, retries, resumption.
-//! - [`routes`]: the route configuration (a leaf the settings hold) and its checks.
+//! - [`routes`]: the route configuration (a leaf the settings hold) and its checks;
+//!   [`quiet`]: reminder intervals, quiet hours and urgent kinds ([`RouteTimes`]).
 //! - [`message`]: the documents, their signature and subjects, one delivery.
 //! - [`card`]: the alert as the chat and incident routes show it; [`post`]: one JSON `POST`.
 //! - [`webhook`], [`email`], [`slack`], [`teams`], [`pagerduty`], [`nats`]: one file per route.
@@ -70,6 +72,7 @@ pub mod message;
 mod nats;
 mod pagerduty;
 mod post;
+pub mod quiet;
 pub mod routes;
 mod slack;
 mod teams;
@@ -79,9 +82,11 @@ pub use message::{
     alert_subject, sign, verify, AlertMessage, OperationsMessage, DELIVERY_HEADER, EVENT_HEADER,
     OPERATIONS_SUBJECT, SIGNATURE_HEADER,
 };
+pub use quiet::{QuietHours, RouteTimes};
 pub use routes::{
-    host_of, redact_url, AlertRouteError, AlertRoutes, ChatRoute, PagerDutyRoute, RetryPolicy,
-    SmtpRelay, TenantRoutes, WebhookRoute, PAGERDUTY_EVENTS_URL, ROUTE_NAMES,
+    host_of, redact_url, AlertRouteError, AlertRoutes, ChatRoute, PagerDutyRoute, Reminders,
+    RetryPolicy, SmtpRelay, TenantRoutes, WebhookRoute, PAGERDUTY_EVENTS_URL, REMIND_LIMIT_HOURS,
+    ROUTE_NAMES,
 };
 
 use email::send_mail;
@@ -107,7 +112,7 @@ use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use restorable_domain::alert::{AlertEvent, AlertRaised, AlertResolved};
+use restorable_domain::alert::{AlertEvent, AlertKind, AlertRaised, AlertReminded, AlertResolved};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::ladder::{FailureReason, Stage};
 use secrecy::ExposeSecret;
@@ -241,35 +246,59 @@ impl AlertDelivery {
         let _ = watcher.wait_for(|n| *n == 0).await;
     }
 
-    /// The message an event stands for; `None` (logged) for a resolution whose alert is not in
-    /// the history.
+    /// The message an event stands for; `None` for an acknowledgement or a snooze (they change
+    /// what reminders do, and are sent nowhere) and (logged) for a resolution or a reminder
+    /// whose alert is not in the history.
     async fn message(&self, event: &LoggedEvent) -> Result<Option<AlertMessage>, StoreError> {
-        match event.decode::<AlertEvent>()? {
-            AlertEvent::AlertRaised(raised) => Ok(Some(AlertMessage::raised(&raised))),
-            AlertEvent::AlertResolved(resolved) => {
-                let history = self
-                    .store
-                    .history(AGGREGATE_TYPE, &event.aggregate_id)
-                    .await?;
-                let raised = history
-                    .iter()
-                    .filter(|e| e.event_type == "AlertRaised")
-                    .filter_map(|e| match e.decode::<AlertEvent>() {
-                        Ok(AlertEvent::AlertRaised(raised)) => Some(raised),
-                        _ => None,
-                    })
-                    .find(|raised| raised.alert_id == resolved.alert_id);
-                match raised {
-                    Some(raised) => Ok(Some(AlertMessage::resolved(&raised, &resolved))),
-                    None => {
-                        let error = AlertRouteError::UnknownAlert {
-                            alert_id: resolved.alert_id,
-                            instance: event.aggregate_id.clone(),
-                        };
-                        tracing::error!(%error, "alert resolution not delivered");
-                        Ok(None)
-                    }
-                }
+        let follows = match event.decode::<AlertEvent>()? {
+            AlertEvent::AlertRaised(raised) => return Ok(Some(AlertMessage::raised(&raised))),
+            AlertEvent::AlertResolved(resolved) => Follows::Resolved(resolved),
+            AlertEvent::AlertReminded(reminded) => Follows::Reminded(reminded),
+            AlertEvent::AlertAcknowledged(_) | AlertEvent::AlertSnoozed(_) => return Ok(None),
+        };
+        let alert_id = match &follows {
+            Follows::Resolved(resolved) => resolved.alert_id.clone(),
+            Follows::Reminded(reminded) => reminded.alert_id.clone(),
+        };
+        // A resolution or a reminder repeats what was raised, found in the history.
+        let history = self
+            .store
+            .history(AGGREGATE_TYPE, &event.aggregate_id)
+            .await?;
+        let raised = history
+            .iter()
+            .filter(|e| e.event_type == "AlertRaised")
+            .filter_map(|e| match e.decode::<AlertEvent>() {
+                Ok(AlertEvent::AlertRaised(raised)) => Some(raised),
+                _ => None,
+            })
+            .find(|raised| raised.alert_id == alert_id);
+        // The routes reminded of it (a resolution goes to a route held at the raise only if
+        // a reminder told it).
+        let reminded_on = history
+            .iter()
+            .filter(|e| e.event_type == "AlertReminded")
+            .filter_map(|e| match e.decode::<AlertEvent>() {
+                Ok(AlertEvent::AlertReminded(r)) if r.alert_id == alert_id => Some(r.route),
+                _ => None,
+            })
+            .collect();
+        match raised {
+            Some(raised) => {
+                let mut message = match &follows {
+                    Follows::Resolved(resolved) => AlertMessage::resolved(&raised, resolved),
+                    Follows::Reminded(reminded) => AlertMessage::reminder(&raised, reminded),
+                };
+                message.reminded_on = reminded_on;
+                Ok(Some(message))
+            }
+            None => {
+                let error = AlertRouteError::UnknownAlert {
+                    alert_id,
+                    instance: event.aggregate_id.clone(),
+                };
+                tracing::error!(%error, "alert message not delivered");
+                Ok(None)
             }
         }
     }
@@ -594,6 +623,12 @@ impl AlertDelivery {
     }
 }
 
+/// An event about an alert raised earlier: its message repeats the raise.
+enum Follows {
+    Resolved(AlertResolved),
+    Reminded(AlertReminded),
+}
+
 #[async_trait]
 impl Consumer for AlertDelivery {
     fn name(&self) -> &'static str {
@@ -601,12 +636,15 @@ impl Consumer for AlertDelivery {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["AlertRaised", "AlertResolved"]
+        &["AlertRaised", "AlertResolved", "AlertReminded"]
     }
 
     fn wants(&self, event: &LoggedEvent) -> bool {
         event.aggregate_type == AGGREGATE_TYPE
-            && matches!(event.event_type.as_str(), "AlertRaised" | "AlertResolved")
+            && matches!(
+                event.event_type.as_str(),
+                "AlertRaised" | "AlertResolved" | "AlertReminded"
+            )
     }
 
     async fn react(&self, event: LoggedEvent) -> Result<(), StoreError> {
@@ -615,7 +653,9 @@ impl Consumer for AlertDelivery {
         };
         let delivery = Delivery::of_tenant(&message, &event.aggregate_id, event.sequence);
         let lease_until = self.lease_from(Utc::now());
-        for route in self.routes_for(&delivery.audience) {
+        let routes = self.routes_for(&delivery.audience).into_iter();
+        let times = self.routes_of(&delivery.audience).map(|r| &r.times);
+        for route in routes.filter(|route| message.goes_to(route, times)) {
             let pending = PendingDelivery {
                 instance_id: delivery.instance_id.clone(),
                 sequence: delivery.sequence,

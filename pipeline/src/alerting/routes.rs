@@ -4,6 +4,8 @@
 //! pass before anything is sent. A leaf: the pipeline's settings hold an [`AlertRoutes`].
 
 use std::collections::HashMap;
+
+use super::quiet::RouteTimes;
 use std::fmt;
 
 use lettre::message::Mailbox;
@@ -137,6 +139,26 @@ pub struct TenantRoutes {
     pub teams: Option<ChatRoute>,
     /// PagerDuty (trigger and resolve, one dedup key per alert).
     pub pagerduty: Option<PagerDutyRoute>,
+    /// Reminder intervals (1 to [`REMIND_LIMIT_HOURS`]), quiet hours and urgent kinds, per
+    /// route ([`RouteTimes`]).
+    pub times: RouteTimes,
+}
+
+/// The longest reminder interval, in hours (30 days).
+pub const REMIND_LIMIT_HOURS: u32 = 720;
+
+impl TenantRoutes {
+    /// Whether the route `name` is configured here (NATS: by the pipeline, not per tenant).
+    fn has(&self, name: &str) -> bool {
+        match name {
+            "webhook" => self.webhook.is_some(),
+            "email" => !self.email_to.is_empty(),
+            "slack" => self.slack.is_some(),
+            "teams" => self.teams.is_some(),
+            "pagerduty" => self.pagerduty.is_some(),
+            _ => false,
+        }
+    }
 }
 
 /// `url`'s scheme and host alone (`https://hooks.slack.com`): how a URL whose path or query
@@ -208,6 +230,24 @@ pub struct AlertRoutes {
     pub console_url: Option<String>,
 }
 
+impl AlertRoutes {
+    /// Every tenant's reminder intervals, by route.
+    pub fn reminders(&self) -> Reminders {
+        Reminders(
+            self.tenants
+                .iter()
+                .filter(|(_, routes)| !routes.times.is_empty())
+                .map(|(tenant, routes)| (tenant.clone(), routes.times.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// Each tenant's timing of its routes (reminder intervals, quiet hours, urgent kinds): what the
+/// projector's sweep needs of the routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reminders(pub HashMap<TenantId, RouteTimes>);
+
 pub(crate) fn invalid(what: impl Into<String>, detail: impl Into<String>) -> AlertRouteError {
     AlertRouteError::Invalid {
         what: what.into(),
@@ -277,6 +317,29 @@ impl AlertRoutes {
 
     /// Checks one set of routes, its settings named under `section`.
     fn check_routes(&self, section: &str, routes: &TenantRoutes) -> Result<(), AlertRouteError> {
+        for route in routes.times.quiet_hours.keys() {
+            if !routes.has(route) {
+                return Err(invalid(
+                    format!("{section}.quiet_hours.{route}"),
+                    "names no route configured in this section (webhook, email, slack, teams, pagerduty)",
+                ));
+            }
+        }
+        for (route, hours) in &routes.times.remind_every_hours {
+            let what = format!("{section}.remind_every_hours.{route}");
+            if !routes.has(route) {
+                return Err(invalid(
+                    what,
+                    "names no route configured in this section (webhook, email, slack, teams, pagerduty)",
+                ));
+            }
+            if !(1..=REMIND_LIMIT_HOURS).contains(hours) {
+                return Err(invalid(
+                    what,
+                    format!("{hours}: expected 1 to {REMIND_LIMIT_HOURS} hours"),
+                ));
+            }
+        }
         if let Some(webhook) = &routes.webhook {
             let what = format!("{section}.webhook_url");
             let url = reqwest::Url::parse(&webhook.url)

@@ -131,6 +131,7 @@ fn the_webhook_secret_is_not_in_debug_output() {
                     routing_key: SecretString::from("pd-routing-key-789"),
                     events_url: PAGERDUTY_EVENTS_URL.into(),
                 }),
+                times: RouteTimes::default(),
             },
         )]),
         operations: None,

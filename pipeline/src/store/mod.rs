@@ -89,7 +89,7 @@ pub use operations_alerts::{
 };
 pub use schedule::{InstanceMark, ScheduleRow};
 pub use snapshots::SNAPSHOT_EVERY;
-pub use views::ViewRow;
+pub use views::{KeyOrder, ViewPage, ViewRow};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]

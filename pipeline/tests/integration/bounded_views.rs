@@ -20,7 +20,7 @@ use restorable_domain::instance::{
 };
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pipeline::read_model::{
-    audit_rows, backup_row, backup_rows_of, rebuild_caching, ReadSide, BATCH,
+    alert_list, audit_pages, backup_row, backup_rows_of, rebuild_caching, Bounds, ReadSide, BATCH,
 };
 use restorable_pipeline::store::{Store, StoreError, ViewRow};
 use restorable_projections::model::VIEWS;
@@ -147,7 +147,9 @@ async fn stored_views(store: &Store) -> Vec<ViewRow> {
 
 /// Live rows == a rebuild's rows, on random histories. The live projector holds 3 backups rows
 /// and the rebuild 2, so rows are pushed out and read back from the table all the time; a
-/// follower (no lease) holding 2 reads them back from the log instead.
+/// follower (no lease) holding 2 reads them back from the log instead. All hold 2 resolved
+/// alerts, so alerts are forgotten all the time too: they hold the same ones, and the alert
+/// list (held, then older from storage) gives every alert once, as a whole view would.
 #[rstest]
 #[case::sqlite(false, 0x13)]
 #[case::sqlite_again(false, 0x0b5e_55ed)]
@@ -165,8 +167,16 @@ async fn the_live_rows_equal_a_rebuilds_on_random_histories(
     for n in 0..instances {
         enrol(&store, n).await;
     }
-    let live = ReadSide::load_caching(&store, 3).await.expect("load");
-    let follower = ReadSide::load_caching(&store, 2).await.expect("load");
+    let bounds = |cycles| Bounds {
+        cycles,
+        resolved_alerts: 2,
+    };
+    let live = ReadSide::load_bounded(&store, bounds(3))
+        .await
+        .expect("load");
+    let follower = ReadSide::load_bounded(&store, bounds(2))
+        .await
+        .expect("load");
     // Cycles in flight: their instance and the commands left.
     let mut in_flight: Vec<(usize, String, Vec<BackupCycleCommand>)> = Vec::new();
     let mut started = 0;
@@ -248,7 +258,7 @@ async fn the_live_rows_equal_a_rebuilds_on_random_histories(
     assert!(live.cache_use().await.held <= 3);
     assert_eq!(*follower.read(), *live.read(), "the follower's fleet");
 
-    let rebuilt = rebuild_caching(&store, 2, BATCH, &mut |_| {})
+    let rebuilt = rebuild_caching(&store, bounds(2), BATCH, &mut |_| {})
         .await
         .expect("rebuild");
     assert_eq!(stored_views(&store).await, live_rows, "the rebuilt rows");
@@ -256,6 +266,45 @@ async fn the_live_rows_equal_a_rebuilds_on_random_histories(
         *rebuilt.read(),
         *live.read(),
         "the rebuilt fleet and alerts"
+    );
+
+    // Every alert, as a read side holding them all has it.
+    let whole = ReadSide::load(&store).await.expect("load");
+    for n in 0..instances {
+        let mine = |row: &restorable_projections::alerts::AlertRow| row.tenant_id == tenant(n);
+        let mut list = alert_list(&live, &store, Some(tenant(n).as_str()), mine);
+        let mut listed = list.held.clone();
+        while let Some(page) = list.older.next_page().await.expect("page") {
+            listed.extend(page);
+        }
+        let mut expected: Vec<_> = whole
+            .read()
+            .alerts
+            .rows()
+            .into_iter()
+            .filter(|row| mine(row))
+            .cloned()
+            .collect();
+        assert!(
+            listed.len() > list.held.len() || expected.len() <= 2,
+            "some of tenant {n}'s alerts come from storage"
+        );
+        listed.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        expected.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        assert_eq!(listed, expected, "tenant {n}'s alerts, each once");
+    }
+    let held = live.read().alerts.rows().len();
+    let open = whole
+        .read()
+        .alerts
+        .rows()
+        .iter()
+        .filter(|row| row.resolved_at.is_none())
+        .count();
+    assert_eq!(held, open + 2, "every open alert and 2 resolved");
+    assert!(
+        whole.read().alerts.rows().len() > held + 4,
+        "some forgotten"
     );
 }
 
@@ -313,15 +362,16 @@ async fn a_reader_sees_a_cycles_row_once_its_events_are_projected(#[case] postgr
         .await
         .expect("audit");
     projected(store.log_end().await.expect("end")).await;
-    let audit = audit_rows(&store, Some(tenant(0).as_str()))
-        .await
-        .expect("read");
+    let mut pages = audit_pages(&store, Some(tenant(0).as_str()));
+    let audit = pages.next_page().await.expect("read").expect("a page");
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].action, audit_record(0, 9));
-    assert!(audit_rows(&store, Some(tenant(1).as_str()))
+    assert!(pages.next_page().await.expect("read").is_none(), "one page");
+    assert!(audit_pages(&store, Some(tenant(1).as_str()))
+        .next_page()
         .await
         .expect("read")
-        .is_empty());
+        .is_none());
     shutdown.cancel();
     running.await.expect("the projector stops");
 }
@@ -372,9 +422,17 @@ async fn the_cache_of_backups_rows_stays_within_its_bound(#[case] postgres: bool
     }
 
     // A rebuild of the same history, in the same bound.
-    let rebuilt = rebuild_caching(&store, capacity, BATCH, &mut |_| {})
-        .await
-        .expect("rebuild");
+    let rebuilt = rebuild_caching(
+        &store,
+        Bounds {
+            cycles: capacity,
+            ..Bounds::default()
+        },
+        BATCH,
+        &mut |_| {},
+    )
+    .await
+    .expect("rebuild");
     let cache = rebuilt.cache_use().await;
     assert!(cache.peak <= bound && cache.held <= capacity, "{cache:?}");
     assert_eq!(*rebuilt.read(), *live.read());

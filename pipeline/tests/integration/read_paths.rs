@@ -11,7 +11,7 @@ use restorable_domain::instance::{
     SealedCredentials,
 };
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
-use restorable_pipeline::read_model::{fleet_now, rebuild_caching, ReadSide, BATCH, CACHED_CYCLES};
+use restorable_pipeline::read_model::{fleet_now, rebuild_caching, Bounds, ReadSide, BATCH};
 use restorable_pipeline::store::{Store, ViewRow};
 use restorable_projections::model::VIEWS;
 use restorable_testkit::{test_server_url, ScratchDatabase};
@@ -149,7 +149,7 @@ async fn a_streamed_rebuild_stores_the_views_the_projector_stored(#[case] postgr
     assert!(!before.is_empty());
 
     let mut seen = Vec::new();
-    let rebuilt = rebuild_caching(&store, CACHED_CYCLES, BATCH, &mut |at| seen.push(at))
+    let rebuilt = rebuild_caching(&store, Bounds::default(), BATCH, &mut |at| seen.push(at))
         .await
         .expect("rebuild")
         .read()

@@ -695,12 +695,13 @@ impl ReadSide {
                     continue;
                 };
                 for route in times.timed_routes() {
-                    if times.holds(route, alert.kind, now) {
+                    if times.holds(route, alert.kind, alert.instance_id, now) {
                         continue; // quiet now: nothing until the quiet hours end
                     }
                     let every_hours = times.remind_every_hours.get(route).copied().unwrap_or(0);
-                    let catch_up = times.holds(route, alert.kind, alert.raised_at)
-                        && !alert.reminded.contains_key(route);
+                    let catch_up =
+                        times.holds(route, alert.kind, alert.instance_id, alert.raised_at)
+                            && !alert.reminded.contains_key(route);
                     let wanted = alert.state(now) == AlertState::Open;
                     if (catch_up && wanted) || alert.reminder_due(route, every_hours, now) {
                         due.push((

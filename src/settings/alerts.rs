@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
 use restorable_domain::alert::AlertKind;
-use restorable_domain::ids::TenantId;
+use restorable_domain::ids::{InstanceId, TenantId};
 use restorable_pipeline::alerting::{
-    AlertRoutes, ChatRoute, PagerDutyRoute, QuietHours, RouteTimes, SmtpRelay, TenantRoutes,
-    WebhookRoute, PAGERDUTY_EVENTS_URL,
+    AlertRoutes, ChatRoute, MaintenanceWindow, PagerDutyRoute, QuietHours, RouteTimes, SmtpRelay,
+    TenantRoutes, WebhookRoute, WindowTime, PAGERDUTY_EVENTS_URL,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -57,6 +58,63 @@ pub(super) struct FileAlertRoute {
     /// Alert kinds quiet hours never hold (`["backup_failed"]`).
     #[serde(default)]
     urgent_kinds: Vec<AlertKind>,
+    /// Maintenance windows: failures are recorded, not sent.
+    #[serde(default)]
+    maintenance: Vec<FileWindow>,
+}
+
+/// One maintenance window: `start` and `end` (RFC 3339) once, or `weekly = "sun 02:00"` (UTC)
+/// for `hours`; for one `instance` or the whole tenant; with a `reason`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileWindow {
+    instance: Option<String>,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    weekly: Option<String>,
+    hours: Option<u32>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The longest reason a window keeps, in characters.
+const WINDOW_REASON_CHARS: usize = 200;
+
+impl FileWindow {
+    /// The window, or what is wrong with it.
+    fn window(&self) -> std::result::Result<MaintenanceWindow, String> {
+        let instance = self
+            .instance
+            .as_deref()
+            .map(|id| {
+                id.parse::<InstanceId>()
+                    .map_err(|_| format!("instance {id:?} is not an instance id"))
+            })
+            .transpose()?;
+        let when = match (self.start, self.end, &self.weekly, self.hours) {
+            (Some(start), Some(end), None, None) if start < end => WindowTime::Once { start, end },
+            (Some(_), Some(_), None, None) => return Err("end must come after start".into()),
+            (None, None, Some(weekly), Some(hours)) => WindowTime::weekly(weekly, hours)?,
+            _ => {
+                return Err(
+                    "give either start and end (RFC 3339), or weekly (\"sun 02:00\") and hours"
+                        .into(),
+                )
+            }
+        };
+        if self.reason.chars().count() > WINDOW_REASON_CHARS
+            || self.reason.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "reason: at most {WINDOW_REASON_CHARS} characters, without control characters"
+            ));
+        }
+        Ok(MaintenanceWindow {
+            instance,
+            when,
+            reason: self.reason.clone(),
+        })
+    }
 }
 
 /// The secret in the environment variable `name`, which `what` refers to.
@@ -136,6 +194,17 @@ fn section_routes(
                 })
                 .collect::<Result<_>>()?,
             urgent_kinds: route.urgent_kinds.clone(),
+            windows: route
+                .maintenance
+                .iter()
+                .enumerate()
+                .map(|(n, window)| {
+                    window
+                        .window()
+                        .map_err(|e| anyhow!("{section}.maintenance[{n}]: {e}"))
+                })
+                .collect::<Result<_>>()?,
+            routes: Vec::new(),
         },
     })
 }
@@ -379,6 +448,16 @@ email_to = ["noc@globex.example"]
             QuietHours::parse("22:00-07:00").expect("parses")
         );
         assert_eq!(times.urgent_kinds, vec![AlertKind::BackupFailed]);
+        let instance = InstanceId::random();
+        let windowed = routes_from(&format!(
+            "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nmaintenance = [\n  {{ start = \"2026-12-01T22:00:00Z\", end = \"2026-12-02T02:00:00Z\", reason = \"PBX migration\", instance = \"{instance}\" }},\n  {{ weekly = \"sun 02:00\", hours = 3, reason = \"patching\" }},\n]\n"
+        ))
+        .expect("routes");
+        let times = &windowed.reminders().0[&acme];
+        assert_eq!(times.windows.len(), 2);
+        assert_eq!(times.windows[0].instance, Some(instance));
+        assert_eq!(times.windows[1].instance, None);
+        assert_eq!(times.routes, vec!["slack".to_owned()]);
     }
 
     #[test]
@@ -435,6 +514,18 @@ email_to = ["noc@globex.example"]
             (
                 "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nurgent_kinds = [\"everything\"]\n",
                 "everything",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nmaintenance = [{ start = \"2026-12-02T00:00:00Z\", end = \"2026-12-01T00:00:00Z\" }]\n",
+                "alert_routes.acme.maintenance[0]: end must come after start",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nmaintenance = [{ weekly = \"sun 02:00\" }]\n",
+                "alert_routes.acme.maintenance[0]",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nmaintenance = [{ weekly = \"sun 02:00\", hours = 2, instance = \"hq\" }]\n",
+                "not an instance id",
             ),
         ];
         for (text, named) in cases {

@@ -7,6 +7,7 @@ use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::response::Response;
 use chrono::Utc;
+use restorable_domain::ids::{InstanceId, TenantId};
 use restorable_domain::instance::{EndpointChanged, Instance, InstanceEvent};
 use restorable_pipeline::pbx::{check_endpoint, origin_of};
 use restorable_projections::backups::BackupRow;
@@ -35,6 +36,8 @@ struct InstancePage<'a> {
     tenant: &'a str,
     status: Badge,
     endpoint: Option<Endpoint>,
+    /// Maintenance windows, quiet hours and reminders that apply to its alerts.
+    timing: Vec<String>,
     admin: Option<Toggle>,
     backups: Vec<CopyLine>,
 }
@@ -157,9 +160,56 @@ pub(super) async fn instance_page(
         tenant: row.tenant_id.as_str(),
         status: Badge::of(row.status(Utc::now())),
         endpoint: endpoint(&state, &id).await,
+        timing: timing(&state, &row.tenant_id, row.instance_id),
         admin,
         backups: backups.iter().map(|b| CopyLine::of(b, &who)).collect(),
     })
+}
+
+/// How the instance's alerts are routed in time: its maintenance windows (its own and its
+/// tenant's; which is in effect now), and its tenant's quiet hours and reminders per route.
+fn timing(state: &Shared, tenant: &TenantId, instance: InstanceId) -> Vec<String> {
+    let Some(routes) = state.pipeline.settings.alert_routes.tenants.get(tenant) else {
+        return Vec::new();
+    };
+    let times = routes.timing();
+    let now = Utc::now();
+    let mut lines: Vec<String> = times
+        .windows
+        .iter()
+        .filter(|w| w.instance.is_none_or(|only| only == instance))
+        .map(|w| {
+            let scope = if w.instance.is_some() {
+                "this instance"
+            } else {
+                "every instance of the tenant"
+            };
+            let now = if w.covers(instance, now) {
+                " — in effect now"
+            } else {
+                ""
+            };
+            format!(
+                "Maintenance window ({scope}): {}: {}{now}",
+                w.when, w.reason
+            )
+        })
+        .collect();
+    let urgent: Vec<&str> = times.urgent_kinds.iter().map(|k| k.title()).collect();
+    for (route, quiet) in &times.quiet_hours {
+        let except = if urgent.is_empty() {
+            String::new()
+        } else {
+            format!(" (except {})", urgent.join(", "))
+        };
+        lines.push(format!("Quiet hours on {route}: {quiet}{except}"));
+    }
+    for (route, hours) in &times.remind_every_hours {
+        lines.push(format!(
+            "Reminders on {route}: every {hours} h while open and not taken on"
+        ));
+    }
+    lines
 }
 
 /// The instance's PBX endpoint and its changes; `None` when the instance cannot be read (the

@@ -14,6 +14,7 @@ use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{RestorePolicy, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
+use restorable_pipeline::alerting::AlertRoutes;
 use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
 use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
@@ -73,7 +74,7 @@ impl World {
     /// On SQLite, served with `options`; each backup carries 1 MiB of recordings (a download
     /// spans several chunks).
     pub async fn sqlite_with(options: ServerOptions) -> Self {
-        Self::build_padded(false, options, 1 << 20).await
+        Self::build_with(false, options, 1 << 20, AlertRoutes::default()).await
     }
 
     pub async fn postgres() -> Self {
@@ -86,10 +87,20 @@ impl World {
     }
 
     async fn build(postgres: bool, options: ServerOptions) -> Self {
-        Self::build_padded(postgres, options, 0).await
+        Self::build_with(postgres, options, 0, AlertRoutes::default()).await
     }
 
-    async fn build_padded(postgres: bool, options: ServerOptions, padding: u64) -> Self {
+    /// On SQLite, alerts routed by `routes` (the routes' timing shows on the instance page).
+    pub async fn sqlite_routed(routes: AlertRoutes) -> Self {
+        Self::build_with(false, ServerOptions::default(), 0, routes).await
+    }
+
+    async fn build_with(
+        postgres: bool,
+        options: ServerOptions,
+        padding: u64,
+        alert_routes: AlertRoutes,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let database = if postgres {
             Some(
@@ -108,6 +119,7 @@ impl World {
         let settings = Settings {
             capture_deadline: Duration::from_secs(5),
             poll_interval: Duration::from_millis(50),
+            alert_routes,
             ..Settings::default()
         };
         let pipeline = Pipeline::open(&backends, settings).await.expect("pipeline");

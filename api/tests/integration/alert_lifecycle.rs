@@ -227,3 +227,89 @@ async fn an_alert_is_acknowledged_and_snoozed_by_whom_may_on_sqlite() {
 async fn an_alert_is_acknowledged_and_snoozed_by_whom_may_on_postgresql() {
     lifecycle(World::postgres().await).await;
 }
+
+/// The instance page shows the maintenance windows that apply to the instance (its own and its
+/// tenant's, which is in effect now) and its tenant's quiet hours and reminders, written
+/// escaped; another instance's window is not shown.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_instance_page_shows_its_windows_quiet_hours_and_reminders() {
+    use restorable_domain::alert::AlertKind;
+    use restorable_domain::ids::{InstanceId, TenantId};
+    use restorable_pipeline::alerting::{
+        AlertRoutes, MaintenanceWindow, QuietHours, RouteTimes, TenantRoutes, WindowTime,
+    };
+    use std::collections::{BTreeMap, HashMap};
+
+    let now = chrono::Utc::now();
+    let window = |instance: Option<InstanceId>, reason: &str| MaintenanceWindow {
+        instance,
+        when: WindowTime::Once {
+            start: now - chrono::Duration::hours(1),
+            end: now + chrono::Duration::hours(1),
+        },
+        reason: reason.into(),
+    };
+    let routes = AlertRoutes {
+        tenants: HashMap::from([(
+            TenantId::new("acme").expect("slug"),
+            TenantRoutes {
+                email_to: vec!["ops@acme.example".into()],
+                times: RouteTimes {
+                    remind_every_hours: BTreeMap::from([("email".to_owned(), 24)]),
+                    quiet_hours: BTreeMap::from([(
+                        "email".to_owned(),
+                        QuietHours::parse("22:00-07:00").expect("parses"),
+                    )]),
+                    urgent_kinds: vec![AlertKind::BackupFailed],
+                    windows: vec![
+                        window(None, "<b>patching</b>"),
+                        window(Some(InstanceId::random()), "another PBX"),
+                    ],
+                    routes: Vec::new(),
+                },
+                ..TenantRoutes::default()
+            },
+        )]),
+        smtp: Some(restorable_pipeline::alerting::SmtpRelay {
+            host: "127.0.0.1".into(),
+            port: 2525,
+            from: "alerts@example.com".into(),
+            username: None,
+            password: None,
+            starttls: false,
+        }),
+        ..AlertRoutes::default()
+    };
+    let world = World::sqlite_routed(routes).await;
+    let page = world
+        .http
+        .get(world.url(&format!("/instances/{}", world.acme.instance)))
+        .bearer_auth(&world.acme.tokens[&Role::Viewer])
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Alert routing"), "{page}");
+    assert!(page.contains("Maintenance window (every instance of the tenant)"));
+    assert!(
+        page.contains("&lt;b&gt;patching&lt;/b&gt; — in effect now"),
+        "{page}"
+    );
+    assert!(!page.contains("another PBX"), "another instance's window");
+    assert!(page.contains("Quiet hours on email: 22:00-07:00 UTC (except Backup Failed)"));
+    assert!(page.contains("Reminders on email: every 24 h"));
+    // Globex has no routes: no section.
+    let globex = world
+        .http
+        .get(world.url(&format!("/instances/{}", world.globex.instance)))
+        .bearer_auth(&world.globex.tokens[&Role::Viewer])
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(!globex.contains("Alert routing"));
+}

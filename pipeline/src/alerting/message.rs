@@ -90,7 +90,7 @@ impl AlertMessage {
             return only == route;
         }
         let held = match (times, self.kind) {
-            (Some(times), Some(kind)) => times.holds(route, kind, self.raised_at),
+            (Some(times), Some(kind)) => times.holds(route, kind, self.instance_id, self.raised_at),
             _ => false,
         };
         !held || (self.resolved_at.is_some() && self.reminded_on.iter().any(|r| r == route))

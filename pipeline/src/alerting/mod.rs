@@ -82,7 +82,7 @@ pub use message::{
     alert_subject, sign, verify, AlertMessage, OperationsMessage, DELIVERY_HEADER, EVENT_HEADER,
     OPERATIONS_SUBJECT, SIGNATURE_HEADER,
 };
-pub use quiet::{QuietHours, RouteTimes};
+pub use quiet::{MaintenanceWindow, QuietHours, RouteTimes, WindowTime};
 pub use routes::{
     host_of, redact_url, AlertRouteError, AlertRoutes, ChatRoute, PagerDutyRoute, Reminders,
     RetryPolicy, SmtpRelay, TenantRoutes, WebhookRoute, PAGERDUTY_EVENTS_URL, REMIND_LIMIT_HOURS,
@@ -654,8 +654,8 @@ impl Consumer for AlertDelivery {
         let delivery = Delivery::of_tenant(&message, &event.aggregate_id, event.sequence);
         let lease_until = self.lease_from(Utc::now());
         let routes = self.routes_for(&delivery.audience).into_iter();
-        let times = self.routes_of(&delivery.audience).map(|r| &r.times);
-        for route in routes.filter(|route| message.goes_to(route, times)) {
+        let times = self.routes_of(&delivery.audience).map(TenantRoutes::timing);
+        for route in routes.filter(|route| message.goes_to(route, times.as_ref())) {
             let pending = PendingDelivery {
                 instance_id: delivery.instance_id.clone(),
                 sequence: delivery.sequence,

@@ -148,6 +148,18 @@ pub struct TenantRoutes {
 pub const REMIND_LIMIT_HOURS: u32 = 720;
 
 impl TenantRoutes {
+    /// The section's timing with its configured routes named (what a maintenance window holds).
+    pub fn timing(&self) -> RouteTimes {
+        RouteTimes {
+            routes: ["webhook", "email", "slack", "teams", "pagerduty"]
+                .into_iter()
+                .filter(|name| self.has(name))
+                .map(str::to_owned)
+                .collect(),
+            ..self.times.clone()
+        }
+    }
+
     /// Whether the route `name` is configured here (NATS: by the pipeline, not per tenant).
     fn has(&self, name: &str) -> bool {
         match name {
@@ -237,7 +249,7 @@ impl AlertRoutes {
             self.tenants
                 .iter()
                 .filter(|(_, routes)| !routes.times.is_empty())
-                .map(|(tenant, routes)| (tenant.clone(), routes.times.clone()))
+                .map(|(tenant, routes)| (tenant.clone(), routes.timing()))
                 .collect(),
         )
     }

@@ -16,7 +16,8 @@ use restorable_domain::alert::{AlertCommand, AlertKind, AlertRaised};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::ladder::{FailureReason, Rung, Stage};
 use restorable_pipeline::alerting::{
-    AlertDelivery, AlertRoutes, QuietHours, RouteTimes, TenantRoutes, WebhookRoute, EVENT_HEADER,
+    AlertDelivery, AlertRoutes, MaintenanceWindow, QuietHours, RouteTimes, TenantRoutes,
+    WebhookRoute, WindowTime, EVENT_HEADER,
 };
 use restorable_pipeline::pipeline::Pipeline;
 use restorable_pipeline::read_model::ReadSide;
@@ -68,7 +69,17 @@ async fn raise_of(
     kind: AlertKind,
     raised_at: DateTime<Utc>,
 ) -> (InstanceId, String) {
-    let instance = InstanceId::random();
+    raise_on(pipeline, tenant, InstanceId::random(), kind, raised_at).await
+}
+
+/// Raises an alert of `kind` on `instance`, raised at `raised_at`; its instance and id.
+async fn raise_on(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    instance: InstanceId,
+    kind: AlertKind,
+    raised_at: DateTime<Utc>,
+) -> (InstanceId, String) {
     let command = AlertCommand::Raise(AlertRaised {
         alert_id: String::new(),
         kind,
@@ -383,5 +394,90 @@ async fn quiet_hours_hold_a_raise_until_they_end_and_urgent_kinds_go_at_once() {
             ("AlertReminded".to_owned(), held_id.clone()),
             ("AlertResolved".to_owned(), held_id),
         ]
+    );
+}
+
+/// A maintenance window of one instance holds its raises on every configured route, urgent
+/// kinds too, while the history records them; another instance's raise goes at once; when the
+/// window has ended, what is still open is caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_window_holds_its_instances_alerts_and_the_rest_go() {
+    let (url, received) = receiver().await;
+    let tenant = tenant();
+    let raised_at = Utc::now() - Duration::hours(2);
+    let migrated = InstanceId::random();
+    let routes = AlertRoutes {
+        tenants: HashMap::from([(
+            tenant.clone(),
+            TenantRoutes {
+                webhook: Some(WebhookRoute {
+                    url,
+                    secret: SecretString::from("whsec-window"),
+                }),
+                times: RouteTimes {
+                    urgent_kinds: vec![AlertKind::BackupFailed],
+                    windows: vec![MaintenanceWindow {
+                        instance: Some(migrated),
+                        when: WindowTime::Once {
+                            start: raised_at - Duration::minutes(10),
+                            end: raised_at + Duration::minutes(10),
+                        },
+                        reason: "PBX migration".into(),
+                    }],
+                    ..RouteTimes::default()
+                },
+                ..TenantRoutes::default()
+            },
+        )]),
+        ..AlertRoutes::default()
+    };
+    let (_dir, pipeline) = pipeline_with(routes).await;
+    let delivery = AlertDelivery::new(&pipeline).with_retry(quick_retries());
+    raise_on(
+        &pipeline,
+        &tenant,
+        migrated,
+        AlertKind::BackupFailed,
+        raised_at,
+    )
+    .await;
+    let (_, other_id) = raise_of(&pipeline, &tenant, AlertKind::BackupFailed, raised_at).await;
+    let end = deliver_after(&pipeline, &delivery, 0).await;
+    let seen = || {
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(event, body)| {
+                (
+                    event.clone(),
+                    body["alert_id"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seen(), vec![("AlertRaised".to_owned(), other_id.clone())]);
+    let recorded = pipeline
+        .store
+        .history("InstanceAlerts", &migrated.to_string())
+        .await
+        .expect("history");
+    assert_eq!(recorded.len(), 1, "the held alert is in the history");
+
+    let read = ReadSide::load(&pipeline.store).await.expect("load");
+    read.catch_up_and_store(&pipeline.store)
+        .await
+        .expect("fold");
+    read.sweep_reminders(&pipeline.store, &pipeline.settings.alert_routes.reminders())
+        .await
+        .expect("sweep");
+    deliver_after(&pipeline, &delivery, end).await;
+    assert_eq!(
+        seen(),
+        vec![
+            ("AlertRaised".to_owned(), other_id),
+            ("AlertReminded".to_owned(), format!("{migrated}-1")),
+        ],
+        "caught up once the window ended"
     );
 }

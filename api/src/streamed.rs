@@ -1,7 +1,7 @@
 //! Answers written as they are read, for lists that grow with history (`backups.csv`,
-//! `/api/v1/audit`): the rows come from the store a page at a time
-//! ([`RowPages`]) and go out as each page is read, so a request holds one page however long the
-//! history is.
+//! `alerts.csv`, `/api/v1/audit`, `/api/v1/alerts`): the rows come from the store a page at a
+//! time ([`RowPages`]) and go out as each page is read, so a request holds one page however long
+//! the history is.
 //!
 //! The first page is read before anything is sent: a store that fails at once gets a proper
 //! error status. A page that fails later cannot change the status any more; the body is cut

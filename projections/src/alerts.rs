@@ -110,7 +110,7 @@ impl AlertRow {
 }
 
 /// Resolved alerts held in memory at most, after [`AlertView::forget_resolved_beyond`]: the
-/// latest by resolution time (ties by id). About 12 MiB of rows.
+/// latest by resolution time (ties by id): a bound, whatever the years of history.
 pub const RESOLVED_HELD: usize = 20_000;
 
 /// The alert view, keyed by alert id.

@@ -60,8 +60,13 @@ async fn save_rows(world: &World, rows: &[ViewRow]) {
 }
 
 async fn get(world: &World, path: &str) -> reqwest::Response {
-    world
-        .http
+    get_with(&world.http, world, path).await
+}
+
+/// The same through `client` (a cut-short body leaves its connection unusable: the test that
+/// cuts one asks on fresh connections).
+async fn get_with(client: &reqwest::Client, world: &World, path: &str) -> reqwest::Response {
+    client
         .get(world.url(path))
         .bearer_auth(&world.acme.tokens[&Role::Viewer])
         .send()
@@ -148,6 +153,10 @@ async fn lists_are_whole_across_pages(world: World) {
 }
 
 async fn an_unreadable_row_fails_the_list(world: World) {
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
     let pages = usize::try_from(PAGE_ROWS).expect("page size");
     load_backup_rows(&world, true, pages + 5).await;
     let unreadable = |key: &str| ViewRow {
@@ -157,25 +166,33 @@ async fn an_unreadable_row_fails_the_list(world: World) {
         instance_id: Some(world.acme.instance.to_string()),
         doc: "{\"cycle_id\": \"not a row\"}".into(),
     };
-    // Last by key: read on a later page, after the status was sent.
+    // Last by key: read on a later page, once the status is on its way. The connection is cut:
+    // the client sees a broken body or, when the cut comes before the server flushed the head,
+    // a broken response; never a list that ends as if whole.
     save_rows(
         &world,
         &[unreadable("ffffffff-ffff-4fff-bfff-ffffffffffff")],
     )
     .await;
-    let response = get(&world, "/api/v1/export/backups.csv").await;
-    assert_eq!(response.status(), 200, "the first page was readable");
-    assert!(
-        response.bytes().await.is_err(),
-        "the body is cut short, not ended as if whole"
-    );
+    let cut = fresh
+        .get(world.url("/api/v1/export/backups.csv"))
+        .bearer_auth(&world.acme.tokens[&Role::Viewer])
+        .send()
+        .await;
+    if let Ok(response) = cut {
+        assert_eq!(response.status(), 200, "the first page was readable");
+        assert!(
+            response.bytes().await.is_err(),
+            "the body is cut short, not ended as if whole"
+        );
+    }
     // First by key: read before anything is sent.
     save_rows(
         &world,
         &[unreadable("00000000-0000-4000-8000-000000000000")],
     )
     .await;
-    let response = get(&world, "/api/v1/export/backups.csv").await;
+    let response = get_with(&fresh, &world, "/api/v1/export/backups.csv").await;
     assert_eq!(response.status(), 500);
     let body = response.text().await.expect("body");
     assert!(

@@ -604,7 +604,7 @@ fn each_aggregates_snapshot_version_is_pinned() {
     ];
     let pinned = [
         ("Instance", "1.fc2ec55f1d71ac6d"),
-        ("InstanceAlerts", "1.435ff5a09bc489b3"),
+        ("InstanceAlerts", "2.c9a2f580402cc3bf"),
         ("AuditTrail", "1.3cfd8226c340c265"),
         ("TenantKey", "1.3f3a5d9ddf7a32cf"),
         ("BackupCycle", "1.3c46e1d1b55fc8bc"),

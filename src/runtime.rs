@@ -14,6 +14,8 @@ use restorable_api::auth::Scope;
 use restorable_api::AppState;
 use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::ids::{InstanceId, TenantId};
+use restorable_pipeline::alerting::RetryPolicy;
+use restorable_pipeline::digest::DigestPlan;
 use restorable_pipeline::pipeline::{Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
 use restorable_pipeline::store::Store;
@@ -82,7 +84,8 @@ pub fn cancel_on_signal(shutdown: CancellationToken) {
 const STALE_SWEEP: Duration = Duration::from_secs(60);
 
 /// Starts the web UI and API in this process: loads the stored views, follows the log with the
-/// projector (which also sweeps for stale instances) and serves HTTP on `listen`; returns the
+/// projector (which also sweeps for stale instances and reminders), sends the daily digests
+/// ([`restorable_pipeline::digest`]) and serves HTTP on `listen`; returns the
 /// bound address. Both stop when `shutdown` is cancelled (joined through `tasks`).
 ///
 /// # Errors
@@ -100,6 +103,13 @@ pub async fn start_web(
         pipeline.store.clone(),
         STALE_SWEEP,
         pipeline.settings.alert_routes.reminders(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(restorable_pipeline::digest::run(
+        read.clone(),
+        pipeline.store.clone(),
+        DigestPlan::of(&pipeline.settings.alert_routes),
+        RetryPolicy::default(),
         shutdown.clone(),
     ));
     let listener = tokio::net::TcpListener::bind(listen)

@@ -14,6 +14,7 @@
 //!   each.
 //! - [`alerting`]: delivery of alerts to each tenant's routes — `routes` (configuration),
 //!   `message`, `webhook`, `email`, `nats`.
+//! - [`digest`]: each tenant's daily digest e-mail (open alerts, the day's failures).
 //! - [`operations_alerts`]: alerts about the service itself (dead letters, a held relay).
 //! - [`vault`]: the object store port — `local` (write-once directory), `s3` (Object Lock).
 //! - [`sealing`]: the key-sealing port — `local` (AES-256-GCM), `kms` (AWS KMS).
@@ -40,6 +41,7 @@ pub mod alerting;
 pub mod archive;
 mod aws;
 pub mod deadlines;
+pub mod digest;
 pub mod enrolment;
 pub mod error;
 pub mod evidence;

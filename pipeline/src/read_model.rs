@@ -10,14 +10,15 @@
 //! # Memory does not grow with history
 //! Memory holds ([`ReadModel`]) a fleet row per instance and, of the alerts, every open one and
 //! the [`RESOLVED_HELD`] most recently resolved (older resolved alerts are forgotten once their
-//! rows are stored, and read back by [`alert_list`]). The `backups` view (a row per cycle) and
-//! the `audit` view (a row per recorded action) live in the table alone: readers read them per
-//! request through indexed queries ([`backup_row`], [`backup_rows_of`]) or a page at a time
-//! ([`backup_pages`], [`audit_pages`]). The projector folds a cycle's event into that cycle's
+//! rows are stored, and read back by [`alert_list`]). The `backups` view (a row per cycle), the
+//! `audit` view (a row per recorded action) and the `failures` view (a row per failed cycle) live
+//! in the table alone: readers read them per request through indexed queries ([`backup_row`],
+//! [`backup_rows_of`]) or a page at a time ([`backup_pages`], [`audit_pages`],
+//! [`failure_pages`]). The projector folds a cycle's event into that cycle's
 //! row, which it holds in a cache of at most [`CACHED_CYCLES`] rows (least recently folded out
 //! first) or loads for the batch: the writer from the table (its rows are as of its own
 //! position), another process from the cycle's own few events in the log (its position runs
-//! ahead of the stored rows). An audit row is written once and never held. So, folding, a
+//! ahead of the stored rows). An audit or failures row is written once and never held. So, folding, a
 //! process holds the cache, one batch of [`BATCH`] events and the rows that batch touched; a
 //! writer stores them before it reads the next batch (rows whose write failed are written
 //! before anything more is folded).
@@ -38,6 +39,7 @@ use restorable_domain::ids::{CycleId, InstanceId};
 use restorable_projections::alerts::{AlertRow, AlertState, RESOLVED_HELD};
 use restorable_projections::audit::AuditRow;
 use restorable_projections::backups::BackupRow;
+use restorable_projections::failures::FailureRow;
 use restorable_projections::fleet::FleetView;
 use restorable_projections::model::{
     parse, ModelError, ReadModel, RowKey, StoredRow, MEMORY_VIEWS,
@@ -180,11 +182,15 @@ struct Unsaved {
     memory: HashSet<RowKey>,
     backups: HashSet<CycleId>,
     audit: Vec<AuditRow>,
+    failures: Vec<FailureRow>,
 }
 
 impl Unsaved {
     fn is_empty(&self) -> bool {
-        self.memory.is_empty() && self.backups.is_empty() && self.audit.is_empty()
+        self.memory.is_empty()
+            && self.backups.is_empty()
+            && self.audit.is_empty()
+            && self.failures.is_empty()
     }
 }
 
@@ -384,6 +390,7 @@ impl ReadSide {
                     work.unsaved.memory.extend(folded.memory);
                     work.unsaved.backups.extend(folded.backup);
                     work.unsaved.audit.extend(folded.audit);
+                    work.unsaved.failures.extend(folded.failure);
                 }
             }
             work.folded = last;
@@ -497,6 +504,7 @@ impl ReadSide {
                 .map(StoredRow::backup),
         );
         rows.extend(work.unsaved.audit.iter().map(StoredRow::audit));
+        rows.extend(work.unsaved.failures.iter().map(StoredRow::failure));
         rows
     }
 
@@ -863,6 +871,12 @@ pub fn backup_pages(store: &Store, tenant: Option<&str>) -> RowPages<BackupRow> 
 /// zero-padded log positions), a page at a time.
 pub fn audit_pages(store: &Store, tenant: Option<&str>) -> RowPages<AuditRow> {
     RowPages::new(store, "audit", tenant, KeyOrder::Descending)
+}
+
+/// Every failed cycle of one tenant or, with `None`, of all, newest first (keys are zero-padded
+/// log positions), a page at a time.
+pub fn failure_pages(store: &Store, tenant: Option<&str>) -> RowPages<FailureRow> {
+    RowPages::new(store, "failures", tenant, KeyOrder::Descending)
 }
 
 /// Every alert of one tenant or, with `None`, of all: those `read` holds, newest first (every

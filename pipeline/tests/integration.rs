@@ -14,6 +14,7 @@ mod integration {
     mod audit_evidence;
     mod bounded_views;
     mod chat_routes;
+    mod digest;
     mod evidence_faults;
     mod evidence_support;
     mod hostile_pbx;

@@ -9,12 +9,14 @@
 //!   version, retain-until, timings and failure.
 //! - [`alerts`]: the alert view — every alert with raise and resolve times.
 //! - [`audit`]: the audit view — every recorded API action with its actor.
-//! - [`model`]: all four together, as rows keyed for storage; fleet and alerts held in memory,
-//!   backups and audit folded one row at a time and kept in storage.
+//! - [`failures`]: the failures view — every failed cycle, in the order recorded.
+//! - [`model`]: all five together, as rows keyed for storage; fleet and alerts held in memory,
+//!   backups, audit and failures folded one row at a time and kept in storage.
 
 pub mod alerts;
 pub mod audit;
 pub mod backups;
+pub mod failures;
 pub mod fleet;
 pub mod model;
 

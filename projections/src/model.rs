@@ -2,9 +2,10 @@
 //! tenant (the API filters on it), and is stored as a JSON document.
 //!
 //! Only two views are held whole in memory ([`ReadModel`]): a fleet row per instance, and the
-//! alerts (a row per alert raised: it grows with failure episodes, not with cycles). The two that grow with history stay in storage: `backups`
+//! alerts (a row per alert raised: it grows with failure episodes, not with cycles). The three that grow with history stay in storage: `backups`
 //! (a row per cycle, a fold over that cycle's own few events: the projector passes in the row an
-//! event touches) and `audit` (a row per recorded action, written once). Folding an event returns
+//! event touches), `audit` (a row per recorded action, written once) and `failures` (a row per
+//! failed cycle, written once). Folding an event returns
 //! what it changed, so only those rows are written.
 
 use restorable_domain::ids::{CycleId, InstanceId};
@@ -14,11 +15,12 @@ use serde::Serialize;
 use crate::alerts::{AlertRow, AlertView};
 use crate::audit::AuditRow;
 use crate::backups::BackupRow;
+use crate::failures::FailureRow;
 use crate::fleet::{FleetRow, FleetView};
 use crate::AnyEvent;
 
 /// The name of each view in storage.
-pub const VIEWS: [&str; 4] = ["fleet", "backups", "alerts", "audit"];
+pub const VIEWS: [&str; 5] = ["fleet", "backups", "alerts", "audit", "failures"];
 
 /// The views held whole in memory (they grow with instances and alerts raised, not with cycles).
 pub const MEMORY_VIEWS: [&str; 2] = ["fleet", "alerts"];
@@ -41,6 +43,8 @@ pub struct Folded {
     pub backup: Option<CycleId>,
     /// The audit row the event recorded, if any.
     pub audit: Option<AuditRow>,
+    /// The failures row the event recorded (a cycle's `Failed`), if any.
+    pub failure: Option<FailureRow>,
 }
 
 /// A row ready to store: view, key, tenant, instance, JSON document.
@@ -109,6 +113,17 @@ impl StoredRow {
             doc: doc(row),
         }
     }
+
+    /// A failures row, keyed by its position zero-padded (keys sort in log order).
+    pub fn failure(row: &FailureRow) -> Self {
+        StoredRow {
+            view: "failures",
+            key: format!("{:020}", row.position),
+            tenant_id: row.tenant_id.to_string(),
+            instance_id: Some(row.instance_id.to_string()),
+            doc: doc(row),
+        }
+    }
 }
 
 /// Why saved rows could not be loaded.
@@ -169,6 +184,9 @@ impl ReadModel {
                     *backup = Some(BackupRow::started(started));
                 } else if let Some(row) = backup.as_mut() {
                     row.apply(e);
+                    if matches!(e, restorable_domain::cycle::BackupCycleEvent::Failed(_)) {
+                        folded.failure = FailureRow::of(position, row);
+                    }
                 }
                 owner = backup.as_ref().map(|r| r.instance_id);
                 folded.backup = backup.as_ref().map(|r| r.cycle_id);

@@ -61,6 +61,8 @@ pub(super) struct FileAlertRoute {
     /// Maintenance windows: failures are recorded, not sent.
     #[serde(default)]
     maintenance: Vec<FileWindow>,
+    /// The hour (UTC) the daily digest is e-mailed to `email_to`.
+    digest_hour: Option<u32>,
 }
 
 /// One maintenance window: `start` and `end` (RFC 3339) once, or `weekly = "sun 02:00"` (UTC)
@@ -206,6 +208,7 @@ fn section_routes(
                 .collect::<Result<_>>()?,
             routes: Vec::new(),
         },
+        digest_hour: route.digest_hour,
     })
 }
 
@@ -318,6 +321,18 @@ email_to = ["noc@globex.example"]
             file.console_url.as_ref(),
             &fake_env,
         )
+    }
+
+    #[test]
+    fn a_digest_hour_is_read_for_its_tenant() {
+        let routes = routes_from(
+            "[smtp]\nhost = \"127.0.0.1\"\nfrom = \"a@b.example\"\nstarttls = false\n\
+             [alert_routes.acme]\nemail_to = [\"ops@acme.example\"]\ndigest_hour = 0\n\
+             [alert_routes.globex]\nemail_to = [\"noc@globex.example\"]\n",
+        )
+        .expect("valid");
+        let hour = |slug: &str| routes.tenants[&TenantId::new(slug).expect("slug")].digest_hour;
+        assert_eq!((hour("acme"), hour("globex")), (Some(0), None));
     }
 
     #[test]
@@ -526,6 +541,18 @@ email_to = ["noc@globex.example"]
             (
                 "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\nmaintenance = [{ weekly = \"sun 02:00\", hours = 2, instance = \"hq\" }]\n",
                 "not an instance id",
+            ),
+            (
+                "[alert_routes.acme]\nslack_webhook_env = \"TEST_SLACK_URL\"\ndigest_hour = 7\n",
+                "alert_routes.acme.digest_hour: the digest is e-mailed: set email_to too",
+            ),
+            (
+                "[smtp]\nhost = \"127.0.0.1\"\nfrom = \"a@b.example\"\nstarttls = false\n[alert_routes.acme]\nemail_to = [\"ops@acme.example\"]\ndigest_hour = 24\n",
+                "alert_routes.acme.digest_hour: 24: expected an hour of the day",
+            ),
+            (
+                "[smtp]\nhost = \"127.0.0.1\"\nfrom = \"a@b.example\"\nstarttls = false\n[operations_alerts]\nemail_to = [\"ops@example.com\"]\ndigest_hour = 7\n",
+                "operations_alerts.digest_hour",
             ),
         ];
         for (text, named) in cases {

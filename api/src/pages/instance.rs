@@ -167,7 +167,8 @@ pub(super) async fn instance_page(
 }
 
 /// How the instance's alerts are routed in time: its maintenance windows (its own and its
-/// tenant's; which is in effect now), and its tenant's quiet hours and reminders per route.
+/// tenant's; which is in effect now), its tenant's quiet hours and reminders per route, and
+/// when its tenant's daily digest goes.
 fn timing(state: &Shared, tenant: &TenantId, instance: InstanceId) -> Vec<String> {
     let Some(routes) = state.pipeline.settings.alert_routes.tenants.get(tenant) else {
         return Vec::new();
@@ -207,6 +208,11 @@ fn timing(state: &Shared, tenant: &TenantId, instance: InstanceId) -> Vec<String
     for (route, hours) in &times.remind_every_hours {
         lines.push(format!(
             "Reminders on {route}: every {hours} h while open and not taken on"
+        ));
+    }
+    if let Some(hour) = routes.digest_hour {
+        lines.push(format!(
+            "Daily digest: e-mailed at {hour:02}:00 UTC (open alerts, failures of the last 24 h)"
         ));
     }
     lines

@@ -267,6 +267,7 @@ async fn the_instance_page_shows_its_windows_quiet_hours_and_reminders() {
                     ],
                     routes: Vec::new(),
                 },
+                digest_hour: Some(7),
                 ..TenantRoutes::default()
             },
         )]),
@@ -300,6 +301,10 @@ async fn the_instance_page_shows_its_windows_quiet_hours_and_reminders() {
     assert!(!page.contains("another PBX"), "another instance's window");
     assert!(page.contains("Quiet hours on email: 22:00-07:00 UTC (except Backup Failed)"));
     assert!(page.contains("Reminders on email: every 24 h"));
+    assert!(
+        page.contains("Daily digest: e-mailed at 07:00 UTC"),
+        "{page}"
+    );
     // Globex has no routes: no section.
     let globex = world
         .http

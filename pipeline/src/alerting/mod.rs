@@ -67,7 +67,7 @@
 //! - [`webhook`], [`email`], [`slack`], [`teams`], [`pagerduty`], [`nats`]: one file per route.
 
 mod card;
-mod email;
+pub mod email;
 pub mod message;
 mod nats;
 mod pagerduty;
@@ -78,6 +78,7 @@ mod slack;
 mod teams;
 mod webhook;
 
+pub use email::{send_letter, Letter};
 pub use message::{
     alert_subject, sign, verify, AlertMessage, OperationsMessage, DELIVERY_HEADER, EVENT_HEADER,
     OPERATIONS_SUBJECT, SIGNATURE_HEADER,

@@ -142,6 +142,9 @@ pub struct TenantRoutes {
     /// Reminder intervals (1 to [`REMIND_LIMIT_HOURS`]), quiet hours and urgent kinds, per
     /// route ([`RouteTimes`]).
     pub times: RouteTimes,
+    /// The hour (UTC, 0 to 23) the tenant's daily digest is e-mailed to [`Self::email_to`]
+    /// ([`crate::digest`]); none without it.
+    pub digest_hour: Option<u32>,
 }
 
 /// The longest reminder interval, in hours (30 days).
@@ -329,6 +332,24 @@ impl AlertRoutes {
 
     /// Checks one set of routes, its settings named under `section`.
     fn check_routes(&self, section: &str, routes: &TenantRoutes) -> Result<(), AlertRouteError> {
+        if let Some(hour) = routes.digest_hour {
+            let what = format!("{section}.digest_hour");
+            if section == "operations_alerts" {
+                return Err(invalid(
+                    what,
+                    "a digest is a tenant's: set it in [alert_routes.<tenant>]",
+                ));
+            }
+            if hour > 23 {
+                return Err(invalid(
+                    what,
+                    format!("{hour}: expected an hour of the day, 0 to 23 (UTC)"),
+                ));
+            }
+            if routes.email_to.is_empty() {
+                return Err(invalid(what, "the digest is e-mailed: set email_to too"));
+            }
+        }
         for route in routes.times.quiet_hours.keys() {
             if !routes.has(route) {
                 return Err(invalid(

@@ -132,6 +132,7 @@ fn the_webhook_secret_is_not_in_debug_output() {
                     events_url: PAGERDUTY_EVENTS_URL.into(),
                 }),
                 times: RouteTimes::default(),
+                digest_hour: None,
             },
         )]),
         operations: None,

@@ -49,6 +49,7 @@ mod chain;
 mod checkpoints;
 mod dead_letters;
 mod deliveries;
+mod digests;
 mod leases;
 mod log;
 pub mod migrations;

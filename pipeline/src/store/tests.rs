@@ -296,6 +296,70 @@ async fn pending_deliveries_are_leased_taken_over_and_ended(#[case] postgres: bo
 #[case::sqlite(false)]
 #[case::postgres(true)]
 #[tokio::test]
+async fn a_days_digest_is_claimed_by_one_given_back_on_failure_and_never_claimed_once_sent(
+    #[case] postgres: bool,
+) {
+    let place = Place::new(postgres).await;
+    let store = place.open().await;
+    let other = place.open().await;
+    let tenant = format!("acme-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let day = "2026-11-28";
+    assert!(store
+        .claim_digest(&tenant, day, 1_000, 5_000)
+        .await
+        .expect("claim"));
+    assert!(
+        !other
+            .claim_digest(&tenant, day, 2_000, 6_000)
+            .await
+            .expect("claim"),
+        "claimed and leased: not claimed again"
+    );
+    assert!(
+        other
+            .claim_digest(&tenant, "2026-11-29", 2_000, 6_000)
+            .await
+            .expect("claim"),
+        "another day is another digest"
+    );
+    store.release_digest(&tenant, day).await.expect("release");
+    assert!(
+        other
+            .claim_digest(&tenant, day, 2_000, 6_000)
+            .await
+            .expect("claim"),
+        "a failed send's claim is given back"
+    );
+    assert!(
+        store
+            .claim_digest(&tenant, day, 6_001, 9_000)
+            .await
+            .expect("claim"),
+        "a claim whose lease ran out (its process stopped) is taken over"
+    );
+    assert_eq!(
+        store.digest_sent_at(&tenant, day).await.expect("read"),
+        None
+    );
+    store.digest_sent(&tenant, day, 7_000).await.expect("sent");
+    assert_eq!(
+        store.digest_sent_at(&tenant, day).await.expect("read"),
+        Some(7_000)
+    );
+    store.release_digest(&tenant, day).await.expect("release");
+    assert!(
+        !other
+            .claim_digest(&tenant, day, 99_000, 100_000)
+            .await
+            .expect("claim"),
+        "a sent digest is never claimed again, leased or not"
+    );
+}
+
+#[rstest]
+#[case::sqlite(false)]
+#[case::postgres(true)]
+#[tokio::test]
 async fn events_get_global_positions_and_survive_reopen(#[case] postgres: bool) {
     let place = Place::new(postgres).await;
     let store = place.open().await;

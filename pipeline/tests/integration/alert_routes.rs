@@ -368,15 +368,16 @@ async fn a_webhook_that_refuses_with_a_4xx_is_not_retried() {
 // (b) e-mail
 
 #[derive(Clone, Debug, Default)]
-struct Mail {
-    mail_from: String,
-    recipients: Vec<String>,
-    data: String,
+pub(super) struct Mail {
+    pub(super) mail_from: String,
+    pub(super) recipients: Vec<String>,
+    /// Headers and body, lines joined by `\n`.
+    pub(super) data: String,
 }
 
 /// Speaks enough SMTP to take messages: 220, EHLO/HELO 250, MAIL/RCPT 250, DATA 354 ... "." 250,
 /// QUIT 221.
-async fn smtp_sink() -> (u16, Arc<Mutex<Vec<Mail>>>) {
+pub(super) async fn smtp_sink() -> (u16, Arc<Mutex<Vec<Mail>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
     let mails = Arc::new(Mutex::new(Vec::new()));

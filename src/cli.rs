@@ -604,6 +604,10 @@ pub struct EnrolArgs {
     /// Restore-test when the last Restore-Tested copy is at least this many hours old.
     #[arg(long, default_value_t = 7 * 24)]
     pub restore_max_age_hours: u32,
+    /// The restore-time target in minutes (1 to 1440): a restore test that takes longer raises
+    /// a "Restore Slow" alert, resolved by a later one within it.
+    #[arg(long, default_value_t = 15)]
+    pub restore_target_minutes: u32,
     /// Allow plain http to a PBX that is not on a loopback address (the tenant's backup
     /// password then crosses the network in clear; the instance page warns). Without it, a
     /// PBX URL must be https, or http to localhost / 127.0.0.0/8 / ::1.

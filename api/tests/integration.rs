@@ -15,6 +15,7 @@ mod integration {
     mod certificates;
     mod client_rules;
     mod fleet_page;
+    mod instance_charts;
     mod instance_endpoint;
     mod live;
     mod openapi;

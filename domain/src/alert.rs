@@ -9,6 +9,7 @@
 //! | Backup Failed | a cycle fails | a *later* cycle ends without failure at Verified or above; a Restore-Tested failure only by a later cycle that ends Restore-Tested |
 //! | Backup Stale | no copy reached Secured within twice the interval | a later copy reaches Secured |
 //! | Verify Stale | copies are Secured but none reached Verified within twice the interval (not while Backup Stale or Backup Failed is open) | a later copy reaches Verified |
+//! | Restore Slow | a restore test took longer than the instance's restore-time target (`RestorePolicy::target_minutes`) | a later restore test within the target ([`AlertCommand::ResolveKind`]) |
 //!
 //! "Later" is the position in the event log, never a wall clock: every alert keeps the log
 //! position of what raised it, and only an event further on in the log resolves it — so a
@@ -46,21 +47,25 @@ pub enum AlertKind {
     BackupStale,
     /// Copies are Secured but none reached Verified within the expected interval.
     VerifyStale,
+    /// A restore test took longer than the instance's restore-time target.
+    RestoreSlow,
 }
 
 impl AlertKind {
-    /// The title people see: `Backup Failed`, `Backup Stale` or `Verify Stale`.
+    /// The title people see: `Backup Failed`, `Backup Stale`, `Verify Stale`, `Restore Slow`.
     pub fn title(self) -> &'static str {
         match self {
             AlertKind::BackupFailed => "Backup Failed",
             AlertKind::BackupStale => "Backup Stale",
             AlertKind::VerifyStale => "Verify Stale",
+            AlertKind::RestoreSlow => "Restore Slow",
         }
     }
 
     /// Whether a copy that reached `reached` recovers the instance from this kind of alert,
     /// for an alert raised by a failure at `stage`; `ended`: the copy's cycle ended there
-    /// without failure (a copy still climbing recovers only the stale kinds).
+    /// without failure (a copy still climbing recovers only the stale kinds). No rung recovers
+    /// a Restore Slow: only a restore test within the target ([`AlertCommand::ResolveKind`]).
     pub fn recovered_by(self, stage: Option<Stage>, reached: Rung, ended: bool) -> bool {
         match self {
             AlertKind::BackupFailed if stage == Some(Stage::RestoreTest) => {
@@ -69,6 +74,7 @@ impl AlertKind {
             AlertKind::BackupFailed => ended && reached >= Rung::Verified,
             AlertKind::BackupStale => reached >= Rung::Secured,
             AlertKind::VerifyStale => reached >= Rung::Verified,
+            AlertKind::RestoreSlow => false,
         }
     }
 }
@@ -211,6 +217,19 @@ pub enum AlertCommand {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The condition of `kind` ended, told by the event at log `position` (of `cycle_id`):
+    /// resolves the open alert of that kind if it was raised earlier in the log (a Restore
+    /// Slow by a restore test within the target).
+    ResolveKind {
+        /// The kind whose condition ended.
+        kind: AlertKind,
+        /// The cycle that shows it.
+        cycle_id: CycleId,
+        /// The log position of the event that says so.
+        position: i64,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Acknowledge the open alert `alert_id` (see the module's "Lifecycle").
     Acknowledge {
         /// The alert.
@@ -336,6 +355,28 @@ impl InstanceAlerts {
             .find(|a| a.alert_id == alert_id)
             .ok_or_else(|| AlertError::NotOpen(alert_id.to_owned()))
     }
+
+    /// Resolves each of `due`, recovered by `cycle_id` at `at`.
+    async fn resolve_all(
+        &mut self,
+        due: Vec<OpenAlert>,
+        cycle_id: CycleId,
+        at: DateTime<Utc>,
+        sink: &EventSink<Self>,
+    ) {
+        for alert in due {
+            sink.write(
+                AlertEvent::AlertResolved(AlertResolved {
+                    alert_id: alert.alert_id,
+                    kind: alert.kind,
+                    resolved_by: cycle_id,
+                    resolved_at: at,
+                }),
+                self,
+            )
+            .await;
+        }
+    }
 }
 
 /// A note as kept: trimmed; refused if too long or with control characters.
@@ -389,18 +430,21 @@ impl Aggregate for InstanceAlerts {
                     .filter(|a| a.kind.recovered_by(a.stage, reached, ended))
                     .cloned()
                     .collect();
-                for alert in due {
-                    sink.write(
-                        AlertEvent::AlertResolved(AlertResolved {
-                            alert_id: alert.alert_id,
-                            kind: alert.kind,
-                            resolved_by: cycle_id,
-                            resolved_at: at,
-                        }),
-                        self,
-                    )
-                    .await;
-                }
+                self.resolve_all(due, cycle_id, at, sink).await;
+            }
+            AlertCommand::ResolveKind {
+                kind,
+                cycle_id,
+                position,
+                at,
+            } => {
+                let due: Vec<OpenAlert> = self
+                    .open
+                    .iter()
+                    .filter(|a| a.position < position && a.kind == kind)
+                    .cloned()
+                    .collect();
+                self.resolve_all(due, cycle_id, at, sink).await;
             }
             AlertCommand::Acknowledge {
                 alert_id,
@@ -977,5 +1021,62 @@ mod tests {
             .given(vec![raised, acknowledged])
             .when(catch_up(1))
             .then_expect_events(vec![]);
+    }
+
+    fn slow(position: i64) -> AlertRaised {
+        AlertRaised {
+            kind: AlertKind::RestoreSlow,
+            stage: Some(Stage::RestoreTest),
+            reason: None,
+            position,
+            ..failed(&first_id())
+        }
+    }
+
+    #[test]
+    fn restore_slow_ends_only_by_a_later_restore_within_the_target() {
+        let raised = AlertEvent::AlertRaised(slow(10));
+        // No rung recovers it, not even a later Restore-Tested cycle.
+        Given::with(())
+            .given(vec![raised.clone()])
+            .when(resolve(later_cycle(), Rung::RestoreTested, true, 20))
+            .then_expect_events(vec![]);
+        // A restore within the target told earlier in the log, or of another kind: nothing.
+        for (kind, position) in [(AlertKind::RestoreSlow, 9), (AlertKind::BackupFailed, 20)] {
+            Given::with(())
+                .given(vec![raised.clone()])
+                .when(AlertCommand::ResolveKind {
+                    kind,
+                    cycle_id: later_cycle(),
+                    position,
+                    at: examples::at(),
+                })
+                .then_expect_events(vec![]);
+        }
+        let within = later_cycle();
+        Given::with(())
+            .given(vec![raised])
+            .when(AlertCommand::ResolveKind {
+                kind: AlertKind::RestoreSlow,
+                cycle_id: within,
+                position: 20,
+                at: examples::at(),
+            })
+            .then_expect_events(vec![resolved(AlertKind::RestoreSlow, within)]);
+    }
+
+    #[test]
+    fn a_restore_slow_beside_an_open_backup_failed_is_its_own_alert() {
+        let slow_cycle = later_cycle();
+        let mut second = slow(12);
+        second.alert_id = String::new();
+        let mut expected = slow(12);
+        expected.alert_id = format!("{}-2", examples::started().instance_id);
+        second.cycle_id = Some(slow_cycle);
+        expected.cycle_id = Some(slow_cycle);
+        Given::with(())
+            .given(vec![AlertEvent::AlertRaised(failed(&first_id()))])
+            .when(AlertCommand::Raise(second))
+            .then_expect_events(vec![AlertEvent::AlertRaised(expected)]);
     }
 }

@@ -53,6 +53,17 @@ pub struct RestorePolicy {
     pub every_nth_verified: u32,
     /// Restore-test when the last Restore-Tested copy is at least this old.
     pub max_age_hours: u32,
+    /// The restore-time target in minutes: a restore test that takes longer raises "Restore
+    /// Slow" (15 in instances enrolled before the field existed).
+    #[serde(default = "default_target_minutes")]
+    pub target_minutes: u32,
+}
+
+/// The default restore-time target, in minutes.
+pub const DEFAULT_RESTORE_TARGET_MINUTES: u32 = 15;
+
+fn default_target_minutes() -> u32 {
+    DEFAULT_RESTORE_TARGET_MINUTES
 }
 
 impl Default for RestorePolicy {
@@ -60,6 +71,7 @@ impl Default for RestorePolicy {
         Self {
             every_nth_verified: 7,
             max_age_hours: 7 * 24,
+            target_minutes: DEFAULT_RESTORE_TARGET_MINUTES,
         }
     }
 }
@@ -231,7 +243,13 @@ pub enum InstanceError {
     /// The schedule interval must be at least one minute.
     #[error("the schedule interval must be at least one minute")]
     InvalidSchedule,
+    /// The restore-time target must be 1 to [`RESTORE_TARGET_LIMIT_MINUTES`] minutes.
+    #[error("the restore-time target must be 1 to {RESTORE_TARGET_LIMIT_MINUTES} minutes")]
+    InvalidRestoreTarget,
 }
+
+/// The longest restore-time target, in minutes (a day).
+pub const RESTORE_TARGET_LIMIT_MINUTES: u32 = 24 * 60;
 
 /// State of one instance, rebuilt from its events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -364,6 +382,10 @@ impl Aggregate for Instance {
                 if enrol.schedule.interval_minutes == 0 {
                     return Err(InstanceError::InvalidSchedule);
                 }
+                let target = enrol.restore_policy.target_minutes;
+                if !(1..=RESTORE_TARGET_LIMIT_MINUTES).contains(&target) {
+                    return Err(InstanceError::InvalidRestoreTarget);
+                }
                 match &self.enrolled {
                     None => Some(InstanceEvent::InstanceEnrolled(enrol)),
                     Some(existing)
@@ -473,6 +495,7 @@ mod tests {
             restore_policy: RestorePolicy {
                 every_nth_verified: 3,
                 max_age_hours: 48,
+                target_minutes: 30,
             },
             allow_insecure_http: false,
             enrolled_at: at(),
@@ -563,6 +586,31 @@ mod tests {
             .when(C::Enrol(bad))
             .inspect_result();
         assert_eq!(result, Err(InstanceError::InvalidSchedule));
+    }
+
+    #[test]
+    fn a_restore_target_of_zero_or_over_a_day_is_refused() {
+        for minutes in [0, RESTORE_TARGET_LIMIT_MINUTES + 1] {
+            let mut bad = enrolled();
+            bad.restore_policy.target_minutes = minutes;
+            let result = Given::with(())
+                .given_no_previous_events()
+                .when(C::Enrol(bad))
+                .inspect_result();
+            assert_eq!(
+                result,
+                Err(InstanceError::InvalidRestoreTarget),
+                "{minutes}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_enrolment_stored_before_the_restore_target_existed_reads_as_fifteen_minutes() {
+        let policy: RestorePolicy =
+            serde_json::from_str(r#"{"every_nth_verified": 7, "max_age_hours": 168}"#)
+                .expect("an old policy parses");
+        assert_eq!(policy.target_minutes, DEFAULT_RESTORE_TARGET_MINUTES);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub async fn run(args: EnrolArgs) -> Result<ExitCode> {
             restore_policy: RestorePolicy {
                 every_nth_verified: args.restore_every,
                 max_age_hours: args.restore_max_age_hours,
+                target_minutes: args.restore_target_minutes,
             },
         },
         &options,

@@ -1,5 +1,5 @@
 //! An instance's Backups tab (`/instances/{id}`): its status, its PBX origin and every change
-//! of it, the ladder of each copy with its failure, download and reveal; the administrators'
+//! of it, charts of restore duration and backup size over time ([`super::chart`]), the ladder of each copy with its failure, download and reveal; the administrators'
 //! stop, resume and back-up-now form (`/instances/{id}/action`), and the owners' password
 //! reveal (`/cycles/{id}/reveal`, audited).
 
@@ -14,6 +14,7 @@ use restorable_projections::backups::BackupRow;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use super::chart::{backup_sizes, restore_durations, Chart, CHART_POINTS};
 use super::layout::{
     html, ladder, page_error, redirect, time, Badge, Nav, PageForm, RungMark, Visitor,
 };
@@ -39,6 +40,9 @@ struct InstancePage<'a> {
     /// Maintenance windows, quiet hours and reminders that apply to its alerts.
     timing: Vec<String>,
     admin: Option<Toggle>,
+    /// Restore duration and backup size over time (those with points).
+    charts: Vec<Chart>,
+    chart_points: usize,
     backups: Vec<CopyLine>,
 }
 
@@ -162,6 +166,11 @@ pub(super) async fn instance_page(
         endpoint: endpoint(&state, &id).await,
         timing: timing(&state, &row.tenant_id, row.instance_id),
         admin,
+        charts: [restore_durations(&backups), backup_sizes(&backups)]
+            .into_iter()
+            .flatten()
+            .collect(),
+        chart_points: CHART_POINTS,
         backups: backups.iter().map(|b| CopyLine::of(b, &who)).collect(),
     })
 }

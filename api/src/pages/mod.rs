@@ -14,6 +14,7 @@
 
 mod alerts;
 mod certificate;
+mod chart;
 mod fleet;
 mod instance;
 mod layout;

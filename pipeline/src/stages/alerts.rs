@@ -6,7 +6,9 @@
 //! has one alert, open, however many cycles fail. The aggregate raises a kind only once while
 //! it is open, so a cycle failing again and again (or a redelivered event) raises nothing more.
 //! Every command carries its event's log position: only what comes later in the log resolves
-//! an alert. Stale instances are raised by the projector's sweep ([`raise_stale`]). Delivering
+//! an alert. A restore test slower than its instance's target (`RestorePolicy::target_minutes`)
+//! raises "Restore Slow"; one within the target resolves it ([`restore_timed`]). Stale instances
+//! are raised by the projector's sweep ([`raise_stale`]). Delivering
 //! alerts to their routes is another consumer's job ([`crate::alerting`]), so a slow
 //! webhook never holds up the ladder.
 
@@ -15,7 +17,7 @@ use chrono::{DateTime, Utc};
 use restorable_domain::alert::{AlertCommand, AlertKind, AlertRaised};
 use restorable_domain::cycle::{BackupCycle, BackupCycleEvent};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
-use restorable_domain::instance::InstanceEvent;
+use restorable_domain::instance::{Instance, InstanceEvent, RestorePolicy};
 use restorable_domain::ladder::Rung;
 
 use super::is_cycle_event;
@@ -89,11 +91,17 @@ impl Consumer for AlertsStage {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["Failed", "Secured", "Verified", "CycleClosed"]
+        &[
+            "Failed",
+            "Secured",
+            "Verified",
+            "RestoreTested",
+            "CycleClosed",
+        ]
     }
 
     fn wants(&self, event: &LoggedEvent) -> bool {
-        ["Failed", "Secured", "Verified"]
+        ["Failed", "Secured", "Verified", "RestoreTested"]
             .iter()
             .any(|t| is_cycle_event(event, t))
             || (event.aggregate_type == "Instance" && event.event_type == "CycleClosed")
@@ -152,9 +160,68 @@ impl Consumer for AlertsStage {
                 );
                 store.alerts(&instance, resolve).await
             }
+            BackupCycleEvent::RestoreTested(tested) => {
+                let enrolled = store.load::<Instance>(&instance).await?.enrolled;
+                let policy = enrolled.map(|e| e.restore_policy).unwrap_or_default();
+                let command = restore_timed(
+                    &started.tenant_id,
+                    started.instance_id,
+                    started.cycle_id,
+                    &policy,
+                    tested.duration_ms,
+                    &event,
+                    tested.restore_tested_at,
+                );
+                store.alerts(&instance, command).await
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// What a restore test of `cycle_id` that took `duration_ms` (told by `event`) says of the
+/// instance's restore-time target: over it, raise "Restore Slow"; within it, resolve one.
+fn restore_timed(
+    tenant: &TenantId,
+    instance: InstanceId,
+    cycle_id: CycleId,
+    policy: &RestorePolicy,
+    duration_ms: u64,
+    event: &LoggedEvent,
+    at: DateTime<Utc>,
+) -> AlertCommand {
+    let target_ms = u64::from(policy.target_minutes) * 60_000;
+    if duration_ms <= target_ms {
+        return AlertCommand::ResolveKind {
+            kind: AlertKind::RestoreSlow,
+            cycle_id,
+            position: event.position,
+            at,
+        };
+    }
+    tracing::warn!(%tenant, %instance, duration_ms, target_minutes = policy.target_minutes, "Restore Slow");
+    AlertCommand::Raise(AlertRaised {
+        alert_id: String::new(),
+        kind: AlertKind::RestoreSlow,
+        tenant_id: tenant.clone(),
+        instance_id: instance,
+        cycle_id: Some(cycle_id),
+        stage: Some(restorable_domain::ladder::Stage::RestoreTest),
+        reason: None,
+        detail: format!(
+            "the restore test took {}, over the {}-minute target",
+            minutes_and_seconds(duration_ms),
+            policy.target_minutes
+        ),
+        raised_at: at,
+        position: event.position,
+    })
+}
+
+/// `61500` → `1 min 1 s`.
+fn minutes_and_seconds(ms: u64) -> String {
+    let seconds = ms / 1000;
+    format!("{} min {} s", seconds / 60, seconds % 60)
 }
 
 /// A copy of `cycle_id` reached `reached` (its cycle may still fail later), told by `event`.

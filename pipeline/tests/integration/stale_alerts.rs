@@ -407,3 +407,108 @@ async fn secured_copies_never_verified_raise_verify_stale_once_until_one_is_veri
     read.catch_up_and_store(store).await.expect("fold");
     assert_eq!(alerts(&read), vec![(AlertKind::VerifyStale, false)]);
 }
+
+/// A cycle of `instance` restore-tested now in `duration_ms`.
+async fn restore_tested_cycle(
+    pipeline: &Pipeline,
+    tenant: &TenantId,
+    instance: InstanceId,
+    duration_ms: u64,
+) -> CycleId {
+    let cycle = secured_cycle(pipeline, tenant, instance).await;
+    for command in [
+        BackupCycleCommand::RecordVerified(examples::verified()),
+        BackupCycleCommand::RecordRestoreTested(restorable_domain::cycle::RestoreTested {
+            duration_ms,
+            restore_tested_at: Utc::now(),
+            ..examples::restore_tested()
+        }),
+    ] {
+        pipeline
+            .store
+            .cycle(&cycle.to_string(), command)
+            .await
+            .expect("climb");
+    }
+    cycle
+}
+
+/// The RTO: a restore test over the instance's target (15 minutes by default) raises one
+/// Restore Slow however often it is delivered or repeated; a Verified or Restore-Tested cycle
+/// over the target resolves nothing; one within the target resolves it.
+#[tokio::test]
+async fn a_restore_over_its_target_raises_restore_slow_until_one_within_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = Pipeline::embedded(dir.path(), Settings::default())
+        .await
+        .expect("pipeline");
+    let (tenant, instance) = enrol_hq(&pipeline, Utc::now() - Duration::hours(2)).await;
+    let history = |pipeline: &Pipeline| {
+        let pipeline = pipeline.clone();
+        async move {
+            pipeline
+                .store
+                .history("InstanceAlerts", &instance.to_string())
+                .await
+                .expect("alert history")
+                .into_iter()
+                .map(|e| {
+                    let payload: serde_json::Value =
+                        serde_json::from_str(&e.payload).expect("json");
+                    let inner = &payload[&e.event_type];
+                    (
+                        e.event_type.clone(),
+                        inner["kind"].as_str().unwrap_or_default().to_owned(),
+                        inner["detail"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let within = 15 * 60_000;
+    let fast = restore_tested_cycle(&pipeline, &tenant, instance, within).await;
+    deliver_twice(&pipeline, fast).await;
+    assert!(
+        history(&pipeline).await.is_empty(),
+        "exactly on target: no alert"
+    );
+
+    let slow = restore_tested_cycle(&pipeline, &tenant, instance, within + 63_000).await;
+    deliver_twice(&pipeline, slow).await;
+    let slower = restore_tested_cycle(&pipeline, &tenant, instance, 40 * 60_000).await;
+    deliver_twice(&pipeline, slower).await;
+    let verified = secured_cycle(&pipeline, &tenant, instance).await;
+    pipeline
+        .store
+        .cycle(
+            &verified.to_string(),
+            BackupCycleCommand::RecordVerified(examples::verified()),
+        )
+        .await
+        .expect("verify");
+    deliver_twice(&pipeline, verified).await;
+    assert_eq!(
+        history(&pipeline).await,
+        vec![(
+            "AlertRaised".to_owned(),
+            "restore_slow".to_owned(),
+            "the restore test took 16 min 3 s, over the 15-minute target".to_owned()
+        )],
+        "one alert for the slow restores; a copy that climbs resolves nothing"
+    );
+
+    let recovered = restore_tested_cycle(&pipeline, &tenant, instance, 60_000).await;
+    deliver_twice(&pipeline, recovered).await;
+    let kinds: Vec<(String, String)> = history(&pipeline)
+        .await
+        .into_iter()
+        .map(|(event, kind, _)| (event, kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("AlertRaised".to_owned(), "restore_slow".to_owned()),
+            ("AlertResolved".to_owned(), "restore_slow".to_owned()),
+        ]
+    );
+}

@@ -603,8 +603,8 @@ fn each_aggregates_snapshot_version_is_pinned() {
         (BackupCycle::TYPE, BackupCycle::snapshot_version()),
     ];
     let pinned = [
-        ("Instance", "1.fc2ec55f1d71ac6d"),
-        ("InstanceAlerts", "2.c9a2f580402cc3bf"),
+        ("Instance", "1.7798fc17e177b1b7"),
+        ("InstanceAlerts", "2.7658abaaf963ea3b"),
         ("AuditTrail", "1.3cfd8226c340c265"),
         ("TenantKey", "1.3f3a5d9ddf7a32cf"),
         ("BackupCycle", "1.3c46e1d1b55fc8bc"),

@@ -72,7 +72,16 @@ pub fn fleet_entries(
     who: &Principal,
     filter: &FleetFilter,
 ) -> Result<Vec<FleetEntry>, ApiError> {
-    Ok(fleet_window(state, who, filter, 0, usize::MAX)?.entries)
+    Ok(fleet_window(state, who, filter, FleetOrder::Listed, 0, usize::MAX)?.entries)
+}
+
+/// The order of a fleet window's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FleetOrder {
+    /// The fleet's order: tenant, then name.
+    Listed,
+    /// Needs attention first, then the rest; each in the fleet's order.
+    NeedsAttentionFirst,
 }
 
 /// Some of the fleet rows that match a filter, and how many match in all.
@@ -81,10 +90,24 @@ pub struct FleetWindow {
     pub total: usize,
     /// The matching rows from the window's start, at most its length.
     pub entries: Vec<FleetEntry>,
+    /// How many rows of the caller's scope and tenant filter have each status (whatever the
+    /// status filter): Healthy, Needs attention, Stopped.
+    pub counts: StatusCounts,
 }
 
-/// The `take` matching rows after the first `skip`, in the fleet's order (tenant, then name);
-/// only those rows are copied.
+/// How many instances have each status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Healthy.
+    pub healthy: usize,
+    /// Needs attention.
+    pub needs_attention: usize,
+    /// Stopped.
+    pub stopped: usize,
+}
+
+/// The `take` matching rows after the first `skip`, in `order`, and the counts by status; only
+/// the rows taken are copied.
 ///
 /// # Errors
 /// None today (see [`fleet_entries`]).
@@ -92,6 +115,7 @@ pub fn fleet_window(
     state: &AppState,
     who: &Principal,
     filter: &FleetFilter,
+    order: FleetOrder,
     skip: usize,
     take: usize,
 ) -> Result<FleetWindow, ApiError> {
@@ -102,23 +126,43 @@ pub fn fleet_window(
     let mut window = FleetWindow {
         total: 0,
         entries: Vec::new(),
+        counts: StatusCounts::default(),
     };
-    let matching = model
+    let visible: Vec<(&FleetRow, Status)> = model
         .fleet
         .rows()
         .into_iter()
         .filter(|r| who.scope.allows(&r.tenant_id))
         .filter(|r| tenant.is_none_or(|t| r.tenant_id.as_str() == t))
         .map(|r| (r, r.status(now)))
-        .filter(|(_, status)| wanted.is_none_or(|w| *status == w));
-    for (row, status) in matching {
-        if window.total >= skip && window.entries.len() < take {
-            window.entries.push(FleetEntry {
-                row: row.clone(),
-                status,
-            });
+        .collect();
+    for (_, status) in &visible {
+        match status {
+            Status::Healthy => window.counts.healthy += 1,
+            Status::NeedsAttention => window.counts.needs_attention += 1,
+            Status::Stopped => window.counts.stopped += 1,
         }
-        window.total += 1;
+    }
+    let matching = visible
+        .iter()
+        .filter(|(_, status)| wanted.is_none_or(|w| *status == w));
+    let passes: [fn(&Status) -> bool; 2] = match order {
+        FleetOrder::Listed => [|_| true, |_| false],
+        FleetOrder::NeedsAttentionFirst => [
+            |s| *s == Status::NeedsAttention,
+            |s| *s != Status::NeedsAttention,
+        ],
+    };
+    for pass in passes {
+        for (row, status) in matching.clone().filter(|(_, status)| pass(status)) {
+            if window.total >= skip && window.entries.len() < take {
+                window.entries.push(FleetEntry {
+                    row: (*row).clone(),
+                    status: *status,
+                });
+            }
+            window.total += 1;
+        }
     }
     Ok(window)
 }

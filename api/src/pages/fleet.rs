@@ -1,6 +1,8 @@
-//! The fleet-wide Managed Backups page (`/`): the fleet filtered by tenant and status, one page
-//! of [`FLEET_PAGE_ROWS`] rows at a time, each with its status and the ladder of its latest
-//! copy. The part below the navigation is cached per scope, filter and page.
+//! The fleet-wide Managed Backups page (`/`): how many instances are Healthy, Need attention or
+//! are Stopped (each a link to that filter), then the fleet filtered by tenant and status, those
+//! that need attention first, one page of [`FLEET_PAGE_ROWS`] rows at a time, each with its
+//! status and the ladder of its latest copy. The part below the navigation is cached per scope,
+//! filter and page.
 
 use askama::Template;
 use axum::body::Bytes;
@@ -13,7 +15,7 @@ use serde::Deserialize;
 use super::layout::{html, ladder, page_error, time, Badge, Nav, PageQuery, RungMark, Visitor};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::queries::{fleet_key, fleet_window, status_param, FleetFilter};
+use crate::queries::{fleet_key, fleet_window, status_param, FleetFilter, FleetOrder};
 use crate::state::{AppState, Shared};
 
 /// Rows on one page of the fleet page: ten thousand rows are seven megabytes of HTML, too slow
@@ -126,6 +128,14 @@ struct StatusOption {
     selected: bool,
 }
 
+/// One status's count at the top of the page, a link to that filter.
+struct StatusCount {
+    label: &'static str,
+    class: &'static str,
+    count: usize,
+    link: String,
+}
+
 /// One fleet row as the page shows it.
 struct Line {
     id: String,
@@ -168,6 +178,7 @@ impl Line {
 struct FleetBody {
     tenant: String,
     status_options: [StatusOption; 4],
+    counts: Vec<StatusCount>,
     summary: String,
     pager: Option<Pager>,
     rows: Vec<Line>,
@@ -181,10 +192,12 @@ fn fleet_body(
     filter: &FleetFilter,
     page: usize,
 ) -> Result<String, ApiError> {
+    let order = FleetOrder::NeedsAttentionFirst;
     let mut window = fleet_window(
         state,
         who,
         filter,
+        order,
         (page - 1).saturating_mul(FLEET_PAGE_ROWS),
         FLEET_PAGE_ROWS,
     )?;
@@ -195,6 +208,7 @@ fn fleet_body(
             state,
             who,
             filter,
+            order,
             (page - 1) * FLEET_PAGE_ROWS,
             FLEET_PAGE_ROWS,
         )?;
@@ -204,8 +218,31 @@ fn fleet_body(
         label,
         selected: filter.status == status,
     };
+    let count = |label, class, count, status| StatusCount {
+        label,
+        class,
+        count,
+        link: fleet_page_link(
+            &FleetFilter {
+                tenant: filter.tenant.clone(),
+                status: Some(status),
+            },
+            1,
+        ),
+    };
+    let counts = vec![
+        count(
+            "Needs attention",
+            "needs-attention",
+            window.counts.needs_attention,
+            Status::NeedsAttention,
+        ),
+        count("Healthy", "healthy", window.counts.healthy, Status::Healthy),
+        count("Stopped", "stopped", window.counts.stopped, Status::Stopped),
+    ];
     FleetBody {
         tenant: filter.tenant.clone().unwrap_or_default(),
+        counts,
         status_options: [
             option("", "All", None),
             option("healthy", "Healthy", Some(Status::Healthy)),
@@ -279,6 +316,7 @@ mod tests {
                 label: "All",
                 selected: false,
             }),
+            counts: Vec::new(),
             summary: "400 instances".into(),
             pager: fleet_pager(&filter, 1, 2),
             rows: Vec::new(),

@@ -125,3 +125,69 @@ async fn a_large_fleet_is_shown_a_page_at_a_time() {
     assert_eq!(row_ids(&small), vec![world.globex.instance.to_string()]);
     assert!(!small.contains("class=\"pager\""), "one page, no pager");
 }
+
+/// The top of the page counts the instances by status (each a link to that filter, keeping the
+/// tenant), and those that need attention come first; the API keeps the fleet's order.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_counts_by_status_and_lists_those_needing_attention_first() {
+    use restorable_api::auth::{add_user, issue_token, Scope};
+    use secrecy::SecretString;
+
+    let world = World::sqlite().await;
+    add_user(
+        &world.pipeline.store,
+        "noc@msp.example",
+        &SecretString::from("a-long-enough-password".to_owned()),
+        Role::Viewer,
+        &Scope::All,
+    )
+    .await
+    .expect("add a viewer of every tenant");
+    let every = issue_token(&world.pipeline.store, "noc@msp.example", "tests")
+        .await
+        .expect("token");
+    let (status, page) = get(&world, &every, "/").await;
+    assert_eq!(status, 200);
+    let counts = page
+        .split("<p class=\"counts\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .expect("the counts");
+    for expected in [
+        "<a class=\"count needs-attention\" href=\"/?status=needs_attention\"><strong>1</strong> Needs attention</a>",
+        "<a class=\"count healthy\" href=\"/?status=healthy\"><strong>1</strong> Healthy</a>",
+        "<a class=\"count stopped\" href=\"/?status=stopped\"><strong>0</strong> Stopped</a>",
+    ] {
+        assert!(counts.contains(expected), "{expected} in {counts}");
+    }
+    // Globex's PBX fails (wrong password): listed before acme's healthy one on the page ...
+    assert_eq!(
+        row_ids(&page),
+        vec![
+            world.globex.instance.to_string(),
+            world.acme.instance.to_string()
+        ]
+    );
+    // ... while the API keeps tenant order.
+    let (_, body) = get(&world, &every, "/api/v1/fleet").await;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("fleet JSON");
+    let api_order: Vec<&str> = rows
+        .iter()
+        .map(|r| r["instance_id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(
+        api_order,
+        vec![
+            world.acme.instance.to_string(),
+            world.globex.instance.to_string()
+        ]
+    );
+    // A tenant's counts are its own, and its links keep it.
+    let (_, acme) = get(&world, &every, "/?tenant=acme").await;
+    assert!(
+        acme.contains(
+            "href=\"/?tenant=acme&amp;status=needs_attention\"><strong>0</strong> Needs attention"
+        ),
+        "{acme}"
+    );
+}

@@ -446,3 +446,25 @@ async fn a_long_day_is_read_a_page_at_a_time_and_cut_with_a_count_of_the_rest() 
     );
     assert!(!text.contains("): old;"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_is_gone_is_an_error_not_a_digest_sent_or_skipped() {
+    let (port, mails) = smtp_sink().await;
+    let (acme, globex) = (tenant(), tenant());
+    let (_dir, pipeline) = pipeline_with(routes(port, &acme, &globex)).await;
+    let read = folded(&pipeline).await;
+    let plan = DigestPlan::of(&pipeline.settings.alert_routes);
+    pipeline.store.close().await;
+    let swept = send_due(&read, &pipeline.store, &plan, &retries(), today(8, 0)).await;
+    assert!(
+        matches!(
+            swept,
+            Err(restorable_pipeline::digest::DigestError::Store(_))
+        ),
+        "{swept:?}"
+    );
+    assert!(
+        mails.lock().expect("lock").is_empty(),
+        "nothing sent unclaimed"
+    );
+}

@@ -10,6 +10,7 @@
 //! | Backup Stale | no copy reached Secured within twice the interval | a later copy reaches Secured |
 //! | Verify Stale | copies are Secured but none reached Verified within twice the interval (not while Backup Stale or Backup Failed is open) | a later copy reaches Verified |
 //! | Restore Slow | a restore test took longer than the instance's restore-time target (`RestorePolicy::target_minutes`) | a later restore test within the target ([`AlertCommand::ResolveKind`]) |
+//! | Native Backup Disabled / Unencrypted / Stale | a capture read the PBX's own schedule and found it off, unencrypted, or without a backup within its period plus a grace ([`crate::native_backups`]) | a later capture's reading without that fault ([`AlertCommand::ResolveKind`]) |
 //!
 //! "Later" is the position in the event log, never a wall clock: every alert keeps the log
 //! position of what raised it, and only an event further on in the log resolves it — so a
@@ -49,23 +50,34 @@ pub enum AlertKind {
     VerifyStale,
     /// A restore test took longer than the instance's restore-time target.
     RestoreSlow,
+    /// The PBX's own backup schedule is turned off.
+    NativeBackupDisabled,
+    /// The PBX's own scheduled backups are not encrypted.
+    NativeBackupUnencrypted,
+    /// The PBX's own schedule made no backup within its period plus the grace.
+    NativeBackupStale,
 }
 
 impl AlertKind {
-    /// The title people see: `Backup Failed`, `Backup Stale`, `Verify Stale`, `Restore Slow`.
+    /// The title people see: `Backup Failed`, `Backup Stale`, `Verify Stale`, `Restore Slow`,
+    /// `Native Backup Disabled` ...
     pub fn title(self) -> &'static str {
         match self {
             AlertKind::BackupFailed => "Backup Failed",
             AlertKind::BackupStale => "Backup Stale",
             AlertKind::VerifyStale => "Verify Stale",
             AlertKind::RestoreSlow => "Restore Slow",
+            AlertKind::NativeBackupDisabled => "Native Backup Disabled",
+            AlertKind::NativeBackupUnencrypted => "Native Backup Unencrypted",
+            AlertKind::NativeBackupStale => "Native Backup Stale",
         }
     }
 
     /// Whether a copy that reached `reached` recovers the instance from this kind of alert,
     /// for an alert raised by a failure at `stage`; `ended`: the copy's cycle ended there
     /// without failure (a copy still climbing recovers only the stale kinds). No rung recovers
-    /// a Restore Slow: only a restore test within the target ([`AlertCommand::ResolveKind`]).
+    /// a Restore Slow or a native-backup alert: only a restore test within the target, or a later
+    /// reading of the PBX's schedule without that fault ([`AlertCommand::ResolveKind`]).
     pub fn recovered_by(self, stage: Option<Stage>, reached: Rung, ended: bool) -> bool {
         match self {
             AlertKind::BackupFailed if stage == Some(Stage::RestoreTest) => {
@@ -74,7 +86,10 @@ impl AlertKind {
             AlertKind::BackupFailed => ended && reached >= Rung::Verified,
             AlertKind::BackupStale => reached >= Rung::Secured,
             AlertKind::VerifyStale => reached >= Rung::Verified,
-            AlertKind::RestoreSlow => false,
+            AlertKind::RestoreSlow
+            | AlertKind::NativeBackupDisabled
+            | AlertKind::NativeBackupUnencrypted
+            | AlertKind::NativeBackupStale => false,
         }
     }
 }
@@ -293,10 +308,12 @@ pub struct InstanceAlerts {
     pub raised: u64,
     /// Open alerts.
     pub open: Vec<OpenAlert>,
-    /// The most recent cycles that raised an alert, oldest first, at most
-    /// [`RAISED_FOR_KEPT`] (a redelivered `Failed` raises nothing twice; redeliveries come soon
-    /// after the first delivery, so the state needs no memory of every failed cycle ever).
-    pub raised_for: Vec<CycleId>,
+    /// The most recent cycles that raised an alert, with the kind each raised, oldest first,
+    /// at most [`RAISED_FOR_KEPT`] (a redelivered `Failed` raises nothing twice; redeliveries
+    /// come soon after the first delivery, so the state needs no memory of every failed cycle
+    /// ever). Keyed by kind too: a cycle whose capture found the native backups stale can still
+    /// fail, and that failure is an alert of its own.
+    pub raised_for: Vec<(CycleId, AlertKind)>,
 }
 
 /// How many of the most recent alerting cycles [`InstanceAlerts::raised_for`] keeps: the state
@@ -410,7 +427,7 @@ impl Aggregate for InstanceAlerts {
             AlertCommand::Raise(mut raised) => {
                 let seen_cycle = raised
                     .cycle_id
-                    .is_some_and(|c| self.raised_for.contains(&c));
+                    .is_some_and(|c| self.raised_for.contains(&(c, raised.kind)));
                 if !self.is_open(raised.kind) && !seen_cycle {
                     raised.alert_id = format!("{}-{}", raised.instance_id, self.raised + 1);
                     sink.write(AlertEvent::AlertRaised(raised), self).await;
@@ -526,7 +543,7 @@ impl Aggregate for InstanceAlerts {
                     raised_at: e.raised_at,
                     reminded: Vec::new(),
                 });
-                self.raised_for.extend(e.cycle_id);
+                self.raised_for.extend(e.cycle_id.map(|c| (c, e.kind)));
                 let excess = self.raised_for.len().saturating_sub(RAISED_FOR_KEPT);
                 self.raised_for.drain(..excess);
             }
@@ -763,7 +780,11 @@ mod tests {
         }
         assert_eq!(alerts.raised, 1000);
         assert!(alerts.open.is_empty());
-        assert_eq!(alerts.raised_for, cycles[1000 - RAISED_FOR_KEPT..]);
+        let kept: Vec<(CycleId, AlertKind)> = cycles[1000 - RAISED_FOR_KEPT..]
+            .iter()
+            .map(|c| (*c, AlertKind::BackupFailed))
+            .collect();
+        assert_eq!(alerts.raised_for, kept);
 
         let recent = cycles[999];
         let given: Vec<AlertEvent> = vec![
@@ -1078,5 +1099,68 @@ mod tests {
             .given(vec![AlertEvent::AlertRaised(failed(&first_id()))])
             .when(AlertCommand::Raise(second))
             .then_expect_events(vec![AlertEvent::AlertRaised(expected)]);
+    }
+
+    fn native_stale(position: i64) -> AlertRaised {
+        AlertRaised {
+            kind: AlertKind::NativeBackupStale,
+            stage: Some(Stage::Capture),
+            reason: None,
+            position,
+            ..failed(&first_id())
+        }
+    }
+
+    #[test]
+    fn a_cycle_that_raised_a_native_alert_can_still_raise_its_failure_once() {
+        // The same cycle: its capture found the native backups stale, then it failed verify.
+        let mut failure = failed("");
+        failure.position = 20;
+        let mut expected = failure.clone();
+        expected.alert_id = format!("{}-2", examples::started().instance_id);
+        Given::with(())
+            .given(vec![AlertEvent::AlertRaised(native_stale(10))])
+            .when(AlertCommand::Raise(failure.clone()))
+            .then_expect_events(vec![AlertEvent::AlertRaised(expected.clone())]);
+        // Both raised, the native one resolved: a redelivered capture raises nothing again.
+        Given::with(())
+            .given(vec![
+                AlertEvent::AlertRaised(native_stale(10)),
+                AlertEvent::AlertRaised(expected),
+                resolved(AlertKind::NativeBackupStale, later_cycle()),
+            ])
+            .when(AlertCommand::Raise(native_stale(10)))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_native_alert_ends_only_by_a_later_reading_without_its_fault() {
+        let raised = AlertEvent::AlertRaised(native_stale(10));
+        for reached in [Rung::Verified, Rung::RestoreTested] {
+            Given::with(())
+                .given(vec![raised.clone()])
+                .when(resolve(later_cycle(), reached, true, 30))
+                .then_expect_events(vec![]);
+        }
+        let later = later_cycle();
+        for (kind, position, expected) in [
+            (AlertKind::NativeBackupDisabled, 30, vec![]),
+            (AlertKind::NativeBackupStale, 9, vec![]),
+            (
+                AlertKind::NativeBackupStale,
+                30,
+                vec![resolved(AlertKind::NativeBackupStale, later)],
+            ),
+        ] {
+            Given::with(())
+                .given(vec![raised.clone()])
+                .when(AlertCommand::ResolveKind {
+                    kind,
+                    cycle_id: later,
+                    position,
+                    at: examples::at(),
+                })
+                .then_expect_events(expected);
+        }
     }
 }

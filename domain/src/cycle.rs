@@ -58,6 +58,10 @@ pub struct Captured {
     /// written before the field existed.
     #[serde(default)]
     pub pbx_version: Option<String>,
+    /// The PBX's own backup schedule as read at capture ([`crate::native_backups`]); `None`
+    /// when the PBX would not say (or in events written before the field existed).
+    #[serde(default)]
+    pub native_backups: Option<crate::native_backups::NativeBackups>,
     /// When.
     pub captured_at: DateTime<Utc>,
 }
@@ -364,6 +368,7 @@ pub mod examples {
                 settings: 10,
             },
             pbx_version: Some("20.0.10.999".into()),
+            native_backups: Some(crate::native_backups::examples::healthy(at())),
             captured_at: at(),
         }
     }

@@ -12,6 +12,8 @@
 //! - [`tenant_key`]: the `TenantKey` aggregate — sealed backup password versions of a tenant.
 //! - [`alert`]: the `InstanceAlerts` aggregate — Backup Failed / Backup Stale / Verify Stale
 //!   alerts, raised once, resolved only when the instance recovers (in log order).
+//! - [`native_backups`]: the PBX's own backup schedule as read at capture, and what is wrong
+//!   with it (disabled, unencrypted, stale).
 //! - [`audit`]: the `AuditTrail` aggregate — what people did through the API, per tenant.
 //! - [`schema`]: the JSON Schemas of every event type and version (the public wire contract).
 
@@ -22,6 +24,7 @@ pub mod evidence;
 pub mod ids;
 pub mod instance;
 pub mod ladder;
+pub mod native_backups;
 pub mod schema;
 pub mod tenant_key;
 

@@ -29,6 +29,15 @@
 //! | `huge-content-length` | `server` | the download declares a `Content-Length` of 100 GiB |
 //! | `redirect-loopback` | `server` | the download answers `302` to the hostile target |
 //! | `unencrypted-backup` | `archive`, `server` | the backup is written without encryption, and `GetBackupExtras` says `IsEncrypted: false` |
+//!
+//! Native-backup faults: the PBX's own schedule is unhealthy (captures still succeed); see
+//! [`crate::native`].
+//!
+//! | fault | where | effect |
+//! |---|---|---|
+//! | `native-backup-stale` | `native` | the newest native backup is 5 days old |
+//! | `native-backup-disabled` | `native` | `BackupSettings.ScheduleEnabled` is false |
+//! | `native-backup-unencrypted` | `native` | `BackupSettings.Contents.EncryptBackup` is false |
 
 use std::fmt;
 use std::str::FromStr;
@@ -71,11 +80,17 @@ pub enum Fault {
     RedirectLoopback,
     /// The backup is not encrypted, and the PBX says so.
     UnencryptedBackup,
+    /// The PBX's own newest scheduled backup is 5 days old.
+    NativeBackupStale,
+    /// The PBX's own backup schedule is turned off.
+    NativeBackupDisabled,
+    /// The PBX's own scheduled backups are not encrypted.
+    NativeBackupUnencrypted,
 }
 
 impl Fault {
     /// Every fault, in declaration order.
-    pub const ALL: [Fault; 16] = [
+    pub const ALL: [Fault; 19] = [
         Fault::BadCredentials,
         Fault::NeverFinishes,
         Fault::ServerError,
@@ -92,6 +107,9 @@ impl Fault {
         Fault::HugeContentLength,
         Fault::RedirectLoopback,
         Fault::UnencryptedBackup,
+        Fault::NativeBackupStale,
+        Fault::NativeBackupDisabled,
+        Fault::NativeBackupUnencrypted,
     ];
 
     /// The kebab-case name of this fault (what `Display` prints and `FromStr` accepts).
@@ -113,6 +131,9 @@ impl Fault {
             Fault::HugeContentLength => "huge-content-length",
             Fault::RedirectLoopback => "redirect-loopback",
             Fault::UnencryptedBackup => "unencrypted-backup",
+            Fault::NativeBackupStale => "native-backup-stale",
+            Fault::NativeBackupDisabled => "native-backup-disabled",
+            Fault::NativeBackupUnencrypted => "native-backup-unencrypted",
         }
     }
 }
@@ -125,7 +146,7 @@ impl fmt::Display for Fault {
 
 /// A fault name that is not one of [`Fault::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {given:?}; expected one of: bad-credentials, never-finishes, server-error, truncated-download, flipped-byte, wrong-password, missing-table, dangling-foreign-key, manifest-mismatch, slow-download, off-origin-link, endless-trickle, huge-json, huge-content-length, redirect-loopback, unencrypted-backup")]
+#[error("unknown fault {given:?}; expected one of: bad-credentials, never-finishes, server-error, truncated-download, flipped-byte, wrong-password, missing-table, dangling-foreign-key, manifest-mismatch, slow-download, off-origin-link, endless-trickle, huge-json, huge-content-length, redirect-loopback, unencrypted-backup, native-backup-stale, native-backup-disabled, native-backup-unencrypted")]
 pub struct ParseFaultError {
     /// The name that was given.
     pub given: String,

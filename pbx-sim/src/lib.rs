@@ -23,6 +23,7 @@
 //! - [`config`]: [`SimPbxConfig`], what defines one PBX;
 //! - [`fault`]: [`Fault`], the injectable faults and where each takes effect;
 //! - [`database`]: the seeded tables, their schema and foreign keys, and the CSV format;
+//! - [`native`]: the PBX's own backup schedule (`BackupSettings`) and its newest native backup;
 //! - `archive`: writes one backup ZIP (encryption, entries, archive-level faults);
 //! - `state`: tokens and the backup list shared by the handlers;
 //! - `server`: the axum routes of the XAPI calls and the server-side faults;
@@ -34,6 +35,7 @@ pub mod config;
 pub mod database;
 mod error;
 pub mod fault;
+pub mod native;
 mod running;
 mod server;
 mod state;

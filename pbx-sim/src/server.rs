@@ -31,6 +31,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::archive::{self, BackupJob, BackupPassword};
 use crate::database::PBX_VERSION;
+use crate::native;
 use crate::state::{BackupRecord, PbxState, StartRefusal, TOKEN_LIFETIME};
 use crate::Fault;
 
@@ -62,6 +63,7 @@ pub(crate) fn router(state: Shared) -> Router {
         )
         .route("/xapi/v1/BackupFiles/{name}", get(download))
         .route("/xapi/v1/SystemStatus", get(system_status))
+        .route("/xapi/v1/BackupSettings", get(backup_settings))
         .route("/xapi/v1/Users", count_route("Users"))
         .route("/xapi/v1/Queues", count_route("Queues"))
         .route("/xapi/v1/RingGroups", count_route("RingGroups"))
@@ -196,7 +198,11 @@ async fn list_backups(State(s): State<Shared>) -> Response {
         )
             .into_response();
     }
-    let value: Vec<Value> = s.list().iter().map(|r| record_json(&s, r)).collect();
+    let native = native::newest(s.config.fault, Utc::now());
+    let value: Vec<Value> = std::iter::once(&native)
+        .chain(s.list().iter())
+        .map(|r| record_json(&s, r))
+        .collect();
     Json(json!({ "value": value })).into_response()
 }
 
@@ -457,6 +463,10 @@ fn count(s: &PbxState, collection: &str) -> Response {
         _ => return not_found(),
     };
     Json(json!({ "@odata.count": n, "value": [] })).into_response()
+}
+
+async fn backup_settings(State(s): State<Shared>) -> Response {
+    Json(native::settings(s.config.fault)).into_response()
 }
 
 async fn system_status(State(s): State<Shared>) -> Response {

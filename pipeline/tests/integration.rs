@@ -20,6 +20,7 @@ mod integration {
     mod hostile_pbx;
     mod infrastructure_faults;
     mod kms_sealing;
+    mod native_backups;
     mod ladder;
     mod nats_outage;
     mod operations_alerts;

@@ -85,6 +85,7 @@ pub(super) struct FilePbx {
     max_backup_gib: Option<u32>,
     #[serde(default)]
     tenant_max_backup_gib: HashMap<String, u32>,
+    native_backup_grace_hours: Option<u32>,
 }
 
 /// `[pbx]` over the defaults in `limits`.
@@ -114,6 +115,10 @@ pub(super) fn pbx_limits(file: &FilePbx, limits: &mut PbxLimits) -> Result<()> {
     }
     if let Some(value) = file.max_backup_gib {
         limits.max_backup_bytes = within("max_backup_gib", value, 1, 1 << 20)? << 30;
+    }
+    if let Some(value) = file.native_backup_grace_hours {
+        let hours = within("native_backup_grace_hours", value, 0, 8760)?;
+        limits.native_backup_grace = chrono::Duration::hours(i64::try_from(hours)?);
     }
     for (tenant, gib) in &file.tenant_max_backup_gib {
         let id = TenantId::new(tenant)
@@ -243,7 +248,8 @@ mod tests {
     fn pbx_limits_come_from_the_file_over_the_defaults() {
         let file: Sections = toml::from_str(
             "[pbx]\ncall_timeout_seconds = 30\ndownload_minutes = 5\nmax_json_mib = 2\n\
-             max_backup_gib = 10\n[pbx.tenant_max_backup_gib]\nacme = 200\n",
+             max_backup_gib = 10\nnative_backup_grace_hours = 12\n\
+             [pbx.tenant_max_backup_gib]\nacme = 200\n",
         )
         .expect("toml");
         let mut limits = PbxLimits::default();
@@ -255,6 +261,7 @@ mod tests {
             PbxLimits::default().download_deadline.per_gib
         );
         assert_eq!(limits.max_json_bytes, 2 << 20);
+        assert_eq!(limits.native_backup_grace, chrono::Duration::hours(12));
         assert_eq!(
             limits.max_backup_for(&TenantId::new("other").expect("t")),
             10 << 30
@@ -267,6 +274,10 @@ mod tests {
             ("call_timeout_seconds = 0", "pbx.call_timeout_seconds"),
             ("max_json_mib = 0", "pbx.max_json_mib"),
             ("max_backup_gib = 0", "pbx.max_backup_gib"),
+            (
+                "native_backup_grace_hours = 9000",
+                "pbx.native_backup_grace_hours",
+            ),
         ] {
             let file: Sections = toml::from_str(&format!("[pbx]\n{text}\n")).expect("toml");
             let error = pbx_limits(file.pbx.as_ref().expect("section"), &mut limits)

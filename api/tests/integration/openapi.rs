@@ -563,7 +563,10 @@ fn the_row_schemas_name_the_serialized_fields() {
         AlertKind::BackupFailed
         | AlertKind::BackupStale
         | AlertKind::VerifyStale
-        | AlertKind::RestoreSlow => kind,
+        | AlertKind::RestoreSlow
+        | AlertKind::NativeBackupDisabled
+        | AlertKind::NativeBackupUnencrypted
+        | AlertKind::NativeBackupStale => kind,
     };
     check(
         &doc,
@@ -573,6 +576,9 @@ fn the_row_schemas_name_the_serialized_fields() {
             listed(AlertKind::BackupStale),
             listed(AlertKind::VerifyStale),
             listed(AlertKind::RestoreSlow),
+            listed(AlertKind::NativeBackupDisabled),
+            listed(AlertKind::NativeBackupUnencrypted),
+            listed(AlertKind::NativeBackupStale),
         ],
         &mut problems,
     );

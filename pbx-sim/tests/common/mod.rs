@@ -74,6 +74,17 @@ impl Pbx {
         resp.json().await.expect("json")
     }
 
+    /// The file names `GET Backups` lists, the native backup's first.
+    pub async fn listed_names(&self, token: &str) -> Vec<String> {
+        let list = self.get_json(token, "/xapi/v1/Backups").await;
+        list["value"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|entry| entry["FileName"].as_str().expect("a name").to_owned())
+            .collect()
+    }
+
     pub async fn request_backup_body(&self, token: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url("/xapi/v1/Backups/Pbx.Backup"))

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{column, read_all, table, Pbx, PASSWORD};
 use restorable_pbx_sim::{Fault, SimPbxConfig};
+use restorable_pbx_sim::native::NATIVE_BACKUP_NAME;
 use serde_json::Value;
 
 async fn with_fault(name: &str, fault: Fault) -> Pbx {
@@ -38,12 +39,7 @@ async fn never_finishes_stays_busy_and_unlisted() {
         .get_json(&token, "/xapi/v1/Backups/Pbx.GetCanCreateBackup()")
         .await;
     assert_eq!(can["value"], false);
-    assert_eq!(
-        p.get_json(&token, "/xapi/v1/Backups").await["value"]
-            .as_array()
-            .map(Vec::len),
-        Some(0)
-    );
+    assert_eq!(p.listed_names(&token).await, vec![NATIVE_BACKUP_NAME]);
 }
 
 #[tokio::test]
@@ -159,4 +155,45 @@ async fn slow_download_is_slow_but_complete() {
     assert!(took >= Duration::from_secs(1), "took only {took:?}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     read_all(&to, PASSWORD).expect("complete and valid");
+}
+
+/// The native schedule and the age of the newest native backup, as the PBX tells them.
+async fn native_status(p: &Pbx, token: &str) -> (Value, chrono::Duration) {
+    let settings = p.get_json(token, "/xapi/v1/BackupSettings").await;
+    let list = p.get_json(token, "/xapi/v1/Backups").await;
+    let native = list["value"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["FileName"] == NATIVE_BACKUP_NAME))
+        .expect("the native backup is listed");
+    let created = chrono::DateTime::parse_from_rfc3339(
+        native["CreationTime"].as_str().expect("a creation time"),
+    )
+    .expect("RFC 3339");
+    (settings, chrono::Utc::now() - created.with_timezone(&chrono::Utc))
+}
+
+#[tokio::test]
+async fn native_backup_faults_show_in_the_schedule_and_the_list() {
+    let healthy = Pbx::start(SimPbxConfig::new("n-healthy", 3)).await;
+    let token = healthy.token().await;
+    let (settings, age) = native_status(&healthy, &token).await;
+    assert_eq!(settings["ScheduleEnabled"], true);
+    assert_eq!(settings["Contents"]["EncryptBackup"], true);
+    assert_eq!(settings["Schedule"]["ScheduleType"], "Daily");
+    assert!(age < chrono::Duration::hours(7), "{age}");
+    healthy.pbx.shutdown().await;
+
+    for (fault, enabled, encrypted, old) in [
+        (Fault::NativeBackupStale, true, true, true),
+        (Fault::NativeBackupDisabled, false, true, true),
+        (Fault::NativeBackupUnencrypted, true, false, false),
+    ] {
+        let p = with_fault(&format!("n-{fault}"), fault).await;
+        let token = p.token().await;
+        let (settings, age) = native_status(&p, &token).await;
+        assert_eq!(settings["ScheduleEnabled"], enabled, "{fault}");
+        assert_eq!(settings["Contents"]["EncryptBackup"], encrypted, "{fault}");
+        assert_eq!(age > chrono::Duration::days(4), old, "{fault}: {age}");
+        p.pbx.shutdown().await;
+    }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use reqwest::Url;
 use restorable_domain::ladder::ManifestCounts;
+use restorable_domain::native_backups::{NativeBackups, NativeScheduleType};
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::io::AsyncRead;
@@ -27,6 +29,9 @@ pub struct BackupEntry {
     /// Where to download it (absolute or relative to the PBX's base URL).
     #[serde(rename = "DownloadLink")]
     pub download_link: String,
+    /// When the PBX made it, as the PBX wrote it (read by [`PbxClient::native_backups`]).
+    #[serde(rename = "CreationTime", default)]
+    pub creation_time: Option<String>,
 }
 
 /// What `GetBackupExtras` says about one backup.
@@ -39,6 +44,34 @@ pub struct BackupExtras {
     #[serde(rename = "Version", default)]
     pub version: Option<String>,
 }
+
+/// `GET /xapi/v1/BackupSettings`: the PBX's own schedule (the fields the watch reads).
+#[derive(Deserialize)]
+struct BackupSettingsAnswer {
+    #[serde(rename = "ScheduleEnabled")]
+    schedule_enabled: bool,
+    #[serde(rename = "Contents")]
+    contents: BackupContents,
+    #[serde(rename = "Schedule", default)]
+    schedule: Option<BackupSchedule>,
+}
+
+#[derive(Deserialize)]
+struct BackupContents {
+    #[serde(rename = "EncryptBackup")]
+    encrypt_backup: bool,
+}
+
+#[derive(Deserialize)]
+struct BackupSchedule {
+    #[serde(rename = "ScheduleType", default)]
+    schedule_type: Option<String>,
+    #[serde(rename = "RepeatHours", default)]
+    repeat_hours: Option<i64>,
+}
+
+/// A native backup dated further ahead than this is not believed (clock skew allowed).
+const FUTURE_SKEW_HOURS: i64 = 1;
 
 /// What `Pbx.Backup` answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,6 +417,54 @@ impl PbxClient {
         let answer: ListAnswer<Vec<BackupEntry>> =
             self.get_json("Backups", "/xapi/v1/Backups").await?;
         Ok(answer.value)
+    }
+
+    /// The PBX's own backup schedule and its newest native backup: `BackupSettings`, and
+    /// the backups listed whose names do not start with `own_prefix` (the ones Restorable asked
+    /// for). A creation time that does not parse, or lies more than an hour ahead of `now`, is
+    /// not taken as a backup (a PBX cannot hide a stale schedule by dating a file in the
+    /// future).
+    ///
+    /// # Errors
+    /// A refused or failed call; an answer without `ScheduleEnabled` or
+    /// `Contents.EncryptBackup` is [`PbxError::Protocol`].
+    pub async fn native_backups(
+        &self,
+        own_prefix: &str,
+        now: DateTime<Utc>,
+    ) -> Result<NativeBackups, PbxError> {
+        let settings: BackupSettingsAnswer = self
+            .get_json("BackupSettings", "/xapi/v1/BackupSettings")
+            .await?;
+        let native: Vec<BackupEntry> = self
+            .list_backups()
+            .await?
+            .into_iter()
+            .filter(|entry| !entry.file_name.starts_with(own_prefix))
+            .collect();
+        let latest_believable = now + chrono::Duration::hours(FUTURE_SKEW_HOURS);
+        let last_backup_at = native
+            .iter()
+            .filter_map(|entry| entry.creation_time.as_deref())
+            .filter_map(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|at| at.with_timezone(&Utc))
+            .filter(|at| *at <= latest_believable)
+            .max();
+        let schedule = settings.schedule.unwrap_or(BackupSchedule {
+            schedule_type: None,
+            repeat_hours: None,
+        });
+        Ok(NativeBackups {
+            schedule_enabled: settings.schedule_enabled,
+            encrypted: settings.contents.encrypt_backup,
+            schedule: NativeScheduleType::from_pbx(
+                schedule.schedule_type.as_deref().unwrap_or_default(),
+                schedule.repeat_hours,
+            ),
+            last_backup_at,
+            backups_on_disk: u32::try_from(native.len()).unwrap_or(u32::MAX),
+            read_at: now,
+        })
     }
 
     /// What the PBX says about one backup (`GetBackupExtras`): whether it is encrypted, and the

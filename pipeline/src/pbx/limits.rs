@@ -1,4 +1,5 @@
-//! How far the pipeline trusts a PBX: deadlines and size caps of its calls and downloads.
+//! How far the pipeline trusts a PBX: deadlines and size caps of its calls and downloads, and
+//! the grace its own backup schedule gets.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub struct PbxLimits {
     pub max_backup_bytes: u64,
     /// The tenants whose backups may be larger or must be smaller than `max_backup_bytes`.
     pub tenant_max_backup_bytes: HashMap<TenantId, u64>,
+    /// How long past its schedule's period the PBX's own newest backup may be before it is
+    /// stale (the native backup watch; default 48 h).
+    pub native_backup_grace: chrono::Duration,
 }
 
 impl Default for PbxLimits {
@@ -36,6 +40,7 @@ impl Default for PbxLimits {
             max_json_bytes: 4 * MIB,
             max_backup_bytes: 50 * GIB,
             tenant_max_backup_bytes: HashMap::new(),
+            native_backup_grace: chrono::Duration::hours(48),
         }
     }
 }

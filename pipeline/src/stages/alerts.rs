@@ -7,7 +7,10 @@
 //! it is open, so a cycle failing again and again (or a redelivered event) raises nothing more.
 //! Every command carries its event's log position: only what comes later in the log resolves
 //! an alert. A restore test slower than its instance's target (`RestorePolicy::target_minutes`)
-//! raises "Restore Slow"; one within the target resolves it ([`restore_timed`]). Stale instances
+//! raises "Restore Slow"; one within the target resolves it ([`restore_timed`]). A capture's
+//! reading of the PBX's own backup schedule (`Captured::native_backups`) raises "Native Backup
+//! Disabled / Unencrypted / Stale" for what it finds wrong and resolves the kinds it finds well
+//! again ([`native_judged`]); a capture without a reading changes nothing. Stale instances
 //! are raised by the projector's sweep ([`raise_stale`]). Delivering
 //! alerts to their routes is another consumer's job ([`crate::alerting`]), so a slow
 //! webhook never holds up the ladder.
@@ -15,10 +18,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use restorable_domain::alert::{AlertCommand, AlertKind, AlertRaised};
-use restorable_domain::cycle::{BackupCycle, BackupCycleEvent};
+use restorable_domain::cycle::{BackupCycle, BackupCycleEvent, CycleStarted};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{Instance, InstanceEvent, RestorePolicy};
 use restorable_domain::ladder::Rung;
+use restorable_domain::native_backups::{NativeBackups, NATIVE_KINDS};
 
 use super::is_cycle_event;
 use crate::pipeline::Pipeline;
@@ -92,6 +96,7 @@ impl Consumer for AlertsStage {
 
     fn event_types(&self) -> &'static [&'static str] {
         &[
+            "Captured",
             "Failed",
             "Secured",
             "Verified",
@@ -101,7 +106,7 @@ impl Consumer for AlertsStage {
     }
 
     fn wants(&self, event: &LoggedEvent) -> bool {
-        ["Failed", "Secured", "Verified", "RestoreTested"]
+        ["Captured", "Failed", "Secured", "Verified", "RestoreTested"]
             .iter()
             .any(|t| is_cycle_event(event, t))
             || (event.aggregate_type == "Instance" && event.event_type == "CycleClosed")
@@ -146,6 +151,16 @@ impl Consumer for AlertsStage {
                     position: event.position,
                 };
                 store.alerts(&instance, AlertCommand::Raise(raise)).await
+            }
+            BackupCycleEvent::Captured(captured) => {
+                let Some(native) = captured.native_backups else {
+                    return Ok(());
+                };
+                let grace = self.pipeline.settings.pbx.native_backup_grace;
+                for command in native_judged(&started, &native, grace, &event) {
+                    store.alerts(&instance, command).await?;
+                }
+                Ok(())
             }
             BackupCycleEvent::Secured(secured) => {
                 let resolve = climbed(started.cycle_id, Rung::Secured, &event, secured.secured_at);
@@ -216,6 +231,45 @@ fn restore_timed(
         raised_at: at,
         position: event.position,
     })
+}
+
+/// What a capture's reading of the PBX's own backups (told by `event`) says: for each native
+/// kind, raise it if the reading finds that fault, resolve it otherwise.
+fn native_judged(
+    started: &CycleStarted,
+    native: &NativeBackups,
+    grace: chrono::Duration,
+    event: &LoggedEvent,
+) -> Vec<AlertCommand> {
+    let findings = native.findings(grace);
+    NATIVE_KINDS
+        .iter()
+        .map(
+            |kind| match findings.iter().find(|found| found.kind == *kind) {
+                Some(found) => {
+                    tracing::warn!(tenant = %started.tenant_id, instance = %started.instance_id, kind = kind.title(), "native backups");
+                    AlertCommand::Raise(AlertRaised {
+                        alert_id: String::new(),
+                        kind: *kind,
+                        tenant_id: started.tenant_id.clone(),
+                        instance_id: started.instance_id,
+                        cycle_id: Some(started.cycle_id),
+                        stage: Some(restorable_domain::ladder::Stage::Capture),
+                        reason: None,
+                        detail: found.detail.clone(),
+                        raised_at: native.read_at,
+                        position: event.position,
+                    })
+                }
+                None => AlertCommand::ResolveKind {
+                    kind: *kind,
+                    cycle_id: started.cycle_id,
+                    position: event.position,
+                    at: native.read_at,
+                },
+            },
+        )
+        .collect()
 }
 
 /// `61500` → `1 min 1 s`.

@@ -13,6 +13,10 @@
 //! temporary file, or an aborted multipart upload): nothing refused is ever stored, so nothing
 //! refused is locked.
 //!
+//! Beside the copy, the capture reads the PBX's own backup schedule and its newest native
+//! backup into `Captured::native_backups` (the native backup watch; the alerts stage judges
+//! it). A PBX that will not tell leaves it `None`: that never fails the copy.
+//!
 //! Re-running after a crash is safe: the PBX answers `DUPLICATE` for a name it already has, and
 //! a copy already in the vault is taken as it is (write-once: it is never stored twice).
 //!
@@ -37,6 +41,7 @@ use restorable_domain::cycle::{BackupCycleCommand, Captured, CycleStarted};
 use restorable_domain::ids::TenantId;
 use restorable_domain::instance::Instance;
 use restorable_domain::ladder::{FailureReason, LockMode, Stage};
+use restorable_domain::native_backups::NativeBackups;
 use restorable_domain::tenant_key::TenantKey;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -51,6 +56,9 @@ use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
 use crate::vault::{self, ObjectLock, VaultError};
 use std::time::Duration;
+
+/// How the backups Restorable asks a PBX for are named (the rest are the PBX's own).
+const OWN_BACKUP_PREFIX: &str = "restorable-";
 
 /// See the module documentation.
 pub struct CaptureStage {
@@ -331,7 +339,7 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
     .await
     .map_err(pbx_failure)?;
     drop(credentials);
-    let file_name = format!("restorable-{}.zip", started.cycle_id);
+    let file_name = format!("{OWN_BACKUP_PREFIX}{}.zip", started.cycle_id);
     let deadline = tokio::time::Instant::now() + pipeline.settings.capture_deadline;
 
     let entry = loop {
@@ -370,6 +378,7 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
         ));
     }
     let manifest = pbx.manifest_counts().await.map_err(pbx_failure)?;
+    let native_backups = read_native_backups(&pbx, started).await;
 
     let stored = find_or_store(pipeline, &pbx, &entry, started, max_bytes).await?;
     if pipeline.settings.delete_from_pbx {
@@ -389,8 +398,22 @@ async fn capture(pipeline: &Pipeline, started: &CycleStarted) -> Result<Captured
         retain_until: lock.map_or(stored.stored_at, |l| l.retain_until),
         manifest,
         pbx_version: extras.version,
+        native_backups,
         captured_at: Utc::now(),
     })
+}
+
+/// The PBX's own backup schedule (the native backup watch): what the PBX will not say is
+/// `None` and fails nothing — the copy is what this cycle is about, and an unreadable schedule
+/// must not turn it red.
+async fn read_native_backups(pbx: &PbxClient, started: &CycleStarted) -> Option<NativeBackups> {
+    match pbx.native_backups(OWN_BACKUP_PREFIX, Utc::now()).await {
+        Ok(native) => Some(native),
+        Err(error) => {
+            tracing::warn!(%error, tenant = %started.tenant_id, instance = %started.instance_id, "the PBX did not tell its own backup schedule");
+            None
+        }
+    }
 }
 
 /// Maps the vault's lock mode to the domain's.

@@ -198,3 +198,73 @@ fn links_stay_on_the_enrolled_origin() {
         );
     }
 }
+
+/// A PBX serving `settings` at `BackupSettings` and `backups` at `GET Backups`.
+async fn native_pbx(settings: serde_json::Value, backups: serde_json::Value) -> String {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/xapi/v1/BackupSettings",
+            get(move || async move { axum::Json(settings) }),
+        )
+        .route(
+            "/xapi/v1/Backups",
+            get(move || async move { axum::Json(serde_json::json!({ "value": backups })) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn the_native_backup_watch_believes_no_future_no_nonsense_and_not_our_own_backups() {
+    use restorable_domain::native_backups::NativeScheduleType;
+    let now = "2026-11-28T12:00:00Z".parse::<DateTime<Utc>>().expect("now");
+    let entry = |name: &str, created: &str| {
+        serde_json::json!({"FileName": name, "CreationTime": created, "DownloadLink": "/x"})
+    };
+    let base = native_pbx(
+        serde_json::json!({"ScheduleEnabled": true, "Rotation": 5,
+            "Contents": {"EncryptBackup": true},
+            "Schedule": {"ScheduleType": "Hourly", "RepeatHours": 6}}),
+        serde_json::json!([
+            entry("restorable-cycle.zip", "2026-11-28T11:59:00Z"),
+            entry("future.zip", "2027-01-01T00:00:00Z"),
+            entry("nonsense.zip", "yesterday"),
+            entry("old.zip", "2026-11-20T02:00:00+01:00"),
+            {"FileName": "undated.zip", "DownloadLink": "/y"},
+        ]),
+    )
+    .await;
+    let native = client(&base)
+        .native_backups("restorable-", now)
+        .await
+        .expect("read");
+    assert!(native.schedule_enabled && native.encrypted);
+    assert_eq!(
+        native.schedule,
+        NativeScheduleType::Hourly { repeat_hours: 6 }
+    );
+    assert_eq!(
+        native.last_backup_at,
+        Some("2026-11-20T01:00:00Z".parse().expect("at")),
+        "only the old native backup is believed"
+    );
+    assert_eq!(native.backups_on_disk, 4, "ours is not counted");
+    assert_eq!(native.read_at, now);
+
+    // An answer that will not say whether its backups are encrypted says nothing.
+    let silent = native_pbx(
+        serde_json::json!({"ScheduleEnabled": true, "Contents": {}}),
+        serde_json::json!([]),
+    )
+    .await;
+    let error = client(&silent)
+        .native_backups("restorable-", now)
+        .await
+        .expect_err("incomplete");
+    assert!(matches!(error, PbxError::Protocol { .. }), "{error}");
+}

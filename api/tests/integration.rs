@@ -18,6 +18,7 @@ mod integration {
     mod instance_charts;
     mod instance_endpoint;
     mod live;
+    mod native_pages;
     mod openapi;
     mod projections;
     mod streamed_lists;

@@ -201,7 +201,10 @@ mod tests {
         native.last_backup_at = Some(at() - Duration::hours(72) - Duration::seconds(1));
         assert_eq!(kinds(&native), vec![AlertKind::NativeBackupStale]);
         let detail = &native.findings(Duration::hours(48))[0].detail;
-        assert!(detail.contains("daily") && detail.contains("72 h"), "{detail}");
+        assert!(
+            detail.contains("daily") && detail.contains("72 h"),
+            "{detail}"
+        );
 
         native.schedule = NativeScheduleType::Weekly;
         assert_eq!(kinds(&native), vec![], "a weekly schedule has 7 days");

@@ -20,8 +20,8 @@ mod integration {
     mod hostile_pbx;
     mod infrastructure_faults;
     mod kms_sealing;
-    mod native_backups;
     mod ladder;
+    mod native_backups;
     mod nats_outage;
     mod operations_alerts;
     mod read_paths;

@@ -1,7 +1,7 @@
 //! The fleet view: one row per enrolled instance, answering "can we recover this customer?" at a
 //! glance — how far the latest copy climbed, when each rung was last reached, and whether the
 //! instance is Healthy or Needs attention (latest cycle failed, or no Secured copy within the
-//! expected interval: stale).
+//! expected interval: stale) — and the newest reading of the PBX's own backup schedule.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +11,7 @@ use restorable_domain::cycle::{BackupCycleEvent, Failed};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::InstanceEvent;
 use restorable_domain::ladder::Rung;
+use restorable_domain::native_backups::NativeBackups;
 use serde::{Deserialize, Serialize};
 
 use crate::AnyEvent;
@@ -82,6 +83,10 @@ pub struct FleetRow {
     pub last_verified: Option<DateTime<Utc>>,
     /// When a copy was last Restore-Tested.
     pub last_restore_tested: Option<DateTime<Utc>>,
+    /// The newest reading of the PBX's own backup schedule (from a capture); `None` until a
+    /// capture read one (rows saved before the field existed too, until a rebuild).
+    #[serde(default)]
+    pub native_backups: Option<NativeBackups>,
 }
 
 impl FleetRow {
@@ -176,6 +181,7 @@ impl FleetView {
                         last_secured: None,
                         last_verified: None,
                         last_restore_tested: None,
+                        native_backups: None,
                     },
                 );
                 Some(e.instance_id)
@@ -208,7 +214,20 @@ impl FleetView {
                 row.last_rung = Some(Rung::Started);
                 row.last_failure = None;
             }
-            BackupCycleEvent::Captured(_) if is_latest => row.last_rung = Some(Rung::Captured),
+            BackupCycleEvent::Captured(e) => {
+                if let Some(native) = &e.native_backups {
+                    let newer = row
+                        .native_backups
+                        .as_ref()
+                        .is_none_or(|seen| seen.read_at <= native.read_at);
+                    if newer {
+                        row.native_backups = Some(native.clone());
+                    }
+                }
+                if is_latest {
+                    row.last_rung = Some(Rung::Captured);
+                }
+            }
             BackupCycleEvent::Secured(e) => {
                 row.last_secured = row.last_secured.max(Some(e.secured_at));
                 if is_latest {
@@ -228,7 +247,7 @@ impl FleetView {
                 }
             }
             BackupCycleEvent::Failed(e) if is_latest => row.last_failure = Some(e.clone()),
-            BackupCycleEvent::Captured(_) | BackupCycleEvent::Failed(_) => {}
+            BackupCycleEvent::Failed(_) => {}
         }
         Some(row.instance_id)
     }
@@ -306,6 +325,46 @@ mod tests {
         assert_eq!(row.last_rung, Some(Rung::Verified));
         assert_eq!(row.status(examples::at()), Status::Healthy);
         assert_eq!(row.cycles, 1);
+    }
+
+    #[test]
+    fn the_newest_native_reading_is_kept_whatever_order_cycles_are_folded_in() {
+        use restorable_domain::native_backups::examples::healthy;
+        let captured_at = |hours: i64, stale: bool| {
+            let mut native = healthy(examples::at() + Duration::hours(hours));
+            if stale {
+                native.last_backup_at = None;
+            }
+            BackupCycleEvent::Captured(restorable_domain::cycle::Captured {
+                native_backups: Some(native),
+                ..examples::captured()
+            })
+        };
+        let view = fold(&history(vec![
+            BackupCycleEvent::CycleStarted(examples::started()),
+            captured_at(5, true),
+            captured_at(2, false),
+        ]));
+        let row = view.row(&enrolled().instance_id).expect("row");
+        let native = row.native_backups.as_ref().expect("a reading");
+        assert_eq!(native.read_at, examples::at() + Duration::hours(5));
+        assert_eq!(
+            native.last_backup_at, None,
+            "the older reading does not win"
+        );
+
+        let mut without = examples::captured();
+        without.native_backups = None;
+        let view = fold(&history(vec![
+            BackupCycleEvent::CycleStarted(examples::started()),
+            captured_at(1, false),
+            BackupCycleEvent::Captured(without),
+        ]));
+        let row = view.row(&enrolled().instance_id).expect("row");
+        assert!(
+            row.native_backups.is_some(),
+            "a capture that could not read keeps the last reading"
+        );
     }
 
     #[test]

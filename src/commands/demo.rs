@@ -25,14 +25,15 @@ use crate::runtime::{cancel_on_signal, open, start_web};
 use super::fleet;
 use restorable_pipeline::runtime::driver;
 
-/// The demo fleet's faults, by position (cycled for larger fleets): each lands on its own rung.
+/// The demo fleet's faults, by position (cycled for larger fleets): each lands on its own rung
+/// (a stale native schedule climbs to the top and is named on its `captured` line).
 const DEMO_FAULTS: [Option<Fault>; 12] = [
     None,
     Some(Fault::BadCredentials),
     None,
     Some(Fault::NeverFinishes),
     Some(Fault::ServerError),
-    None,
+    Some(Fault::NativeBackupStale),
     Some(Fault::TruncatedDownload),
     Some(Fault::FlippedByte),
     Some(Fault::WrongPassword),
@@ -110,13 +111,21 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     progress.enable_steady_tick(Duration::from_millis(120));
     let mut owners = std::collections::HashMap::<String, String>::new();
+    let native_grace = pipeline.settings.pbx.native_backup_grace;
     let result = driver::run_until_closed(
         &pipeline,
         cycles.clone(),
         start_position,
         Duration::from_secs(args.capture_deadline_secs.max(60) * 10),
         |logged| match fleet::decode(logged) {
-            Ok(event) => report(&event, &names, &mut owners, &cycles, &progress),
+            Ok(event) => report(
+                &event,
+                &names,
+                &mut owners,
+                &cycles,
+                &progress,
+                native_grace,
+            ),
             Err(error) => tracing::warn!(%error, "event not shown"),
         },
     )
@@ -244,6 +253,7 @@ fn report(
     owners: &mut std::collections::HashMap<String, String>,
     cycles: &HashSet<CycleId>,
     progress: &ProgressBar,
+    native_grace: chrono::Duration,
 ) {
     match event {
         AnyEvent::Cycle(id, BackupCycleEvent::CycleStarted(started)) => {
@@ -257,7 +267,21 @@ fn report(
             let name = owners.get(id).cloned().unwrap_or_else(|| id.clone());
             let line = match event {
                 BackupCycleEvent::Captured(e) => {
-                    format!("captured   {} bytes, sha256 {}…", e.size, &e.sha256[..12])
+                    let mut line =
+                        format!("captured   {} bytes, sha256 {}…", e.size, &e.sha256[..12]);
+                    let findings = e
+                        .native_backups
+                        .as_ref()
+                        .map(|native| native.findings(native_grace))
+                        .unwrap_or_default();
+                    for found in findings {
+                        let kind = serde_json::to_value(found.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        line.push_str(&format!("; {kind}: {}", found.detail));
+                    }
+                    line
                 }
                 BackupCycleEvent::Secured(_) => {
                     "secured    read back intact, under compliance lock".into()

@@ -99,6 +99,15 @@ async fn the_demo_lands_every_pbx_on_its_rung_and_a_second_run_continues_the_his
             "manifest_mismatch at restore_test",
         ),
     ];
+    let native = stdout
+        .lines()
+        .find(|line| line.starts_with("pbx-06") && line.contains("captured"))
+        .unwrap_or_else(|| panic!("no captured line for pbx-06 in:\n{stdout}"));
+    assert!(
+        native.contains("native_backup_stale: the PBX's own daily backup last ran"),
+        "{native}"
+    );
+    assert!(table_line(&stdout, "pbx-06").contains("Restore-Tested"));
     for (name, rung, status, reason) in expected {
         let line = table_line(&stdout, name);
         assert!(

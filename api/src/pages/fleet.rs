@@ -13,6 +13,7 @@ use restorable_projections::fleet::{FleetRow, Status};
 use serde::Deserialize;
 
 use super::layout::{html, ladder, page_error, time, Badge, Nav, PageQuery, RungMark, Visitor};
+use super::native::NativeSummary;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::queries::{fleet_key, fleet_window, status_param, FleetFilter, FleetOrder};
@@ -149,11 +150,13 @@ struct Line {
     secured: String,
     verified: String,
     tested: String,
+    native: NativeSummary,
 }
 
 impl Line {
-    fn of(row: &FleetRow, status: Status) -> Self {
+    fn of(row: &FleetRow, status: Status, native_grace: chrono::Duration) -> Self {
         Line {
+            native: NativeSummary::of(row.native_backups.as_ref(), native_grace),
             id: row.instance_id.to_string(),
             name: row.name.clone(),
             fqdn: row.fqdn.clone(),
@@ -261,7 +264,13 @@ fn fleet_body(
         rows: window
             .entries
             .iter()
-            .map(|entry| Line::of(&entry.row, entry.status))
+            .map(|entry| {
+                Line::of(
+                    &entry.row,
+                    entry.status,
+                    state.pipeline.settings.pbx.native_backup_grace,
+                )
+            })
             .collect(),
     }
     .render()

@@ -18,6 +18,7 @@ use super::chart::{backup_sizes, restore_durations, Chart, CHART_POINTS};
 use super::layout::{
     html, ladder, page_error, redirect, time, Badge, Nav, PageForm, RungMark, Visitor,
 };
+use super::native::NativeSummary;
 use crate::access;
 use crate::actions::{self, InstanceAction};
 use crate::auth::{Principal, Role};
@@ -39,6 +40,7 @@ struct InstancePage<'a> {
     endpoint: Option<Endpoint>,
     /// Maintenance windows, quiet hours and reminders that apply to its alerts.
     timing: Vec<String>,
+    native: NativeSummary,
     admin: Option<Toggle>,
     /// Restore duration and backup size over time (those with points).
     charts: Vec<Chart>,
@@ -165,6 +167,10 @@ pub(super) async fn instance_page(
         status: Badge::of(row.status(Utc::now())),
         endpoint: endpoint(&state, &id).await,
         timing: timing(&state, &row.tenant_id, row.instance_id),
+        native: NativeSummary::of(
+            row.native_backups.as_ref(),
+            state.pipeline.settings.pbx.native_backup_grace,
+        ),
         admin,
         charts: [restore_durations(&backups), backup_sizes(&backups)]
             .into_iter()

@@ -9,6 +9,7 @@
 //! parse a query or form before a handler runs, the escaping, the navigation, error pages, the
 //! ladder); one file per page beside it: `fleet.rs`, `alerts.rs` (the Alerts page and its
 //! acknowledge and snooze forms),
+//! `native.rs` (how both show the PBX's own backups),
 //! `instance.rs` (with its actions and the reveal), `sign_in.rs`, `certificate.rs` (a cycle's restore certificate, and the public page that
 //! says whether one is genuine).
 
@@ -18,6 +19,7 @@ mod chart;
 mod fleet;
 mod instance;
 mod layout;
+mod native;
 mod sign_in;
 
 use axum::routing::{get, post};

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{column, read_all, table, Pbx, PASSWORD};
-use restorable_pbx_sim::{Fault, SimPbxConfig};
 use restorable_pbx_sim::native::NATIVE_BACKUP_NAME;
+use restorable_pbx_sim::{Fault, SimPbxConfig};
 use serde_json::Value;
 
 async fn with_fault(name: &str, fault: Fault) -> Pbx {
@@ -169,7 +169,10 @@ async fn native_status(p: &Pbx, token: &str) -> (Value, chrono::Duration) {
         native["CreationTime"].as_str().expect("a creation time"),
     )
     .expect("RFC 3339");
-    (settings, chrono::Utc::now() - created.with_timezone(&chrono::Utc))
+    (
+        settings,
+        chrono::Utc::now() - created.with_timezone(&chrono::Utc),
+    )
 }
 
 #[tokio::test]

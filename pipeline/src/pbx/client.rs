@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use reqwest::Url;
 use restorable_domain::ladder::ManifestCounts;
 use restorable_domain::native_backups::{NativeBackups, NativeScheduleType};
-use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::io::AsyncRead;

@@ -98,14 +98,21 @@ async fn each_native_backup_fault_raises_its_alert_and_the_copy_still_climbs() {
         let instance = harness.enrol(&pbx, 60).await;
         let id = cycle(&harness, instance).await;
         let climbed = harness.cycle(id).await;
-        assert_eq!(climbed.rung, Some(Rung::RestoreTested), "{name}: the copy is fine");
+        assert_eq!(
+            climbed.rung,
+            Some(Rung::RestoreTested),
+            "{name}: the copy is fine"
+        );
         assert!(!climbed.is_failed(), "{name}");
         let native = climbed
             .captured
             .and_then(|c| c.native_backups)
             .expect("the capture read the native schedule");
         assert_eq!(native.schedule, NativeScheduleType::Daily, "{name}");
-        assert_eq!(native.backups_on_disk, 1, "{name}: our own copy is not counted");
+        assert_eq!(
+            native.backups_on_disk, 1,
+            "{name}: our own copy is not counted"
+        );
         let open = open_alerts(&harness, instance).await;
         match expected {
             None => assert_eq!(open, vec![], "{name}"),
@@ -158,7 +165,10 @@ async fn a_pbx_whose_native_backups_recover_resolves_the_alert_at_the_next_captu
         .await
         .expect("history");
     assert_eq!(
-        history.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(),
+        history
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
         ["AlertRaised", "AlertResolved"]
     );
     healthy.shutdown().await;

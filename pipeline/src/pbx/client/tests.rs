@@ -222,10 +222,10 @@ async fn native_pbx(settings: serde_json::Value, backups: serde_json::Value) -> 
 #[tokio::test]
 async fn the_native_backup_watch_believes_no_future_no_nonsense_and_not_our_own_backups() {
     use restorable_domain::native_backups::NativeScheduleType;
-    let now = "2026-11-28T12:00:00Z".parse::<DateTime<Utc>>().expect("now");
-    let entry = |name: &str, created: &str| {
-        serde_json::json!({"FileName": name, "CreationTime": created, "DownloadLink": "/x"})
-    };
+    let now = "2026-11-28T12:00:00Z"
+        .parse::<DateTime<Utc>>()
+        .expect("now");
+    let entry = |name: &str, created: &str| serde_json::json!({"FileName": name, "CreationTime": created, "DownloadLink": "/x"});
     let base = native_pbx(
         serde_json::json!({"ScheduleEnabled": true, "Rotation": 5,
             "Contents": {"EncryptBackup": true},

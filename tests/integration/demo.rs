@@ -101,7 +101,7 @@ async fn the_demo_lands_every_pbx_on_its_rung_and_a_second_run_continues_the_his
     ];
     let native = stdout
         .lines()
-        .find(|line| line.starts_with("pbx-06") && line.contains("captured"))
+        .find(|line| line.contains("/pbx-06 ") && line.contains("captured"))
         .unwrap_or_else(|| panic!("no captured line for pbx-06 in:\n{stdout}"));
     assert!(
         native.contains("native_backup_stale: the PBX's own daily backup last ran"),

@@ -228,7 +228,8 @@ async fn the_native_backup_watch_believes_no_future_no_nonsense_and_not_our_own_
     let entry = |name: &str, created: &str| serde_json::json!({"FileName": name, "CreationTime": created, "DownloadLink": "/x"});
     let base = native_pbx(
         serde_json::json!({"ScheduleEnabled": true, "Rotation": 5,
-            "Contents": {"EncryptBackup": true},
+            "Contents": {"EncryptBackup": true,
+                "EncryptBackupPassword": {"Value": "the-native-password", "Concealed": false}},
             "Schedule": {"ScheduleType": "Hourly", "RepeatHours": 6}}),
         serde_json::json!([
             entry("restorable-cycle.zip", "2026-11-28T11:59:00Z"),
@@ -255,6 +256,11 @@ async fn the_native_backup_watch_believes_no_future_no_nonsense_and_not_our_own_
     );
     assert_eq!(native.backups_on_disk, 4, "ours is not counted");
     assert_eq!(native.read_at, now);
+    let recorded = serde_json::to_string(&native).expect("json");
+    assert!(
+        !recorded.contains("the-native-password"),
+        "the native schedule's password is never read: {recorded}"
+    );
 
     // An answer that will not say whether its backups are encrypted says nothing.
     let silent = native_pbx(

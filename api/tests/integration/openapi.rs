@@ -364,7 +364,7 @@ fn the_row_schemas_name_the_serialized_fields() {
         last_secured: Some(at),
         last_verified: Some(at),
         last_restore_tested: Some(at),
-        native_backups: None,
+        native_backups: Some(restorable_domain::native_backups::examples::healthy(at)),
     };
     let backup_row = BackupRow {
         cycle_id: started.cycle_id,

@@ -452,6 +452,8 @@ pub enum StageArg {
     /// Delivers alerts to their routes.
     #[value(alias = "alert_delivery")]
     AlertDelivery,
+    /// Re-reads every stored copy within the re-check window (`[recheck] window_days`).
+    Recheck,
     /// Every stage above.
     All,
 }
@@ -468,6 +470,7 @@ impl StageArg {
             StageArg::Close => &["close"],
             StageArg::Alerts => &["alerts"],
             StageArg::AlertDelivery => &["alert_delivery"],
+            StageArg::Recheck => &["recheck"],
             StageArg::All => restorable_pipeline::runtime::STAGE_NAMES,
         }
     }

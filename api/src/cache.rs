@@ -49,13 +49,16 @@ impl RenderCache {
     ///
     /// # Errors
     /// Whatever `render` returns.
-    pub async fn get_or_render(
+    pub async fn get_or_render<Rendered>(
         &self,
         key: CacheKey,
         position: i64,
         minute: i64,
-        render: impl FnOnce() -> Result<Bytes, ApiError>,
-    ) -> Result<Bytes, ApiError> {
+        render: impl FnOnce() -> Rendered,
+    ) -> Result<Bytes, ApiError>
+    where
+        Rendered: std::future::Future<Output = Result<Bytes, ApiError>>,
+    {
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             match entries.get(&key) {
@@ -79,9 +82,7 @@ impl RenderCache {
                 }
             }
         };
-        cell.get_or_try_init(|| async move { render() })
-            .await
-            .cloned()
+        cell.get_or_try_init(render).await.cloned()
     }
 }
 
@@ -107,7 +108,7 @@ mod tests {
             let (cache, renders) = (&cache, &renders);
             async move {
                 cache
-                    .get_or_render(key(), position, minute, || {
+                    .get_or_render(key(), position, minute, || async move {
                         renders.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         Ok(Bytes::from(format!("{position}/{minute}")))
                     })
@@ -131,7 +132,7 @@ mod tests {
                 let (cache, renders) = (cache.clone(), renders.clone());
                 tokio::spawn(async move {
                     cache
-                        .get_or_render(key(), 1, 1, || {
+                        .get_or_render(key(), 1, 1, || async move {
                             renders.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                             std::thread::sleep(std::time::Duration::from_millis(50));
                             Ok(Bytes::from_static(b"rendered"))
@@ -150,11 +151,13 @@ mod tests {
     async fn a_failed_rendering_is_not_kept() {
         let cache = RenderCache::default();
         let failed = cache
-            .get_or_render(key(), 1, 1, || Err(ApiError::BadRequest("no".into())))
+            .get_or_render(key(), 1, 1, || async {
+                Err(ApiError::BadRequest("no".into()))
+            })
             .await;
         assert!(failed.is_err());
         let again = cache
-            .get_or_render(key(), 1, 1, || Ok(Bytes::from_static(b"ok")))
+            .get_or_render(key(), 1, 1, || async { Ok(Bytes::from_static(b"ok")) })
             .await
             .expect("rendered this time");
         assert_eq!(again, "ok");

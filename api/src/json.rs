@@ -85,7 +85,7 @@ async fn fleet(
     let minute = Utc::now().timestamp() / 60;
     let body = state
         .cache
-        .get_or_render(key, state.read.position(), minute, || {
+        .get_or_render(key, state.read.position(), minute, || async {
             let entries = fleet_entries(&state, &who, &filter)?;
             serde_json::to_vec(&entries)
                 .map(axum::body::Bytes::from)

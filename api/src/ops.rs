@@ -113,6 +113,12 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
         }
         Err(error) => tracing::warn!(%error, "/metrics: listing the operations alerts failed"),
     }
+    let window = state.pipeline.settings.recheck_window;
+    let since = (now - window).timestamp_millis();
+    match state.pipeline.store.recheck_coverage(None, since).await {
+        Ok(coverage) => write_recheck_coverage(&mut text, &coverage, now.timestamp_millis()),
+        Err(error) => tracing::warn!(%error, "/metrics: reading the re-check coverage failed"),
+    }
     let held = restorable_pipeline::transport::nats::relay::HELD
         .load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
@@ -128,6 +134,49 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
         )],
         text,
     )
+}
+
+/// The re-check coverage as gauges: copies watched, proven within the window, their share,
+/// failing, and the age of the oldest proof (0 with no copies).
+fn write_recheck_coverage(
+    text: &mut String,
+    coverage: &restorable_pipeline::store::RecheckCoverage,
+    now_ms: i64,
+) {
+    let oldest_age = coverage
+        .oldest_proof
+        .map_or(0, |proof| (now_ms - proof).max(0) / 1000);
+    for (name, help, value) in [
+        (
+            "restorable_recheck_copies",
+            "Stored copies watched by the rotating re-checks.",
+            coverage.copies.to_string(),
+        ),
+        (
+            "restorable_recheck_proven",
+            "Stored copies proven intact within the re-check window.",
+            coverage.proven.to_string(),
+        ),
+        (
+            "restorable_recheck_coverage_ratio",
+            "Share of stored copies proven intact within the re-check window (1 with none).",
+            format!("{:.6}", coverage.share()),
+        ),
+        (
+            "restorable_recheck_failing",
+            "Stored copies whose last re-check failed.",
+            coverage.failing.to_string(),
+        ),
+        (
+            "restorable_recheck_oldest_proof_age_seconds",
+            "Age of the oldest proof of any stored copy (0 with none).",
+            oldest_age.to_string(),
+        ),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} gauge");
+        let _ = writeln!(text, "{name} {value}");
+    }
 }
 
 /// The live update stream: one SSE event per changed fleet, backups or alerts row the caller

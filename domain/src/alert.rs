@@ -11,6 +11,7 @@
 //! | Verify Stale | copies are Secured but none reached Verified within twice the interval (not while Backup Stale or Backup Failed is open) | a later copy reaches Verified |
 //! | Restore Slow | a restore test took longer than the instance's restore-time target (`RestorePolicy::target_minutes`) | a later restore test within the target ([`AlertCommand::ResolveKind`]) |
 //! | Native Backup Disabled / Unencrypted / Stale | a capture read the PBX's own schedule and found it off, unencrypted, or without a backup within its period plus a grace ([`crate::native_backups`]) | a later capture's reading without that fault ([`AlertCommand::ResolveKind`]) |
+//! | Re-check Failed | a rotating re-check found a stored copy changed, gone or no longer locked (`RecheckFailed`) | a later re-check of **the same copy** that finds it intact ([`AlertCommand::ResolveKind`]) |
 //!
 //! "Later" is the position in the event log, never a wall clock: every alert keeps the log
 //! position of what raised it, and only an event further on in the log resolves it — so a
@@ -56,6 +57,8 @@ pub enum AlertKind {
     NativeBackupUnencrypted,
     /// The PBX's own schedule made no backup within its period plus the grace.
     NativeBackupStale,
+    /// A rotating re-check found a stored copy changed, gone or no longer locked.
+    RecheckFailed,
 }
 
 impl AlertKind {
@@ -70,14 +73,16 @@ impl AlertKind {
             AlertKind::NativeBackupDisabled => "Native Backup Disabled",
             AlertKind::NativeBackupUnencrypted => "Native Backup Unencrypted",
             AlertKind::NativeBackupStale => "Native Backup Stale",
+            AlertKind::RecheckFailed => "Re-check Failed",
         }
     }
 
     /// Whether a copy that reached `reached` recovers the instance from this kind of alert,
     /// for an alert raised by a failure at `stage`; `ended`: the copy's cycle ended there
     /// without failure (a copy still climbing recovers only the stale kinds). No rung recovers
-    /// a Restore Slow or a native-backup alert: only a restore test within the target, or a later
-    /// reading of the PBX's schedule without that fault ([`AlertCommand::ResolveKind`]).
+    /// a Restore Slow, a native-backup or a Re-check Failed alert: only a restore test within the
+    /// target, a later reading of the PBX's schedule without that fault, or a later re-check of
+    /// the same copy that finds it intact ([`AlertCommand::ResolveKind`]).
     pub fn recovered_by(self, stage: Option<Stage>, reached: Rung, ended: bool) -> bool {
         match self {
             AlertKind::BackupFailed if stage == Some(Stage::RestoreTest) => {
@@ -89,7 +94,8 @@ impl AlertKind {
             AlertKind::RestoreSlow
             | AlertKind::NativeBackupDisabled
             | AlertKind::NativeBackupUnencrypted
-            | AlertKind::NativeBackupStale => false,
+            | AlertKind::NativeBackupStale
+            | AlertKind::RecheckFailed => false,
         }
     }
 }
@@ -329,6 +335,9 @@ pub struct OpenAlert {
     pub kind: AlertKind,
     /// The stage whose failure raised it (Backup Failed).
     pub stage: Option<Stage>,
+    /// The cycle it is about, if any (a Re-check Failed is resolved only by its own copy).
+    #[serde(default)]
+    pub cycle_id: Option<CycleId>,
     /// The log position of what raised it.
     pub position: i64,
     /// Whether someone acknowledged it.
@@ -459,6 +468,7 @@ impl Aggregate for InstanceAlerts {
                     .open
                     .iter()
                     .filter(|a| a.position < position && a.kind == kind)
+                    .filter(|a| kind != AlertKind::RecheckFailed || a.cycle_id == Some(cycle_id))
                     .cloned()
                     .collect();
                 self.resolve_all(due, cycle_id, at, sink).await;
@@ -537,6 +547,7 @@ impl Aggregate for InstanceAlerts {
                     alert_id: e.alert_id,
                     kind: e.kind,
                     stage: e.stage,
+                    cycle_id: e.cycle_id,
                     position: e.position,
                     acknowledged: false,
                     snoozed_until: None,
@@ -1052,6 +1063,40 @@ mod tests {
             position,
             ..failed(&first_id())
         }
+    }
+
+    #[test]
+    fn a_recheck_failed_ends_only_by_a_later_good_recheck_of_the_same_copy() {
+        let copy = later_cycle();
+        let raised = AlertEvent::AlertRaised(AlertRaised {
+            kind: AlertKind::RecheckFailed,
+            stage: None,
+            reason: Some(FailureReason::ChecksumMismatch),
+            cycle_id: Some(copy),
+            position: 10,
+            ..failed(&first_id())
+        });
+        let good_recheck = |cycle_id, position| AlertCommand::ResolveKind {
+            kind: AlertKind::RecheckFailed,
+            cycle_id,
+            position,
+            at: examples::at(),
+        };
+        // No rung of a newer copy, no good re-check of another copy, nothing earlier in the log.
+        for command in [
+            resolve(later_cycle(), Rung::RestoreTested, true, 20),
+            good_recheck(later_cycle(), 20),
+            good_recheck(copy, 9),
+        ] {
+            Given::with(())
+                .given(vec![raised.clone()])
+                .when(command)
+                .then_expect_events(vec![]);
+        }
+        Given::with(())
+            .given(vec![raised])
+            .when(good_recheck(copy, 20))
+            .then_expect_events(vec![resolved(AlertKind::RecheckFailed, copy)]);
     }
 
     #[test]

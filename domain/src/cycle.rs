@@ -129,6 +129,37 @@ pub struct Failed {
     pub failed_at: DateTime<Utc>,
 }
 
+/// A stored copy was read back again, byte for byte, and its lock checked: one rotating
+/// re-check (`pipeline/src/recheck/`), long after the copy was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rechecked {
+    /// The re-check slot this answers (each copy has one per window): a slot is recorded once,
+    /// so a re-check run twice adds nothing.
+    pub slot: DateTime<Utc>,
+    /// The SHA-256 of the bytes read back (equal to the captured one).
+    pub sha256: String,
+    /// The lock found on the stored version.
+    pub lock_mode: LockMode,
+    /// The retain-until found on the stored version.
+    pub retain_until: DateTime<Utc>,
+    /// When.
+    pub rechecked_at: DateTime<Utc>,
+}
+
+/// A rotating re-check found the stored copy no longer as it was secured: changed bytes, gone,
+/// or no longer under its lock. Not terminal: the copy is checked again in the next window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RecheckFailed {
+    /// The re-check slot this answers.
+    pub slot: DateTime<Utc>,
+    /// A stable reason code (`checksum_mismatch`, `object_missing`, `not_locked` ...).
+    pub reason: FailureReason,
+    /// A human explanation. Never contains a secret.
+    pub detail: String,
+    /// When.
+    pub failed_at: DateTime<Utc>,
+}
+
 /// Everything that can happen to a cycle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub enum BackupCycleEvent {
@@ -144,6 +175,10 @@ pub enum BackupCycleEvent {
     RestoreTested(RestoreTested),
     /// See [`Failed`].
     Failed(Failed),
+    /// See [`Rechecked`].
+    Rechecked(Rechecked),
+    /// See [`RecheckFailed`].
+    RecheckFailed(RecheckFailed),
 }
 
 impl DomainEvent for BackupCycleEvent {
@@ -155,6 +190,8 @@ impl DomainEvent for BackupCycleEvent {
             BackupCycleEvent::Verified(_) => "Verified",
             BackupCycleEvent::RestoreTested(_) => "RestoreTested",
             BackupCycleEvent::Failed(_) => "Failed",
+            BackupCycleEvent::Rechecked(_) => "Rechecked",
+            BackupCycleEvent::RecheckFailed(_) => "RecheckFailed",
         }
         .to_owned()
     }
@@ -179,6 +216,10 @@ pub enum BackupCycleCommand {
     RecordRestoreTested(RestoreTested),
     /// Record a stage's failure.
     RecordFailure(Failed),
+    /// Record a re-check that found the stored copy intact.
+    RecordRechecked(Rechecked),
+    /// Record a re-check that found the stored copy changed, gone or unlocked.
+    RecordRecheckFailed(RecheckFailed),
 }
 
 /// Why a cycle refused a command.
@@ -200,6 +241,9 @@ pub enum CycleError {
     /// A second `Start` with different facts (another instance or tenant).
     #[error("the cycle was already started for another instance")]
     StartConflict,
+    /// A re-check of a copy that was never Secured: there is nothing proven to prove again.
+    #[error("only a Secured copy is re-checked, but the cycle is at {0:?}")]
+    NotStored(Option<Rung>),
 }
 
 /// State of one cycle, rebuilt from its events.
@@ -213,6 +257,9 @@ pub struct BackupCycle {
     pub captured: Option<Captured>,
     /// Set by `Failed`.
     pub failed: Option<Failed>,
+    /// The latest re-check slot recorded (`Rechecked` or `RecheckFailed`).
+    #[serde(default)]
+    pub rechecked_slot: Option<DateTime<Utc>>,
 }
 
 impl BackupCycle {
@@ -235,6 +282,18 @@ impl BackupCycle {
                 at,
             }),
         }
+    }
+
+    /// Whether a re-check answering `slot` is news: only for a Secured copy of a cycle that did
+    /// not fail, and only for a slot later than the last one recorded.
+    fn admit_recheck(&self, slot: DateTime<Utc>) -> Result<bool, CycleError> {
+        if let Some(failed) = &self.failed {
+            return Err(CycleError::AlreadyFailed(failed.stage));
+        }
+        if self.rung.is_none_or(|rung| rung < Rung::Secured) {
+            return Err(CycleError::NotStored(self.rung));
+        }
+        Ok(self.rechecked_slot.is_none_or(|last| slot > last))
     }
 
     /// Whether a failure of `stage` is news: not if the cycle already failed or already passed
@@ -299,6 +358,12 @@ impl Aggregate for BackupCycle {
             BackupCycleCommand::RecordFailure(e) => self
                 .admit_failure(e.stage)?
                 .then_some(BackupCycleEvent::Failed(e)),
+            BackupCycleCommand::RecordRechecked(e) => self
+                .admit_recheck(e.slot)?
+                .then_some(BackupCycleEvent::Rechecked(e)),
+            BackupCycleCommand::RecordRecheckFailed(e) => self
+                .admit_recheck(e.slot)?
+                .then_some(BackupCycleEvent::RecheckFailed(e)),
         };
         if let Some(event) = event {
             sink.write(event, self).await;
@@ -320,6 +385,8 @@ impl Aggregate for BackupCycle {
             BackupCycleEvent::Verified(_) => self.rung = Some(Rung::Verified),
             BackupCycleEvent::RestoreTested(_) => self.rung = Some(Rung::RestoreTested),
             BackupCycleEvent::Failed(e) => self.failed = Some(e),
+            BackupCycleEvent::Rechecked(e) => self.rechecked_slot = Some(e.slot),
+            BackupCycleEvent::RecheckFailed(e) => self.rechecked_slot = Some(e.slot),
         }
     }
 }
@@ -402,6 +469,27 @@ pub mod examples {
             duration_ms: 900,
             counts: captured().manifest,
             restore_tested_at: at(),
+        }
+    }
+
+    /// A `Rechecked` answering the slot `days` days after [`at`].
+    pub fn rechecked(days: i64) -> Rechecked {
+        Rechecked {
+            slot: at() + chrono::Duration::days(days),
+            sha256: "ab".repeat(32),
+            lock_mode: LockMode::Compliance,
+            retain_until: at() + chrono::Duration::days(30),
+            rechecked_at: at() + chrono::Duration::days(days),
+        }
+    }
+
+    /// A `RecheckFailed` answering the slot `days` days after [`at`].
+    pub fn recheck_failed(days: i64, reason: FailureReason) -> RecheckFailed {
+        RecheckFailed {
+            slot: at() + chrono::Duration::days(days),
+            reason,
+            detail: format!("{reason} for the test"),
+            failed_at: at() + chrono::Duration::days(days),
         }
     }
 
@@ -613,6 +701,69 @@ mod tests {
             .given(climbed_to(Rung::Verified))
             .when(C::RecordFailure(failure.clone()))
             .then_expect_events(vec![E::Failed(failure)]);
+    }
+
+    #[test]
+    fn a_secured_copy_records_each_recheck_slot_once_and_in_order() {
+        let failure = recheck_failed(14, FailureReason::ChecksumMismatch);
+        Given::with(())
+            .given(climbed_to(Rung::Secured))
+            .when(C::RecordRechecked(rechecked(7)))
+            .then_expect_events(vec![E::Rechecked(rechecked(7))]);
+        let mut history = climbed_to(Rung::RestoreTested);
+        history.push(E::Rechecked(rechecked(7)));
+        for repeated in [
+            C::RecordRechecked(rechecked(7)),
+            C::RecordRechecked(rechecked(3)),
+        ] {
+            Given::with(())
+                .given(history.clone())
+                .when(repeated)
+                .then_expect_events(vec![]);
+        }
+        Given::with(())
+            .given(history.clone())
+            .when(C::RecordRecheckFailed(failure.clone()))
+            .then_expect_events(vec![E::RecheckFailed(failure.clone())]);
+        history.push(E::RecheckFailed(failure.clone()));
+        Given::with(())
+            .given(history)
+            .when(C::RecordRecheckFailed(failure))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn only_a_secured_copy_of_a_cycle_that_did_not_fail_is_rechecked() {
+        let result = Given::with(())
+            .given(climbed_to(Rung::Captured))
+            .when(C::RecordRechecked(rechecked(7)))
+            .inspect_result();
+        assert_eq!(result, Err(CycleError::NotStored(Some(Rung::Captured))));
+        let mut failed_verify = climbed_to(Rung::Secured);
+        failed_verify.push(E::Failed(failed(Stage::Verify, FailureReason::WrongKey)));
+        let result = Given::with(())
+            .given(failed_verify)
+            .when(C::RecordRecheckFailed(recheck_failed(
+                7,
+                FailureReason::ObjectMissing,
+            )))
+            .inspect_result();
+        assert_eq!(result, Err(CycleError::AlreadyFailed(Stage::Verify)));
+    }
+
+    #[test]
+    fn a_recheck_does_not_move_the_rung() {
+        let mut cycle = BackupCycle::default();
+        for event in climbed_to(Rung::Verified) {
+            cycle.apply(event);
+        }
+        cycle.apply(E::RecheckFailed(recheck_failed(
+            7,
+            FailureReason::ChecksumMismatch,
+        )));
+        assert_eq!(cycle.rung, Some(Rung::Verified));
+        assert!(!cycle.is_failed());
+        assert_eq!(cycle.rechecked_slot, Some(at() + chrono::Duration::days(7)));
     }
 
     #[test]

@@ -81,6 +81,18 @@ pub fn event_schemas() -> Vec<(&'static str, &'static str, &'static str, Schema)
             schema_for!(cycle::Failed),
         ),
         (
+            "BackupCycle",
+            "Rechecked",
+            EVENT_VERSION,
+            schema_for!(cycle::Rechecked),
+        ),
+        (
+            "BackupCycle",
+            "RecheckFailed",
+            EVENT_VERSION,
+            schema_for!(cycle::RecheckFailed),
+        ),
+        (
             "Instance",
             "InstanceEnrolled",
             EVENT_VERSION,

@@ -29,6 +29,8 @@
 //!   verification and the live check.
 //! - [`schedule`]: the scheduler's index of due instances (and cycles in flight), kept from the
 //!   log.
+//! - [`recheck`]: rotating re-checks — every stored copy read back and its lock checked again
+//!   within a window, spread over the window and over the workers.
 //! - [`read_model`]: the projector — the read side's views, stored and followed from the log.
 //! - [`watchdog`]: fails (`stage_timeout`) or closes a cycle that stood still past its rung's
 //!   deadline ([`deadlines`]).
@@ -51,6 +53,7 @@ pub mod pipeline;
 pub mod poison;
 pub mod progress;
 pub mod read_model;
+pub mod recheck;
 pub mod redact;
 pub mod retry;
 pub mod runtime;

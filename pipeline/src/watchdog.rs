@@ -353,6 +353,8 @@ async fn in_flight(pipeline: &Pipeline, instance_id: &str) -> Result<Option<InFl
             }
             BackupCycleEvent::RestoreTested(e) => e.restore_tested_at,
             BackupCycleEvent::Failed(e) => e.failed_at,
+            BackupCycleEvent::Rechecked(e) => e.rechecked_at,
+            BackupCycleEvent::RecheckFailed(e) => e.failed_at,
         };
     }
     let standing = standing(&instance, &cycle, verified_at);

@@ -25,6 +25,7 @@ mod integration {
     mod nats_outage;
     mod operations_alerts;
     mod read_paths;
+    mod rechecks;
     mod restore_sandbox;
     mod s3_secured;
     mod s3_vault;

@@ -4,7 +4,7 @@
 //! folding in memory and the rest in storage; readers read them from there.
 
 use chrono::{DateTime, Utc};
-use restorable_domain::cycle::{BackupCycleEvent, CycleStarted, Failed};
+use restorable_domain::cycle::{BackupCycleEvent, CycleStarted, Failed, RecheckFailed};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::ladder::{Rung, Trigger};
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,12 @@ pub struct BackupRow {
     pub restore_ms: Option<u64>,
     /// Where and why it failed.
     pub failure: Option<Failed>,
+    /// When a rotating re-check last found the stored copy intact.
+    #[serde(default)]
+    pub rechecked_at: Option<DateTime<Utc>>,
+    /// The last re-check's failure, until a later re-check finds the copy intact again.
+    #[serde(default)]
+    pub recheck_failure: Option<RecheckFailed>,
 }
 
 impl BackupRow {
@@ -73,6 +79,8 @@ impl BackupRow {
             restore_tested_at: None,
             restore_ms: None,
             failure: None,
+            rechecked_at: None,
+            recheck_failure: None,
         }
     }
 
@@ -104,6 +112,11 @@ impl BackupRow {
                 self.restore_ms = Some(e.duration_ms);
             }
             BackupCycleEvent::Failed(e) => self.failure = Some(e.clone()),
+            BackupCycleEvent::Rechecked(e) => {
+                self.rechecked_at = Some(e.rechecked_at);
+                self.recheck_failure = None;
+            }
+            BackupCycleEvent::RecheckFailed(e) => self.recheck_failure = Some(e.clone()),
         }
     }
 

@@ -248,6 +248,8 @@ impl FleetView {
             }
             BackupCycleEvent::Failed(e) if is_latest => row.last_failure = Some(e.clone()),
             BackupCycleEvent::Failed(_) => {}
+            // A re-check proves an old copy again: the fleet row is about the newest cycles.
+            BackupCycleEvent::Rechecked(_) | BackupCycleEvent::RecheckFailed(_) => return None,
         }
         Some(row.instance_id)
     }

@@ -297,6 +297,12 @@ fn report(
                 BackupCycleEvent::Failed(e) => {
                     format!("FAILED     {} at {}: {}", e.reason, e.stage, e.detail)
                 }
+                BackupCycleEvent::Rechecked(_) => {
+                    "re-checked read back intact, still locked".into()
+                }
+                BackupCycleEvent::RecheckFailed(e) => {
+                    format!("RE-CHECK FAILED {}: {}", e.reason, e.detail)
+                }
                 BackupCycleEvent::CycleStarted(_) => return,
             };
             let line = format!("{name:<16} {line}");

@@ -78,6 +78,7 @@
 mod alerts;
 mod audit;
 mod limits;
+mod recheck;
 mod urls;
 
 use std::collections::HashMap;
@@ -99,6 +100,7 @@ use self::limits::{
     deadlines, pbx_limits, sandbox_limits, verify_limits, FileDeadlines, FilePbx, FileSandbox,
     FileVerify,
 };
+use self::recheck::{recheck_window, FileRecheck};
 pub use self::urls::redact_url;
 use self::urls::url_with_scheme;
 
@@ -178,6 +180,9 @@ pub struct Config {
     /// The evidence's schedule (file only).
     #[arg(skip)]
     audit: Option<FileAudit>,
+    /// The rotating re-checks' window (file only).
+    #[arg(skip)]
+    recheck: Option<FileRecheck>,
 }
 
 impl Config {
@@ -207,6 +212,7 @@ impl Config {
             pbx: file.pbx,
             sandbox: file.sandbox,
             audit: file.audit,
+            recheck: file.recheck,
         }
     }
 }
@@ -296,6 +302,9 @@ pub fn resolve(flags: &Config, mut settings: Settings) -> Result<(Backends, Sett
     }
     if let Some(file_audit) = &config.audit {
         audit_schedule(file_audit, &mut settings.evidence)?;
+    }
+    if let Some(file_recheck) = &config.recheck {
+        recheck_window(file_recheck, &mut settings.recheck_window)?;
     }
     let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
     let backends = Backends {
@@ -457,6 +466,26 @@ mod tests {
         std::fs::write(&file, "nats_ulr = \"nats://typo\"\n").expect("write");
         let error = resolve_args(&["--config", &config]).expect_err("unknown key");
         assert!(format!("{error:#}").contains("nats_ulr"), "{error:#}");
+    }
+
+    #[test]
+    fn the_recheck_section_sets_the_window_within_its_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("restorable.toml");
+        let config = file.to_string_lossy().into_owned();
+        let (_, defaults) = resolve_args(&[]).expect("resolve");
+        assert_eq!(defaults.recheck_window, chrono::Duration::days(7));
+        std::fs::write(&file, "[recheck]\nwindow_days = 3\n").expect("write");
+        let (_, settings) = resolve_args(&["--config", &config]).expect("resolve");
+        assert_eq!(settings.recheck_window, chrono::Duration::days(3));
+        for wrong in ["0", "366"] {
+            std::fs::write(&file, format!("[recheck]\nwindow_days = {wrong}\n")).expect("write");
+            let error = resolve_args(&["--config", &config]).expect_err("out of range");
+            assert!(
+                format!("{error:#}").contains("recheck.window_days"),
+                "{error:#}"
+            );
+        }
     }
 
     #[test]

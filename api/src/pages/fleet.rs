@@ -1,7 +1,8 @@
 //! The fleet-wide Managed Backups page (`/`): how many instances are Healthy, Need attention or
 //! are Stopped (each a link to that filter), then the fleet filtered by tenant and status, those
 //! that need attention first, one page of [`FLEET_PAGE_ROWS`] rows at a time, each with its
-//! status and the ladder of its latest copy. The part below the navigation is cached per scope,
+//! status and the ladder of its latest copy, under the re-check coverage of the stored copies
+//! ([`super::recheck`]). The part below the navigation is cached per scope,
 //! filter and page.
 
 use askama::Template;
@@ -70,8 +71,9 @@ pub(super) async fn fleet_page(
     let minute = Utc::now().timestamp() / 60;
     let body = state
         .cache
-        .get_or_render(key, state.read.position(), minute, || {
-            fleet_body(&state, &who, &filter, page).map(Bytes::from)
+        .get_or_render(key, state.read.position(), minute, || async {
+            let coverage = super::recheck::coverage_line(&state, &who, &filter).await;
+            fleet_body(&state, &who, &filter, page, coverage).map(Bytes::from)
         })
         .await;
     match body {
@@ -182,6 +184,7 @@ struct FleetBody {
     tenant: String,
     status_options: [StatusOption; 4],
     counts: Vec<StatusCount>,
+    coverage: String,
     summary: String,
     pager: Option<Pager>,
     rows: Vec<Line>,
@@ -194,6 +197,7 @@ fn fleet_body(
     who: &Principal,
     filter: &FleetFilter,
     page: usize,
+    coverage: String,
 ) -> Result<String, ApiError> {
     let order = FleetOrder::NeedsAttentionFirst;
     let mut window = fleet_window(
@@ -246,6 +250,7 @@ fn fleet_body(
     FleetBody {
         tenant: filter.tenant.clone().unwrap_or_default(),
         counts,
+        coverage,
         status_options: [
             option("", "All", None),
             option("healthy", "Healthy", Some(Status::Healthy)),
@@ -326,6 +331,7 @@ mod tests {
                 selected: false,
             }),
             counts: Vec::new(),
+            coverage: "Re-check coverage: <none>".into(),
             summary: "400 instances".into(),
             pager: fleet_pager(&filter, 1, 2),
             rows: Vec::new(),
@@ -337,6 +343,10 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("value=\"a&amp;b c\""), "{body}");
+        assert!(
+            body.contains("<p class=\"coverage\">Re-check coverage: &lt;none&gt;</p>"),
+            "{body}"
+        );
         assert!(body.contains("<span>Page 1 of 2</span>"), "{body}");
     }
 }

@@ -20,6 +20,7 @@ mod fleet;
 mod instance;
 mod layout;
 mod native;
+mod recheck;
 mod sign_in;
 
 use axum::routing::{get, post};

@@ -383,9 +383,22 @@ fn the_row_schemas_name_the_serialized_fields() {
         restore_tested_at: Some(at),
         restore_ms: Some(1),
         failure: Some(failed.clone()),
+        rechecked_at: Some(at),
+        recheck_failure: Some(restorable_domain::cycle::examples::recheck_failed(
+            7,
+            restorable_domain::ladder::FailureReason::ChecksumMismatch,
+        )),
     };
     let rows: Vec<(&str, Value)> = vec![
         ("Failed", serde_json::to_value(&failed).expect("json")),
+        (
+            "RecheckFailed",
+            serde_json::to_value(restorable_domain::cycle::examples::recheck_failed(
+                7,
+                restorable_domain::ladder::FailureReason::ObjectMissing,
+            ))
+            .expect("json"),
+        ),
         ("FleetRow", serde_json::to_value(&fleet_row).expect("json")),
         (
             "FleetEntry",
@@ -567,7 +580,8 @@ fn the_row_schemas_name_the_serialized_fields() {
         | AlertKind::RestoreSlow
         | AlertKind::NativeBackupDisabled
         | AlertKind::NativeBackupUnencrypted
-        | AlertKind::NativeBackupStale => kind,
+        | AlertKind::NativeBackupStale
+        | AlertKind::RecheckFailed => kind,
     };
     check(
         &doc,
@@ -580,6 +594,7 @@ fn the_row_schemas_name_the_serialized_fields() {
             listed(AlertKind::NativeBackupDisabled),
             listed(AlertKind::NativeBackupUnencrypted),
             listed(AlertKind::NativeBackupStale),
+            listed(AlertKind::RecheckFailed),
         ],
         &mut problems,
     );

@@ -62,7 +62,11 @@ pub async fn run_until_closed(
     let workers = tokio::spawn({
         let pipeline = pipeline.clone();
         let shutdown = shutdown.clone();
-        async move { crate::runtime::run_all(&pipeline, shutdown).await }
+        async move {
+            let settings = crate::transport::nats::worker::WorkerSettings::default();
+            crate::runtime::run_stages(&pipeline, crate::runtime::LADDER_NAMES, &settings, shutdown)
+                .await
+        }
     });
     let outcome = watch(pipeline, cycles, from_position, limit, on_event).await;
     shutdown.cancel();

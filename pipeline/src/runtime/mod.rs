@@ -1,6 +1,6 @@
 //! How the stages run in a process: every consumer of the ladder, run in-process from the store
-//! or as NATS JetStream workers with the outbox relay, beside the watchdog, alert delivery and
-//! the dead-letter watch.
+//! or as NATS JetStream workers with the outbox relay, beside the watchdog, alert delivery,
+//! the dead-letter watch and the rotating re-checks' sweep.
 //!
 //! # Layout
 //! - this file: [`consumers`], [`run_stages`], [`run_all`].
@@ -37,7 +37,8 @@ pub fn consumers(pipeline: &Pipeline) -> Vec<Arc<dyn Consumer>> {
     ]
 }
 
-/// The consumer names `restorable worker --stage` accepts (`restore-test` is `restore_test`).
+/// The stage names `restorable worker --stage` accepts (`restore-test` is `restore_test`): the
+/// consumers of the ladder, and `recheck`, the rotating re-checks' sweep ([`crate::recheck`]).
 pub const STAGE_NAMES: &[&str] = &[
     "start",
     "capture",
@@ -47,7 +48,24 @@ pub const STAGE_NAMES: &[&str] = &[
     "close",
     "alerts",
     "alert_delivery",
+    "recheck",
 ];
+
+/// The stages that climb the ladder and tell of it (every stage but the re-check sweep): what
+/// the in-process [`driver`] runs to see given cycles through.
+pub const LADDER_NAMES: &[&str] = &[
+    "start",
+    "capture",
+    "secure",
+    "verify",
+    "restore_test",
+    "close",
+    "alerts",
+    "alert_delivery",
+];
+
+/// How often a process running the `recheck` stage sweeps for due copies.
+pub const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs every stage in this process until `shutdown` is cancelled (see [`run_stages`]).
 pub async fn run_all(pipeline: &Pipeline, shutdown: CancellationToken) {
@@ -70,6 +88,14 @@ pub async fn run_stages(
     // The cycle deadline: one watchdog per process; the `watchdog` lease lets only one act.
     let watchdog = crate::watchdog::Watchdog::new(pipeline.clone());
     tasks.spawn(watchdog.run(shutdown.clone()));
+    if names.contains(&"recheck") {
+        // Every process sweeping claims its own share of the due copies.
+        tasks.spawn(crate::recheck::run(
+            pipeline.clone(),
+            RECHECK_EVERY,
+            shutdown.clone(),
+        ));
+    }
     if names.contains(&"alert_delivery") {
         let resumer = AlertDelivery::new(pipeline);
         // Dead letters become operations alerts (raised once per consumer, resolved when

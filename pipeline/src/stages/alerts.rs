@@ -10,7 +10,9 @@
 //! raises "Restore Slow"; one within the target resolves it ([`restore_timed`]). A capture's
 //! reading of the PBX's own backup schedule (`Captured::native_backups`) raises "Native Backup
 //! Disabled / Unencrypted / Stale" for what it finds wrong and resolves the kinds it finds well
-//! again ([`native_judged`]); a capture without a reading changes nothing. Stale instances
+//! again ([`native_judged`]); a capture without a reading changes nothing. A rotating re-check
+//! that finds a stored copy changed, gone or unlocked (`RecheckFailed`) raises "Re-check
+//! Failed"; a later good re-check of that same copy resolves it ([`crate::recheck`]). Stale instances
 //! are raised by the projector's sweep ([`raise_stale`]). Delivering
 //! alerts to their routes is another consumer's job ([`crate::alerting`]), so a slow
 //! webhook never holds up the ladder.
@@ -102,13 +104,23 @@ impl Consumer for AlertsStage {
             "Verified",
             "RestoreTested",
             "CycleClosed",
+            "Rechecked",
+            "RecheckFailed",
         ]
     }
 
     fn wants(&self, event: &LoggedEvent) -> bool {
-        ["Captured", "Failed", "Secured", "Verified", "RestoreTested"]
-            .iter()
-            .any(|t| is_cycle_event(event, t))
+        [
+            "Captured",
+            "Failed",
+            "Secured",
+            "Verified",
+            "RestoreTested",
+            "Rechecked",
+            "RecheckFailed",
+        ]
+        .iter()
+        .any(|t| is_cycle_event(event, t))
             || (event.aggregate_type == "Instance" && event.event_type == "CycleClosed")
     }
 
@@ -188,6 +200,35 @@ impl Consumer for AlertsStage {
                     tested.restore_tested_at,
                 );
                 store.alerts(&instance, command).await
+            }
+            BackupCycleEvent::RecheckFailed(failed) => {
+                tracing::warn!(tenant = %started.tenant_id, instance = %instance, reason = %failed.reason, "Re-check Failed");
+                let raise = AlertRaised {
+                    alert_id: String::new(),
+                    kind: AlertKind::RecheckFailed,
+                    tenant_id: started.tenant_id,
+                    instance_id: started.instance_id,
+                    cycle_id: Some(started.cycle_id),
+                    stage: None,
+                    reason: Some(failed.reason),
+                    detail: format!(
+                        "the copy of {} failed its re-check: {}",
+                        started.started_at.format("%Y-%m-%d %H:%M UTC"),
+                        failed.detail
+                    ),
+                    raised_at: failed.failed_at,
+                    position: event.position,
+                };
+                store.alerts(&instance, AlertCommand::Raise(raise)).await
+            }
+            BackupCycleEvent::Rechecked(rechecked) => {
+                let resolve = AlertCommand::ResolveKind {
+                    kind: AlertKind::RecheckFailed,
+                    cycle_id: started.cycle_id,
+                    position: event.position,
+                    at: rechecked.rechecked_at,
+                };
+                store.alerts(&instance, resolve).await
             }
             _ => Ok(()),
         }

@@ -58,7 +58,7 @@ impl Consumer for SecureStage {
         if cycle.is_failed() || cycle.rung > Some(restorable_domain::ladder::Rung::Captured) {
             return Ok(());
         }
-        let outcome = secure(&self.pipeline, &event.aggregate_id, captured)
+        let outcome = prove_copy(&self.pipeline, &event.aggregate_id, captured)
             .await
             .map(BackupCycleCommand::RecordSecured);
         record(&self.pipeline, &event.aggregate_id, Stage::Secure, outcome).await
@@ -100,7 +100,15 @@ async fn read_back_reporting(
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-async fn secure(
+/// Proves the stored copy `captured` names: reads that exact version back (reporting progress
+/// under `cycle`), compares size and SHA-256 with the capture's, and checks it is under a
+/// compliance-mode Object Lock at least until the retain-until asked for at capture. The
+/// Secured rung, and every rotating re-check ([`crate::recheck`]), is this.
+///
+/// # Errors
+/// The [`StageFailure`] that says what is wrong (a vault still unavailable after the tries is
+/// the retryable `vault_unavailable`).
+pub async fn prove_copy(
     pipeline: &Pipeline,
     cycle: &str,
     captured: &Captured,

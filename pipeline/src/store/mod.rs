@@ -55,6 +55,7 @@ mod log;
 pub mod migrations;
 mod operations_alerts;
 mod postgres;
+mod rechecks;
 mod schedule;
 mod snapshots;
 mod sqlite;
@@ -88,6 +89,7 @@ pub use log::LoggedEvent;
 pub use operations_alerts::{
     delivery_row, OperationsAlert, DEAD_LETTERS, OPERATIONS_ROWS, RELAY_HELD,
 };
+pub use rechecks::{RecheckChange, RecheckCoverage};
 pub use schedule::{InstanceMark, ScheduleRow};
 pub use snapshots::SNAPSHOT_EVERY;
 pub use views::{KeyOrder, ViewPage, ViewRow};

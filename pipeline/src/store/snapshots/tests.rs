@@ -604,10 +604,10 @@ fn each_aggregates_snapshot_version_is_pinned() {
     ];
     let pinned = [
         ("Instance", "1.7798fc17e177b1b7"),
-        ("InstanceAlerts", "2.89e89bde3297da05"),
+        ("InstanceAlerts", "2.2b376670935b31bf"),
         ("AuditTrail", "1.3cfd8226c340c265"),
         ("TenantKey", "1.3f3a5d9ddf7a32cf"),
-        ("BackupCycle", "1.4c35a4c3694ea8a3"),
+        ("BackupCycle", "1.d2945edc0e05f073"),
     ]
     .map(|(name, version)| (name, version.to_owned()));
     assert_eq!(

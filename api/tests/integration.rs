@@ -21,5 +21,6 @@ mod integration {
     mod native_pages;
     mod openapi;
     mod projections;
+    mod recheck_coverage;
     mod streamed_lists;
 }

@@ -1,5 +1,5 @@
-//! `restorable projections rebuild`: the read side's stored views and the scheduler's index,
-//! rebuilt from the history. The log is streamed in batches, and progress is shown: a progress
+//! `restorable projections rebuild`: the read side's stored views, the scheduler's index and
+//! the rotating re-checks' index, rebuilt from the history. The log is streamed in batches, and progress is shown: a progress
 //! bar when stderr is a terminal; otherwise nothing extra on the output, only an `info` log line
 //! every [`PLAIN_EVERY`] (seen with `RUST_LOG=info`, e.g. in a service's journal).
 
@@ -11,7 +11,7 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use restorable_pipeline::pipeline::Settings;
 use restorable_pipeline::read_model::rebuild_reporting;
-use restorable_pipeline::schedule;
+use restorable_pipeline::{recheck, schedule};
 
 use crate::cli::ProjectionsCommand;
 use crate::runtime::open;
@@ -33,13 +33,17 @@ pub async fn run(command: ProjectionsCommand) -> Result<ExitCode> {
             let model = rebuild_reporting(&pipeline.store, &mut |at| progress.at(at)).await?;
             progress.finish();
             let scheduled = schedule::rebuild(&pipeline.store).await?;
+            let window = pipeline.settings.recheck_window;
+            let rechecks =
+                recheck::index::rebuild(&pipeline.store, window, chrono::Utc::now()).await?;
             let backups = pipeline.store.view_count("backups").await?;
             let alerts = pipeline.store.view_count("alerts").await?;
             let audit = pipeline.store.view_count("audit").await?;
             pipeline.store.close().await;
             println!(
                 "rebuilt: {} instances, {backups} backups, {alerts} alerts, {audit} audit \
-                 records; schedule index at position {scheduled}",
+                 records; schedule index at position {scheduled}; re-check index at position \
+                 {rechecks}",
                 model.fleet.rows().len(),
             );
         }

@@ -258,3 +258,54 @@ async fn an_upload_left_unfinished_by_a_killed_worker_is_passed_over_not_failed(
         format!("acme/{instance_id}/{cycle_id}.1.zip")
     );
 }
+
+/// A vault throttled through a rotating re-check is infrastructure, not a changed copy: the
+/// re-check is deferred and nothing is recorded (no Re-check Failed, no false red); once the
+/// vault answers and the claim has run out, the next sweep proves the copy.
+#[tokio::test]
+async fn s3_throttled_through_a_recheck_defers_it_and_records_nothing() {
+    let (harness, proxy, _pbx, instance_id) = on_s3().await;
+    let cycle_id = one_cycle(&harness, instance_id).await;
+    assert!(harness.cycle(cycle_id).await.rung >= Some(Rung::Secured));
+    let now = Utc::now();
+    let window = harness.pipeline.settings.recheck_window;
+    restorable_pipeline::recheck::index::refresh(&harness.pipeline.store, window, now)
+        .await
+        .expect("refresh");
+    let week = now + window + chrono::Duration::minutes(1);
+    proxy.throttle_always();
+    let deferred = restorable_pipeline::recheck::sweep_at(&harness.pipeline, week)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        deferred.deferred,
+        vec![cycle_id.to_string()],
+        "{deferred:?}"
+    );
+    assert!(deferred.failed.is_empty() && deferred.proven.is_empty());
+    let history = harness.cycle_events(cycle_id).await;
+    assert!(
+        !history.iter().any(|t| t.starts_with("Recheck")),
+        "{history:?}"
+    );
+    proxy.pass();
+    let held = restorable_pipeline::recheck::sweep_at(&harness.pipeline, week)
+        .await
+        .expect("sweep");
+    assert!(held.proven.is_empty(), "still claimed: {held:?}");
+    let later = week + chrono::Duration::hours(2);
+    let proven = restorable_pipeline::recheck::sweep_at(&harness.pipeline, later)
+        .await
+        .expect("sweep");
+    assert_eq!(proven.proven, vec![cycle_id.to_string()], "{proven:?}");
+    let coverage = harness
+        .pipeline
+        .store
+        .recheck_coverage(None, (later - window).timestamp_millis())
+        .await
+        .expect("coverage");
+    assert_eq!(
+        (coverage.copies, coverage.proven, coverage.failing),
+        (1, 1, 0)
+    );
+}

@@ -239,6 +239,16 @@ it \`sha256sum\` over the same events file (one hashing pass: the ceiling).
 
 $(cat "$work/evidence.md")
 EOF
+cargo bench --quiet -p restorable-pipeline --bench recheck -- 128 16 > "$work/recheck.md"
+cat <<EOF
+
+## Rotating re-checks: throughput and what a fleet reads (issue 15)
+
+128 stored copies of 16 MiB (local vault, page cache warm) all due, one sweep timed; beside it
+\`sha256sum\` and \`openssl dgst -sha256\` over the same objects.
+
+$(cat "$work/recheck.md")
+EOF
 cargo bench --quiet -p restorable-api --bench fleet -- 10000 10 8 > "$work/fleet.md"
 cat <<EOF
 

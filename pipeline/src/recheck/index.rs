@@ -3,7 +3,9 @@
 //! it (`Secured`, `Rechecked`, `RecheckFailed`, `Failed`) in batches and stores each batch's
 //! changes with the checkpoint in one transaction. Every sweep refreshes first, so the index
 //! is never behind the log when a sweep reads it and needs no other process running; a
-//! database migrated to it fills it on the first sweep. [`rebuild`] empties and refills it.
+//! database migrated to it fills it on the first sweep. [`rebuild`] empties and refills it;
+//! [`reconcile`] rebuilds it when it lacks copies the log has (the sweep's runner checks at
+//! start and every hour).
 
 use chrono::{DateTime, Utc};
 use restorable_domain::cycle::{BackupCycle, BackupCycleEvent};
@@ -61,6 +63,31 @@ pub async fn rebuild(
 ) -> Result<i64, StoreError> {
     store.clear_rechecks(CHECKPOINT).await?;
     refresh(store, window, now).await
+}
+
+/// Rebuilds the index if it lacks a row for some copy the log says reached Secured (rows lost
+/// other than through the log, e.g. a table emptied by hand: without this, those copies would
+/// never be re-checked and the coverage would not count them); returns whether it did.
+///
+/// # Errors
+/// As [`refresh`].
+pub async fn reconcile(
+    store: &Store,
+    window: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let position = refresh(store, window, now).await?;
+    let (rows, secured) = store.recheck_index_coverage(position).await?;
+    if rows >= secured {
+        return Ok(false);
+    }
+    tracing::warn!(
+        rows,
+        secured,
+        "the re-check index lacks stored copies; rebuilding it"
+    );
+    rebuild(store, window, now).await?;
+    Ok(true)
 }
 
 /// The change one event makes to the index.

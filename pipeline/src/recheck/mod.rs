@@ -157,9 +157,21 @@ async fn recheck_one(
     }
 }
 
-/// Sweeps every `every` until `shutdown` is cancelled.
+/// How often [`run`] checks the index covers every stored copy.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Sweeps every `every` until `shutdown` is cancelled, reconciling the index at start and every
+/// [`RECONCILE_EVERY`].
 pub async fn run(pipeline: Pipeline, every: Duration, shutdown: CancellationToken) {
+    let mut reconciled: Option<tokio::time::Instant> = None;
     loop {
+        if reconciled.is_none_or(|at| at.elapsed() >= RECONCILE_EVERY) {
+            let window = pipeline.settings.recheck_window;
+            match index::reconcile(&pipeline.store, window, Utc::now()).await {
+                Ok(_) => reconciled = Some(tokio::time::Instant::now()),
+                Err(error) => tracing::error!(%error, "the re-check index check failed"),
+            }
+        }
         tokio::select! {
             () = shutdown.cancelled() => return,
             swept = sweep_at(&pipeline, Utc::now()) => match swept {

@@ -266,6 +266,28 @@ impl Store {
         })
     }
 
+    /// How many rows the index has, and how many copies reached Secured in the log up to
+    /// `position` (each has a row once the index is past it).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn recheck_index_coverage(&self, position: i64) -> Result<(i64, i64), StoreError> {
+        let rows = "SELECT COUNT(*) FROM copy_rechecks";
+        let secured = "SELECT COUNT(*) FROM event_log l JOIN events e \
+                       ON e.aggregate_type = l.aggregate_type AND e.aggregate_id = l.aggregate_id \
+                       AND e.sequence = l.sequence \
+                       WHERE l.position <= $1 AND l.aggregate_type || '' = 'BackupCycle' \
+                       AND e.event_type = 'Secured'";
+        Ok(on_backend!(self, |pool| {
+            let rows: i64 = sqlx::query_scalar(rows).fetch_one(pool).await?;
+            let secured: i64 = sqlx::query_scalar(secured)
+                .bind(position)
+                .fetch_one(pool)
+                .await?;
+            (rows, secured)
+        }))
+    }
+
     /// Empties the index and resets `checkpoint` (a rebuild refills it from the whole log).
     ///
     /// # Errors

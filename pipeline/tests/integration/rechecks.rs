@@ -17,7 +17,7 @@ use restorable_domain::cycle::BackupCycle;
 use restorable_domain::ids::{CycleId, InstanceId};
 use restorable_domain::ladder::{FailureReason, Rung, Trigger};
 use restorable_pipeline::enrolment::open_cycle;
-use restorable_pipeline::recheck::{next_slot, sweep_at, Sweep};
+use restorable_pipeline::recheck::{index, next_slot, sweep_at, Sweep};
 use restorable_pipeline::stages::alerts::AlertsStage;
 use restorable_pipeline::store::RecheckCoverage;
 use restorable_pipeline::transport::Consumer;
@@ -325,4 +325,30 @@ async fn two_sweeps_at_once_share_the_due_copies_on_postgresql() {
     }
     let covered = coverage(&harness, week).await;
     assert_eq!((covered.copies, covered.proven), (4, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_that_lost_rows_is_rebuilt_and_its_copies_are_rechecked_again() {
+    let harness = Harness::new().await;
+    let window = harness.pipeline.settings.recheck_window;
+    let copies = copies(&harness, 2).await;
+    let store = &harness.pipeline.store;
+    let now = Utc::now();
+    assert!(!index::reconcile(store, window, now)
+        .await
+        .expect("reconcile"));
+    // Rows lost behind the log's back: the coverage would count nothing, the sweep read nothing.
+    store
+        .execute_sql("DELETE FROM copy_rechecks")
+        .await
+        .expect("delete");
+    assert_eq!(coverage(&harness, now).await.copies, 0);
+    assert!(index::reconcile(store, window, now)
+        .await
+        .expect("reconcile"));
+    assert_eq!(coverage(&harness, now).await.copies, 2);
+    let week = now + window + chrono::Duration::minutes(1);
+    let swept = sweep_at(&harness.pipeline, week).await.expect("sweep");
+    let all: BTreeSet<String> = copies.iter().map(|c| c.cycle.to_string()).collect();
+    assert_eq!(proven(&swept), all);
 }

@@ -51,7 +51,7 @@ pub struct Settings {
     /// When the history's checkpoints are written and the history checked.
     pub evidence: crate::evidence::EvidenceSchedule,
     /// Every stored copy is read back and its lock checked again at least once per this window
-    /// ([`crate::recheck`]).
+    /// (default 7 days; `crate::recheck`).
     pub recheck_window: chrono::Duration,
 }
 
@@ -92,7 +92,7 @@ impl Default for Settings {
             tenant_minimum_encryption: std::collections::HashMap::new(),
             progress: crate::progress::ProgressHook::default(),
             evidence: crate::evidence::EvidenceSchedule::default(),
-            recheck_window: crate::recheck::DEFAULT_WINDOW,
+            recheck_window: chrono::Duration::days(7),
         }
     }
 }

@@ -40,8 +40,6 @@ use crate::pipeline::Pipeline;
 use crate::stages::secure::prove_copy;
 use crate::store::StoreError;
 
-/// The default window: every stored copy is proven again at least once a week.
-pub const DEFAULT_WINDOW: chrono::Duration = chrono::Duration::days(7);
 /// How long a sweep holds the copies it claimed: longer than reading one copy takes.
 const CLAIM: chrono::Duration = chrono::Duration::hours(1);
 /// Copies claimed at a time: one, so that sweeps in several workers take turns copy by copy

@@ -2,7 +2,7 @@
 //! are Stopped (each a link to that filter), then the fleet filtered by tenant and status, those
 //! that need attention first, one page of [`FLEET_PAGE_ROWS`] rows at a time, each with its
 //! status and the ladder of its latest copy, under the re-check coverage of the stored copies
-//! ([`super::recheck`]). The part below the navigation is cached per scope,
+//! ([`super::recheck`]) and the failures of the last 24 hours ([`super::recent_failures`]). The part below the navigation is cached per scope,
 //! filter and page.
 
 use askama::Template;
@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::layout::{html, ladder, page_error, time, Badge, Nav, PageQuery, RungMark, Visitor};
 use super::native::NativeSummary;
+use super::recent_failures::RecentFailures;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::queries::{fleet_key, fleet_window, status_param, FleetFilter, FleetOrder};
@@ -73,7 +74,9 @@ pub(super) async fn fleet_page(
         .cache
         .get_or_render(key, state.read.position(), minute, || async {
             let coverage = super::recheck::coverage_line(&state, &who, &filter).await;
-            fleet_body(&state, &who, &filter, page, coverage).map(Bytes::from)
+            let recent =
+                super::recent_failures::recent_failures(&state, &who, &filter, Utc::now()).await;
+            fleet_body(&state, &who, &filter, page, coverage, recent).map(Bytes::from)
         })
         .await;
     match body {
@@ -185,6 +188,7 @@ struct FleetBody {
     status_options: [StatusOption; 4],
     counts: Vec<StatusCount>,
     coverage: String,
+    recent: RecentFailures,
     summary: String,
     pager: Option<Pager>,
     rows: Vec<Line>,
@@ -198,6 +202,7 @@ fn fleet_body(
     filter: &FleetFilter,
     page: usize,
     coverage: String,
+    recent: RecentFailures,
 ) -> Result<String, ApiError> {
     let order = FleetOrder::NeedsAttentionFirst;
     let mut window = fleet_window(
@@ -251,6 +256,7 @@ fn fleet_body(
         tenant: filter.tenant.clone().unwrap_or_default(),
         counts,
         coverage,
+        recent,
         status_options: [
             option("", "All", None),
             option("healthy", "Healthy", Some(Status::Healthy)),
@@ -332,6 +338,16 @@ mod tests {
             }),
             counts: Vec::new(),
             coverage: "Re-check coverage: <none>".into(),
+            recent: RecentFailures {
+                line: "Failures in the last 24 h: 1".into(),
+                newest: vec![super::super::recent_failures::RecentFailure {
+                    instance: "i-1".into(),
+                    name: "<hq>".into(),
+                    tenant: "acme".into(),
+                    at: "2026-11-29 01:00 UTC".into(),
+                    what: "verify failed: wrong_key".into(),
+                }],
+            },
             summary: "400 instances".into(),
             pager: fleet_pager(&filter, 1, 2),
             rows: Vec::new(),
@@ -345,6 +361,14 @@ mod tests {
         assert!(body.contains("value=\"a&amp;b c\""), "{body}");
         assert!(
             body.contains("<p class=\"coverage\">Re-check coverage: &lt;none&gt;</p>"),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "<p class=\"recent\">Failures in the last 24 h: 1</p><ul class=\"recent-failures\">\
+                 <li><a href=\"/instances/i-1\">&lt;hq&gt;</a> (acme) 2026-11-29 01:00 UTC: \
+                 verify failed: wrong_key</li></ul>"
+            ),
             "{body}"
         );
         assert!(body.contains("<span>Page 1 of 2</span>"), "{body}");

@@ -20,6 +20,7 @@ mod fleet;
 mod instance;
 mod layout;
 mod native;
+mod recent_failures;
 mod recheck;
 mod sign_in;
 

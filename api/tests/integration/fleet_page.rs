@@ -191,3 +191,30 @@ async fn the_page_counts_by_status_and_lists_those_needing_attention_first() {
         "{acme}"
     );
 }
+
+/// The failures of the last 24 hours head the page: globex's cycle failed verify (a wrong
+/// password), so its viewer sees one, linked to its instance; acme's viewer sees none of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_days_failures_are_counted_and_listed_for_the_tenants_one_may_see() {
+    let world = World::sqlite().await;
+    let (status, globex) = get(&world, &world.globex.tokens[&Role::Viewer], "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        globex.contains("<p class=\"recent\">Failures in the last 24 h: 1</p>"),
+        "{globex}"
+    );
+    assert!(
+        globex.contains(&format!(
+            "<li><a href=\"/instances/{}\">hq</a> (globex) ",
+            world.globex.instance
+        )),
+        "{globex}"
+    );
+    assert!(globex.contains("verify failed: wrong_key</li>"), "{globex}");
+    let (_, acme) = get(&world, &world.acme.tokens[&Role::Viewer], "/").await;
+    assert!(
+        acme.contains("<p class=\"recent\">Failures in the last 24 h: 0</p>"),
+        "{acme}"
+    );
+    assert!(!acme.contains("recent-failures"), "{acme}");
+}

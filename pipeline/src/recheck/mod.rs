@@ -13,7 +13,7 @@
 //! already older than a window when the index learns of it is spread over the coming window.
 //!
 //! # Who reads it
-//! [`sweep_at`] refreshes the index ([`index`]) and *claims* the due copies a few at a time
+//! [`sweep_at`] refreshes the index ([`index`]) and *claims* the due copies one at a time
 //! ([`crate::store::Store::claim_rechecks`]): every worker running the `recheck` stage sweeps,
 //! and a claimed copy is not taken by another sweep before its claim runs out, so the reading
 //! is shared by the workers. The outcome is an event on the copy's cycle (`Rechecked` or
@@ -83,10 +83,12 @@ pub async fn sweep_at(pipeline: &Pipeline, now: DateTime<Utc>) -> Result<Sweep, 
     let clock = || now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
     let mut sweep = Sweep::default();
     loop {
+        // Held for an hour from the claim, not from the sweep's start (a sweep through a backlog
+        // runs long).
         let claimed = store
             .claim_rechecks(
                 now.timestamp_millis(),
-                (now + CLAIM).timestamp_millis(),
+                (clock() + CLAIM).timestamp_millis(),
                 CLAIM_BATCH,
             )
             .await?;

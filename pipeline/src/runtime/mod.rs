@@ -38,7 +38,8 @@ pub fn consumers(pipeline: &Pipeline) -> Vec<Arc<dyn Consumer>> {
 }
 
 /// The stage names `restorable worker --stage` accepts (`restore-test` is `restore_test`): the
-/// consumers of the ladder, and `recheck`, the rotating re-checks' sweep ([`crate::recheck`]).
+/// consumers of the ladder, and last `recheck`, the rotating re-checks' sweep
+/// ([`crate::recheck`]).
 pub const STAGE_NAMES: &[&str] = &[
     "start",
     "capture",
@@ -51,18 +52,9 @@ pub const STAGE_NAMES: &[&str] = &[
     "recheck",
 ];
 
-/// The stages that climb the ladder and tell of it (every stage but the re-check sweep): what
-/// the in-process [`driver`] runs to see given cycles through.
-pub const LADDER_NAMES: &[&str] = &[
-    "start",
-    "capture",
-    "secure",
-    "verify",
-    "restore_test",
-    "close",
-    "alerts",
-    "alert_delivery",
-];
+/// The stages that climb the ladder and tell of it (every stage but the re-check sweep, the
+/// last of [`STAGE_NAMES`]): what the in-process [`driver`] runs to see given cycles through.
+pub const LADDER_NAMES: &[&str] = STAGE_NAMES.split_at(STAGE_NAMES.len() - 1).0;
 
 /// How often a process running the `recheck` stage sweeps for due copies.
 pub const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -146,4 +138,16 @@ pub async fn run_stages(
         }
     }
     while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ladder_is_every_stage_but_the_recheck_sweep() {
+        assert_eq!(STAGE_NAMES.last(), Some(&"recheck"));
+        assert_eq!(LADDER_NAMES, &STAGE_NAMES[..STAGE_NAMES.len() - 1]);
+        assert!(!LADDER_NAMES.contains(&"recheck"));
+    }
 }

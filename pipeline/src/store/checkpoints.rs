@@ -63,6 +63,26 @@ impl Store {
     }
 
     /// `INSERT ... ON CONFLICT` that moves `$1`'s checkpoint to `$2` only forward.
+    /// Empties an index kept from the log (`table`, one of ours) and sets its `checkpoint` back
+    /// to 0, in one transaction: the start of its rebuild.
+    pub(super) async fn clear_index(
+        &self,
+        table: &'static str,
+        checkpoint: &str,
+    ) -> Result<(), StoreError> {
+        let delete = format!("DELETE FROM {table}");
+        on_backend!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&delete).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM consumer_checkpoints WHERE consumer = $1")
+                .bind(checkpoint)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     pub(super) fn forward_checkpoint_sql(&self) -> String {
         let greatest = self.backend.dialect().greatest;
         format!(

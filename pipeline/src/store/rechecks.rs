@@ -293,17 +293,6 @@ impl Store {
     /// # Errors
     /// A storage error.
     pub async fn clear_rechecks(&self, checkpoint: &str) -> Result<(), StoreError> {
-        on_backend!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM copy_rechecks")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM consumer_checkpoints WHERE consumer = $1")
-                .bind(checkpoint)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        self.clear_index("copy_rechecks", checkpoint).await
     }
 }

@@ -7,8 +7,11 @@
 //! instead), the projector's views are built, and the API is served on a free port of 127.0.0.1
 //! in this process. `wrk` (a separate process, on the same 2-core machine) then loads each
 //! endpoint with a `*`-scoped viewer's API token — the whole fleet as JSON, the fleet page's
-//! first and last pages (200 rows each), one tenant's page and JSON, and an empty endpoint
-//! (`/api/v1/alerts`: token lookup and routing) as the floor — and the peer: the same JSON and
+//! first and last pages (200 rows each), one tenant's page and JSON, the Alerts page (an open
+//! Backup Failed alert per failed instance: 1,000), the Audit page (an audited enrolment per
+//! instance: its newest 100, and a filter matching none, which reads its 5,000-record bound),
+//! and `/api/v1/alerts` as the floor (token lookup, routing, and the alerts held in memory) —
+//! and the peer: the same JSON and
 //! page as static files from `python3 -m http.server`, under the same load. Then the
 //! whole-fleet JSON and the first page again while the fleet changes (the projector running,
 //! one instance stopped or resumed every second), so cached answers are rendered again every
@@ -30,8 +33,10 @@ use chrono::{Datelike, Timelike, Utc};
 use futures_util::stream::{self, StreamExt};
 use restorable_api::auth::{Credential, Principal, Role, Scope};
 use restorable_api::json::{fleet_entries, FleetFilter};
-use restorable_api::pages::FLEET_PAGE_ROWS;
+use restorable_api::pages::{ALERTS_PAGE_ROWS, AUDIT_PAGE_ROWS, FLEET_PAGE_ROWS};
 use restorable_api::AppState;
+use restorable_domain::alert::{AlertCommand, AlertKind, AlertRaised};
+use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::cycle::{
     examples, BackupCycleCommand, Captured, CycleStarted, Failed, RestoreTested, Secured, Verified,
 };
@@ -167,6 +172,43 @@ async fn one_instance(pipeline: Pipeline, n: usize) {
         )
         .await
         .expect("close the cycle");
+    if failed {
+        pipeline
+            .store
+            .alerts(
+                &instance.to_string(),
+                AlertCommand::Raise(AlertRaised {
+                    alert_id: String::new(),
+                    kind: AlertKind::BackupFailed,
+                    tenant_id: tenant.clone(),
+                    instance_id: instance,
+                    cycle_id: Some(cycle),
+                    stage: Some(Stage::Verify),
+                    reason: Some(FailureReason::WrongKey),
+                    detail: "the archive did not open with the tenant's key".into(),
+                    raised_at: now,
+                    position: i64::MAX,
+                }),
+            )
+            .await
+            .expect("raise");
+    }
+    pipeline
+        .store
+        .audit(
+            tenant.as_str(),
+            ActionRecorded {
+                tenant_id: tenant.clone(),
+                actor: format!("admin@{}.example", tenant.as_str()),
+                action: AuditAction::Enrol,
+                instance_id: Some(instance),
+                cycle_id: None,
+                key_version: None,
+                at: now,
+            },
+        )
+        .await
+        .expect("audit");
 }
 
 /// One `wrk` run's figures.
@@ -550,9 +592,24 @@ async fn main() {
             PER_TENANT.min(instances),
         ),
         (
-            "`GET /api/v1/alerts` (empty: token lookup + routing, the floor)",
-            "/api/v1/alerts".to_owned(),
+            "`GET /alerts` (Alerts page, page 1 of the open alerts)",
+            "/alerts".to_owned(),
+            ALERTS_PAGE_ROWS.min(instances / 10),
+        ),
+        (
+            "`GET /audit` (Audit page, the newest of every tenant)",
+            "/audit".to_owned(),
+            AUDIT_PAGE_ROWS.min(instances),
+        ),
+        (
+            "`GET /audit?action=download` (Audit page, a filter matching none)",
+            "/audit?action=download".to_owned(),
             0,
+        ),
+        (
+            "`GET /api/v1/alerts` (the floor: token lookup, routing, the alerts held)",
+            "/api/v1/alerts".to_owned(),
+            instances / 10,
         ),
     ];
     let mut lines = Vec::new();

@@ -1,4 +1,5 @@
-//! CSV exports of what the caller may see: instances, alerts and backups. Every cell that a
+//! CSV exports of what the caller may see: instances, alerts, backups and the audit trail.
+//! Every cell that a
 //! spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
 //! return) is written with a leading `'`, so names chosen by a PBX or a tenant cannot run in the
 //! reader's spreadsheet.
@@ -19,6 +20,7 @@ use crate::state::Shared;
 use crate::streamed;
 use restorable_pipeline::read_model;
 use restorable_projections::alerts::AlertRow;
+use restorable_projections::audit::AuditRow;
 use restorable_projections::backups::BackupRow;
 
 /// The CSV exports.
@@ -27,6 +29,7 @@ pub fn router() -> Router<Shared> {
         .route("/api/v1/export/instances.csv", get(instances))
         .route("/api/v1/export/alerts.csv", get(alerts))
         .route("/api/v1/export/backups.csv", get(backups))
+        .route("/api/v1/export/audit.csv", get(audit))
 }
 
 /// A cell as written: with a leading `'` if a spreadsheet would take it for a formula.
@@ -251,6 +254,50 @@ pub async fn backups(State(state): State<Shared>, who: Principal) -> Result<Resp
     };
     let body = streamed::body(pages, layout).await?;
     Ok((csv_headers("backups.csv"), body).into_response())
+}
+
+/// A row of `audit.csv`.
+#[derive(Default, Serialize)]
+struct AuditLine {
+    position: Cell,
+    at: Cell,
+    tenant: Cell,
+    actor: Cell,
+    action: Cell,
+    instance_id: Cell,
+    cycle_id: Cell,
+    key_version: Cell,
+}
+
+/// The line of one audited action in `audit.csv`.
+fn audit_line(row: &AuditRow) -> AuditLine {
+    let a = &row.action;
+    AuditLine {
+        position: text(row.position),
+        at: text(a.at.to_rfc3339()),
+        tenant: text(&a.tenant_id),
+        actor: text(&a.actor),
+        action: text(a.action.as_str()),
+        instance_id: a.instance_id.into(),
+        cycle_id: a.cycle_id.into(),
+        key_version: a.key_version.into(),
+    }
+}
+
+/// `audit.csv`: every audited action the caller may see, newest first, written a page at a
+/// time as it is read (a row per action ever recorded: see [`streamed`]).
+///
+/// # Errors
+/// Reading the first page failed.
+pub async fn audit(State(state): State<Shared>, who: Principal) -> Result<Response, ApiError> {
+    let pages = read_model::audit_pages(&state.pipeline.store, access::tenant_of(&who));
+    let layout = streamed::Layout {
+        head: csv_header::<AuditLine>()?,
+        tail: b"",
+        page: |rows: &[AuditRow]| csv_lines(rows.iter().map(audit_line)),
+    };
+    let body = streamed::body(pages, layout).await?;
+    Ok((csv_headers("audit.csv"), body).into_response())
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/export/instances.csv"),
     ("get", "/api/v1/export/alerts.csv"),
     ("get", "/api/v1/export/backups.csv"),
+    ("get", "/api/v1/export/audit.csv"),
     ("get", "/api/v1/stream"),
     ("get", "/healthz"),
     ("get", "/metrics"),

@@ -9,6 +9,7 @@ mod webdriver;
 mod integration {
     mod alert_lifecycle;
     mod alerts_page;
+    mod audit_page;
     mod authorization;
     mod bad_values;
     mod browser;

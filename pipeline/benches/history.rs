@@ -7,7 +7,8 @@
 //! that climbs to Verified, without the bytes and the transport: `open_cycle` (the instance's
 //! `OpenCycle`), the start stage's load of the instance and `Start` of the cycle, `Captured`,
 //! `Secured`, `Verified` on the cycle, the close stage's `CloseCycle` on the instance, and the
-//! alerts stage's load of the instance's alerts. Timed over `CYCLES_TIMED` cycles in a row.
+//! alerts stage's load of the instance's alerts. Timed over [`cycles_timed`] cycles in a row
+//! (20, or `RESTORABLE_BENCH_CYCLES`: more cycles per figure, less noise, for comparing builds).
 //!
 //! **The fast loader** (documented, as the issue allows): an instance is enrolled through the
 //! real command, then its earlier cycles are appended to its stream as `CycleOpened` /
@@ -60,6 +61,16 @@ use secrecy::SecretString;
 
 /// Cycles timed after each history (their mean is the per-cycle figure).
 const CYCLES_TIMED: usize = 20;
+
+/// The cycles timed per figure: `RESTORABLE_BENCH_CYCLES` if set (the timed child process
+/// inherits it), else [`CYCLES_TIMED`].
+fn cycles_timed() -> usize {
+    std::env::var("RESTORABLE_BENCH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(CYCLES_TIMED)
+}
 /// Rows per `INSERT` of the loader.
 const ROWS_PER_INSERT: usize = 500;
 
@@ -363,16 +374,17 @@ async fn open_at(kind: &str, place: &str) -> Pipeline {
         .expect("pipeline")
 }
 
-/// The timed process: [`CYCLES_TIMED`] cycles of `instance`; prints the mean per cycle in ms
+/// The timed process: [`cycles_timed`] cycles of `instance`; prints the mean per cycle in ms
 /// and the process's peak RSS in MiB.
 async fn timed_cycles(kind: &str, place: &str, instance: &str) {
     let pipeline = open_at(kind, place).await;
     let instance: InstanceId = instance.parse().expect("instance id");
     let timed = Instant::now();
-    for _ in 0..CYCLES_TIMED {
+    let cycles = cycles_timed();
+    for _ in 0..cycles {
         one_cycle(&pipeline, instance).await;
     }
-    let per_cycle_ms = timed.elapsed().as_secs_f64() * 1000.0 / CYCLES_TIMED as f64;
+    let per_cycle_ms = timed.elapsed().as_secs_f64() * 1000.0 / cycles as f64;
     pipeline.store.close().await;
     println!("{per_cycle_ms} {}", peak_rss_mib());
 }
@@ -389,7 +401,8 @@ async fn insert_ceiling(pipeline: &Pipeline) -> f64 {
 fn print(label: &str, rows: &[Row], ceiling: f64) {
     println!("\n**{label}** (plain inserts into `events`: {ceiling:.0} events/s)\n");
     println!(
-        "| earlier cycles | loaded in | first command after the load | per cycle (mean of {CYCLES_TIMED}) | x of no history | peak RSS of the process running them |"
+        "| earlier cycles | loaded in | first command after the load | per cycle (mean of {}) | x of no history | peak RSS of the process running them |",
+        cycles_timed()
     );
     println!("|---|---|---|---|---|---|");
     let base = rows.first().map_or(f64::NAN, |r| r.per_cycle_ms);

@@ -17,7 +17,8 @@
 //!   once, and twice only if a process stops between the relay's answer and marking it sent.
 //! - **What it reads.** The open alerts come from the read side in memory (every open alert is
 //!   held); the failures from the stored `failures` view, newest first, a page at a time, ending
-//!   at the first page older than the day (less [`CLOCK_SKEW`]): never the whole history.
+//!   at the first page older than the day (less [`crate::read_model::CLOCK_SKEW`]): never the whole
+//!   history.
 //! - **Bounded.** Each list shows at most [`LISTED`] lines and says how many more there are.
 //! - **No secrets.** It holds what the alerts and failures hold (reasons and details, which
 //!   never carry one); text a PBX or a user wrote is put on one line with control characters
@@ -31,16 +32,13 @@ use restorable_projections::alerts::{AlertRow, AlertState};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerting::{send_letter, AlertRouteError, AlertRoutes, Letter, RetryPolicy, SmtpRelay};
-use crate::read_model::{failure_pages, ProjectionError, ReadSide};
+use crate::read_model::{failures_between, ProjectionError, ReadSide};
 use crate::store::{Store, StoreError};
 
 /// How often [`run`] looks for digests due.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The most lines each list of a digest shows.
 pub const LISTED: usize = 200;
-/// How far out of log order a failure's time may be (workers' clocks differ): reading newest
-/// first, the failures view is read until a page ends this much before the day's start.
-pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::hours(1);
 
 /// What a digest sweep needs of the routes: each tenant's hour and recipients, the relay, the
 /// console's URL.
@@ -300,38 +298,26 @@ pub async fn compose(
         lines.push(format!("... and {} more", open_alerts.len() - LISTED));
     }
 
-    let mut failures = 0usize;
-    let mut listed = Vec::new();
-    let mut pages = failure_pages(store, Some(tenant.as_str()));
-    'pages: while let Some(page) = pages.next_page().await? {
-        let mut older = true;
-        for failure in page {
-            if failure.failed_at >= since - CLOCK_SKEW {
-                older = false;
-            }
-            if failure.failed_at < since || failure.failed_at > now {
-                continue;
-            }
-            failures += 1;
-            if listed.len() < LISTED {
-                listed.push((
-                    failure.failed_at,
-                    format!(
-                        "- {} {} failed at {} ({}): {}; cycle {}",
-                        at(failure.failed_at),
-                        name(&failure.instance_id),
-                        failure.stage,
-                        failure.reason,
-                        one_line(&failure.detail),
-                        failure.cycle_id,
-                    ),
-                ));
-            }
-        }
-        if older {
-            break 'pages;
-        }
-    }
+    let found = failures_between(store, Some(tenant.as_str()), since, now, LISTED).await?;
+    let failures = found.count;
+    let mut listed: Vec<_> = found
+        .newest
+        .into_iter()
+        .map(|failure| {
+            (
+                failure.failed_at,
+                format!(
+                    "- {} {} failed at {} ({}): {}; cycle {}",
+                    at(failure.failed_at),
+                    name(&failure.instance_id),
+                    failure.stage,
+                    failure.reason,
+                    one_line(&failure.detail),
+                    failure.cycle_id,
+                ),
+            )
+        })
+        .collect();
     lines.push(String::new());
     lines.push(format!("Failures in the last 24 hours: {failures}"));
     // The newest (by log position) are listed, newest first by their own time.

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use restorable_domain::alert::AlertCommand;
 use restorable_domain::cycle::BackupCycleEvent;
 use restorable_domain::ids::{CycleId, InstanceId};
@@ -42,7 +42,7 @@ use restorable_projections::backups::BackupRow;
 use restorable_projections::failures::FailureRow;
 use restorable_projections::fleet::FleetView;
 use restorable_projections::model::{
-    parse, ModelError, ReadModel, RowKey, StoredRow, MEMORY_VIEWS,
+    parse, position_key, ModelError, ReadModel, RowKey, StoredRow, MEMORY_VIEWS,
 };
 use restorable_projections::AnyEvent;
 use tokio::sync::broadcast;
@@ -818,6 +818,16 @@ pub struct RowPages<T> {
     keep: Box<dyn Fn(&T) -> bool + Send + Sync>,
 }
 
+impl<T> RowPages<T> {
+    /// The same reading, from the row after the one at log `position` on (views keyed by
+    /// position: `audit`, `failures`); newest first, that is the rows older than it.
+    #[must_use]
+    pub fn before_position(mut self, position: i64) -> Self {
+        self.after = Some(position_key(position));
+        self
+    }
+}
+
 impl<T: serde::de::DeserializeOwned> RowPages<T> {
     fn new(store: &Store, view: &'static str, tenant: Option<&str>, order: KeyOrder) -> Self {
         Self {
@@ -877,6 +887,58 @@ pub fn audit_pages(store: &Store, tenant: Option<&str>) -> RowPages<AuditRow> {
 /// log positions), a page at a time.
 pub fn failure_pages(store: &Store, tenant: Option<&str>) -> RowPages<FailureRow> {
     RowPages::new(store, "failures", tenant, KeyOrder::Descending)
+}
+
+/// How far out of log order a failure's time may be (workers' clocks differ): reading the
+/// failures view newest first, [`failures_between`] reads on until a page ends this much before
+/// the window's start.
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::hours(1);
+
+/// The failed cycles of a window: how many, and the newest few.
+#[derive(Debug, Default)]
+pub struct FailuresBetween {
+    /// Every failure of the window.
+    pub count: usize,
+    /// The newest (by log position) of them, at most as many as asked for, in log order
+    /// newest first.
+    pub newest: Vec<FailureRow>,
+}
+
+/// The failed cycles of one tenant or, with `None`, of all whose failure time is within
+/// `[from, to]`: counted, and the newest `keep` kept. Read newest first a page at a time,
+/// stopping after the first page that lies wholly before `from` less [`CLOCK_SKEW`]: never the
+/// whole history.
+///
+/// # Errors
+/// A store failure, or a stored row that does not parse.
+pub async fn failures_between(
+    store: &Store,
+    tenant: Option<&str>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    keep: usize,
+) -> Result<FailuresBetween, ProjectionError> {
+    let mut found = FailuresBetween::default();
+    let mut pages = failure_pages(store, tenant);
+    while let Some(page) = pages.next_page().await? {
+        let mut older = true;
+        for failure in page {
+            if failure.failed_at >= from - CLOCK_SKEW {
+                older = false;
+            }
+            if failure.failed_at < from || failure.failed_at > to {
+                continue;
+            }
+            found.count += 1;
+            if found.newest.len() < keep {
+                found.newest.push(failure);
+            }
+        }
+        if older {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 /// Every alert of one tenant or, with `None`, of all: those `read` holds, newest first (every

@@ -19,6 +19,12 @@ use crate::failures::FailureRow;
 use crate::fleet::{FleetRow, FleetView};
 use crate::AnyEvent;
 
+/// The key of a row of a view written once per event (`audit`, `failures`): its log position
+/// zero-padded, so keys sort in log order.
+pub fn position_key(position: i64) -> String {
+    format!("{position:020}")
+}
+
 /// The name of each view in storage.
 pub const VIEWS: [&str; 5] = ["fleet", "backups", "alerts", "audit", "failures"];
 
@@ -107,7 +113,7 @@ impl StoredRow {
     pub fn audit(row: &AuditRow) -> Self {
         StoredRow {
             view: "audit",
-            key: format!("{:020}", row.position),
+            key: position_key(row.position),
             tenant_id: row.action.tenant_id.to_string(),
             instance_id: None,
             doc: doc(row),
@@ -118,7 +124,7 @@ impl StoredRow {
     pub fn failure(row: &FailureRow) -> Self {
         StoredRow {
             view: "failures",
-            key: format!("{:020}", row.position),
+            key: position_key(row.position),
             tenant_id: row.tenant_id.to_string(),
             instance_id: Some(row.instance_id.to_string()),
             doc: doc(row),

@@ -1,6 +1,7 @@
 //! The Alerts page (`/alerts`): the alerts the visitor may see, newest first, filtered by state
 //! (`open`, the default: nobody has taken it on; `acknowledged`; `snoozed`; `resolved`; `all`)
-//! and by tenant, at most [`ALERTS_PAGE_ROWS`] of them (the CSV export has every one). Each row
+//! and by tenant, [`ALERTS_PAGE_ROWS`] at a time (`?page=`, from 1, with "Newer" and "Older"
+//! links that keep the filters; the CSV export has every one). Each row
 //! names its kind, state, instance (a link to its page), stage and reason, the detail, when it
 //! was raised and when and by which cycle it was resolved, who acknowledged or snoozed it; for
 //! administrators and owners an open alert carries its lifecycle actions (acknowledge with a
@@ -22,8 +23,8 @@ use crate::error::ApiError;
 use crate::queries::alert_rows;
 use crate::state::Shared;
 
-/// The most rows the page shows.
-pub const ALERTS_PAGE_ROWS: usize = 500;
+/// The most rows a page shows.
+pub const ALERTS_PAGE_ROWS: usize = 100;
 
 /// Which alerts the page shows: one state, or all.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -43,6 +44,17 @@ pub(super) enum StateFilter {
 }
 
 impl StateFilter {
+    /// Its value in the query string.
+    fn value(self) -> &'static str {
+        match self {
+            StateFilter::Open => "open",
+            StateFilter::Acknowledged => "acknowledged",
+            StateFilter::Snoozed => "snoozed",
+            StateFilter::Resolved => "resolved",
+            StateFilter::All => "all",
+        }
+    }
+
     fn admits(self, state: AlertState) -> bool {
         match self {
             StateFilter::Open => state == AlertState::Open,
@@ -71,6 +83,8 @@ pub(super) struct AlertsQuery {
     #[serde(default)]
     state: StateFilter,
     tenant: Option<String>,
+    /// Which page of the matching alerts, from 1 (the newest).
+    page: Option<usize>,
 }
 
 /// One row as shown.
@@ -109,6 +123,10 @@ struct AlertsPage<'a> {
     summary: String,
     rows: Vec<AlertLine>,
     csrf: &'a str,
+    /// The query of the "Newer" link, or empty for none.
+    newer: String,
+    /// The query of the "Older" link, or empty for none.
+    older: String,
 }
 
 pub(super) async fn alerts_page(
@@ -130,16 +148,30 @@ pub(super) async fn alerts_page(
         .filter(|row| query.state.admits(row.state(now)))
         .filter(|row| tenant.is_empty() || row.tenant_id.as_str() == tenant)
         .collect();
-    let shown = matching.len().min(ALERTS_PAGE_ROWS);
-    let summary = if shown < matching.len() {
-        format!("the newest {shown} alerts; the CSV has every one")
-    } else if matching.len() == 1 {
-        "1 alert".to_owned()
+    let page = query.page.unwrap_or(1);
+    if page == 0 {
+        return page_error(
+            Some(&who),
+            ApiError::BadRequest("page: from 1 (the newest alerts)".into()),
+        );
+    }
+    let total = matching.len();
+    let skip = (page - 1).saturating_mul(ALERTS_PAGE_ROWS);
+    let summary = summary(total, skip);
+    let link = |to: usize| page_query(query.state, tenant, to);
+    let newer = if page > 1 {
+        link(page - 1)
     } else {
-        format!("{} alerts", matching.len())
+        String::new()
+    };
+    let older = if skip.saturating_add(ALERTS_PAGE_ROWS) < total {
+        link(page + 1)
+    } else {
+        String::new()
     };
     let rows = matching
         .into_iter()
+        .skip(skip)
         .take(ALERTS_PAGE_ROWS)
         .map(|row| AlertLine {
             alert_id: row.alert_id.clone(),
@@ -158,15 +190,15 @@ pub(super) async fn alerts_page(
         })
         .collect();
     let states = [
-        (StateFilter::Open, "open", "Open"),
-        (StateFilter::Acknowledged, "acknowledged", "Acknowledged"),
-        (StateFilter::Snoozed, "snoozed", "Snoozed"),
-        (StateFilter::Resolved, "resolved", "Resolved"),
-        (StateFilter::All, "all", "All"),
+        (StateFilter::Open, "Open"),
+        (StateFilter::Acknowledged, "Acknowledged"),
+        (StateFilter::Snoozed, "Snoozed"),
+        (StateFilter::Resolved, "Resolved"),
+        (StateFilter::All, "All"),
     ]
     .into_iter()
-    .map(|(option, value, label)| StateOption {
-        value,
+    .map(|(option, label)| StateOption {
+        value: option.value(),
         label,
         selected: option == query.state,
     })
@@ -179,7 +211,35 @@ pub(super) async fn alerts_page(
         summary,
         rows,
         csrf: who.csrf(),
+        newer,
+        older,
     })
+}
+
+/// What the page holds: every matching alert, or which of them.
+fn summary(total: usize, skip: usize) -> String {
+    let shown = total.saturating_sub(skip).min(ALERTS_PAGE_ROWS);
+    match total {
+        1 if skip == 0 => "1 alert".to_owned(),
+        total if skip == 0 && shown == total => format!("{total} alerts"),
+        total if shown == 0 => format!("no alerts on this page; {total} in all"),
+        total => format!(
+            "alerts {}–{} of {total}, newest first; the CSV has every one",
+            skip + 1,
+            skip + shown
+        ),
+    }
+}
+
+/// The query string of the page `page` with the same filters.
+fn page_query(state: StateFilter, tenant: &str, page: usize) -> String {
+    let page = page.to_string();
+    let mut pairs = vec![("state", state.value())];
+    if !tenant.is_empty() {
+        pairs.push(("tenant", tenant));
+    }
+    pairs.push(("page", &page));
+    serde_urlencoded::to_string(&pairs).unwrap_or_default()
 }
 
 /// Who took the alert on: the latest acknowledgement, else the latest snooze.
@@ -270,4 +330,38 @@ pub(super) async fn snooze(
     };
     let action = body.action(Utc::now());
     act(&state, &who, &id, form.csrf.as_deref(), action).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{page_query, summary, StateFilter, ALERTS_PAGE_ROWS};
+
+    #[test]
+    fn the_summary_says_which_alerts_the_page_holds() {
+        assert_eq!(summary(1, 0), "1 alert");
+        assert_eq!(summary(0, 0), "0 alerts");
+        assert_eq!(summary(42, 0), "42 alerts");
+        let total = ALERTS_PAGE_ROWS * 2 + 5;
+        assert_eq!(
+            summary(total, ALERTS_PAGE_ROWS),
+            format!(
+                "alerts {}–{} of {total}, newest first; the CSV has every one",
+                ALERTS_PAGE_ROWS + 1,
+                ALERTS_PAGE_ROWS * 2
+            )
+        );
+        assert_eq!(
+            summary(total, ALERTS_PAGE_ROWS * 3),
+            format!("no alerts on this page; {total} in all")
+        );
+    }
+
+    #[test]
+    fn a_page_link_keeps_the_filters() {
+        assert_eq!(
+            page_query(StateFilter::Resolved, "a&b", 3),
+            "state=resolved&tenant=a%26b&page=3"
+        );
+        assert_eq!(page_query(StateFilter::Open, "", 2), "state=open&page=2");
+    }
 }

@@ -8,12 +8,13 @@
 //! Here: the routes. `layout.rs` holds what every page shares (the visitor, the extractors that
 //! parse a query or form before a handler runs, the escaping, the navigation, error pages, the
 //! ladder); one file per page beside it: `fleet.rs`, `alerts.rs` (the Alerts page and its
-//! acknowledge and snooze forms),
+//! acknowledge and snooze forms), `audit.rs` (the Audit page),
 //! `native.rs` (how both show the PBX's own backups),
 //! `instance.rs` (with its actions and the reveal), `sign_in.rs`, `certificate.rs` (a cycle's restore certificate, and the public page that
 //! says whether one is genuine).
 
 mod alerts;
+mod audit;
 mod certificate;
 mod chart;
 mod fleet;
@@ -30,6 +31,7 @@ use axum::Router;
 use crate::state::Shared;
 
 pub use alerts::ALERTS_PAGE_ROWS;
+pub use audit::{AUDIT_PAGE_ROWS, AUDIT_SCANNED_ROWS};
 pub use fleet::FLEET_PAGE_ROWS;
 pub use layout::Visitor;
 pub use sign_in::ClientAddress;
@@ -43,6 +45,7 @@ pub fn router() -> Router<Shared> {
         .route("/alerts", get(alerts::alerts_page))
         .route("/alerts/{alert_id}/acknowledge", post(alerts::acknowledge))
         .route("/alerts/{alert_id}/snooze", post(alerts::snooze))
+        .route("/audit", get(audit::audit_page))
         .route("/instances/{instance_id}", get(instance::instance_page))
         .route(
             "/instances/{instance_id}/action",

@@ -5,8 +5,7 @@
 //! that does not answer leaves the line saying so rather than failing the page.
 
 use chrono::{DateTime, Utc};
-use restorable_pipeline::digest::CLOCK_SKEW;
-use restorable_pipeline::read_model::failure_pages;
+use restorable_pipeline::read_model::{failures_between, CLOCK_SKEW};
 
 use super::layout::time;
 use crate::auth::{Principal, Scope};
@@ -52,47 +51,41 @@ pub(super) async fn recent_failures(
         (Scope::Tenant(own), _) => Some(own.to_string()),
     };
     let since = now - chrono::Duration::hours(24);
-    let mut count = 0usize;
-    let mut newest = Vec::new();
-    let mut pages = failure_pages(&state.pipeline.store, tenant.as_deref());
-    loop {
-        let page = match pages.next_page().await {
-            Ok(Some(page)) => page,
-            Ok(None) => break,
-            Err(error) => {
-                tracing::warn!(%error, "the fleet page could not read the day's failures");
-                return RecentFailures {
-                    line: "Failures in the last 24 h: not available right now".to_owned(),
-                    newest: Vec::new(),
-                };
-            }
-        };
-        let mut older = true;
-        for failure in page {
-            if failure.failed_at >= since - CLOCK_SKEW {
-                older = false;
-            }
-            if failure.failed_at < since || failure.failed_at > now + CLOCK_SKEW {
-                continue;
-            }
-            count += 1;
-            if newest.len() < LISTED {
-                newest.push((
-                    RecentFailure {
-                        instance: failure.instance_id.to_string(),
-                        name: failure.instance_id.to_string(),
-                        tenant: failure.tenant_id.to_string(),
-                        at: time(Some(failure.failed_at)),
-                        what: format!("{} failed: {}", failure.stage, failure.reason),
-                    },
-                    failure.instance_id,
-                ));
-            }
+    let found = match failures_between(
+        &state.pipeline.store,
+        tenant.as_deref(),
+        since,
+        now + CLOCK_SKEW,
+        LISTED,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(%error, "the fleet page could not read the day's failures");
+            return RecentFailures {
+                line: "Failures in the last 24 h: not available right now".to_owned(),
+                newest: Vec::new(),
+            };
         }
-        if older {
-            break;
-        }
-    }
+    };
+    let count = found.count;
+    let mut newest: Vec<(RecentFailure, _)> = found
+        .newest
+        .into_iter()
+        .map(|failure| {
+            (
+                RecentFailure {
+                    instance: failure.instance_id.to_string(),
+                    name: failure.instance_id.to_string(),
+                    tenant: failure.tenant_id.to_string(),
+                    at: time(Some(failure.failed_at)),
+                    what: format!("{} failed: {}", failure.stage, failure.reason),
+                },
+                failure.instance_id,
+            )
+        })
+        .collect();
     {
         let model = state.read.read();
         for (listed, instance) in &mut newest {

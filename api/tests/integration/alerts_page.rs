@@ -95,3 +95,111 @@ async fn each_tenant_sees_its_own_alerts_by_state() {
         response.status()
     );
 }
+
+/// The rows of a page's table (each alert row carries its id).
+fn alert_ids(page: &str) -> Vec<String> {
+    page.split("data-alert=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The target of the link with `id` (`newer`, `older`), unescaped, if the page has one.
+fn link(page: &str, id: &str) -> Option<String> {
+    let rest = page.split(&format!("id=\"{id}\" href=\"")).nth(1)?;
+    Some(rest.split('"').next()?.replace("&amp;", "&"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_alerts_are_paged_newest_first_and_the_links_keep_the_filters() {
+    use restorable_api::pages::ALERTS_PAGE_ROWS;
+    use restorable_domain::alert::{AlertCommand, AlertKind, AlertRaised};
+    use restorable_domain::ids::InstanceId;
+
+    let world = World::sqlite().await;
+    let acme = &world.acme;
+    let raised = ALERTS_PAGE_ROWS * 2 + 17;
+    let at = chrono::Utc::now();
+    for n in 0..raised {
+        let instance = InstanceId::for_name(&acme.tenant, &format!("paged-{n}"));
+        world
+            .pipeline
+            .store
+            .alerts(
+                &instance.to_string(),
+                AlertCommand::Raise(AlertRaised {
+                    alert_id: String::new(),
+                    kind: AlertKind::BackupStale,
+                    tenant_id: acme.tenant.clone(),
+                    instance_id: instance,
+                    cycle_id: None,
+                    stage: None,
+                    reason: None,
+                    detail: format!("stale {n}"),
+                    raised_at: at + chrono::Duration::seconds(i64::try_from(n).expect("small")),
+                    position: i64::MAX,
+                }),
+            )
+            .await
+            .expect("raise");
+    }
+    world
+        .read
+        .catch_up_and_store(&world.pipeline.store)
+        .await
+        .expect("fold");
+    let viewer = &acme.tokens[&Role::Viewer];
+    let (status, first) = get(&world, Some(viewer), "/alerts?tenant=acme").await;
+    assert_eq!(status, 200, "{first}");
+    let total = raised; // acme's PBX is healthy: these are its only open alerts
+    assert!(
+        first.contains(&format!(
+            "alerts 1–{ALERTS_PAGE_ROWS} of {total}, newest first"
+        )),
+        "{first}"
+    );
+    assert!(
+        link(&first, "newer").is_none(),
+        "the first page is the newest"
+    );
+    assert!(
+        first.contains(&format!("stale {}", raised - 1)),
+        "newest first"
+    );
+
+    let mut seen: Vec<String> = alert_ids(&first);
+    assert_eq!(seen.len(), ALERTS_PAGE_ROWS);
+    let mut page = first;
+    let mut pages = 1;
+    while let Some(older) = link(&page, "older") {
+        assert!(
+            older.contains("state=open") && older.contains("tenant=acme"),
+            "{older}"
+        );
+        let (status, next) = get(&world, Some(viewer), &older).await;
+        assert_eq!(status, 200, "{next}");
+        assert!(link(&next, "newer").is_some(), "a later page links back");
+        seen.extend(alert_ids(&next));
+        page = next;
+        pages += 1;
+        assert!(pages < 10, "the pages end");
+    }
+    assert_eq!(pages, 3);
+    assert!(page.contains("stale 0"), "the oldest is on the last page");
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(seen.len(), total, "every alert once");
+    assert_eq!(unique.len(), total);
+
+    let (status, beyond) = get(&world, Some(viewer), "/alerts?page=99").await;
+    assert_eq!(status, 200);
+    assert!(
+        beyond.contains(&format!("no alerts on this page; {total} in all")),
+        "{beyond}"
+    );
+    let (status, zero) = get(&world, Some(viewer), "/alerts?page=0").await;
+    assert_eq!(status, 400, "{zero}");
+    assert!(zero.contains("page"), "{zero}");
+    let (status, _) = get(&world, Some(viewer), "/alerts?page=two").await;
+    assert_eq!(status, 400);
+}

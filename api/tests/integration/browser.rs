@@ -8,6 +8,9 @@
 //!   on its Backups tab.
 //! - A wrong password shows the error and leaves the browser without a session.
 //! - The session cookie is HttpOnly: scripts in the page cannot read it.
+//! - An owner reads the fleet overview (a count per status, linked to the filter; re-check
+//!   coverage; the day's failures), the Alerts page and its state filter, the Audit page and its
+//!   action filter, and the instance page's charts drawn at a readable size.
 //!
 //! Without chromedriver or Chromium these tests fail, naming scripts/install-deps.sh, unless
 //! `RESTORABLE_SKIP_BROWSER=1` asks to skip them.
@@ -36,6 +39,23 @@ async fn sign_in(browser: &Browser, world: &World, email: &str, password: &str) 
     browser.type_into(&field, password).await;
     let button = browser.find("#sign-in").await;
     browser.click(&button).await;
+}
+
+/// Waits until the browser is at a URL containing `part` (a click's navigation done); panics
+/// after the finder's wait.
+async fn arrive_at(browser: &Browser, part: &str) {
+    let until = std::time::Instant::now() + webdriver::IMPLICIT_WAIT;
+    loop {
+        let url = browser.url().await;
+        if url.contains(part) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "never reached {part}: at {url}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The texts of every element matching `selector`.
@@ -203,5 +223,157 @@ async fn the_session_cookie_is_http_only() {
     assert!(
         !seen.contains(SESSION_COOKIE) && !seen.contains(session["value"].as_str().expect("value")),
         "scripts cannot read the session cookie: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_reads_the_overview_the_alerts_and_audit_pages_and_the_chart() {
+    use restorable_domain::alert::{AlertCommand, AlertKind, AlertRaised};
+    use restorable_domain::audit::{ActionRecorded, AuditAction};
+
+    let Some((world, browser)) = setup().await else {
+        return;
+    };
+    let acme = &world.acme;
+    let store = &world.pipeline.store;
+    store
+        .alerts(
+            &acme.instance.to_string(),
+            AlertCommand::Raise(AlertRaised {
+                alert_id: String::new(),
+                kind: AlertKind::BackupStale,
+                tenant_id: acme.tenant.clone(),
+                instance_id: acme.instance,
+                cycle_id: None,
+                stage: None,
+                reason: None,
+                detail: "no copy for a while".into(),
+                raised_at: chrono::Utc::now(),
+                position: i64::MAX,
+            }),
+        )
+        .await
+        .expect("raise");
+    for (actor, action) in [
+        ("downloader@acme.example", AuditAction::Download),
+        ("stopper@acme.example", AuditAction::Stop),
+    ] {
+        store
+            .audit(
+                acme.tenant.as_str(),
+                ActionRecorded {
+                    tenant_id: acme.tenant.clone(),
+                    actor: actor.into(),
+                    action,
+                    instance_id: Some(acme.instance),
+                    cycle_id: None,
+                    key_version: None,
+                    at: chrono::Utc::now(),
+                },
+            )
+            .await
+            .expect("audited");
+    }
+    world.read.catch_up_and_store(store).await.expect("fold");
+    sign_in(&browser, &world, &email("acme", Role::Owner), PASSWORD).await;
+
+    // The overview: a count per status, each a link to the fleet filtered by it.
+    browser.find("table#fleet").await;
+    let healthy = browser.find(".counts a.count.healthy").await;
+    assert_eq!(browser.text(&healthy).await, "1 Healthy");
+    let coverage = texts(&browser, ".coverage").await.join(" ");
+    assert!(coverage.starts_with("Re-check coverage"), "{coverage}");
+    let recent = texts(&browser, ".recent").await.join(" ");
+    assert!(recent.starts_with("Failures in the last 24 h"), "{recent}");
+    browser
+        .click(&browser.find(".counts a.count.stopped").await)
+        .await;
+    arrive_at(&browser, "status=stopped").await;
+    browser.find("p.summary").await;
+    assert!(
+        browser
+            .find_all("table#fleet tbody tr[data-instance]")
+            .await
+            .is_empty(),
+        "no stopped instance"
+    );
+
+    // The Alerts page, from the navigation: the open alert, then the state filter.
+    browser
+        .click(&browser.find("nav a[href=\"/alerts\"]").await)
+        .await;
+    arrive_at(&browser, "/alerts").await;
+    let row = browser.find("table#alerts tbody tr").await;
+    let text = browser.text(&row).await;
+    assert!(
+        text.contains("Backup Stale") && text.contains("no copy for a while"),
+        "{text}"
+    );
+    browser
+        .click(
+            &browser
+                .find("select[name=state] option[value=resolved]")
+                .await,
+        )
+        .await;
+    browser
+        .click(&browser.find("form.filters button").await)
+        .await;
+    arrive_at(&browser, "state=resolved").await;
+    browser.find("p.summary").await;
+    assert!(browser.find_all("table#alerts tbody tr").await.is_empty());
+
+    // The Audit page: both records, then only the download by the action filter.
+    browser
+        .click(&browser.find("nav a[href=\"/audit\"]").await)
+        .await;
+    arrive_at(&browser, "/audit").await;
+    browser.find("table#audit").await;
+    let all = texts(&browser, "table#audit tbody tr").await.join("\n");
+    assert!(
+        all.contains("downloader@acme.example") && all.contains("stopper@acme.example"),
+        "{all}"
+    );
+    browser
+        .click(
+            &browser
+                .find("select[name=action] option[value=download]")
+                .await,
+        )
+        .await;
+    browser
+        .click(&browser.find("form.filters button").await)
+        .await;
+    arrive_at(&browser, "action=download").await;
+    browser.find("p.summary").await;
+    let rows = texts(&browser, "table#audit tbody tr").await;
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r.contains("download")),
+        "{rows:?}"
+    );
+    assert!(!rows.iter().any(|r| r.contains("stopper")), "{rows:?}");
+
+    // The instance page draws its copies over time: a dot per copy, its value as the tooltip.
+    browser
+        .goto(&world.url(&format!("/instances/{}", acme.instance)))
+        .await;
+    let charts = browser.find_all("figure.chart svg").await;
+    assert_eq!(charts.len(), 2, "restore duration and size");
+    assert!(!browser
+        .find_all("figure.chart svg polyline")
+        .await
+        .is_empty());
+    let dots = browser.find_all("figure.chart svg circle").await;
+    assert!(dots.len() >= 2, "a dot per copy and chart");
+    let size = browser
+        .execute(
+            "const svg = document.querySelectorAll('figure.chart svg')[1]; \
+             const box = svg.getBoundingClientRect(); return [box.width, box.height];",
+        )
+        .await;
+    let drawn = size.as_array().expect("[width, height]");
+    assert!(
+        drawn.iter().all(|v| v.as_f64().unwrap_or(0.0) > 50.0),
+        "the chart is drawn at a readable size: {size}"
     );
 }

@@ -1,6 +1,8 @@
 //! The fleet page is paged: a large fleet is shown 200 rows at a time, with the total, the
 //! page's place and links either side that keep the filters; every instance is on exactly one
 //! page; a page past the last shows the last, and a page that is not a number is a clear 400.
+//! The day's failures are counted per the viewer's tenants, and a store that cannot read them
+//! leaves the line saying so.
 
 use crate::common;
 
@@ -217,4 +219,38 @@ async fn the_days_failures_are_counted_and_listed_for_the_tenants_one_may_see() 
         "{acme}"
     );
     assert!(!acme.contains("recent-failures"), "{acme}");
+}
+
+/// The day's failures are read from storage: a store that cannot answer leaves the line saying
+/// so, and the rest of the page (held in memory) is shown; once it answers, the count is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_cannot_read_the_failures_leaves_the_line_saying_so() {
+    let world = World::sqlite().await;
+    let viewer = &world.globex.tokens[&Role::Viewer];
+    let store = &world.pipeline.store;
+    store
+        .execute_sql("ALTER TABLE read_model RENAME TO read_model_away")
+        .await
+        .expect("the view's table taken away");
+    let (status, page) = get(&world, viewer, "/").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<p class=\"recent\">Failures in the last 24 h: not available right now</p>"),
+        "{page}"
+    );
+    assert!(
+        row_ids(&page).contains(&world.globex.instance.to_string()),
+        "the fleet is still shown: {page}"
+    );
+    store
+        .execute_sql("ALTER TABLE read_model_away RENAME TO read_model")
+        .await
+        .expect("put back");
+    // Another filter: not the answer cached above.
+    let (status, page) = get(&world, viewer, "/?tenant=globex").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<p class=\"recent\">Failures in the last 24 h: 1</p>"),
+        "{page}"
+    );
 }

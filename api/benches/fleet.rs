@@ -9,7 +9,7 @@
 //! endpoint with a `*`-scoped viewer's API token — the whole fleet as JSON, the fleet page's
 //! first and last pages (200 rows each), one tenant's page and JSON, the Alerts page (an open
 //! Backup Failed alert per failed instance: 1,000), the Audit page (an audited enrolment per
-//! instance: its newest 100, and a filter matching none, which reads its 5,000-record bound),
+//! instance: its newest 100, and a filter matching none, which reads its 2,000-record bound),
 //! and `/api/v1/alerts` as the floor (token lookup, routing, and the alerts held in memory) —
 //! and the peer: the same JSON and
 //! page as static files from `python3 -m http.server`, under the same load. Then the
@@ -40,7 +40,7 @@ use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::cycle::{
     examples, BackupCycleCommand, Captured, CycleStarted, Failed, RestoreTested, Secured, Verified,
 };
-use restorable_domain::ids::{CycleId, TenantId};
+use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{CycleClosed, InstanceCommand, RestorePolicy, Schedule};
 use restorable_domain::ladder::{FailureReason, LockMode, Rung, Stage, Trigger};
 use restorable_pipeline::enrolment::{enrol, ensure_tenant_key, open_cycle, EnrolRequest};
@@ -193,22 +193,31 @@ async fn one_instance(pipeline: Pipeline, n: usize) {
             .await
             .expect("raise");
     }
-    pipeline
-        .store
-        .audit(
-            tenant.as_str(),
-            ActionRecorded {
-                tenant_id: tenant.clone(),
-                actor: format!("admin@{}.example", tenant.as_str()),
-                action: AuditAction::Enrol,
-                instance_id: Some(instance),
-                cycle_id: None,
-                key_version: None,
-                at: now,
-            },
-        )
-        .await
-        .expect("audit");
+}
+
+/// The audited enrolment of every instance of the tenant of instance `first`, one after another
+/// (a tenant's trail is one aggregate: its records are written in turn).
+async fn audit_tenant(pipeline: Pipeline, first: usize, instances: usize) {
+    let tenant = tenant(first);
+    for n in first..(first + PER_TENANT).min(instances) {
+        let instance = InstanceId::for_name(&tenant, &format!("pbx-{n:05}"));
+        pipeline
+            .store
+            .audit(
+                tenant.as_str(),
+                ActionRecorded {
+                    tenant_id: tenant.clone(),
+                    actor: format!("admin@{}.example", tenant.as_str()),
+                    action: AuditAction::Enrol,
+                    instance_id: Some(instance),
+                    cycle_id: None,
+                    key_version: None,
+                    at: Utc::now(),
+                },
+            )
+            .await
+            .expect("audit");
+    }
 }
 
 /// One `wrk` run's figures.
@@ -316,6 +325,8 @@ impl<'a> EndpointLoad<'a> {
         let single_ms = one.elapsed().as_secs_f64() * 1000.0;
         let marker: &[u8] = if path.starts_with("/api") {
             b"\"instance_id\""
+        } else if path.starts_with("/audit") {
+            b"<tr data-position="
         } else {
             b"<tr data-instance="
         };
@@ -430,6 +441,11 @@ async fn main() {
         .map(|n| tokio::spawn(one_instance(pipeline.clone(), n)))
         .buffer_unordered(32)
         .for_each(|done| async move { done.expect("an instance's history") })
+        .await;
+    stream::iter((0..instances).step_by(PER_TENANT))
+        .map(|first| tokio::spawn(audit_tenant(pipeline.clone(), first, instances)))
+        .buffer_unordered(32)
+        .for_each(|done| async move { done.expect("a tenant's audit trail") })
         .await;
     let written = started.elapsed();
     let started = Instant::now();

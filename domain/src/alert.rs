@@ -314,12 +314,15 @@ pub struct InstanceAlerts {
     pub raised: u64,
     /// Open alerts.
     pub open: Vec<OpenAlert>,
-    /// The most recent cycles that raised an alert, with the kind each raised, oldest first,
-    /// at most [`RAISED_FOR_KEPT`] (a redelivered `Failed` raises nothing twice; redeliveries
-    /// come soon after the first delivery, so the state needs no memory of every failed cycle
-    /// ever). Keyed by kind too: a cycle whose capture found the native backups stale can still
-    /// fail, and that failure is an alert of its own.
-    pub raised_for: Vec<(CycleId, AlertKind)>,
+    /// The most recent cycles that raised an alert, with the kind each raised and the log
+    /// position of the event that raised it, oldest first, at most [`RAISED_FOR_KEPT`] (a
+    /// redelivered `Failed` raises nothing twice; redeliveries come soon after the first
+    /// delivery, so the state needs no memory of every failed cycle ever). Keyed by kind too: a
+    /// cycle whose capture found the native backups stale can still fail, and that failure is an
+    /// alert of its own. The position tells a redelivery (at or before it) from a new event of
+    /// the same cycle and kind (after it): a copy that fails a re-check, recovers and fails a
+    /// later one raises a second alert.
+    pub raised_for: Vec<(CycleId, AlertKind, i64)>,
 }
 
 /// How many of the most recent alerting cycles [`InstanceAlerts::raised_for`] keeps: the state
@@ -416,7 +419,7 @@ fn checked_note(note: &str) -> Result<String, AlertError> {
 
 /// Bump when `apply()` below changes (see [`Snapshotted`]).
 impl Snapshotted for InstanceAlerts {
-    const SNAPSHOT_VERSION: u32 = 2;
+    const SNAPSHOT_VERSION: u32 = 3;
 }
 
 impl Aggregate for InstanceAlerts {
@@ -434,9 +437,11 @@ impl Aggregate for InstanceAlerts {
     ) -> Result<(), Self::Error> {
         match command {
             AlertCommand::Raise(mut raised) => {
-                let seen_cycle = raised
-                    .cycle_id
-                    .is_some_and(|c| self.raised_for.contains(&(c, raised.kind)));
+                let seen_cycle = raised.cycle_id.is_some_and(|cycle| {
+                    self.raised_for.iter().any(|(c, kind, position)| {
+                        *c == cycle && *kind == raised.kind && *position >= raised.position
+                    })
+                });
                 if !self.is_open(raised.kind) && !seen_cycle {
                     raised.alert_id = format!("{}-{}", raised.instance_id, self.raised + 1);
                     sink.write(AlertEvent::AlertRaised(raised), self).await;
@@ -554,7 +559,8 @@ impl Aggregate for InstanceAlerts {
                     raised_at: e.raised_at,
                     reminded: Vec::new(),
                 });
-                self.raised_for.extend(e.cycle_id.map(|c| (c, e.kind)));
+                self.raised_for
+                    .extend(e.cycle_id.map(|c| (c, e.kind, e.position)));
                 let excess = self.raised_for.len().saturating_sub(RAISED_FOR_KEPT);
                 self.raised_for.drain(..excess);
             }
@@ -791,9 +797,9 @@ mod tests {
         }
         assert_eq!(alerts.raised, 1000);
         assert!(alerts.open.is_empty());
-        let kept: Vec<(CycleId, AlertKind)> = cycles[1000 - RAISED_FOR_KEPT..]
+        let kept: Vec<(CycleId, AlertKind, i64)> = cycles[1000 - RAISED_FOR_KEPT..]
             .iter()
-            .map(|c| (*c, AlertKind::BackupFailed))
+            .map(|c| (*c, AlertKind::BackupFailed, 10))
             .collect();
         assert_eq!(alerts.raised_for, kept);
 
@@ -1097,6 +1103,34 @@ mod tests {
             .given(vec![raised])
             .when(good_recheck(copy, 20))
             .then_expect_events(vec![resolved(AlertKind::RecheckFailed, copy)]);
+    }
+
+    /// A copy that fails a re-check, recovers, and fails a later one raises a second alert; a
+    /// redelivery of the first failure (the same log position) raises nothing.
+    #[test]
+    fn a_copy_that_fails_a_recheck_again_after_recovering_raises_again() {
+        let copy = later_cycle();
+        let failed_recheck = |alert_id: &str, position| AlertRaised {
+            kind: AlertKind::RecheckFailed,
+            stage: None,
+            reason: Some(FailureReason::ObjectMissing),
+            cycle_id: Some(copy),
+            position,
+            ..failed(alert_id)
+        };
+        let history = vec![
+            AlertEvent::AlertRaised(failed_recheck(&first_id(), 10)),
+            resolved(AlertKind::RecheckFailed, copy),
+        ];
+        Given::with(())
+            .given(history.clone())
+            .when(AlertCommand::Raise(failed_recheck("", 10)))
+            .then_expect_events(vec![]);
+        let second = format!("{}-2", examples::started().instance_id);
+        Given::with(())
+            .given(history)
+            .when(AlertCommand::Raise(failed_recheck("", 30)))
+            .then_expect_events(vec![AlertEvent::AlertRaised(failed_recheck(&second, 30))]);
     }
 
     #[test]

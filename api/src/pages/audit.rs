@@ -22,7 +22,7 @@ use crate::state::Shared;
 /// The most rows a page shows.
 pub const AUDIT_PAGE_ROWS: usize = 100;
 /// The most stored rows one page reads looking for matches.
-pub const AUDIT_SCANNED_ROWS: usize = 5_000;
+pub const AUDIT_SCANNED_ROWS: usize = 2_000;
 /// The longest actor filter (an e-mail address is at most 254 characters).
 const ACTOR_FILTER_MAX: usize = 254;
 
@@ -40,6 +40,8 @@ pub(super) struct AuditQuery {
 
 /// One row as shown.
 struct AuditLine {
+    /// Its place in the log.
+    position: i64,
     at: String,
     tenant: String,
     actor: String,
@@ -200,6 +202,7 @@ pub(super) async fn audit_page(
         .map(|row| {
             let a = row.action;
             AuditLine {
+                position: row.position,
                 at: time(Some(a.at)),
                 tenant: a.tenant_id.to_string(),
                 actor: a.actor,

@@ -29,7 +29,7 @@ async fn get(world: &World, path: &str) -> (u16, String) {
 /// The actor column of the page's rows.
 fn actors(page: &str) -> Vec<String> {
     let body = page.split("<tbody>").nth(1).unwrap_or_default();
-    body.split("<tr>")
+    body.split("<tr data-position=")
         .skip(1)
         .filter_map(|row| row.split("<td>").nth(3))
         .filter_map(|cell| cell.split("</td>").next())

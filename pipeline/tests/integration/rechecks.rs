@@ -2,7 +2,8 @@
 //! vault), swept with an injected clock: every copy is proven again within the window and not
 //! twice for one slot; a flipped byte and a deleted object are found, recorded on their cycle
 //! and alerted ("Re-check Failed", delivered twice more: one alert), the coverage says so; the
-//! copy made whole again resolves its alert at its next slot; a lock weakened to governance is
+//! copy made whole again resolves its alert at its next slot, and changed once more raises a
+//! second; a lock weakened to governance is
 //! `not_locked`; an index that lost rows is rebuilt. On PostgreSQL, two sweeps at once share the
 //! due copies without reading one twice.
 
@@ -289,6 +290,31 @@ async fn every_copy_is_proven_within_the_window_and_a_changed_or_gone_copy_is_al
         alerts.raised, 1,
         "one alert for the gone copy, not one per re-check"
     );
+
+    // The recovered copy changed again: a second alert, though its first failure (delivered
+    // again above, after the recovery) raised nothing more.
+    flip_a_byte(&copies[0].file);
+    let fourth = sweep_at(&harness.pipeline, third_week + window)
+        .await
+        .expect("sweep");
+    assert!(
+        fourth
+            .failed
+            .contains(&(copies[0].cycle.to_string(), "checksum_mismatch".to_owned())),
+        "{fourth:?}"
+    );
+    alert_on(&harness, &copies).await;
+    assert_eq!(
+        recheck_alerts(&harness, copies[0].instance).await,
+        vec!["checksum_mismatch".to_owned()]
+    );
+    let alerts: InstanceAlerts = harness
+        .pipeline
+        .store
+        .load(&copies[0].instance.to_string())
+        .await
+        .expect("alerts");
+    assert_eq!(alerts.raised, 2, "the first failure and the new one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

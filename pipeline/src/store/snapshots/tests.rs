@@ -604,7 +604,7 @@ fn each_aggregates_snapshot_version_is_pinned() {
     ];
     let pinned = [
         ("Instance", "1.7798fc17e177b1b7"),
-        ("InstanceAlerts", "2.2b376670935b31bf"),
+        ("InstanceAlerts", "3.c99d0342d29d116d"),
         ("AuditTrail", "1.3cfd8226c340c265"),
         ("TenantKey", "1.3f3a5d9ddf7a32cf"),
         ("BackupCycle", "1.d2945edc0e05f073"),

@@ -159,8 +159,10 @@ pub(super) async fn alerts_page(
     let skip = (page - 1).saturating_mul(ALERTS_PAGE_ROWS);
     let summary = summary(total, skip);
     let link = |to: usize| page_query(query.state, tenant, to);
+    // From past the last page, "Newer" goes to the last page that has alerts.
+    let last = total.div_ceil(ALERTS_PAGE_ROWS).max(1);
     let newer = if page > 1 {
-        link(page - 1)
+        link((page - 1).min(last))
     } else {
         String::new()
     };

@@ -105,7 +105,10 @@ fn checked(query: &AuditQuery) -> Result<Filter<'_>, ApiError> {
             AuditAction::ALL
                 .into_iter()
                 .find(|a| a.as_str() == name)
-                .ok_or_else(|| ApiError::BadRequest(format!("action: no action named {name:?}")))?,
+                .ok_or_else(|| {
+                    let shown: String = name.chars().take(40).collect();
+                    ApiError::BadRequest(format!("action: no action named {shown:?}"))
+                })?,
         ),
     };
     if query.before.is_some_and(|before| before < 1) {
@@ -178,7 +181,17 @@ pub(super) async fn audit_page(
         Scope::All => (!filter.tenant.is_empty()).then_some(filter.tenant),
         Scope::Tenant(own) => Some(own.as_str()),
     };
-    let found = match find(&state, scope_tenant, &filter, query.before).await {
+    // Another tenant's trail: nothing to read.
+    let outside = scope_tenant.is_some_and(|t| !filter.tenant.is_empty() && t != filter.tenant);
+    let found = if outside {
+        Ok(Found {
+            rows: Vec::new(),
+            older_than: None,
+        })
+    } else {
+        find(&state, scope_tenant, &filter, query.before).await
+    };
+    let found = match found {
         Ok(found) => found,
         Err(error) => return page_error(Some(&who), error),
     };

@@ -197,6 +197,11 @@ async fn many_alerts_are_paged_newest_first_and_the_links_keep_the_filters() {
         beyond.contains(&format!("no alerts on this page; {total} in all")),
         "{beyond}"
     );
+    assert_eq!(
+        link(&beyond, "newer").as_deref(),
+        Some("/alerts?state=open&page=3"),
+        "from past the end, back to the last page"
+    );
     let (status, zero) = get(&world, Some(viewer), "/alerts?page=0").await;
     assert_eq!(status, 400, "{zero}");
     assert!(zero.contains("page"), "{zero}");

@@ -13,6 +13,7 @@ use restorable_api::pages::{AUDIT_PAGE_ROWS, AUDIT_SCANNED_ROWS};
 use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_pipeline::store::ViewRow;
 use restorable_projections::audit::AuditRow;
+use restorable_projections::model::position_key;
 
 async fn get(world: &World, path: &str) -> (u16, String) {
     let response = world
@@ -132,16 +133,8 @@ async fn a_tenant_pages_through_its_own_trail_with_filters() {
         .expect("projected");
 
     // What the API lists for acme is what the pages show, in the same order.
-    let listed: Vec<serde_json::Value> = world
-        .http
-        .get(world.url("/api/v1/audit"))
-        .bearer_auth(&world.acme.tokens[&Role::Viewer])
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON");
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&get(&world, "/api/v1/audit").await.1).expect("JSON");
     let (first_status, first) = get(&world, "/audit").await;
     assert_eq!(first_status, 200, "{first}");
     assert!(
@@ -207,16 +200,7 @@ async fn a_tenant_pages_through_its_own_trail_with_filters() {
     assert_eq!(status, 400);
 
     // The CSV: every record of acme's, newest first; a formula is written as text.
-    let csv = world
-        .http
-        .get(world.url("/api/v1/export/audit.csv"))
-        .bearer_auth(&world.acme.tokens[&Role::Viewer])
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("body");
+    let (_, csv) = get(&world, "/api/v1/export/audit.csv").await;
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let header = reader.headers().expect("header").clone();
     assert_eq!(
@@ -265,22 +249,12 @@ async fn a_narrow_filter_reads_a_bounded_part_of_a_long_trail_and_goes_on_from_t
         .await
         .expect("projected");
     let store = &world.pipeline.store;
-    let template: AuditRow = serde_json::from_value(
-        world
-            .http
-            .get(world.url("/api/v1/audit"))
-            .bearer_auth(&world.acme.tokens[&Role::Viewer])
-            .send()
-            .await
-            .expect("request")
-            .json::<Vec<serde_json::Value>>()
-            .await
-            .expect("JSON")
-            .into_iter()
-            .find(|r| r["action"] == "alert_snooze")
-            .expect("the snooze is listed"),
-    )
-    .expect("an audit row");
+    let listed: Vec<AuditRow> =
+        serde_json::from_str(&get(&world, "/api/v1/audit").await.1).expect("audit rows");
+    let template = listed
+        .into_iter()
+        .find(|r| r.action.action == AuditAction::AlertSnooze)
+        .expect("the snooze is listed");
     let filler = AUDIT_SCANNED_ROWS + 50;
     let rows: Vec<ViewRow> = (1..=filler)
         .map(|n| {
@@ -290,7 +264,7 @@ async fn a_narrow_filter_reads_a_bounded_part_of_a_long_trail_and_goes_on_from_t
             row.action.actor = format!("filler-{n}");
             ViewRow {
                 view: "audit".into(),
-                key: format!("{:020}", row.position),
+                key: position_key(row.position),
                 tenant_id: "acme".into(),
                 instance_id: None,
                 doc: serde_json::to_string(&row).expect("json"),

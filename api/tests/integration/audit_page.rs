@@ -2,7 +2,8 @@
 //! tenant, newest first, and nothing of another tenant's; the action and actor filters hold
 //! across pages; a filter that matches little stops after a bounded read and goes on from
 //! there; wrong values are a clear 400; what an actor chose is escaped on the page and cannot
-//! run as a formula in the CSV.
+//! run as a formula in the CSV; a store that cannot read the trail is an error page, not an
+//! empty trail.
 
 use std::collections::HashSet;
 
@@ -302,4 +303,31 @@ async fn a_narrow_filter_reads_a_bounded_part_of_a_long_trail_and_goes_on_from_t
     assert_eq!(pages, 2);
     let unique: HashSet<&String> = found.iter().collect();
     assert_eq!(unique.len(), 1);
+}
+
+/// A store that cannot read the trail is an error page, never an empty trail that looks whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_cannot_read_the_trail_is_an_error_not_an_empty_page() {
+    let world = World::sqlite().await;
+    record(&world, true, "someone@acme.example", AuditAction::Stop, 0).await;
+    world
+        .read
+        .catch_up_and_store(&world.pipeline.store)
+        .await
+        .expect("projected");
+    let store = &world.pipeline.store;
+    store
+        .execute_sql("ALTER TABLE read_model RENAME TO read_model_away")
+        .await
+        .expect("the view's table taken away");
+    let (status, page) = get(&world, "/audit").await;
+    assert_eq!(status, 500, "{page}");
+    assert!(!page.contains("no audited actions"), "{page}");
+    store
+        .execute_sql("ALTER TABLE read_model_away RENAME TO read_model")
+        .await
+        .expect("put back");
+    let (status, page) = get(&world, "/audit").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("someone@acme.example"), "{page}");
 }

@@ -55,6 +55,9 @@ pub enum Command {
     /// The read side's stored views.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// An operator's commands on one instance (remove: offboard it).
+    #[command(subcommand)]
+    Instance(InstanceCommand),
     /// An operator's commands on one cycle (abort).
     #[command(subcommand)]
     Cycle(CycleCommand),
@@ -319,6 +322,26 @@ pub enum CycleCommand {
     Abort(CycleAbortArgs),
 }
 
+/// `restorable instance ...`.
+#[derive(Subcommand)]
+pub enum InstanceCommand {
+    /// Offboard an instance (audited): managed backups stop for good, and once the grace has
+    /// passed (`[retention] remove_after_days`, default 30) its copies are removed (each once
+    /// its Object Lock has run out) and its credentials forgotten.
+    Remove(InstanceRemoveArgs),
+}
+
+/// `restorable instance remove`.
+#[derive(Args)]
+pub struct InstanceRemoveArgs {
+    /// State directory and backends.
+    #[command(flatten)]
+    pub data: Config,
+    /// The instance: its id, or `TENANT/NAME`.
+    #[arg(long)]
+    pub instance: String,
+}
+
 /// `restorable cycle abort`.
 #[derive(Args)]
 pub struct CycleAbortArgs {
@@ -454,6 +477,9 @@ pub enum StageArg {
     AlertDelivery,
     /// Re-reads every stored copy within the re-check window (`[recheck] window_days`).
     Recheck,
+    /// Removes copies past their lock, keeps what the rules keep, finishes offboarding
+    /// (`retention_days`, `[retention]`).
+    Retention,
     /// Every stage above.
     All,
 }
@@ -471,6 +497,7 @@ impl StageArg {
             StageArg::Alerts => &["alerts"],
             StageArg::AlertDelivery => &["alert_delivery"],
             StageArg::Recheck => &["recheck"],
+            StageArg::Retention => &["retention"],
             StageArg::All => restorable_pipeline::runtime::STAGE_NAMES,
         }
     }

@@ -32,6 +32,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/instances/{instance_id}/backups"),
     ("post", "/api/v1/instances/{instance_id}/stop"),
     ("post", "/api/v1/instances/{instance_id}/resume"),
+    ("post", "/api/v1/instances/{instance_id}/remove"),
     ("post", "/api/v1/instances/{instance_id}/backup-now"),
     ("get", "/api/v1/cycles/{cycle_id}"),
     ("get", "/api/v1/cycles/{cycle_id}/download"),

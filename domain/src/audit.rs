@@ -46,11 +46,14 @@ pub enum AuditAction {
     AlertAcknowledge,
     /// An open alert of an instance was snoozed (the alert's history has which, and until when).
     AlertSnooze,
+    /// An instance was removed (offboarded): stopped for good, its copies and credentials
+    /// removed after the grace (`restorable instance remove`, the API).
+    RemoveInstance,
 }
 
 impl AuditAction {
     /// Every action, in the order of the enum (the Audit page's filter offers them all).
-    pub const ALL: [AuditAction; 14] = [
+    pub const ALL: [AuditAction; 15] = [
         AuditAction::Enrol,
         AuditAction::Stop,
         AuditAction::Resume,
@@ -65,6 +68,7 @@ impl AuditAction {
         AuditAction::PasswordReset,
         AuditAction::AlertAcknowledge,
         AuditAction::AlertSnooze,
+        AuditAction::RemoveInstance,
     ];
 
     /// The action's wire name (`backup_now`, ...).
@@ -84,6 +88,7 @@ impl AuditAction {
             AuditAction::PasswordReset => "password_reset",
             AuditAction::AlertAcknowledge => "alert_acknowledge",
             AuditAction::AlertSnooze => "alert_snooze",
+            AuditAction::RemoveInstance => "remove_instance",
         }
     }
 }
@@ -191,6 +196,7 @@ mod tests {
             AuditAction::PasswordReset => 11,
             AuditAction::AlertAcknowledge => 12,
             AuditAction::AlertSnooze => 13,
+            AuditAction::RemoveInstance => 14,
         };
         for (index, action) in AuditAction::ALL.into_iter().enumerate() {
             assert_eq!(place(action), index, "{action:?}");

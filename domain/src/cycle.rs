@@ -160,6 +160,48 @@ pub struct RecheckFailed {
     pub failed_at: DateTime<Utc>,
 }
 
+/// Why retention kept a copy past its retain-until.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeptBecause {
+    /// The instance's newest Verified or newest Restore-Tested copy: never removed.
+    NewestGood,
+    /// The grandfather-father-son rule keeps it (a day's, week's or month's newest good copy).
+    Gfs,
+}
+
+/// Retention kept the copy and extended its Object Lock (it only ever grows).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LockExtended {
+    /// The new retain-until.
+    pub retain_until: DateTime<Utc>,
+    /// Why it is kept.
+    pub because: KeptBecause,
+    /// When.
+    pub extended_at: DateTime<Utc>,
+}
+
+/// Why retention removed a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovedBecause {
+    /// Its retain-until passed and no rule keeps it.
+    Expired,
+    /// Its instance was removed and the removal's grace has passed.
+    Offboarded,
+}
+
+/// Retention removed the copy's exact version from the vault, after its retain-until.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CopyRemoved {
+    /// Why.
+    pub because: RemovedBecause,
+    /// The retain-until that had passed.
+    pub retain_until: DateTime<Utc>,
+    /// When.
+    pub removed_at: DateTime<Utc>,
+}
+
 /// Everything that can happen to a cycle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub enum BackupCycleEvent {
@@ -179,6 +221,10 @@ pub enum BackupCycleEvent {
     Rechecked(Rechecked),
     /// See [`RecheckFailed`].
     RecheckFailed(RecheckFailed),
+    /// See [`LockExtended`].
+    LockExtended(LockExtended),
+    /// See [`CopyRemoved`].
+    CopyRemoved(CopyRemoved),
 }
 
 impl DomainEvent for BackupCycleEvent {
@@ -192,6 +238,8 @@ impl DomainEvent for BackupCycleEvent {
             BackupCycleEvent::Failed(_) => "Failed",
             BackupCycleEvent::Rechecked(_) => "Rechecked",
             BackupCycleEvent::RecheckFailed(_) => "RecheckFailed",
+            BackupCycleEvent::LockExtended(_) => "LockExtended",
+            BackupCycleEvent::CopyRemoved(_) => "CopyRemoved",
         }
         .to_owned()
     }
@@ -220,6 +268,10 @@ pub enum BackupCycleCommand {
     RecordRechecked(Rechecked),
     /// Record a re-check that found the stored copy changed, gone or unlocked.
     RecordRecheckFailed(RecheckFailed),
+    /// Record that retention kept the copy and extended its lock.
+    RecordLockExtended(LockExtended),
+    /// Record that retention removed the copy.
+    RecordCopyRemoved(CopyRemoved),
 }
 
 /// Why a cycle refused a command.
@@ -244,6 +296,12 @@ pub enum CycleError {
     /// A re-check of a copy that was never Secured: there is nothing proven to prove again.
     #[error("only a Secured copy is re-checked, but the cycle is at {0:?}")]
     NotStored(Option<Rung>),
+    /// The copy was removed by retention: nothing more is done with it.
+    #[error("the copy was removed from the vault")]
+    Removed,
+    /// A removal before the copy's retain-until: Object Lock would refuse it, and so do we.
+    #[error("the copy is locked until {0}")]
+    StillLocked(DateTime<Utc>),
 }
 
 /// State of one cycle, rebuilt from its events.
@@ -260,6 +318,13 @@ pub struct BackupCycle {
     /// The latest re-check slot recorded (`Rechecked` or `RecheckFailed`).
     #[serde(default)]
     pub rechecked_slot: Option<DateTime<Utc>>,
+    /// The copy's Object Lock retain-until as last known (at capture, then as found by Secured
+    /// and each re-check, then as extended by retention).
+    #[serde(default)]
+    pub retain_until: Option<DateTime<Utc>>,
+    /// Set when retention removed the copy.
+    #[serde(default)]
+    pub removed: Option<CopyRemoved>,
 }
 
 impl BackupCycle {
@@ -270,6 +335,9 @@ impl BackupCycle {
 
     /// Decides what a stage outcome does: `Ok(true)` emit, `Ok(false)` already done (no event).
     fn admit(&self, stage: Stage) -> Result<bool, CycleError> {
+        if self.removed.is_some() {
+            return Err(CycleError::Removed);
+        }
         if let Some(failed) = &self.failed {
             return Err(CycleError::AlreadyFailed(failed.stage));
         }
@@ -287,6 +355,9 @@ impl BackupCycle {
     /// Whether a re-check answering `slot` is news: only for a Secured copy of a cycle that did
     /// not fail, and only for a slot later than the last one recorded.
     fn admit_recheck(&self, slot: DateTime<Utc>) -> Result<bool, CycleError> {
+        if self.removed.is_some() {
+            return Err(CycleError::Removed);
+        }
         if let Some(failed) = &self.failed {
             return Err(CycleError::AlreadyFailed(failed.stage));
         }
@@ -298,6 +369,33 @@ impl BackupCycle {
 
     /// Whether a failure of `stage` is news: not if the cycle already failed or already passed
     /// the stage (a duplicate processor's late failure).
+    /// Whether retention may extend the lock to `until`: only a stored copy not removed, and
+    /// only forward (an extension to a date already reached is a repeat: no event).
+    fn admit_extension(&self, until: DateTime<Utc>) -> Result<bool, CycleError> {
+        if self.removed.is_some() {
+            return Err(CycleError::Removed);
+        }
+        if self.captured.is_none() {
+            return Err(CycleError::NotStored(self.rung));
+        }
+        Ok(self.retain_until.is_none_or(|current| until > current))
+    }
+
+    /// Whether retention may record the copy removed at `at`: only a stored copy, only once,
+    /// and never before its retain-until.
+    fn admit_removal(&self, at: DateTime<Utc>) -> Result<bool, CycleError> {
+        if self.removed.is_some() {
+            return Ok(false);
+        }
+        if self.captured.is_none() {
+            return Err(CycleError::NotStored(self.rung));
+        }
+        match self.retain_until {
+            Some(until) if at < until => Err(CycleError::StillLocked(until)),
+            _ => Ok(true),
+        }
+    }
+
     fn admit_failure(&self, stage: Stage) -> Result<bool, CycleError> {
         if self.failed.is_some() {
             return Ok(false);
@@ -316,7 +414,7 @@ impl BackupCycle {
 
 /// Bump when `apply()` below changes (see [`Snapshotted`]).
 impl Snapshotted for BackupCycle {
-    const SNAPSHOT_VERSION: u32 = 1;
+    const SNAPSHOT_VERSION: u32 = 2;
 }
 
 impl Aggregate for BackupCycle {
@@ -364,6 +462,12 @@ impl Aggregate for BackupCycle {
             BackupCycleCommand::RecordRecheckFailed(e) => self
                 .admit_recheck(e.slot)?
                 .then_some(BackupCycleEvent::RecheckFailed(e)),
+            BackupCycleCommand::RecordLockExtended(e) => self
+                .admit_extension(e.retain_until)?
+                .then_some(BackupCycleEvent::LockExtended(e)),
+            BackupCycleCommand::RecordCopyRemoved(e) => self
+                .admit_removal(e.removed_at)?
+                .then_some(BackupCycleEvent::CopyRemoved(e)),
         };
         if let Some(event) = event {
             sink.write(event, self).await;
@@ -378,14 +482,23 @@ impl Aggregate for BackupCycle {
                 self.rung = Some(Rung::Started);
             }
             BackupCycleEvent::Captured(e) => {
+                self.retain_until = Some(e.retain_until);
                 self.captured = Some(e);
                 self.rung = Some(Rung::Captured);
             }
-            BackupCycleEvent::Secured(_) => self.rung = Some(Rung::Secured),
+            BackupCycleEvent::Secured(e) => {
+                self.rung = Some(Rung::Secured);
+                self.retain_until = Some(e.retain_until);
+            }
             BackupCycleEvent::Verified(_) => self.rung = Some(Rung::Verified),
             BackupCycleEvent::RestoreTested(_) => self.rung = Some(Rung::RestoreTested),
             BackupCycleEvent::Failed(e) => self.failed = Some(e),
-            BackupCycleEvent::Rechecked(e) => self.rechecked_slot = Some(e.slot),
+            BackupCycleEvent::Rechecked(e) => {
+                self.rechecked_slot = Some(e.slot);
+                self.retain_until = Some(e.retain_until);
+            }
+            BackupCycleEvent::LockExtended(e) => self.retain_until = Some(e.retain_until),
+            BackupCycleEvent::CopyRemoved(e) => self.removed = Some(e),
             BackupCycleEvent::RecheckFailed(e) => self.rechecked_slot = Some(e.slot),
         }
     }
@@ -603,6 +716,81 @@ mod tests {
                 .when(command)
                 .then_expect_events(vec![]);
         }
+    }
+
+    fn removed(days_after: i64) -> CopyRemoved {
+        CopyRemoved {
+            because: RemovedBecause::Expired,
+            retain_until: at() + chrono::Duration::days(30),
+            removed_at: at() + chrono::Duration::days(days_after),
+        }
+    }
+
+    #[test]
+    fn a_copy_is_removed_once_and_never_before_its_lock_runs_out() {
+        let retain_until = at() + chrono::Duration::days(30);
+        Given::with(())
+            .given(climbed_to(Rung::Verified))
+            .when(C::RecordCopyRemoved(removed(29)))
+            .then_expect_error(CycleError::StillLocked(retain_until));
+        Given::with(())
+            .given(climbed_to(Rung::Verified))
+            .when(C::RecordCopyRemoved(removed(30)))
+            .then_expect_events(vec![E::CopyRemoved(removed(30))]);
+        let mut gone = climbed_to(Rung::Verified);
+        gone.push(E::CopyRemoved(removed(30)));
+        Given::with(())
+            .given(gone.clone())
+            .when(C::RecordCopyRemoved(removed(31)))
+            .then_expect_events(vec![]);
+        // Nothing more is proven of a removed copy: no re-check, no restore test.
+        let recheck = Rechecked {
+            slot: at() + chrono::Duration::days(31),
+            sha256: "ab".repeat(32),
+            lock_mode: LockMode::Compliance,
+            retain_until,
+            rechecked_at: at() + chrono::Duration::days(31),
+        };
+        Given::with(())
+            .given(gone.clone())
+            .when(C::RecordRechecked(recheck))
+            .then_expect_error(CycleError::Removed);
+        Given::with(())
+            .given(gone)
+            .when(C::RecordRestoreTested(restore_tested()))
+            .then_expect_error(CycleError::Removed);
+    }
+
+    #[test]
+    fn an_extended_lock_only_grows_and_delays_the_removal() {
+        let later = at() + chrono::Duration::days(60);
+        let extended = LockExtended {
+            retain_until: later,
+            because: KeptBecause::Gfs,
+            extended_at: at() + chrono::Duration::days(30),
+        };
+        Given::with(())
+            .given(climbed_to(Rung::Verified))
+            .when(C::RecordLockExtended(extended.clone()))
+            .then_expect_events(vec![E::LockExtended(extended.clone())]);
+        let mut kept = climbed_to(Rung::Verified);
+        kept.push(E::LockExtended(extended.clone()));
+        let shorter = LockExtended {
+            retain_until: at() + chrono::Duration::days(40),
+            ..extended
+        };
+        Given::with(())
+            .given(kept.clone())
+            .when(C::RecordLockExtended(shorter))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(kept)
+            .when(C::RecordCopyRemoved(removed(45)))
+            .then_expect_error(CycleError::StillLocked(later));
+        Given::with(())
+            .given(climbed_to(Rung::Started))
+            .when(C::RecordCopyRemoved(removed(45)))
+            .then_expect_error(CycleError::NotStored(Some(Rung::Started)));
     }
 
     #[test]

@@ -137,6 +137,25 @@ pub struct InstanceResumed {
     pub resumed_at: DateTime<Utc>,
 }
 
+/// The instance was offboarded: managed backups stop for good, and its copies and credentials
+/// are removed once `purge_after` has passed (each copy once its Object Lock has run out too).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InstanceRemoved {
+    /// When.
+    pub removed_at: DateTime<Utc>,
+    /// From when its copies and credentials are removed.
+    pub purge_after: DateTime<Utc>,
+}
+
+/// Every copy of a removed instance is gone from the vault and its credentials are forgotten:
+/// the state no longer holds them and nothing unseals them again (the log keeps the facts and
+/// the sealed text it always had, never a secret in clear).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InstancePurged {
+    /// When.
+    pub purged_at: DateTime<Utc>,
+}
+
 /// A cycle was opened for the instance (the pipeline starts it from this event).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CycleOpened {
@@ -182,6 +201,10 @@ pub enum InstanceEvent {
     CycleOpened(CycleOpened),
     /// See [`CycleClosed`].
     CycleClosed(CycleClosed),
+    /// See [`InstanceRemoved`].
+    InstanceRemoved(InstanceRemoved),
+    /// See [`InstancePurged`].
+    InstancePurged(InstancePurged),
 }
 
 impl DomainEvent for InstanceEvent {
@@ -193,6 +216,8 @@ impl DomainEvent for InstanceEvent {
             InstanceEvent::InstanceResumed(_) => "InstanceResumed",
             InstanceEvent::CycleOpened(_) => "CycleOpened",
             InstanceEvent::CycleClosed(_) => "CycleClosed",
+            InstanceEvent::InstanceRemoved(_) => "InstanceRemoved",
+            InstanceEvent::InstancePurged(_) => "InstancePurged",
         }
         .to_owned()
     }
@@ -223,6 +248,10 @@ pub enum InstanceCommand {
     OpenCycle(CycleOpened),
     /// Close the cycle in flight.
     CloseCycle(CycleClosed),
+    /// Offboard the instance (a no-op when it already was).
+    Remove(InstanceRemoved),
+    /// Record that a removed instance's copies are all gone and forget its credentials.
+    Purge(InstancePurged),
 }
 
 /// Why an instance refused a command.
@@ -237,6 +266,12 @@ pub enum InstanceError {
     /// Managed backups are stopped for the instance.
     #[error("managed backups are stopped for this instance")]
     Stopped,
+    /// The instance was removed (offboarded): nothing more is done for it.
+    #[error("the instance was removed")]
+    Removed,
+    /// A purge before the removal's `purge_after`, or of an instance not removed.
+    #[error("the instance is not due to be purged")]
+    PurgeNotDue,
     /// Another cycle is in flight.
     #[error("cycle {0} is still in flight for this instance")]
     CycleInFlight(CycleId),
@@ -272,6 +307,12 @@ pub struct Instance {
     /// When the last cycle closed.
     #[serde(default)]
     pub last_closed_at: Option<DateTime<Utc>>,
+    /// Set when the instance was offboarded.
+    #[serde(default)]
+    pub removed: Option<InstanceRemoved>,
+    /// When its copies were all gone and its credentials forgotten.
+    #[serde(default)]
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 /// The pause before an instance whose cycle failed retryably is tried again: it doubles with
@@ -282,6 +323,24 @@ pub const FIRST_RETRY_DELAY_MINUTES: i64 = 1;
 impl Instance {
     fn enrolled(&self) -> Result<&InstanceEnrolled, InstanceError> {
         self.enrolled.as_ref().ok_or(InstanceError::NotEnrolled)
+    }
+
+    /// Enrolled and not removed: what every command but a close, a stop and a purge needs.
+    fn live(&self) -> Result<&InstanceEnrolled, InstanceError> {
+        let enrolled = self.enrolled()?;
+        if self.removed.is_some() {
+            return Err(InstanceError::Removed);
+        }
+        Ok(enrolled)
+    }
+
+    /// When a removed instance's copies and credentials are due to be removed, until it is
+    /// purged (`None` for an instance that was not removed, or is purged).
+    pub fn purge_due_at(&self) -> Option<DateTime<Utc>> {
+        match (&self.removed, self.purged_at) {
+            (Some(removed), None) => Some(removed.purge_after),
+            _ => None,
+        }
     }
 
     /// The earliest moment at which [`Instance::is_due`] holds, for the scheduler's index:
@@ -361,7 +420,7 @@ impl Instance {
 
 /// Bump when `apply()` below changes (see [`Snapshotted`]).
 impl Snapshotted for Instance {
-    const SNAPSHOT_VERSION: u32 = 1;
+    const SNAPSHOT_VERSION: u32 = 2;
 }
 
 impl Aggregate for Instance {
@@ -386,6 +445,9 @@ impl Aggregate for Instance {
                 if !(1..=RESTORE_TARGET_LIMIT_MINUTES).contains(&target) {
                     return Err(InstanceError::InvalidRestoreTarget);
                 }
+                if self.removed.is_some() {
+                    return Err(InstanceError::Removed);
+                }
                 match &self.enrolled {
                     None => Some(InstanceEvent::InstanceEnrolled(enrol)),
                     Some(existing)
@@ -397,7 +459,7 @@ impl Aggregate for Instance {
                 }
             }
             InstanceCommand::ChangeEndpoint(change) => {
-                let enrolled = self.enrolled()?;
+                let enrolled = self.live()?;
                 (enrolled.api_url != change.api_url
                     || enrolled.credentials != change.credentials
                     || enrolled.allow_insecure_http != change.allow_insecure_http)
@@ -410,7 +472,7 @@ impl Aggregate for Instance {
                 }))
             }
             InstanceCommand::Resume { at } => {
-                self.enrolled()?;
+                self.live()?;
                 self.stopped
                     .then_some(InstanceEvent::InstanceResumed(InstanceResumed {
                         resumed_at: at,
@@ -421,6 +483,7 @@ impl Aggregate for Instance {
                 match self.open_cycle {
                     Some(current) if current == open.cycle_id => None,
                     Some(current) => return Err(InstanceError::CycleInFlight(current)),
+                    None if self.removed.is_some() => return Err(InstanceError::Removed),
                     None if self.stopped => return Err(InstanceError::Stopped),
                     None => Some(InstanceEvent::CycleOpened(open)),
                 }
@@ -429,6 +492,22 @@ impl Aggregate for Instance {
                 self.enrolled()?;
                 (self.open_cycle == Some(close.cycle_id))
                     .then_some(InstanceEvent::CycleClosed(close))
+            }
+            InstanceCommand::Remove(remove) => {
+                self.enrolled()?;
+                self.removed
+                    .is_none()
+                    .then_some(InstanceEvent::InstanceRemoved(remove))
+            }
+            InstanceCommand::Purge(purge) => {
+                self.enrolled()?;
+                match (&self.removed, self.purged_at) {
+                    (_, Some(_)) => None,
+                    (Some(removed), None) if purge.purged_at >= removed.purge_after => {
+                        Some(InstanceEvent::InstancePurged(purge))
+                    }
+                    _ => return Err(InstanceError::PurgeNotDue),
+                }
             }
         };
         if let Some(event) = event {
@@ -466,6 +545,16 @@ impl Aggregate for Instance {
                     self.last_restore_tested_at = Some(e.closed_at);
                 } else if e.reached >= Rung::Verified {
                     self.verified_since_restore_test += 1;
+                }
+            }
+            InstanceEvent::InstanceRemoved(e) => {
+                self.stopped = true;
+                self.removed = Some(e);
+            }
+            InstanceEvent::InstancePurged(e) => {
+                self.purged_at = Some(e.purged_at);
+                if let Some(enrolled) = &mut self.enrolled {
+                    enrolled.credentials = SealedCredentials(String::new());
                 }
             }
         }
@@ -548,6 +637,75 @@ mod tests {
             instance.apply(event);
         }
         instance
+    }
+
+    fn removed(days: i64) -> InstanceRemoved {
+        InstanceRemoved {
+            removed_at: at(),
+            purge_after: at() + chrono::Duration::days(days),
+        }
+    }
+
+    #[test]
+    fn a_removed_instance_stops_for_good_and_refuses_what_would_start_it_again() {
+        let mut instance = Instance::default();
+        instance.apply(E::InstanceEnrolled(enrolled()));
+        instance.apply(E::InstanceRemoved(removed(30)));
+        assert!(instance.stopped);
+        assert_eq!(instance.next_due_at(), None);
+        assert_eq!(instance.purge_due_at(), Some(at() + chrono::Duration::days(30)));
+        let given = || {
+            Given::with(())
+                .given(vec![E::InstanceEnrolled(enrolled()), E::InstanceRemoved(removed(30))])
+        };
+        given()
+            .when(C::Resume { at: at() })
+            .then_expect_error(InstanceError::Removed);
+        given()
+            .when(C::OpenCycle(opened(1)))
+            .then_expect_error(InstanceError::Removed);
+        given()
+            .when(C::Enrol(enrolled()))
+            .then_expect_error(InstanceError::Removed);
+        // A second removal changes nothing (its later date does not move the purge).
+        given()
+            .when(C::Remove(removed(60)))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_removed_instance_is_purged_only_from_its_purge_date_and_then_forgets_its_credentials() {
+        let given = || {
+            Given::with(())
+                .given(vec![E::InstanceEnrolled(enrolled()), E::InstanceRemoved(removed(30))])
+        };
+        let early = InstancePurged {
+            purged_at: at() + chrono::Duration::days(29),
+        };
+        given()
+            .when(C::Purge(early))
+            .then_expect_error(InstanceError::PurgeNotDue);
+        let due = InstancePurged {
+            purged_at: at() + chrono::Duration::days(30),
+        };
+        given()
+            .when(C::Purge(due.clone()))
+            .then_expect_events(vec![E::InstancePurged(due.clone())]);
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled())])
+            .when(C::Purge(due.clone()))
+            .then_expect_error(InstanceError::PurgeNotDue);
+        let mut instance = Instance::default();
+        for event in [
+            E::InstanceEnrolled(enrolled()),
+            E::InstanceRemoved(removed(30)),
+            E::InstancePurged(due),
+        ] {
+            instance.apply(event);
+        }
+        assert_eq!(instance.purge_due_at(), None);
+        let credentials = instance.enrolled.map(|e| e.credentials);
+        assert_eq!(credentials, Some(SealedCredentials(String::new())));
     }
 
     #[test]

@@ -93,6 +93,18 @@ pub fn event_schemas() -> Vec<(&'static str, &'static str, &'static str, Schema)
             schema_for!(cycle::RecheckFailed),
         ),
         (
+            "BackupCycle",
+            "LockExtended",
+            EVENT_VERSION,
+            schema_for!(cycle::LockExtended),
+        ),
+        (
+            "BackupCycle",
+            "CopyRemoved",
+            EVENT_VERSION,
+            schema_for!(cycle::CopyRemoved),
+        ),
+        (
             "Instance",
             "InstanceEnrolled",
             EVENT_VERSION,
@@ -127,6 +139,18 @@ pub fn event_schemas() -> Vec<(&'static str, &'static str, &'static str, Schema)
             "CycleClosed",
             EVENT_VERSION,
             schema_for!(instance::CycleClosed),
+        ),
+        (
+            "Instance",
+            "InstanceRemoved",
+            EVENT_VERSION,
+            schema_for!(instance::InstanceRemoved),
+        ),
+        (
+            "Instance",
+            "InstancePurged",
+            EVENT_VERSION,
+            schema_for!(instance::InstancePurged),
         ),
         (
             "TenantKey",

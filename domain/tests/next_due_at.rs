@@ -122,6 +122,9 @@ fn arbitrary(cases: &mut Cases) -> Instance {
             cases.below(40) as u32
         },
         last_closed_at: moment(cases),
+        // A removal also stops the instance: `stopped` covers it here.
+        removed: None,
+        purged_at: None,
     }
 }
 

@@ -55,6 +55,7 @@ pub mod progress;
 pub mod read_model;
 pub mod recheck;
 pub mod redact;
+pub mod retention;
 pub mod retry;
 pub mod runtime;
 pub mod sandbox;

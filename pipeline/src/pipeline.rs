@@ -53,6 +53,9 @@ pub struct Settings {
     /// Every stored copy is read back and its lock checked again at least once per this window
     /// (default 7 days; `crate::recheck`).
     pub recheck_window: chrono::Duration,
+    /// What retention keeps past the lock, and when a removed instance's copies go
+    /// ([`crate::retention`]).
+    pub retention_policy: crate::retention::RetentionPolicy,
 }
 
 impl Settings {
@@ -93,6 +96,7 @@ impl Default for Settings {
             progress: crate::progress::ProgressHook::default(),
             evidence: crate::evidence::EvidenceSchedule::default(),
             recheck_window: chrono::Duration::days(7),
+            retention_policy: crate::retention::RetentionPolicy::default(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub fn row(instance_id: &str, instance: &Instance, version: i64) -> ScheduleRow 
         instance_id: instance_id.to_owned(),
         due_at: instance.next_due_at().map(|t| t.timestamp_millis()),
         open_cycle: instance.open_cycle.map(|c| c.to_string()),
+        purge_at: instance.purge_due_at().map(|t| t.timestamp_millis()),
         version,
     }
 }

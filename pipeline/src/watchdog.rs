@@ -355,6 +355,8 @@ async fn in_flight(pipeline: &Pipeline, instance_id: &str) -> Result<Option<InFl
             BackupCycleEvent::Failed(e) => e.failed_at,
             BackupCycleEvent::Rechecked(e) => e.rechecked_at,
             BackupCycleEvent::RecheckFailed(e) => e.failed_at,
+            BackupCycleEvent::LockExtended(e) => e.extended_at,
+            BackupCycleEvent::CopyRemoved(e) => e.removed_at,
         };
     }
     let standing = standing(&instance, &cycle, verified_at);

@@ -50,12 +50,15 @@ pub struct BackupRow {
     /// The last re-check's failure, until a later re-check finds the copy intact again.
     #[serde(default)]
     pub recheck_failure: Option<RecheckFailed>,
+    /// When retention removed the copy from the vault.
+    #[serde(default)]
+    pub removed_at: Option<DateTime<Utc>>,
 }
 
 impl BackupRow {
     /// Whether the copy can be downloaded (it was stored).
     pub fn downloadable(&self) -> bool {
-        self.captured_at.is_some()
+        self.captured_at.is_some() && self.removed_at.is_none()
     }
 }
 
@@ -81,6 +84,7 @@ impl BackupRow {
             failure: None,
             rechecked_at: None,
             recheck_failure: None,
+            removed_at: None,
         }
     }
 
@@ -117,6 +121,8 @@ impl BackupRow {
                 self.recheck_failure = None;
             }
             BackupCycleEvent::RecheckFailed(e) => self.recheck_failure = Some(e.clone()),
+            BackupCycleEvent::LockExtended(e) => self.retain_until = Some(e.retain_until),
+            BackupCycleEvent::CopyRemoved(e) => self.removed_at = Some(e.removed_at),
         }
     }
 

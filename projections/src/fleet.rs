@@ -186,15 +186,18 @@ impl FleetView {
                 );
                 Some(e.instance_id)
             }
-            InstanceEvent::InstanceStopped(_) | InstanceEvent::InstanceResumed(_) => {
-                let stopped = matches!(event, InstanceEvent::InstanceStopped(_));
+            InstanceEvent::InstanceStopped(_)
+            | InstanceEvent::InstanceResumed(_)
+            | InstanceEvent::InstanceRemoved(_) => {
+                let stopped = !matches!(event, InstanceEvent::InstanceResumed(_));
                 let row = id.parse().ok().and_then(|id| self.rows.get_mut(&id))?;
                 row.stopped = stopped;
                 Some(row.instance_id)
             }
             InstanceEvent::EndpointChanged(_)
             | InstanceEvent::CycleOpened(_)
-            | InstanceEvent::CycleClosed(_) => None,
+            | InstanceEvent::CycleClosed(_)
+            | InstanceEvent::InstancePurged(_) => None,
         }
     }
 
@@ -249,7 +252,11 @@ impl FleetView {
             BackupCycleEvent::Failed(e) if is_latest => row.last_failure = Some(e.clone()),
             BackupCycleEvent::Failed(_) => {}
             // A re-check proves an old copy again: the fleet row is about the newest cycles.
-            BackupCycleEvent::Rechecked(_) | BackupCycleEvent::RecheckFailed(_) => return None,
+            // Retention acts on old copies too.
+            BackupCycleEvent::Rechecked(_)
+            | BackupCycleEvent::RecheckFailed(_)
+            | BackupCycleEvent::LockExtended(_)
+            | BackupCycleEvent::CopyRemoved(_) => return None,
         }
         Some(row.instance_id)
     }

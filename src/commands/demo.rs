@@ -303,6 +303,10 @@ fn report(
                 BackupCycleEvent::RecheckFailed(e) => {
                     format!("RE-CHECK FAILED {}: {}", e.reason, e.detail)
                 }
+                BackupCycleEvent::LockExtended(e) => {
+                    format!("kept       locked until {}", e.retain_until.to_rfc3339())
+                }
+                BackupCycleEvent::CopyRemoved(_) => "removed    retain-until passed".into(),
                 BackupCycleEvent::CycleStarted(_) => return,
             };
             let line = format!("{name:<16} {line}");

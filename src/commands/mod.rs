@@ -10,6 +10,7 @@ mod backup_now;
 mod certificate;
 mod completions;
 mod cycle;
+mod instance;
 mod dead_letters;
 mod demo;
 mod doctor;
@@ -56,6 +57,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::User(command) => user::run(command).await,
         Command::Token(command) => token::run(command).await,
         Command::Projections(command) => projections::run(command).await,
+        Command::Instance(command) => instance::run(command).await,
         Command::Cycle(command) => cycle::run(command).await,
         Command::Alert(command) => alert::run(command).await,
         Command::DeadLetters(command) => dead_letters::run(command).await,

@@ -79,6 +79,7 @@ mod alerts;
 mod audit;
 mod limits;
 mod recheck;
+mod retention;
 mod urls;
 
 use std::collections::HashMap;
@@ -101,6 +102,7 @@ use self::limits::{
     FileVerify,
 };
 use self::recheck::{recheck_window, FileRecheck};
+use self::retention::{retention_policy, FileRetention};
 pub use self::urls::redact_url;
 use self::urls::url_with_scheme;
 
@@ -183,6 +185,9 @@ pub struct Config {
     /// The rotating re-checks' window (file only).
     #[arg(skip)]
     recheck: Option<FileRecheck>,
+    /// What retention keeps past the lock, and the offboarding grace (file only).
+    #[arg(skip)]
+    retention: Option<FileRetention>,
 }
 
 impl Config {
@@ -213,6 +218,7 @@ impl Config {
             sandbox: file.sandbox,
             audit: file.audit,
             recheck: file.recheck,
+            retention: file.retention,
         }
     }
 }
@@ -305,6 +311,9 @@ pub fn resolve(flags: &Config, mut settings: Settings) -> Result<(Backends, Sett
     }
     if let Some(file_recheck) = &config.recheck {
         recheck_window(file_recheck, &mut settings.recheck_window)?;
+    }
+    if let Some(file_retention) = &config.retention {
+        retention_policy(file_retention, &mut settings.retention_policy)?;
     }
     let region = s3_region.unwrap_or_else(|| "us-east-1".to_owned());
     let backends = Backends {
@@ -485,6 +494,52 @@ mod tests {
                 format!("{error:#}").contains("recheck.window_days"),
                 "{error:#}"
             );
+        }
+    }
+
+    #[test]
+    fn the_retention_section_sets_gfs_rules_and_the_offboarding_grace() {
+        use restorable_pipeline::retention::plan::Gfs;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("restorable.toml");
+        let config = file.to_string_lossy().into_owned();
+        let (_, defaults) = resolve_args(&[]).expect("resolve");
+        assert_eq!(defaults.retention_policy.gfs, None);
+        assert_eq!(
+            defaults.retention_policy.remove_after,
+            chrono::Duration::days(30)
+        );
+        std::fs::write(
+            &file,
+            "[retention]\nremove_after_days = 45\n[retention.gfs]\ndaily = 7\nmonthly = 12\n\
+             [retention.tenant_gfs.acme]\nweekly = 8\n",
+        )
+        .expect("write");
+        let (_, settings) = resolve_args(&["--config", &config]).expect("resolve");
+        let policy = &settings.retention_policy;
+        assert_eq!(policy.remove_after, chrono::Duration::days(45));
+        let every = Gfs {
+            daily: 7,
+            weekly: 0,
+            monthly: 12,
+        };
+        let acme = Gfs {
+            daily: 0,
+            weekly: 8,
+            monthly: 0,
+        };
+        assert_eq!(policy.gfs_for(&TenantId::new("other").expect("id")), Some(every));
+        assert_eq!(policy.gfs_for(&TenantId::new("acme").expect("id")), Some(acme));
+        for (wrong, key) in [
+            ("[retention]\nremove_after_days = 0\n", "retention.remove_after_days"),
+            ("[retention.gfs]\ndaily = 99999\n", "retention.gfs.daily"),
+            ("[retention.gfs]\n", "retention.gfs keeps nothing"),
+            ("[retention.tenant_gfs.\"Not A Tenant\"]\ndaily = 1\n", "not a tenant id"),
+            ("[retention.gfs]\nyearly = 1\n", "yearly"),
+        ] {
+            std::fs::write(&file, wrong).expect("write");
+            let error = resolve_args(&["--config", &config]).expect_err(wrong);
+            assert!(format!("{error:#}").contains(key), "{wrong}: {error:#}");
         }
     }
 

@@ -39,6 +39,7 @@ pub fn router() -> Router<Shared> {
         .route("/api/v1/instances", post(enrol_route))
         .route("/api/v1/instances/{instance_id}/stop", post(stop))
         .route("/api/v1/instances/{instance_id}/resume", post(resume))
+        .route("/api/v1/instances/{instance_id}/remove", post(remove))
         .route(
             "/api/v1/instances/{instance_id}/backup-now",
             post(backup_now),
@@ -157,6 +158,8 @@ pub enum InstanceAction {
     Resume,
     /// Open a cycle now.
     BackupNow,
+    /// Offboard it: stopped for good, its copies and credentials removed after the grace.
+    Remove,
 }
 
 /// Stops, resumes or backs up an instance now; a backup returns the new cycle.
@@ -187,6 +190,10 @@ pub async fn act_on_instance(
                 .instance(&id, InstanceCommand::Resume { at: now })
                 .await?;
             (AuditAction::Resume, None)
+        }
+        InstanceAction::Remove => {
+            restorable_pipeline::retention::offboard(&state.pipeline, &id, now).await?;
+            (AuditAction::RemoveInstance, None)
         }
         InstanceAction::BackupNow => {
             let cycle = enrolment::open_cycle(&state.pipeline, row.instance_id, Trigger::Manual)
@@ -308,6 +315,15 @@ async fn resume(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     act(state, who, headers, id, InstanceAction::Resume).await
+}
+
+async fn remove(
+    State(state): State<Shared>,
+    who: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(state, who, headers, id, InstanceAction::Remove).await
 }
 
 async fn backup_now(

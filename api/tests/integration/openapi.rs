@@ -388,6 +388,7 @@ fn the_row_schemas_name_the_serialized_fields() {
             7,
             restorable_domain::ladder::FailureReason::ChecksumMismatch,
         )),
+        removed_at: Some(at),
     };
     let rows: Vec<(&str, Value)> = vec![
         ("Failed", serde_json::to_value(&failed).expect("json")),

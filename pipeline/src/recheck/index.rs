@@ -1,6 +1,7 @@
-//! Keeps the re-checks' index ([`crate::store::RecheckChange`], table `copy_rechecks`) from the
-//! log: [`refresh`] reads the BackupCycle events after the `rechecks` checkpoint that matter to
-//! it (`Secured`, `Rechecked`, `RecheckFailed`, `Failed`) in batches and stores each batch's
+//! Keeps the stored copies' index ([`crate::store::RecheckChange`], table `copy_rechecks`), read
+//! by the re-checks and by retention, from the log: [`refresh`] reads the BackupCycle events
+//! after the `rechecks` checkpoint that matter to it (`Captured`, `Secured`, `Rechecked`,
+//! `RecheckFailed`, `Failed`, `LockExtended`, `CopyRemoved`) in batches and stores each batch's
 //! changes with the checkpoint in one transaction. Every sweep refreshes first, so the index
 //! is never behind the log when a sweep reads it and needs no other process running; a
 //! database migrated to it fills it on the first sweep. [`rebuild`] empties and refills it;
@@ -65,7 +66,7 @@ pub async fn rebuild(
     refresh(store, window, now).await
 }
 
-/// Rebuilds the index if it lacks a row for some copy the log says reached Secured (rows lost
+/// Rebuilds the index if it lacks a row for some copy the log says was stored (rows lost
 /// other than through the log, e.g. a table emptied by hand: without this, those copies would
 /// never be re-checked and the coverage would not count them); returns whether it did.
 ///
@@ -77,13 +78,13 @@ pub async fn reconcile(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let position = refresh(store, window, now).await?;
-    let (rows, secured) = store.recheck_index_coverage(position).await?;
-    if rows >= secured {
+    let (rows, stored) = store.recheck_index_coverage(position).await?;
+    if rows >= stored {
         return Ok(false);
     }
     tracing::warn!(
         rows,
-        secured,
+        stored,
         "the re-check index lacks stored copies; rebuilding it"
     );
     rebuild(store, window, now).await?;
@@ -100,10 +101,26 @@ async fn change_for(
     let cycle_id = event.aggregate_id.clone();
     let position = event.position;
     let slot_after = |proof: DateTime<Utc>| first_slot(&cycle_id, proof, window, now);
+    let owner = || async {
+        let cycle: BackupCycle = store.load(&cycle_id).await?;
+        Ok::<_, StoreError>(cycle.started)
+    };
     Ok(Some(match event.decode::<BackupCycleEvent>()? {
+        BackupCycleEvent::Captured(captured) => {
+            let Some(started) = owner().await? else {
+                return Ok(None);
+            };
+            RecheckChange::Stored {
+                cycle_id: cycle_id.clone(),
+                tenant_id: started.tenant_id.to_string(),
+                instance_id: started.instance_id.to_string(),
+                captured_at: captured.captured_at.timestamp_millis(),
+                retain_until: captured.retain_until.timestamp_millis(),
+                position,
+            }
+        }
         BackupCycleEvent::Secured(secured) => {
-            let cycle: BackupCycle = store.load(&cycle_id).await?;
-            let Some(started) = cycle.started else {
+            let Some(started) = owner().await? else {
                 return Ok(None);
             };
             RecheckChange::Watch {
@@ -112,6 +129,7 @@ async fn change_for(
                 tenant_id: started.tenant_id.to_string(),
                 instance_id: started.instance_id.to_string(),
                 proven_at: secured.secured_at.timestamp_millis(),
+                retain_until: secured.retain_until.timestamp_millis(),
                 position,
             }
         }
@@ -119,6 +137,7 @@ async fn change_for(
             slot: slot_after(rechecked.rechecked_at.max(rechecked.slot)),
             cycle_id: cycle_id.clone(),
             proven_at: rechecked.rechecked_at.timestamp_millis(),
+            retain_until: rechecked.retain_until.timestamp_millis(),
             position,
         },
         BackupCycleEvent::RecheckFailed(failed) => RecheckChange::Failing {
@@ -128,6 +147,15 @@ async fn change_for(
             position,
         },
         BackupCycleEvent::Failed(_) => RecheckChange::Unwatch {
+            cycle_id: cycle_id.clone(),
+            position,
+        },
+        BackupCycleEvent::LockExtended(extended) => RecheckChange::Extended {
+            cycle_id: cycle_id.clone(),
+            retain_until: extended.retain_until.timestamp_millis(),
+            position,
+        },
+        BackupCycleEvent::CopyRemoved(_) => RecheckChange::Removed {
             cycle_id: cycle_id.clone(),
             position,
         },

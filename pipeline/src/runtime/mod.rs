@@ -38,8 +38,8 @@ pub fn consumers(pipeline: &Pipeline) -> Vec<Arc<dyn Consumer>> {
 }
 
 /// The stage names `restorable worker --stage` accepts (`restore-test` is `restore_test`): the
-/// consumers of the ladder, and last `recheck`, the rotating re-checks' sweep
-/// ([`crate::recheck`]).
+/// consumers of the ladder, and last the two sweeps, `recheck` (the rotating re-checks,
+/// [`crate::recheck`]) and `retention` ([`crate::retention`]).
 pub const STAGE_NAMES: &[&str] = &[
     "start",
     "capture",
@@ -50,11 +50,12 @@ pub const STAGE_NAMES: &[&str] = &[
     "alerts",
     "alert_delivery",
     "recheck",
+    "retention",
 ];
 
-/// The stages that climb the ladder and tell of it (every stage but the re-check sweep, the
-/// last of [`STAGE_NAMES`]): what the in-process [`driver`] runs to see given cycles through.
-pub const LADDER_NAMES: &[&str] = STAGE_NAMES.split_at(STAGE_NAMES.len() - 1).0;
+/// The stages that climb the ladder and tell of it (every stage but the two sweeps, the last
+/// of [`STAGE_NAMES`]): what the in-process [`driver`] runs to see given cycles through.
+pub const LADDER_NAMES: &[&str] = STAGE_NAMES.split_at(STAGE_NAMES.len() - 2).0;
 
 /// How often a process running the `recheck` stage sweeps for due copies.
 pub const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -85,6 +86,13 @@ pub async fn run_stages(
         tasks.spawn(crate::recheck::run(
             pipeline.clone(),
             RECHECK_EVERY,
+            shutdown.clone(),
+        ));
+    }
+    if names.contains(&"retention") {
+        tasks.spawn(crate::retention::run(
+            pipeline.clone(),
+            crate::retention::RETENTION_EVERY,
             shutdown.clone(),
         ));
     }
@@ -145,9 +153,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ladder_is_every_stage_but_the_recheck_sweep() {
-        assert_eq!(STAGE_NAMES.last(), Some(&"recheck"));
-        assert_eq!(LADDER_NAMES, &STAGE_NAMES[..STAGE_NAMES.len() - 1]);
-        assert!(!LADDER_NAMES.contains(&"recheck"));
+    fn the_ladder_is_every_stage_but_the_two_sweeps() {
+        assert_eq!(&STAGE_NAMES[STAGE_NAMES.len() - 2..], &["recheck", "retention"]);
+        assert_eq!(LADDER_NAMES, &STAGE_NAMES[..STAGE_NAMES.len() - 2]);
+        assert!(!LADDER_NAMES.contains(&"recheck") && !LADDER_NAMES.contains(&"retention"));
     }
 }

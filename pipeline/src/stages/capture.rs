@@ -455,7 +455,7 @@ async fn wait_until_listed(
 
 /// The first whole second at or after `at`: S3 keeps retain-until dates to the second, so a
 /// lock asked for with sub-second precision would read back as "shorter than asked".
-fn whole_second_after(at: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+pub(crate) fn whole_second_after(at: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
     let seconds = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
     chrono::DateTime::from_timestamp(seconds, 0).unwrap_or(at)
 }

@@ -56,6 +56,7 @@ pub mod migrations;
 mod operations_alerts;
 mod postgres;
 mod rechecks;
+mod retention;
 mod schedule;
 mod snapshots;
 mod sqlite;

@@ -1,6 +1,8 @@
-//! The rotating re-checks' index (`copy_rechecks`): one row per copy that reached Secured, with
-//! when it was last proven intact, the slot it is due for next, and whether its last re-check
-//! failed; kept from the log under the `rechecks` checkpoint (see [`crate::recheck`]). A row
+//! The stored copies' index (`copy_rechecks`): one row per copy stored in the vault (from
+//! Captured on), with its Object Lock retain-until (retention, [`crate::retention`]) and, once
+//! it reached Secured, when it was last proven intact, the slot it is due for next and whether
+//! its last re-check failed (the rotating re-checks); kept from the log under the `rechecks`
+//! checkpoint (see [`crate::recheck`]). A row
 //! only gives way to one reflecting a later log position, so two processes keeping the index at
 //! once cannot put an older state back. A sweep *claims* due rows by moving their `due_at`
 //! forward (a claim that runs out gives the copy back), so sweeps in several workers share the
@@ -10,11 +12,27 @@ use super::{Store, StoreError};
 use crate::store::LoggedEvent;
 
 /// The BackupCycle events the index is kept from.
-const INDEXED: &str = "('Secured', 'Rechecked', 'RecheckFailed', 'Failed')";
+const INDEXED: &str = "('Captured', 'Secured', 'Rechecked', 'RecheckFailed', 'Failed', \
+                       'LockExtended', 'CopyRemoved')";
 
 /// One change to the index, from one event at `position`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecheckChange {
+    /// A copy was stored: retention keeps track of it (re-checks wait for Secured).
+    Stored {
+        /// The cycle.
+        cycle_id: String,
+        /// Its tenant.
+        tenant_id: String,
+        /// Its instance.
+        instance_id: String,
+        /// When it was captured (Unix ms).
+        captured_at: i64,
+        /// Its lock's retain-until (Unix ms).
+        retain_until: i64,
+        /// The event's log position.
+        position: i64,
+    },
     /// A copy reached Secured: watch it from now on.
     Watch {
         /// The cycle.
@@ -27,6 +45,8 @@ pub enum RecheckChange {
         proven_at: i64,
         /// Its first re-check slot (Unix ms).
         slot: i64,
+        /// The retain-until Secured found (Unix ms).
+        retain_until: i64,
         /// The event's log position.
         position: i64,
     },
@@ -38,6 +58,8 @@ pub enum RecheckChange {
         proven_at: i64,
         /// Its next slot (Unix ms).
         slot: i64,
+        /// The retain-until the re-check found (Unix ms).
+        retain_until: i64,
         /// The event's log position.
         position: i64,
     },
@@ -52,8 +74,25 @@ pub enum RecheckChange {
         /// The event's log position.
         position: i64,
     },
-    /// The cycle failed: nothing is vouched for, nothing to re-check.
+    /// The cycle failed: nothing is vouched for, nothing to re-check (the copy stays until
+    /// retention removes it).
     Unwatch {
+        /// The cycle.
+        cycle_id: String,
+        /// The event's log position.
+        position: i64,
+    },
+    /// Retention extended the copy's lock.
+    Extended {
+        /// The cycle.
+        cycle_id: String,
+        /// The new retain-until (Unix ms).
+        retain_until: i64,
+        /// The event's log position.
+        position: i64,
+    },
+    /// Retention removed the copy: nothing left to re-check or to remove.
+    Removed {
         /// The cycle.
         cycle_id: String,
         /// The event's log position.
@@ -126,14 +165,24 @@ impl Store {
         checkpoint: &str,
         position: i64,
     ) -> Result<(), StoreError> {
+        let stored = "INSERT INTO copy_rechecks (cycle_id, tenant_id, instance_id, proven_at, \
+                      slot, due_at, failing, retain_until, position) \
+                      VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, $6) \
+                      ON CONFLICT (cycle_id) DO NOTHING";
         let watch = "INSERT INTO copy_rechecks (cycle_id, tenant_id, instance_id, proven_at, \
-                     slot, due_at, failing, position) VALUES ($1, $2, $3, $4, $5, $5, NULL, $6) \
+                     slot, due_at, failing, retain_until, position) \
+                     VALUES ($1, $2, $3, $4, $5, $5, NULL, $6, $7) \
                      ON CONFLICT (cycle_id) DO UPDATE SET proven_at = excluded.proven_at, \
                      slot = excluded.slot, due_at = excluded.due_at, failing = NULL, \
-                     position = excluded.position \
+                     retain_until = excluded.retain_until, position = excluded.position \
                      WHERE copy_rechecks.position < excluded.position";
         let proven = "UPDATE copy_rechecks SET proven_at = $2, slot = $3, due_at = $3, \
-                      failing = NULL, position = $4 WHERE cycle_id = $1 AND position < $4";
+                      failing = NULL, retain_until = $4, position = $5 \
+                      WHERE cycle_id = $1 AND position < $5 AND retain_until IS NOT NULL";
+        let extended = "UPDATE copy_rechecks SET retain_until = $2, position = $3 \
+                        WHERE cycle_id = $1 AND position < $3 AND retain_until IS NOT NULL";
+        let removed = "UPDATE copy_rechecks SET slot = NULL, due_at = NULL, \
+                       retain_until = NULL, position = $2 WHERE cycle_id = $1 AND position < $2";
         let failing = "UPDATE copy_rechecks SET failing = $2, slot = $3, due_at = $3, \
                        position = $4 WHERE cycle_id = $1 AND position < $4";
         let unwatch = "UPDATE copy_rechecks SET slot = NULL, due_at = NULL, position = $2 \
@@ -143,12 +192,27 @@ impl Store {
             let mut tx = pool.begin().await?;
             for change in changes {
                 let query = match change {
+                    RecheckChange::Stored {
+                        cycle_id,
+                        tenant_id,
+                        instance_id,
+                        captured_at,
+                        retain_until,
+                        position,
+                    } => sqlx::query(stored)
+                        .bind(cycle_id)
+                        .bind(tenant_id)
+                        .bind(instance_id)
+                        .bind(captured_at)
+                        .bind(retain_until)
+                        .bind(position),
                     RecheckChange::Watch {
                         cycle_id,
                         tenant_id,
                         instance_id,
                         proven_at,
                         slot,
+                        retain_until,
                         position,
                     } => sqlx::query(watch)
                         .bind(cycle_id)
@@ -156,17 +220,31 @@ impl Store {
                         .bind(instance_id)
                         .bind(proven_at)
                         .bind(slot)
+                        .bind(retain_until)
                         .bind(position),
                     RecheckChange::Proven {
                         cycle_id,
                         proven_at,
                         slot,
+                        retain_until,
                         position,
                     } => sqlx::query(proven)
                         .bind(cycle_id)
                         .bind(proven_at)
                         .bind(slot)
+                        .bind(retain_until)
                         .bind(position),
+                    RecheckChange::Extended {
+                        cycle_id,
+                        retain_until,
+                        position,
+                    } => sqlx::query(extended)
+                        .bind(cycle_id)
+                        .bind(retain_until)
+                        .bind(position),
+                    RecheckChange::Removed { cycle_id, position } => {
+                        sqlx::query(removed).bind(cycle_id).bind(position)
+                    }
                     RecheckChange::Failing {
                         cycle_id,
                         reason,
@@ -266,7 +344,7 @@ impl Store {
         })
     }
 
-    /// How many rows the index has, and how many copies reached Secured in the log up to
+    /// How many rows the index has, and how many copies were stored (Captured) in the log up to
     /// `position` (each has a row once the index is past it).
     ///
     /// # Errors
@@ -277,7 +355,7 @@ impl Store {
                        ON e.aggregate_type = l.aggregate_type AND e.aggregate_id = l.aggregate_id \
                        AND e.sequence = l.sequence \
                        WHERE l.position <= $1 AND l.aggregate_type || '' = 'BackupCycle' \
-                       AND e.event_type = 'Secured'";
+                       AND e.event_type = 'Captured'";
         Ok(on_backend!(self, |pool| {
             let rows: i64 = sqlx::query_scalar(rows).fetch_one(pool).await?;
             let secured: i64 = sqlx::query_scalar(secured)

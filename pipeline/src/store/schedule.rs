@@ -16,6 +16,9 @@ pub struct ScheduleRow {
     pub due_at: Option<i64>,
     /// The cycle in flight, if any.
     pub open_cycle: Option<String>,
+    /// When a removed instance's copies and credentials go, Unix milliseconds (see
+    /// `Instance::purge_due_at`); `None` for a live instance and once purged.
+    pub purge_at: Option<i64>,
     /// The sequence of the instance's last event the row reflects.
     pub version: i64,
 }
@@ -68,10 +71,11 @@ impl Store {
         checkpoint: &str,
         position: i64,
     ) -> Result<(), StoreError> {
-        let upsert = "INSERT INTO instance_schedule (instance_id, due_at, open_cycle, version) \
-                      VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id) DO UPDATE SET \
+        let upsert = "INSERT INTO instance_schedule \
+                      (instance_id, due_at, open_cycle, purge_at, version) \
+                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance_id) DO UPDATE SET \
                       due_at = excluded.due_at, open_cycle = excluded.open_cycle, \
-                      version = excluded.version \
+                      purge_at = excluded.purge_at, version = excluded.version \
                       WHERE instance_schedule.version <= excluded.version";
         let save = self.forward_checkpoint_sql();
         on_backend!(self, |pool| {
@@ -81,6 +85,7 @@ impl Store {
                     .bind(&row.instance_id)
                     .bind(row.due_at)
                     .bind(&row.open_cycle)
+                    .bind(row.purge_at)
                     .bind(row.version)
                     .execute(&mut *tx)
                     .await?;
@@ -132,12 +137,26 @@ impl Store {
             .await?))
     }
 
+    /// The removed instances whose purge is due at `now` (Unix ms), by instance.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn purges_due(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT instance_id FROM instance_schedule \
+                   WHERE purge_at IS NOT NULL AND purge_at <= $1 ORDER BY instance_id";
+        Ok(on_backend!(self, |pool| sqlx::query_scalar(sql)
+            .bind(now)
+            .fetch_all(pool)
+            .await?))
+    }
+
     /// Every row of the index, by instance.
     ///
     /// # Errors
     /// A storage error.
     pub async fn schedule_rows(&self) -> Result<Vec<ScheduleRow>, StoreError> {
-        let sql = "SELECT instance_id, due_at, open_cycle, version FROM instance_schedule \
+        let sql = "SELECT instance_id, due_at, open_cycle, purge_at, version \
+                   FROM instance_schedule \
                    ORDER BY instance_id";
         Ok(on_backend!(self, |pool| sqlx::query_as(sql)
             .fetch_all(pool)

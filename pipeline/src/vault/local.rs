@@ -6,11 +6,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
 
-use super::{fill, validate_key, ObjectLock, StoredObject, Vault, VaultError};
+use super::{fill, validate_key, LockMode, ObjectLock, StoredObject, Vault, VaultError};
 
 /// Size of the chunks an upload is read, hashed and written in.
 const CHUNK: usize = 1 << 20;
@@ -150,6 +150,29 @@ impl LocalVault {
             Some(object) if object.version_id == version_id => Ok(object),
             _ => Err(not_found(key, version_id)),
         }
+    }
+
+    /// Replaces the metadata record of `key` with `object` (blocking): written beside it,
+    /// fsynced, renamed over it, so a reader sees the old record or the new one, never half.
+    fn replace_meta(&self, key: &str, object: &StoredObject) -> Result<(), VaultError> {
+        let meta_path = self.meta_path(key);
+        let mut tmp_name = meta_path.as_os_str().to_owned();
+        tmp_name.push(format!(".{}.lock.tmp", object.version_id));
+        let tmp = TempFile {
+            path: PathBuf::from(tmp_name),
+            armed: true,
+        };
+        {
+            let mut f = fs::File::create(&tmp.path).map_err(VaultError::Io)?;
+            serde_json::to_writer_pretty(&mut f, object)
+                .map_err(|e| VaultError::Io(io::Error::other(format!("encoding metadata: {e}"))))?;
+            f.write_all(b"\n").map_err(VaultError::Io)?;
+            f.sync_all().map_err(VaultError::Io)?;
+        }
+        let mut tmp = tmp;
+        fs::rename(&tmp.path, &meta_path).map_err(VaultError::Io)?;
+        tmp.armed = false;
+        Ok(())
     }
 
     /// Publishes a fully written temporary data file under `key` (blocking): read-only, fsynced,
@@ -342,6 +365,29 @@ impl Vault for LocalVault {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(VaultError::Io(e)),
             }
+        })
+        .await?
+    }
+
+    async fn extend_lock(
+        &self,
+        key: &str,
+        version_id: &str,
+        retain_until: DateTime<Utc>,
+    ) -> Result<StoredObject, VaultError> {
+        let this = self.clone();
+        let key = key.to_owned();
+        let version_id = version_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut object = this.find_version(&key, &version_id)?;
+            let mode = match &object.lock {
+                Some(lock) if lock.retain_until >= retain_until => return Ok(object),
+                Some(lock) => lock.mode,
+                None => LockMode::Compliance,
+            };
+            object.lock = Some(ObjectLock { mode, retain_until });
+            this.replace_meta(&key, &object)?;
+            Ok(object)
         })
         .await?
     }
@@ -544,6 +590,38 @@ mod tests {
         // The record is human-readable JSON with snake_case lock modes.
         let json = fs::read_to_string(vault.meta_path("t/i/c.zip")).expect("meta");
         assert!(json.contains("\"governance\""), "{json}");
+    }
+
+    #[tokio::test]
+    async fn an_extended_lock_only_grows_and_holds_off_a_delete() {
+        let (_dir, vault) = vault();
+        let first = Utc::now() - chrono::Duration::seconds(1);
+        let object = put_bytes(&vault, "t/i/kept.zip", b"kept", lock_until(first))
+            .await
+            .expect("put");
+        let later = Utc::now() + chrono::Duration::days(7);
+        let extended = vault
+            .extend_lock(&object.key, &object.version_id, later)
+            .await
+            .expect("extend");
+        assert_eq!(extended.lock, lock_until(later));
+        // Asking for less leaves the longer lock.
+        let shorter = vault
+            .extend_lock(&object.key, &object.version_id, first)
+            .await
+            .expect("no-op");
+        assert_eq!(shorter.lock, lock_until(later));
+        let head = vault.head(&object.key).await.expect("head");
+        assert_eq!(head.and_then(|o| o.lock), lock_until(later));
+        match vault.delete(&object.key, &object.version_id).await {
+            Err(VaultError::Locked { retain_until, .. }) => assert_eq!(retain_until, later),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        match vault.extend_lock(&object.key, "another", later).await {
+            Err(VaultError::NotFound { .. }) => {}
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        assert_eq!(read_all(&vault, &object).await, b"kept");
     }
 
     #[tokio::test]

@@ -237,6 +237,20 @@ pub trait Vault: Send + Sync {
     /// [`VaultError::Locked`], [`VaultError::NotFound`], [`VaultError::InvalidKey`],
     /// [`VaultError::Io`].
     async fn delete(&self, key: &str, version_id: &str) -> Result<(), VaultError>;
+
+    /// Extends the Object Lock of the object version to `retain_until`, in its own mode
+    /// (compliance when it had none); a lock already reaching that far is left as it is (a lock
+    /// is never shortened). Returns the metadata read back.
+    ///
+    /// # Errors
+    /// [`VaultError::NotFound`], [`VaultError::InvalidKey`], [`VaultError::Io`],
+    /// [`VaultError::Remote`].
+    async fn extend_lock(
+        &self,
+        key: &str,
+        version_id: &str,
+        retain_until: DateTime<Utc>,
+    ) -> Result<StoredObject, VaultError>;
 }
 
 /// Checks that `key` is a relative path of normal, non-empty segments.

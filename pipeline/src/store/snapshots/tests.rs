@@ -603,11 +603,11 @@ fn each_aggregates_snapshot_version_is_pinned() {
         (BackupCycle::TYPE, BackupCycle::snapshot_version()),
     ];
     let pinned = [
-        ("Instance", "1.7798fc17e177b1b7"),
+        ("Instance", "2.3df6040b15a16056"),
         ("InstanceAlerts", "3.c99d0342d29d116d"),
         ("AuditTrail", "1.3cfd8226c340c265"),
         ("TenantKey", "1.3f3a5d9ddf7a32cf"),
-        ("BackupCycle", "1.d2945edc0e05f073"),
+        ("BackupCycle", "2.91b8a4ef9f13a8d3"),
     ]
     .map(|(name, version)| (name, version.to_owned()));
     assert_eq!(

@@ -446,6 +446,31 @@ impl Vault for S3Vault {
             Err(e) => Err(remote("DeleteObject", &self.target(key), &e)),
         }
     }
+
+    async fn extend_lock(
+        &self,
+        key: &str,
+        version_id: &str,
+        retain_until: DateTime<Utc>,
+    ) -> Result<StoredObject, VaultError> {
+        validate_key(key)?;
+        let Some(stored) = self.head_version(key, Some(version_id)).await? else {
+            return Err(VaultError::NotFound {
+                key: key.to_owned(),
+                version_id: version_id.to_owned(),
+            });
+        };
+        let mode = stored.lock.as_ref().map_or(LockMode::Compliance, |l| l.mode);
+        let want = ObjectLock { mode, retain_until };
+        if stored
+            .lock
+            .as_ref()
+            .is_some_and(|have| have.retain_until >= retain_until)
+        {
+            return Ok(stored);
+        }
+        self.ensure_lock(key, version_id, Some(&want)).await
+    }
 }
 
 #[cfg(test)]

@@ -285,6 +285,58 @@ async fn a_locked_backup_can_be_neither_deleted_nor_overwritten() {
     assert!(matches!(err, VaultError::Locked { .. }), "{err:?}");
 }
 
+/// Retention's two calls on S3: a lock that has run out is extended (PutObjectRetention on the
+/// exact version, read back by HeadObject) and then holds off a delete; one never extended is
+/// deleted once it has run out, and the version is gone.
+#[tokio::test]
+async fn retention_extends_a_lock_and_deletes_a_version_once_its_lock_has_run_out() {
+    let vault = locked_vault("retention").await;
+    let short = ObjectLock {
+        mode: LockMode::Compliance,
+        retain_until: (Utc::now() + Duration::seconds(2)).trunc_subsecs(0),
+    };
+    let kept = vault
+        .put("t/i/kept.zip", &mut &b"kept"[..], Some(short.clone()))
+        .await
+        .expect("put kept");
+    let gone = vault
+        .put("t/i/gone.zip", &mut &b"gone"[..], Some(short.clone()))
+        .await
+        .expect("put gone");
+    let err = vault.delete(&gone.key, &gone.version_id).await.unwrap_err();
+    assert!(matches!(err, VaultError::Locked { .. }), "{err:?}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    let later = (Utc::now() + Duration::days(7)).trunc_subsecs(0);
+    let extended = vault
+        .extend_lock(&kept.key, &kept.version_id, later)
+        .await
+        .expect("extend");
+    assert_eq!(extended.lock.map(|l| l.retain_until), Some(later));
+    assert_eq!(
+        raw_lock(&vault, &kept.key, &kept.version_id).await,
+        (ObjectLockMode::Compliance, later)
+    );
+    // Asking for less changes nothing: a lock is never shortened.
+    let again = vault
+        .extend_lock(&kept.key, &kept.version_id, short.retain_until)
+        .await
+        .expect("no-op");
+    assert_eq!(again.lock.map(|l| l.retain_until), Some(later));
+    let err = vault.delete(&kept.key, &kept.version_id).await.unwrap_err();
+    assert!(matches!(err, VaultError::Locked { .. }), "{err:?}");
+    assert_eq!(read_all(&vault, &kept.key, &kept.version_id).await, b"kept");
+
+    vault
+        .delete(&gone.key, &gone.version_id)
+        .await
+        .expect("delete once the lock has run out");
+    let err = vault.open(&gone.key, &gone.version_id).await.err();
+    assert!(matches!(err, Some(VaultError::NotFound { .. })), "{err:?}");
+    let err = vault.extend_lock(&gone.key, &gone.version_id, later).await;
+    assert!(matches!(err, Err(VaultError::NotFound { .. })), "{err:?}");
+}
+
 #[tokio::test]
 async fn an_object_stored_without_lock_reports_none_and_can_be_deleted() {
     let vault = locked_vault("nolock").await;

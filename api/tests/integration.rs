@@ -20,6 +20,7 @@ mod integration {
     mod instance_endpoint;
     mod live;
     mod native_pages;
+    mod offboarding;
     mod openapi;
     mod projections;
     mod recheck_coverage;

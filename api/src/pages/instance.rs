@@ -20,6 +20,7 @@ use super::layout::{
 };
 use super::native::NativeSummary;
 use crate::access;
+use crate::error::ApiError;
 use crate::actions::{self, InstanceAction};
 use crate::auth::{Principal, Role};
 use crate::queries::backup_rows;
@@ -42,10 +43,45 @@ struct InstancePage<'a> {
     timing: Vec<String>,
     native: NativeSummary,
     admin: Option<Toggle>,
+    /// Set once the instance was removed: when, and from when its copies and credentials go.
+    removal: Option<String>,
     /// Restore duration and backup size over time (those with points).
     charts: Vec<Chart>,
     chart_points: usize,
     backups: Vec<CopyLine>,
+}
+
+/// An offboarded instance's removal.
+struct Removal {
+    removed_at: chrono::DateTime<Utc>,
+    purge_after: chrono::DateTime<Utc>,
+    purged_at: Option<chrono::DateTime<Utc>>,
+}
+
+impl Removal {
+    fn of(instance: &Instance) -> Option<Self> {
+        instance.removed.as_ref().map(|removed| Removal {
+            removed_at: removed.removed_at,
+            purge_after: removed.purge_after,
+            purged_at: instance.purged_at,
+        })
+    }
+
+    fn sentence(&self) -> String {
+        match self.purged_at {
+            Some(purged) => format!(
+                "Removed on {}; every copy and its credentials were removed by {}.",
+                time(Some(self.removed_at)),
+                time(Some(purged))
+            ),
+            None => format!(
+                "Removed on {}: managed backups are stopped for good; its copies and credentials \
+                 are removed from {} on (each copy once its Object Lock has run out).",
+                time(Some(self.removed_at)),
+                time(Some(self.purge_after))
+            ),
+        }
+    }
 }
 
 /// The administrators' stop or resume button.
@@ -121,7 +157,10 @@ impl CopyLine {
             size: row.size.map_or("—".to_owned(), |s| format!("{s} bytes")),
             sha: row.sha256.clone().unwrap_or_else(|| "—".to_owned()),
             key: row.key_version.map_or("—".to_owned(), |v| format!("v{v}")),
-            retain: time(row.retain_until),
+            retain: match row.removed_at {
+                Some(at) => format!("removed {}", time(Some(at))),
+                None => time(row.retain_until),
+            },
             secured: time(row.secured_at),
             verified: time(row.verified_at),
             tested: time(row.restore_tested_at),
@@ -145,7 +184,16 @@ pub(super) async fn instance_page(
         Ok(backups) => backups,
         Err(error) => return page_error(Some(&who), error),
     };
-    let admin = (who.role == Role::Administrator).then_some(if row.stopped {
+    let removal = match state
+        .pipeline
+        .store
+        .load::<Instance>(&id)
+        .await
+    {
+        Ok(instance) => Removal::of(&instance),
+        Err(error) => return page_error(Some(&who), ApiError::from(error)),
+    };
+    let admin = (who.role == Role::Administrator && removal.is_none()).then_some(if row.stopped {
         Toggle {
             value: "resume",
             label: "Resume managed backups",
@@ -172,6 +220,7 @@ pub(super) async fn instance_page(
             state.pipeline.settings.pbx.native_backup_grace,
         ),
         admin,
+        removal: removal.map(|r| r.sentence()),
         charts: [restore_durations(&backups), backup_sizes(&backups)]
             .into_iter()
             .flatten()
@@ -266,6 +315,8 @@ async fn endpoint(state: &Shared, id: &str) -> Option<Endpoint> {
 pub(super) struct ActionForm {
     csrf: Option<String>,
     action: InstanceAction,
+    /// The removal's confirmation box (`remove` when ticked): removing cannot be undone.
+    confirm: Option<String>,
 }
 
 pub(super) async fn instance_action(
@@ -279,6 +330,12 @@ pub(super) async fn instance_action(
         .and_then(|()| who.check_csrf(form.csrf.as_deref()));
     if let Err(error) = checked {
         return page_error(Some(&who), error);
+    }
+    if form.action == InstanceAction::Remove && form.confirm.as_deref() != Some("remove") {
+        let unconfirmed = ApiError::BadRequest(
+            "removing an instance cannot be undone: tick the confirmation box".into(),
+        );
+        return page_error(Some(&who), unconfirmed);
     }
     match actions::act_on_instance(&state, &who, &id, form.action).await {
         Ok(_) => redirect(&format!("/instances/{id}")),

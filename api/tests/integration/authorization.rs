@@ -31,8 +31,8 @@ fn expected(method: &str, path: &str, role: Role, own: bool) -> StatusCode {
     }
     match (method, path.rsplit('/').next().unwrap_or_default(), role) {
         ("post", "backup-now", Administrator) => StatusCode::ACCEPTED,
-        ("post", "stop" | "resume", Administrator) => StatusCode::OK,
-        ("post", "stop" | "resume" | "backup-now", _) => StatusCode::FORBIDDEN,
+        ("post", "stop" | "resume" | "remove", Administrator) => StatusCode::OK,
+        ("post", "stop" | "resume" | "backup-now" | "remove", _) => StatusCode::FORBIDDEN,
         ("get", "download", Administrator | Owner) => StatusCode::OK,
         ("get", "download", Viewer) => StatusCode::FORBIDDEN,
         ("post", "reveal-password", Owner) => StatusCode::OK,
@@ -134,7 +134,7 @@ async fn every_route_every_role_own_and_other_tenant() {
     assert!(!open_alert(&world, &world.acme.tenant).is_empty());
     let missing_instance = uuid::Uuid::new_v4().to_string();
     let mut failures = Vec::new();
-    // Order matters only for the instance actions: back up, stop, resume.
+    // Order matters only for the instance actions: stop, resume, back up, and last remove.
     for own in [true, false] {
         for role in ROLES {
             let token = world.acme.tokens[&role].clone();

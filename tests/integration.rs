@@ -14,6 +14,7 @@ mod integration {
     mod demo;
     mod demo_serve;
     mod exit_codes;
+    mod instance_remove;
     mod json_output;
     mod killed_worker;
     mod operations;

@@ -161,7 +161,9 @@ pub struct RecheckFailed {
 }
 
 /// Why retention kept a copy past its retain-until.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum KeptBecause {
     /// The instance's newest Verified or newest Restore-Tested copy: never removed.

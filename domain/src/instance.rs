@@ -653,10 +653,15 @@ mod tests {
         instance.apply(E::InstanceRemoved(removed(30)));
         assert!(instance.stopped);
         assert_eq!(instance.next_due_at(), None);
-        assert_eq!(instance.purge_due_at(), Some(at() + chrono::Duration::days(30)));
+        assert_eq!(
+            instance.purge_due_at(),
+            Some(at() + chrono::Duration::days(30))
+        );
         let given = || {
-            Given::with(())
-                .given(vec![E::InstanceEnrolled(enrolled()), E::InstanceRemoved(removed(30))])
+            Given::with(()).given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::InstanceRemoved(removed(30)),
+            ])
         };
         given()
             .when(C::Resume { at: at() })
@@ -676,8 +681,10 @@ mod tests {
     #[test]
     fn a_removed_instance_is_purged_only_from_its_purge_date_and_then_forgets_its_credentials() {
         let given = || {
-            Given::with(())
-                .given(vec![E::InstanceEnrolled(enrolled()), E::InstanceRemoved(removed(30))])
+            Given::with(()).given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::InstanceRemoved(removed(30)),
+            ])
         };
         let early = InstancePurged {
             purged_at: at() + chrono::Duration::days(29),

@@ -55,7 +55,10 @@ async fn remove(args: InstanceRemoveArgs) -> Result<ExitCode> {
         key_version: None,
         at: now,
     };
-    let audited = pipeline.store.audit(enrolled.tenant_id.as_str(), record).await;
+    let audited = pipeline
+        .store
+        .audit(enrolled.tenant_id.as_str(), record)
+        .await;
     pipeline.store.close().await;
     audited.context("the instance is removed, but recording it in the audit trail failed")?;
     println!(

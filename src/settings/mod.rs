@@ -528,13 +528,25 @@ mod tests {
             weekly: 8,
             monthly: 0,
         };
-        assert_eq!(policy.gfs_for(&TenantId::new("other").expect("id")), Some(every));
-        assert_eq!(policy.gfs_for(&TenantId::new("acme").expect("id")), Some(acme));
+        assert_eq!(
+            policy.gfs_for(&TenantId::new("other").expect("id")),
+            Some(every)
+        );
+        assert_eq!(
+            policy.gfs_for(&TenantId::new("acme").expect("id")),
+            Some(acme)
+        );
         for (wrong, key) in [
-            ("[retention]\nremove_after_days = 0\n", "retention.remove_after_days"),
+            (
+                "[retention]\nremove_after_days = 0\n",
+                "retention.remove_after_days",
+            ),
             ("[retention.gfs]\ndaily = 99999\n", "retention.gfs.daily"),
             ("[retention.gfs]\n", "retention.gfs keeps nothing"),
-            ("[retention.tenant_gfs.\"Not A Tenant\"]\ndaily = 1\n", "not a tenant id"),
+            (
+                "[retention.tenant_gfs.\"Not A Tenant\"]\ndaily = 1\n",
+                "not a tenant id",
+            ),
             ("[retention.gfs]\nyearly = 1\n", "yearly"),
         ] {
             std::fs::write(&file, wrong).expect("write");

@@ -74,12 +74,22 @@ async fn an_operator_removes_an_instance_with_the_configured_grace_audited() {
     let config = config.to_string_lossy().into_owned();
     let output = restorable(
         &data,
-        &["instance", "remove", "--instance", "acme/hq", "--config", &config],
+        &[
+            "instance",
+            "remove",
+            "--instance",
+            "acme/hq",
+            "--config",
+            &config,
+        ],
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("removed instance {instance}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("removed instance {instance}")),
+        "{stdout}"
+    );
 
     let unknown = restorable(&data, &["instance", "remove", "--instance", "acme/nowhere"]);
     let stderr = String::from_utf8_lossy(&unknown.stderr);

@@ -20,9 +20,9 @@ use super::layout::{
 };
 use super::native::NativeSummary;
 use crate::access;
-use crate::error::ApiError;
 use crate::actions::{self, InstanceAction};
 use crate::auth::{Principal, Role};
+use crate::error::ApiError;
 use crate::queries::backup_rows;
 use crate::state::Shared;
 
@@ -184,12 +184,7 @@ pub(super) async fn instance_page(
         Ok(backups) => backups,
         Err(error) => return page_error(Some(&who), error),
     };
-    let removal = match state
-        .pipeline
-        .store
-        .load::<Instance>(&id)
-        .await
-    {
+    let removal = match state.pipeline.store.load::<Instance>(&id).await {
         Ok(instance) => Removal::of(&instance),
         Err(error) => return page_error(Some(&who), ApiError::from(error)),
     };

@@ -49,7 +49,12 @@ async fn an_instance_is_removed_once_confirmed_stops_for_good_and_is_audited() {
     let instance: Instance = world.pipeline.store.load(&id).await.expect("load");
     assert!(instance.removed.is_none());
 
-    let (status, body) = post(&world, &action, &[("action", "remove"), ("confirm", "remove")]).await;
+    let (status, body) = post(
+        &world,
+        &action,
+        &[("action", "remove"), ("confirm", "remove")],
+    )
+    .await;
     assert!(status == 303 || status == 200, "{status} {body}");
     let instance: Instance = world.pipeline.store.load(&id).await.expect("load");
     let removed = instance.removed.expect("removed");
@@ -67,7 +72,10 @@ async fn an_instance_is_removed_once_confirmed_stops_for_good_and_is_audited() {
     let (status, body) = post(&world, &format!("/api/v1/instances/{id}/remove"), &[]).await;
     assert_eq!(status, 200, "{body}");
     let again: Instance = world.pipeline.store.load(&id).await.expect("load");
-    assert_eq!(again.removed.map(|r| r.purge_after), Some(removed.purge_after));
+    assert_eq!(
+        again.removed.map(|r| r.purge_after),
+        Some(removed.purge_after)
+    );
 
     // The page says so and offers no more actions.
     world

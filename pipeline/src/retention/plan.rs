@@ -112,7 +112,8 @@ pub fn decide(copies: &[StoredCopy], rules: &Rules, now: DateTime<Utc>) -> Vec<D
                 Standing::Removed { purge_after } => Some(purge_after),
                 Standing::Live => None,
             };
-            let newest_good = [newest_verified, newest_tested].contains(&Some(copy.cycle_id.as_str()));
+            let newest_good =
+                [newest_verified, newest_tested].contains(&Some(copy.cycle_id.as_str()));
             let by_gfs = gfs
                 .as_ref()
                 .and_then(|keep| keep[i])
@@ -132,30 +133,50 @@ pub fn decide(copies: &[StoredCopy], rules: &Rules, now: DateTime<Utc>) -> Vec<D
         .collect()
 }
 
+/// A calendar period of the grandfather-father-son rule.
+#[derive(Clone, Copy)]
+enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+impl Period {
+    /// The first day of the period `date` is in (weeks start on Monday).
+    fn start(self, date: NaiveDate) -> NaiveDate {
+        match self {
+            Period::Day => date,
+            Period::Week => date - Duration::days(date.weekday().num_days_from_monday().into()),
+            Period::Month => date.with_day(1).unwrap_or(date),
+        }
+    }
+
+    /// `count` periods after `start`.
+    fn after(self, start: NaiveDate, count: u32) -> Option<NaiveDate> {
+        match self {
+            Period::Day => start.checked_add_days(chrono::Days::new(count.into())),
+            Period::Week => start.checked_add_days(chrono::Days::new(u64::from(count) * 7)),
+            Period::Month => start.checked_add_months(Months::new(count)),
+        }
+    }
+}
+
 /// For each copy, until when the grandfather-father-son rule keeps it (`None`: it does not).
 fn gfs_keep_until(copies: &[StoredCopy], gfs: Gfs) -> Vec<Option<DateTime<Utc>>> {
     let mut keep = vec![None; copies.len()];
-    let rules: [(u32, fn(NaiveDate) -> NaiveDate, fn(NaiveDate, u32) -> Option<NaiveDate>); 3] = [
-        (gfs.daily, |d| d, |d, n| d.checked_add_days(chrono::Days::new(n.into()))),
-        (
-            gfs.weekly,
-            |d| d - Duration::days(d.weekday().num_days_from_monday().into()),
-            |d, n| d.checked_add_days(chrono::Days::new(u64::from(n) * 7)),
-        ),
-        (
-            gfs.monthly,
-            |d| d.with_day(1).unwrap_or(d),
-            |d, n| d.checked_add_months(Months::new(n)),
-        ),
+    let rules = [
+        (gfs.daily, Period::Day),
+        (gfs.weekly, Period::Week),
+        (gfs.monthly, Period::Month),
     ];
-    for (count, bucket_of, end_of) in rules {
+    for (count, period) in rules {
         if count == 0 {
             continue;
         }
         // The newest verified copy of each bucket.
         let mut keepers: std::collections::HashMap<NaiveDate, usize> = Default::default();
         for (i, copy) in copies.iter().enumerate().filter(|(_, c)| c.verified) {
-            let bucket = bucket_of(copy.made_at.date_naive());
+            let bucket = period.start(copy.made_at.date_naive());
             let entry = keepers.entry(bucket).or_insert(i);
             let held = &copies[*entry];
             if (copy.made_at, &copy.cycle_id) > (held.made_at, &held.cycle_id) {
@@ -163,7 +184,7 @@ fn gfs_keep_until(copies: &[StoredCopy], gfs: Gfs) -> Vec<Option<DateTime<Utc>>>
             }
         }
         for (bucket, i) in keepers {
-            let Some(end) = end_of(bucket, count) else {
+            let Some(end) = period.after(bucket, count) else {
                 continue;
             };
             let until = end.and_time(chrono::NaiveTime::MIN).and_utc();

@@ -154,7 +154,10 @@ mod tests {
 
     #[test]
     fn the_ladder_is_every_stage_but_the_two_sweeps() {
-        assert_eq!(&STAGE_NAMES[STAGE_NAMES.len() - 2..], &["recheck", "retention"]);
+        assert_eq!(
+            &STAGE_NAMES[STAGE_NAMES.len() - 2..],
+            &["recheck", "retention"]
+        );
         assert_eq!(LADDER_NAMES, &STAGE_NAMES[..STAGE_NAMES.len() - 2]);
         assert!(!LADDER_NAMES.contains(&"recheck") && !LADDER_NAMES.contains(&"retention"));
     }

@@ -50,7 +50,12 @@ impl Store {
     ///
     /// # Errors
     /// A storage error.
-    pub async fn hold_copy(&self, cycle_id: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+    pub async fn hold_copy(
+        &self,
+        cycle_id: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
         let sql = "UPDATE copy_rechecks SET due_at = CASE WHEN slot IS NULL THEN NULL ELSE $3 END \
                    WHERE cycle_id = $1 AND retain_until IS NOT NULL \
                    AND (slot IS NULL OR due_at IS NULL OR due_at <= slot OR due_at <= $2)";

@@ -103,16 +103,20 @@ async fn kept_and_gone(harness: &Harness, cycles: &[CycleId]) -> (BTreeSet<Strin
 #[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_copies_go_while_the_newest_good_ones_stay_locked(#[case] backend: Backend) {
-    let harness =
-        Harness::with_backend(backend, short_locks(chrono::Duration::days(30))).await;
+    let harness = Harness::with_backend(backend, short_locks(chrono::Duration::days(30))).await;
     let (_, cycles) = cycles_of(&harness, "retention-a", 4).await;
     let (kept, gone) = kept_and_gone(&harness, &cycles).await;
     let gone = ids(gone);
     assert!(!gone.is_empty(), "at least one copy to remove: {kept:?}");
 
     // Before the locks run out, nothing is touched.
-    let early = sweep_at(&harness.pipeline, Utc::now()).await.expect("sweep");
-    assert!(early.removed.is_empty() && early.extended.is_empty(), "{early:?}");
+    let early = sweep_at(&harness.pipeline, Utc::now())
+        .await
+        .expect("sweep");
+    assert!(
+        early.removed.is_empty() && early.extended.is_empty(),
+        "{early:?}"
+    );
 
     locks_run_out(&harness, &cycles).await;
     let now = Utc::now();
@@ -124,7 +128,10 @@ async fn expired_copies_go_while_the_newest_good_ones_stay_locked(#[case] backen
         .extended
         .iter()
         .all(|(_, because)| *because == KeptBecause::NewestGood));
-    assert!(sweep.deferred.is_empty() && sweep.refused.is_empty(), "{sweep:?}");
+    assert!(
+        sweep.deferred.is_empty() && sweep.refused.is_empty(),
+        "{sweep:?}"
+    );
 
     for cycle in &cycles {
         let loaded = harness.cycle(*cycle).await;
@@ -147,8 +154,14 @@ async fn expired_copies_go_while_the_newest_good_ones_stay_locked(#[case] backen
     // A second sweep at the same moment finds nothing to do and records nothing.
     let events_before = harness.pipeline.store.log_end().await.expect("log end");
     let again = sweep_at(&harness.pipeline, now).await.expect("sweep again");
-    assert!(again.removed.is_empty() && again.extended.is_empty(), "{again:?}");
-    assert_eq!(harness.pipeline.store.log_end().await.expect("log end"), events_before);
+    assert!(
+        again.removed.is_empty() && again.extended.is_empty(),
+        "{again:?}"
+    );
+    assert_eq!(
+        harness.pipeline.store.log_end().await.expect("log end"),
+        events_before
+    );
 
     // The index follows: only the kept copies are watched, and a re-check sweep a window later
     // proves them and never reads a removed copy (no false Re-check Failed).
@@ -213,15 +226,16 @@ async fn a_copy_being_rechecked_or_refused_by_the_vault_is_left_and_nothing_is_r
     let good_record = std::fs::read(&record).expect("the vault's record");
     std::fs::write(&record, b"{ not json").expect("garble the record");
 
-    let sweep = sweep_at(&harness.pipeline, Utc::now()).await.expect("sweep");
+    let sweep = sweep_at(&harness.pipeline, Utc::now())
+        .await
+        .expect("sweep");
     // The copy a re-check holds waits; the one the vault refuses is not recorded removed.
     assert!(sweep.deferred.contains(&oldest), "{sweep:?}");
     assert!(!sweep.removed.contains(&oldest));
     assert!(harness.cycle(held).await.removed.is_none());
     assert!(!sweep.removed.contains(&second_id), "{sweep:?}");
     assert!(
-        sweep.refused.iter().any(|(c, _)| *c == second_id)
-            || sweep.deferred.contains(&second_id),
+        sweep.refused.iter().any(|(c, _)| *c == second_id) || sweep.deferred.contains(&second_id),
         "{sweep:?}"
     );
     assert!(harness.cycle(free[0]).await.removed.is_none());
@@ -233,7 +247,9 @@ async fn a_copy_being_rechecked_or_refused_by_the_vault_is_left_and_nothing_is_r
     // Once the vault can, the next sweep removes it.
     std::fs::write(&record, &good_record).expect("mend the record");
     assert!(file.exists());
-    let sweep = sweep_at(&harness.pipeline, Utc::now()).await.expect("sweep");
+    let sweep = sweep_at(&harness.pipeline, Utc::now())
+        .await
+        .expect("sweep");
     assert!(sweep.removed.contains(&second_id), "{sweep:?}");
     assert!(!file.exists());
     assert!(harness.cycle(free[0]).await.removed.is_some());
@@ -253,9 +269,13 @@ async fn an_offboarded_instance_keeps_its_newest_copy_until_its_purge_date() {
         .expect("offboard");
     assert_eq!(purge_after, removed_at + chrono::Duration::days(30));
     // Removing again keeps the first date.
-    let again = offboard(&harness.pipeline, &id, removed_at + chrono::Duration::days(1))
-        .await
-        .expect("offboard again");
+    let again = offboard(
+        &harness.pipeline,
+        &id,
+        removed_at + chrono::Duration::days(1),
+    )
+    .await
+    .expect("offboard again");
     assert_eq!(again, purge_after);
     // Stopped for good.
     let resume = InstanceCommand::Resume { at: Utc::now() };
@@ -280,7 +300,11 @@ async fn an_offboarded_instance_keeps_its_newest_copy_until_its_purge_date() {
         ids(gone.iter().copied())
     );
     assert_eq!(
-        sweep.extended.iter().map(|(c, _)| c.clone()).collect::<BTreeSet<_>>(),
+        sweep
+            .extended
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect::<BTreeSet<_>>(),
         kept
     );
     assert!(sweep.purged.is_empty());
@@ -314,7 +338,9 @@ async fn from_its_purge_date_an_offboarded_instance_loses_every_copy_and_its_cre
     locks_run_out(&harness, &cycles).await;
     tokio::time::sleep(wait + std::time::Duration::from_millis(100)).await;
 
-    let sweep = sweep_at(&harness.pipeline, Utc::now()).await.expect("sweep");
+    let sweep = sweep_at(&harness.pipeline, Utc::now())
+        .await
+        .expect("sweep");
     assert_eq!(
         sweep.removed.iter().cloned().collect::<BTreeSet<_>>(),
         ids(cycles.iter().copied())
@@ -345,6 +371,11 @@ async fn from_its_purge_date_an_offboarded_instance_loses_every_copy_and_its_cre
         .expect("other");
     assert!(live.removed.is_none());
     // Purged once: a later sweep has nothing left to do for it.
-    let later = sweep_at(&harness.pipeline, Utc::now()).await.expect("sweep");
-    assert!(later.purged.is_empty() && later.removed.is_empty(), "{later:?}");
+    let later = sweep_at(&harness.pipeline, Utc::now())
+        .await
+        .expect("sweep");
+    assert!(
+        later.purged.is_empty() && later.removed.is_empty(),
+        "{later:?}"
+    );
 }

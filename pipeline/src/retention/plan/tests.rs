@@ -50,7 +50,11 @@ fn a_copy_is_left_alone_while_locked_and_removed_once_its_lock_has_run_out() {
         ]
     );
     // The lock's last instant is still locked; the next is not.
-    let exactly = decide(&copies[..1], &live(None), day(30) - Duration::milliseconds(1));
+    let exactly = decide(
+        &copies[..1],
+        &live(None),
+        day(30) - Duration::milliseconds(1),
+    );
     assert_eq!(exactly, vec![Decision::Locked]);
 }
 

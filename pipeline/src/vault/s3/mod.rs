@@ -460,7 +460,10 @@ impl Vault for S3Vault {
                 version_id: version_id.to_owned(),
             });
         };
-        let mode = stored.lock.as_ref().map_or(LockMode::Compliance, |l| l.mode);
+        let mode = stored
+            .lock
+            .as_ref()
+            .map_or(LockMode::Compliance, |l| l.mode);
         let want = ObjectLock { mode, retain_until };
         if stored
             .lock

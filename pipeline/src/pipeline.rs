@@ -55,7 +55,7 @@ pub struct Settings {
     pub recheck_window: chrono::Duration,
     /// What retention keeps past the lock, and when a removed instance's copies go
     /// ([`crate::retention`]).
-    pub retention_policy: crate::retention::RetentionPolicy,
+    pub retention_policy: crate::retention::policy::RetentionPolicy,
 }
 
 impl Settings {
@@ -96,7 +96,7 @@ impl Default for Settings {
             progress: crate::progress::ProgressHook::default(),
             evidence: crate::evidence::EvidenceSchedule::default(),
             recheck_window: chrono::Duration::days(7),
-            retention_policy: crate::retention::RetentionPolicy::default(),
+            retention_policy: crate::retention::policy::RetentionPolicy::default(),
         }
     }
 }

@@ -499,7 +499,7 @@ mod tests {
 
     #[test]
     fn the_retention_section_sets_gfs_rules_and_the_offboarding_grace() {
-        use restorable_pipeline::retention::plan::Gfs;
+        use restorable_pipeline::retention::Gfs;
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("restorable.toml");
         let config = file.to_string_lossy().into_owned();

@@ -19,8 +19,7 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
 use restorable_domain::ids::TenantId;
-use restorable_pipeline::retention::plan::Gfs;
-use restorable_pipeline::retention::RetentionPolicy;
+use restorable_pipeline::retention::{Gfs, RetentionPolicy};
 use serde::Deserialize;
 
 /// `[retention]`.

@@ -27,15 +27,17 @@
 //! sweep tries again.
 
 pub mod plan;
+pub mod policy;
 
-use std::collections::{BTreeSet, HashMap};
+pub use policy::{Gfs, RetentionPolicy};
+
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use restorable_domain::cycle::{
     BackupCycle, BackupCycleCommand, CopyRemoved, KeptBecause, LockExtended, RemovedBecause,
 };
-use restorable_domain::ids::TenantId;
 use restorable_domain::instance::{Instance, InstanceCommand, InstancePurged, InstanceRemoved};
 use restorable_domain::ladder::Rung;
 use tokio_util::sync::CancellationToken;
@@ -43,40 +45,12 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::Pipeline;
 use crate::store::StoreError;
 use crate::vault::VaultError;
-use plan::{Decision, Gfs, Rules, Standing, StoredCopy};
+use plan::{Decision, Rules, Standing, StoredCopy};
 
 /// How long a removal holds a copy against the re-check sweeps.
 const HOLD: chrono::Duration = chrono::Duration::minutes(10);
 /// Instances read per page of the index.
 const PAGE: i64 = 1000;
-
-/// Retention's policy beyond each tenant's Object Lock days (`retention_days`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    /// The grandfather-father-son rule of every tenant without its own (none by default).
-    pub gfs: Option<Gfs>,
-    /// The tenants with a rule of their own.
-    pub tenant_gfs: HashMap<TenantId, Gfs>,
-    /// How long after an instance is removed its copies and credentials go (default 30 days).
-    pub remove_after: chrono::Duration,
-}
-
-impl Default for RetentionPolicy {
-    fn default() -> Self {
-        Self {
-            gfs: None,
-            tenant_gfs: HashMap::new(),
-            remove_after: chrono::Duration::days(30),
-        }
-    }
-}
-
-impl RetentionPolicy {
-    /// The grandfather-father-son rule of `tenant`, if any.
-    pub fn gfs_for(&self, tenant: &TenantId) -> Option<Gfs> {
-        self.tenant_gfs.get(tenant).copied().or(self.gfs)
-    }
-}
 
 /// Offboards `instance_id` at `now`: stopped for good, its copies and credentials removed from
 /// `now` + [`RetentionPolicy::remove_after`] on. Returns the purge date (the first one, when

@@ -18,19 +18,8 @@
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
 use restorable_domain::cycle::{KeptBecause, RemovedBecause};
 
+use super::policy::Gfs;
 use crate::stages::capture::whole_second_after;
-
-/// Keep the newest good copy of each of the last `daily` days, `weekly` ISO weeks and
-/// `monthly` months (0 = that rule keeps nothing).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Gfs {
-    /// Days.
-    pub daily: u32,
-    /// ISO weeks (Monday to Sunday).
-    pub weekly: u32,
-    /// Calendar months.
-    pub monthly: u32,
-}
 
 /// One stored copy as retention sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -43,6 +43,13 @@ async fn download_into(pipeline: &Pipeline, args: &DownloadArgs) -> Result<(u64,
     let cycle: restorable_domain::ids::CycleId = args.cycle.parse()?;
     let state: restorable_domain::cycle::BackupCycle =
         pipeline.store.load(&cycle.to_string()).await?;
+    if let Some(removed) = &state.removed {
+        anyhow::bail!(
+            "cycle {cycle}'s copy was removed from the vault by retention at {} (its lock ran out on {})",
+            removed.removed_at.to_rfc3339(),
+            removed.retain_until.to_rfc3339()
+        );
+    }
     let captured = state
         .captured
         .with_context(|| format!("cycle {cycle} has no stored copy"))?;

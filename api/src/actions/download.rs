@@ -25,7 +25,7 @@ use crate::state::AppState;
 /// receives a wrong file as complete.
 ///
 /// # Errors
-/// 404 if not visible or never stored, 403 for viewers.
+/// 404 if not visible, never stored or removed by retention, 403 for viewers.
 pub async fn download(
     state: &AppState,
     who: &Principal,
@@ -34,7 +34,11 @@ pub async fn download(
     let row = access::cycle(state, who, cycle).await?;
     who.require(&[Role::Administrator, Role::Owner])?;
     let stored: BackupCycle = state.pipeline.store.load(&row.cycle_id.to_string()).await?;
-    let captured = stored.captured.ok_or(ApiError::NotFound)?;
+    // A copy retention removed is no longer stored: as one never stored.
+    let captured = stored
+        .captured
+        .filter(|_| stored.removed.is_none())
+        .ok_or(ApiError::NotFound)?;
     let reader = state
         .pipeline
         .vault

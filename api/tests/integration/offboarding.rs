@@ -1,7 +1,7 @@
 //! Offboarding through the API and the instance page: removing asks for a ticked confirmation
 //! on the page, stops the instance for good (resume and backup now are refused), is audited
 //! (`remove_instance`), says on the page from when its copies and credentials go, and a
-//! second removal changes nothing.
+//! second removal changes nothing. A copy retention removed is neither offered nor served.
 
 use crate::common::World;
 
@@ -89,4 +89,65 @@ async fn an_instance_is_removed_once_confirmed_stops_for_good_and_is_audited() {
     // Audited, twice (the page and the API), under the administrator's name.
     let audit = get(&world, "/api/v1/audit").await;
     assert_eq!(audit.matches("\"remove_instance\"").count(), 2, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_removed_by_retention_is_no_longer_offered_or_served() {
+    use restorable_domain::cycle::{BackupCycle, BackupCycleCommand, CopyRemoved, RemovedBecause};
+    let world = World::sqlite().await;
+    let cycle = world.acme.cycle.to_string();
+    let download = format!("/api/v1/cycles/{cycle}/download");
+    let served = world
+        .http
+        .get(world.url(&download))
+        .bearer_auth(&world.acme.tokens[&Role::Administrator])
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(served.status().as_u16(), 200);
+    drop(served);
+    let page = format!("/instances/{}", world.acme.instance);
+    assert!(
+        get(&world, &page).await.contains(&download),
+        "a download link while stored"
+    );
+    // Recorded removed (as the retention sweep records it once its lock has run out).
+    let stored: BackupCycle = world.pipeline.store.load(&cycle).await.expect("cycle");
+    let retain_until = stored.retain_until.expect("locked");
+    let removed = CopyRemoved {
+        because: RemovedBecause::Expired,
+        retain_until,
+        removed_at: retain_until,
+    };
+    world
+        .pipeline
+        .store
+        .cycle(&cycle, BackupCycleCommand::RecordCopyRemoved(removed))
+        .await
+        .expect("record removed");
+    world
+        .read
+        .catch_up_and_store(&world.pipeline.store)
+        .await
+        .expect("projected");
+    let refused = world
+        .http
+        .get(world.url(&download))
+        .bearer_auth(&world.acme.tokens[&Role::Administrator])
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(refused.status().as_u16(), 404);
+    let html = get(&world, &page).await;
+    assert!(html.contains("removed "), "{html}");
+    assert!(
+        !html.contains(&download),
+        "no download link for a removed copy"
+    );
+    let rows = get(
+        &world,
+        &format!("/api/v1/instances/{}/backups", world.acme.instance),
+    )
+    .await;
+    assert!(rows.contains("\"removed_at\":\""), "{rows}");
 }

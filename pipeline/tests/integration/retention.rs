@@ -3,9 +3,9 @@
 //! the instance's newest Verified and newest Restore-Tested ones, whose locks it extends; the
 //! vault, the cycles' events and the stored copies' index agree, a second sweep does nothing,
 //! and no re-check reads a removed copy. A copy a re-check is reading waits; a delete the vault
-//! refuses records nothing. An offboarded instance stops for good, keeps its newest good copy
-//! until its purge date (its lock never extended past it), and from that date loses every copy
-//! and its credentials.
+//! refuses records nothing; one the vault did but the log missed is recorded by the next sweep.
+//! An offboarded instance stops for good, keeps its newest good copy until its purge date (its
+//! lock never extended past it), and from that date loses every copy and its credentials.
 
 use crate::common;
 
@@ -377,5 +377,41 @@ async fn from_its_purge_date_an_offboarded_instance_loses_every_copy_and_its_cre
     assert!(
         later.purged.is_empty() && later.removed.is_empty(),
         "{later:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removal_the_vault_did_but_the_log_missed_is_recorded_by_the_next_sweep() {
+    let harness = Harness::with(short_locks(chrono::Duration::days(30))).await;
+    let (_, cycles) = cycles_of(&harness, "retention-f", 4).await;
+    let (_, gone) = kept_and_gone(&harness, &cycles).await;
+    locks_run_out(&harness, &cycles).await;
+    // A sweep killed between the vault's delete and the event: the version is gone, the cycle
+    // does not know.
+    let crashed = harness.cycle(gone[0]).await;
+    let captured = crashed.captured.as_ref().expect("captured");
+    harness
+        .pipeline
+        .vault
+        .delete(&captured.object_key, &captured.version_id)
+        .await
+        .expect("the vault's delete");
+    assert!(crashed.removed.is_none());
+
+    let sweep = sweep_at(&harness.pipeline, Utc::now())
+        .await
+        .expect("sweep");
+    assert!(sweep.removed.contains(&gone[0].to_string()), "{sweep:?}");
+    assert!(sweep.refused.is_empty(), "{sweep:?}");
+    let recorded = harness.cycle(gone[0]).await.removed.expect("recorded");
+    assert_eq!(recorded.because, RemovedBecause::Expired);
+    let end = harness.pipeline.store.log_end().await.expect("log end");
+    let again = sweep_at(&harness.pipeline, Utc::now())
+        .await
+        .expect("sweep");
+    assert!(again.removed.is_empty(), "{again:?}");
+    assert_eq!(
+        harness.pipeline.store.log_end().await.expect("log end"),
+        end
     );
 }

@@ -109,15 +109,9 @@ async fn expired_copies_go_while_the_newest_good_ones_stay_locked(#[case] backen
     let gone = ids(gone);
     assert!(!gone.is_empty(), "at least one copy to remove: {kept:?}");
 
-    // Before the locks run out, nothing is touched.
-    let early = sweep_at(&harness.pipeline, Utc::now())
-        .await
-        .expect("sweep");
-    assert!(
-        early.removed.is_empty() && early.extended.is_empty(),
-        "{early:?}"
-    );
-
+    // (Before a lock runs out nothing is touched: `plan::decide` says `Locked`, and the cycle
+    // refuses a removal with `StillLocked` — tested in their modules, not here, where a loaded
+    // machine can make the first copy's two seconds run out before the last one is made.)
     locks_run_out(&harness, &cycles).await;
     let now = Utc::now();
     let sweep = sweep_at(&harness.pipeline, now).await.expect("sweep");

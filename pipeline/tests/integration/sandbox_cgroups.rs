@@ -155,10 +155,12 @@ async fn memory_used_together_over_the_limit_is_stopped_and_blamed_on_it() {
     };
     let mut sandbox = sandboxes.provision_process().await.expect("provision");
     let group = group_of(postmaster(&sandbox), "memory");
-    // Four processes of 150 MB each (tail keeps the last N bytes of a pipe in memory).
+    // Four processes of 150 MB each (tail keeps the last N bytes of a pipe in memory), each
+    // holding it for three seconds after it has it (its pipe stays open), so all four hold
+    // theirs at once however busy the machine is.
     run_inside(
         &sandbox,
-        "sh -c \"for i in 1 2 3 4; do head -c 150000000 /dev/zero | tail -c 150000000 \
+        "sh -c \"for i in 1 2 3 4; do (head -c 150000000 /dev/zero; sleep 3) | tail -c 150000000 \
          > /dev/null & done; wait\"",
     )
     .await;

@@ -21,7 +21,7 @@ async fn post(world: &World, path: &str, form: &[(&str, &str)]) -> (u16, String)
     (status, response.text().await.expect("body"))
 }
 
-async fn get(world: &World, path: &str) -> String {
+async fn fetch(world: &World, path: &str) -> reqwest::Response {
     world
         .http
         .get(world.url(path))
@@ -29,9 +29,14 @@ async fn get(world: &World, path: &str) -> String {
         .send()
         .await
         .expect("request")
-        .text()
-        .await
-        .expect("body")
+}
+
+async fn get(world: &World, path: &str) -> String {
+    fetch(world, path).await.text().await.expect("body")
+}
+
+async fn status_of(world: &World, path: &str) -> u16 {
+    fetch(world, path).await.status().as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,15 +102,7 @@ async fn a_copy_removed_by_retention_is_no_longer_offered_or_served() {
     let world = World::sqlite().await;
     let cycle = world.acme.cycle.to_string();
     let download = format!("/api/v1/cycles/{cycle}/download");
-    let served = world
-        .http
-        .get(world.url(&download))
-        .bearer_auth(&world.acme.tokens[&Role::Administrator])
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(served.status().as_u16(), 200);
-    drop(served);
+    assert_eq!(status_of(&world, &download).await, 200);
     let page = format!("/instances/{}", world.acme.instance);
     assert!(
         get(&world, &page).await.contains(&download),
@@ -130,14 +127,7 @@ async fn a_copy_removed_by_retention_is_no_longer_offered_or_served() {
         .catch_up_and_store(&world.pipeline.store)
         .await
         .expect("projected");
-    let refused = world
-        .http
-        .get(world.url(&download))
-        .bearer_auth(&world.acme.tokens[&Role::Administrator])
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(refused.status().as_u16(), 404);
+    assert_eq!(status_of(&world, &download).await, 404);
     let html = get(&world, &page).await;
     assert!(html.contains("removed "), "{html}");
     assert!(

@@ -480,6 +480,9 @@ pub enum StageArg {
     /// Removes copies past their lock, keeps what the rules keep, finishes offboarding
     /// (`retention_days`, `[retention]`).
     Retention,
+    /// Reads each PBX's own backup schedule between captures (`[pbx] native_watch_hours`).
+    #[value(alias = "native_watch")]
+    NativeWatch,
     /// Every stage above.
     All,
 }
@@ -498,6 +501,7 @@ impl StageArg {
             StageArg::AlertDelivery => &["alert_delivery"],
             StageArg::Recheck => &["recheck"],
             StageArg::Retention => &["retention"],
+            StageArg::NativeWatch => &["native_watch"],
             StageArg::All => restorable_pipeline::runtime::STAGE_NAMES,
         }
     }
@@ -638,6 +642,10 @@ pub struct EnrolArgs {
     /// a "Restore Slow" alert, resolved by a later one within it.
     #[arg(long, default_value_t = 15)]
     pub restore_target_minutes: u32,
+    /// Restore-test a copy drawn at random among the Verified copies of the last N days (1 to
+    /// 366), the new one included, instead of always the newest.
+    #[arg(long, value_name = "N")]
+    pub restore_random_within_days: Option<u32>,
     /// Allow plain http to a PBX that is not on a loopback address (the tenant's backup
     /// password then crosses the network in clear; the instance page warns). Without it, a
     /// PBX URL must be https, or http to localhost / 127.0.0.0/8 / ::1.

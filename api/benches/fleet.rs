@@ -167,6 +167,7 @@ async fn one_instance(pipeline: Pipeline, n: usize) {
                 reached,
                 failed,
                 retryable: false,
+                restore_tested_copy: None,
                 closed_at: now,
             }),
         )

@@ -10,7 +10,7 @@
 //! | Backup Stale | no copy reached Secured within twice the interval | a later copy reaches Secured |
 //! | Verify Stale | copies are Secured but none reached Verified within twice the interval (not while Backup Stale or Backup Failed is open) | a later copy reaches Verified |
 //! | Restore Slow | a restore test took longer than the instance's restore-time target (`RestorePolicy::target_minutes`) | a later restore test within the target ([`AlertCommand::ResolveKind`]) |
-//! | Native Backup Disabled / Unencrypted / Stale | a capture read the PBX's own schedule and found it off, unencrypted, or without a backup within its period plus a grace ([`crate::native_backups`]) | a later capture's reading without that fault ([`AlertCommand::ResolveKind`]) |
+//! | Native Backup Disabled / Unencrypted / Stale | a capture, or the native backup watch between captures, read the PBX's own schedule and found it off, unencrypted, or without a backup within its period plus a grace ([`crate::native_backups`]) | a later reading (either kind) without that fault ([`AlertCommand::ResolveKind`]) |
 //! | Re-check Failed | a rotating re-check found a stored copy changed, gone or no longer locked (`RecheckFailed`) | a later re-check of **the same copy** that finds it intact ([`AlertCommand::ResolveKind`]) |
 //!
 //! "Later" is the position in the event log, never a wall clock: every alert keeps the log
@@ -135,8 +135,9 @@ pub struct AlertResolved {
     pub alert_id: String,
     /// Its kind.
     pub kind: AlertKind,
-    /// The cycle whose copy recovered the instance.
-    pub resolved_by: CycleId,
+    /// The cycle whose copy (or capture, or re-check) recovered the instance; none when the
+    /// native backup watch's own reading between captures did.
+    pub resolved_by: Option<CycleId>,
     /// When.
     pub resolved_at: DateTime<Utc>,
 }
@@ -238,14 +239,15 @@ pub enum AlertCommand {
         /// When.
         at: DateTime<Utc>,
     },
-    /// The condition of `kind` ended, told by the event at log `position` (of `cycle_id`):
-    /// resolves the open alert of that kind if it was raised earlier in the log (a Restore
-    /// Slow by a restore test within the target).
+    /// The condition of `kind` ended, told by the event at log `position` (of `cycle_id`, or
+    /// of the instance for the native backup watch's reading between captures): resolves the
+    /// open alert of that kind if it was raised earlier in the log (a Restore Slow by a restore
+    /// test within the target).
     ResolveKind {
         /// The kind whose condition ended.
         kind: AlertKind,
-        /// The cycle that shows it.
-        cycle_id: CycleId,
+        /// The cycle that shows it (none: the native backup watch's own reading).
+        cycle_id: Option<CycleId>,
         /// The log position of the event that says so.
         position: i64,
         /// When.
@@ -389,7 +391,7 @@ impl InstanceAlerts {
     async fn resolve_all(
         &mut self,
         due: Vec<OpenAlert>,
-        cycle_id: CycleId,
+        cycle_id: Option<CycleId>,
         at: DateTime<Utc>,
         sink: &EventSink<Self>,
     ) {
@@ -408,6 +410,13 @@ impl InstanceAlerts {
     }
 }
 
+/// The cycle an alert is remembered under in [`InstanceAlerts::raised_for`]: its own, or the
+/// nil id for one raised without a cycle (a stale sweep, the native backup watch) — so a
+/// redelivered reading of the watch raises nothing again after its alert was resolved.
+fn raised_for_key(cycle: Option<CycleId>) -> CycleId {
+    cycle.unwrap_or(CycleId(uuid::Uuid::nil()))
+}
+
 /// A note as kept: trimmed; refused if too long or with control characters.
 fn checked_note(note: &str) -> Result<String, AlertError> {
     let note = note.trim();
@@ -419,7 +428,7 @@ fn checked_note(note: &str) -> Result<String, AlertError> {
 
 /// Bump when `apply()` below changes (see [`Snapshotted`]).
 impl Snapshotted for InstanceAlerts {
-    const SNAPSHOT_VERSION: u32 = 3;
+    const SNAPSHOT_VERSION: u32 = 4;
 }
 
 impl Aggregate for InstanceAlerts {
@@ -437,10 +446,9 @@ impl Aggregate for InstanceAlerts {
     ) -> Result<(), Self::Error> {
         match command {
             AlertCommand::Raise(mut raised) => {
-                let seen_cycle = raised.cycle_id.is_some_and(|cycle| {
-                    self.raised_for.iter().any(|(c, kind, position)| {
-                        *c == cycle && *kind == raised.kind && *position >= raised.position
-                    })
+                let about = raised_for_key(raised.cycle_id);
+                let seen_cycle = self.raised_for.iter().any(|(c, kind, position)| {
+                    *c == about && *kind == raised.kind && *position >= raised.position
                 });
                 if !self.is_open(raised.kind) && !seen_cycle {
                     raised.alert_id = format!("{}-{}", raised.instance_id, self.raised + 1);
@@ -461,7 +469,7 @@ impl Aggregate for InstanceAlerts {
                     .filter(|a| a.kind.recovered_by(a.stage, reached, ended))
                     .cloned()
                     .collect();
-                self.resolve_all(due, cycle_id, at, sink).await;
+                self.resolve_all(due, Some(cycle_id), at, sink).await;
             }
             AlertCommand::ResolveKind {
                 kind,
@@ -473,7 +481,7 @@ impl Aggregate for InstanceAlerts {
                     .open
                     .iter()
                     .filter(|a| a.position < position && a.kind == kind)
-                    .filter(|a| kind != AlertKind::RecheckFailed || a.cycle_id == Some(cycle_id))
+                    .filter(|a| kind != AlertKind::RecheckFailed || a.cycle_id == cycle_id)
                     .cloned()
                     .collect();
                 self.resolve_all(due, cycle_id, at, sink).await;
@@ -560,7 +568,7 @@ impl Aggregate for InstanceAlerts {
                     reminded: Vec::new(),
                 });
                 self.raised_for
-                    .extend(e.cycle_id.map(|c| (c, e.kind, e.position)));
+                    .push((raised_for_key(e.cycle_id), e.kind, e.position));
                 let excess = self.raised_for.len().saturating_sub(RAISED_FOR_KEPT);
                 self.raised_for.drain(..excess);
             }
@@ -649,7 +657,7 @@ mod tests {
         AlertEvent::AlertResolved(AlertResolved {
             alert_id: first_id(),
             kind,
-            resolved_by: by,
+            resolved_by: Some(by),
             resolved_at: examples::at(),
         })
     }
@@ -791,7 +799,7 @@ mod tests {
             alerts.apply(AlertEvent::AlertResolved(AlertResolved {
                 alert_id: id,
                 kind: AlertKind::BackupFailed,
-                resolved_by: *cycle,
+                resolved_by: Some(*cycle),
                 resolved_at: examples::at(),
             }));
         }
@@ -1084,7 +1092,7 @@ mod tests {
         });
         let good_recheck = |cycle_id, position| AlertCommand::ResolveKind {
             kind: AlertKind::RecheckFailed,
-            cycle_id,
+            cycle_id: Some(cycle_id),
             position,
             at: examples::at(),
         };
@@ -1147,7 +1155,7 @@ mod tests {
                 .given(vec![raised.clone()])
                 .when(AlertCommand::ResolveKind {
                     kind,
-                    cycle_id: later_cycle(),
+                    cycle_id: Some(later_cycle()),
                     position,
                     at: examples::at(),
                 })
@@ -1158,7 +1166,7 @@ mod tests {
             .given(vec![raised])
             .when(AlertCommand::ResolveKind {
                 kind: AlertKind::RestoreSlow,
-                cycle_id: within,
+                cycle_id: Some(within),
                 position: 20,
                 at: examples::at(),
             })
@@ -1235,11 +1243,95 @@ mod tests {
                 .given(vec![raised.clone()])
                 .when(AlertCommand::ResolveKind {
                     kind,
-                    cycle_id: later,
+                    cycle_id: Some(later),
                     position,
                     at: examples::at(),
                 })
                 .then_expect_events(expected);
         }
+    }
+
+    /// The native backup watch between captures reads with no cycle: its alert is raised once
+    /// however often it reads, and a later good reading resolves it with no cycle named; no
+    /// reading of the watch resolves a Re-check Failed (only a re-check of that copy does).
+    #[test]
+    fn the_native_watch_raises_and_resolves_without_a_cycle() {
+        let watched = |position| AlertRaised {
+            cycle_id: None,
+            stage: None,
+            ..native_stale(position)
+        };
+        let raised = AlertEvent::AlertRaised(AlertRaised {
+            alert_id: first_id(),
+            ..watched(10)
+        });
+        Given::with(())
+            .given(vec![raised.clone()])
+            .when(AlertCommand::Raise(AlertRaised {
+                alert_id: String::new(),
+                ..watched(20)
+            }))
+            .then_expect_events(vec![]);
+        let by_watch = |kind, position| AlertCommand::ResolveKind {
+            kind,
+            cycle_id: None,
+            position,
+            at: examples::at(),
+        };
+        // A redelivered reading after the resolution raises nothing; a later one raises again.
+        let resolution = AlertEvent::AlertResolved(AlertResolved {
+            alert_id: first_id(),
+            kind: AlertKind::NativeBackupStale,
+            resolved_by: None,
+            resolved_at: examples::at(),
+        });
+        Given::with(())
+            .given(vec![raised.clone(), resolution.clone()])
+            .when(AlertCommand::Raise(AlertRaised {
+                alert_id: String::new(),
+                ..watched(10)
+            }))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![raised.clone(), resolution])
+            .when(AlertCommand::Raise(AlertRaised {
+                alert_id: String::new(),
+                ..watched(40)
+            }))
+            .then_expect_events(vec![AlertEvent::AlertRaised(AlertRaised {
+                alert_id: format!("{}-2", examples::started().instance_id),
+                ..watched(40)
+            })]);
+        Given::with(())
+            .given(vec![raised])
+            .when(by_watch(AlertKind::NativeBackupStale, 30))
+            .then_expect_events(vec![AlertEvent::AlertResolved(AlertResolved {
+                alert_id: first_id(),
+                kind: AlertKind::NativeBackupStale,
+                resolved_by: None,
+                resolved_at: examples::at(),
+            })]);
+        let recheck = AlertEvent::AlertRaised(AlertRaised {
+            kind: AlertKind::RecheckFailed,
+            cycle_id: Some(later_cycle()),
+            ..failed(&first_id())
+        });
+        Given::with(())
+            .given(vec![recheck])
+            .when(by_watch(AlertKind::RecheckFailed, 30))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn an_alert_resolved_before_the_watch_existed_still_names_its_cycle() {
+        let by = later_cycle();
+        let json = serde_json::json!({
+            "alert_id": first_id(),
+            "kind": "backup_failed",
+            "resolved_by": by.to_string(),
+            "resolved_at": examples::at(),
+        });
+        let read: AlertResolved = serde_json::from_value(json).expect("old resolution");
+        assert_eq!(read.resolved_by, Some(by));
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CycleId, InstanceId, TenantId};
 use crate::ladder::{Rung, Trigger};
+use crate::native_backups::NativeBackups;
 use crate::{Snapshotted, EVENT_VERSION};
 
 /// The PBX API client id and secret, sealed by the key-sealing port. Opaque to the domain.
@@ -45,6 +46,35 @@ impl Schedule {
     }
 }
 
+/// Which copy a scheduled restore test restores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreSelection {
+    /// The copy the cycle just made (the default).
+    #[default]
+    Newest,
+    /// One picked at random among the instance's Verified copies (still stored, not yet
+    /// restore-tested, not failed) made within the last `days` days, the new one included: over
+    /// time every copy of the window is as likely to be proven, not only the newest.
+    RandomWithinDays {
+        /// The window, 1 to [`RESTORE_SELECTION_LIMIT_DAYS`].
+        days: u32,
+    },
+}
+
+/// The longest window a random restore selection may draw from, in days.
+pub const RESTORE_SELECTION_LIMIT_DAYS: u32 = 366;
+
+impl RestoreSelection {
+    /// How people read it: `newest`, `random within 14 days`.
+    pub fn describe(self) -> String {
+        match self {
+            RestoreSelection::Newest => "newest".to_owned(),
+            RestoreSelection::RandomWithinDays { days } => format!("random within {days} days"),
+        }
+    }
+}
+
 /// When a verified copy also gets a restore test: every Nth verified cycle, or whenever the last
 /// Restore-Tested copy is older than `max_age_hours` (default: weekly), and always the first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -57,6 +87,10 @@ pub struct RestorePolicy {
     /// Slow" (15 in instances enrolled before the field existed).
     #[serde(default = "default_target_minutes")]
     pub target_minutes: u32,
+    /// Which copy a scheduled restore test restores (`newest` in instances enrolled before the
+    /// field existed).
+    #[serde(default)]
+    pub selection: RestoreSelection,
 }
 
 /// The default restore-time target, in minutes.
@@ -72,6 +106,7 @@ impl Default for RestorePolicy {
             every_nth_verified: 7,
             max_age_hours: 7 * 24,
             target_minutes: DEFAULT_RESTORE_TARGET_MINUTES,
+            selection: RestoreSelection::Newest,
         }
     }
 }
@@ -156,6 +191,14 @@ pub struct InstancePurged {
     pub purged_at: DateTime<Utc>,
 }
 
+/// The native backup watch read the PBX's own backup schedule between captures (a capture's
+/// reading is `Captured::native_backups`, on its cycle).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NativeBackupsRead {
+    /// What the PBX said (`read_at`: when).
+    pub native_backups: NativeBackups,
+}
+
 /// A cycle was opened for the instance (the pipeline starts it from this event).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CycleOpened {
@@ -182,6 +225,11 @@ pub struct CycleClosed {
     /// the field existed.
     #[serde(default)]
     pub retryable: bool,
+    /// The older copy whose restore test this cycle ran instead of its own (the instance's
+    /// `random_within_days` selection picked it), when that test passed: the instance counts it
+    /// as its restore test. `None` otherwise, and in events written before the field existed.
+    #[serde(default)]
+    pub restore_tested_copy: Option<CycleId>,
     /// When.
     pub closed_at: DateTime<Utc>,
 }
@@ -205,6 +253,8 @@ pub enum InstanceEvent {
     InstanceRemoved(InstanceRemoved),
     /// See [`InstancePurged`].
     InstancePurged(InstancePurged),
+    /// See [`NativeBackupsRead`].
+    NativeBackupsRead(NativeBackupsRead),
 }
 
 impl DomainEvent for InstanceEvent {
@@ -218,6 +268,7 @@ impl DomainEvent for InstanceEvent {
             InstanceEvent::CycleClosed(_) => "CycleClosed",
             InstanceEvent::InstanceRemoved(_) => "InstanceRemoved",
             InstanceEvent::InstancePurged(_) => "InstancePurged",
+            InstanceEvent::NativeBackupsRead(_) => "NativeBackupsRead",
         }
         .to_owned()
     }
@@ -252,6 +303,14 @@ pub enum InstanceCommand {
     Remove(InstanceRemoved),
     /// Record that a removed instance's copies are all gone and forget its credentials.
     Purge(InstancePurged),
+    /// Record the native backup watch's reading, unless the watch already recorded one read
+    /// after `due_before` (another sweep read it first: a no-op) or one read later.
+    RecordNativeBackups {
+        /// The reading.
+        reading: NativeBackups,
+        /// Only a watch whose last reading is older than this is due.
+        due_before: DateTime<Utc>,
+    },
 }
 
 /// Why an instance refused a command.
@@ -281,6 +340,11 @@ pub enum InstanceError {
     /// The restore-time target must be 1 to [`RESTORE_TARGET_LIMIT_MINUTES`] minutes.
     #[error("the restore-time target must be 1 to {RESTORE_TARGET_LIMIT_MINUTES} minutes")]
     InvalidRestoreTarget,
+    /// A random restore selection's window must be 1 to [`RESTORE_SELECTION_LIMIT_DAYS`] days.
+    #[error(
+        "a random restore selection's window must be 1 to {RESTORE_SELECTION_LIMIT_DAYS} days"
+    )]
+    InvalidRestoreSelection,
 }
 
 /// The longest restore-time target, in minutes (a day).
@@ -313,6 +377,9 @@ pub struct Instance {
     /// When its copies were all gone and its credentials forgotten.
     #[serde(default)]
     pub purged_at: Option<DateTime<Utc>>,
+    /// When the native backup watch last read the PBX's own schedule (between captures).
+    #[serde(default)]
+    pub native_read_at: Option<DateTime<Utc>>,
 }
 
 /// The pause before an instance whose cycle failed retryably is tried again: it doubles with
@@ -341,6 +408,16 @@ impl Instance {
             (Some(removed), None) => Some(removed.purge_after),
             _ => None,
         }
+    }
+
+    /// From when the native backup watch is due to read the PBX's own schedule again, for the
+    /// scheduler's index: its last reading (the earliest instant when it never read one).
+    /// `None` for an instance the watch leaves alone: not enrolled, stopped or removed.
+    pub fn native_watch_from(&self) -> Option<DateTime<Utc>> {
+        if self.enrolled.is_none() || self.stopped || self.removed.is_some() {
+            return None;
+        }
+        Some(self.native_read_at.unwrap_or(DateTime::<Utc>::MIN_UTC))
     }
 
     /// The earliest moment at which [`Instance::is_due`] holds, for the scheduler's index:
@@ -420,7 +497,7 @@ impl Instance {
 
 /// Bump when `apply()` below changes (see [`Snapshotted`]).
 impl Snapshotted for Instance {
-    const SNAPSHOT_VERSION: u32 = 2;
+    const SNAPSHOT_VERSION: u32 = 3;
 }
 
 impl Aggregate for Instance {
@@ -444,6 +521,12 @@ impl Aggregate for Instance {
                 let target = enrol.restore_policy.target_minutes;
                 if !(1..=RESTORE_TARGET_LIMIT_MINUTES).contains(&target) {
                     return Err(InstanceError::InvalidRestoreTarget);
+                }
+                if let RestoreSelection::RandomWithinDays { days } = enrol.restore_policy.selection
+                {
+                    if !(1..=RESTORE_SELECTION_LIMIT_DAYS).contains(&days) {
+                        return Err(InstanceError::InvalidRestoreSelection);
+                    }
                 }
                 if self.removed.is_some() {
                     return Err(InstanceError::Removed);
@@ -509,6 +592,20 @@ impl Aggregate for Instance {
                     _ => return Err(InstanceError::PurgeNotDue),
                 }
             }
+            InstanceCommand::RecordNativeBackups {
+                reading,
+                due_before,
+            } => {
+                self.live()?;
+                if self.stopped {
+                    return Err(InstanceError::Stopped);
+                }
+                self.native_read_at
+                    .is_none_or(|last| last < due_before && last < reading.read_at)
+                    .then_some(InstanceEvent::NativeBackupsRead(NativeBackupsRead {
+                        native_backups: reading,
+                    }))
+            }
         };
         if let Some(event) = event {
             sink.write(event, self).await;
@@ -540,7 +637,7 @@ impl Aggregate for Instance {
                 } else {
                     0
                 };
-                if e.reached == Rung::RestoreTested {
+                if e.reached == Rung::RestoreTested || e.restore_tested_copy.is_some() {
                     self.verified_since_restore_test = 0;
                     self.last_restore_tested_at = Some(e.closed_at);
                 } else if e.reached >= Rung::Verified {
@@ -550,6 +647,9 @@ impl Aggregate for Instance {
             InstanceEvent::InstanceRemoved(e) => {
                 self.stopped = true;
                 self.removed = Some(e);
+            }
+            InstanceEvent::NativeBackupsRead(e) => {
+                self.native_read_at = Some(e.native_backups.read_at);
             }
             InstanceEvent::InstancePurged(e) => {
                 self.purged_at = Some(e.purged_at);
@@ -585,6 +685,7 @@ mod tests {
                 every_nth_verified: 3,
                 max_age_hours: 48,
                 target_minutes: 30,
+                selection: RestoreSelection::Newest,
             },
             allow_insecure_http: false,
             enrolled_at: at(),
@@ -609,6 +710,7 @@ mod tests {
             reached,
             failed: false,
             retryable: false,
+            restore_tested_copy: None,
             closed_at: when,
         }
     }
@@ -715,6 +817,86 @@ mod tests {
         assert_eq!(credentials, Some(SealedCredentials(String::new())));
     }
 
+    fn watched(hours_after: i64) -> NativeBackups {
+        crate::native_backups::examples::healthy(at() + chrono::Duration::hours(hours_after))
+    }
+
+    fn record_native(hours_after: i64, due_before_hours: i64) -> InstanceCommand {
+        C::RecordNativeBackups {
+            reading: watched(hours_after),
+            due_before: at() + chrono::Duration::hours(due_before_hours),
+        }
+    }
+
+    fn native_read(hours_after: i64) -> InstanceEvent {
+        E::NativeBackupsRead(NativeBackupsRead {
+            native_backups: watched(hours_after),
+        })
+    }
+
+    #[test]
+    fn the_native_watch_records_a_reading_only_when_its_last_one_is_older_than_due() {
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled())])
+            .when(record_native(0, 0))
+            .then_expect_events(vec![native_read(0)]);
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled()), native_read(0)])
+            .when(record_native(6, 1))
+            .then_expect_events(vec![native_read(6)]);
+        // Another sweep read it after the due time: this second reading is a no-op.
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled()), native_read(6)])
+            .when(record_native(7, 1))
+            .then_expect_events(vec![]);
+        // A reading older than the one recorded never replaces it.
+        Given::with(())
+            .given(vec![E::InstanceEnrolled(enrolled()), native_read(6)])
+            .when(record_native(5, 7))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn the_native_watch_leaves_stopped_removed_and_unknown_instances_alone() {
+        Given::with(())
+            .given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::InstanceStopped(InstanceStopped { stopped_at: at() }),
+            ])
+            .when(record_native(1, 1))
+            .then_expect_error(InstanceError::Stopped);
+        Given::with(())
+            .given(vec![
+                E::InstanceEnrolled(enrolled()),
+                E::InstanceRemoved(removed(30)),
+            ])
+            .when(record_native(1, 1))
+            .then_expect_error(InstanceError::Removed);
+        Given::with(())
+            .given_no_previous_events()
+            .when(record_native(1, 1))
+            .then_expect_error(InstanceError::NotEnrolled);
+
+        let mut instance = Instance::default();
+        assert_eq!(instance.native_watch_from(), None, "not enrolled");
+        instance.apply(E::InstanceEnrolled(enrolled()));
+        assert_eq!(
+            instance.native_watch_from(),
+            Some(DateTime::<Utc>::MIN_UTC),
+            "never read: due at once"
+        );
+        instance.apply(native_read(3));
+        assert_eq!(
+            instance.native_watch_from(),
+            Some(at() + chrono::Duration::hours(3))
+        );
+        instance.apply(E::InstanceStopped(InstanceStopped { stopped_at: at() }));
+        assert_eq!(instance.native_watch_from(), None, "stopped");
+        instance.apply(E::InstanceResumed(InstanceResumed { resumed_at: at() }));
+        instance.apply(E::InstanceRemoved(removed(30)));
+        assert_eq!(instance.native_watch_from(), None, "removed");
+    }
+
     #[test]
     fn enrol_emits_enrolled() {
         Given::with(())
@@ -776,6 +958,61 @@ mod tests {
             serde_json::from_str(r#"{"every_nth_verified": 7, "max_age_hours": 168}"#)
                 .expect("an old policy parses");
         assert_eq!(policy.target_minutes, DEFAULT_RESTORE_TARGET_MINUTES);
+        assert_eq!(policy.selection, RestoreSelection::Newest);
+        let closed: CycleClosed = serde_json::from_value(serde_json::json!({
+            "cycle_id": CycleId(uuid::Uuid::from_u128(1)),
+            "reached": "verified",
+            "failed": false,
+            "closed_at": at(),
+        }))
+        .expect("an old close parses");
+        assert_eq!(closed.restore_tested_copy, None);
+    }
+
+    #[test]
+    fn a_random_selection_window_of_zero_or_over_a_year_is_refused() {
+        for days in [0, RESTORE_SELECTION_LIMIT_DAYS + 1] {
+            let mut bad = enrolled();
+            bad.restore_policy.selection = RestoreSelection::RandomWithinDays { days };
+            let result = Given::with(())
+                .given_no_previous_events()
+                .when(C::Enrol(bad))
+                .inspect_result();
+            assert_eq!(
+                result,
+                Err(InstanceError::InvalidRestoreSelection),
+                "{days}"
+            );
+        }
+        let mut good = enrolled();
+        good.restore_policy.selection = RestoreSelection::RandomWithinDays { days: 14 };
+        Given::with(())
+            .given_no_previous_events()
+            .when(C::Enrol(good.clone()))
+            .then_expect_events(vec![E::InstanceEnrolled(good)]);
+        assert_eq!(
+            RestoreSelection::RandomWithinDays { days: 14 }.describe(),
+            "random within 14 days"
+        );
+    }
+
+    /// A cycle that ran its restore test on an older copy (random selection) and closed at
+    /// Verified counts as the instance's restore test: the cadence starts again from it.
+    #[test]
+    fn a_close_that_restore_tested_an_older_copy_resets_the_cadence() {
+        let mut instance = Instance::default();
+        instance.apply(E::InstanceEnrolled(enrolled()));
+        let soon = at() + chrono::Duration::hours(1);
+        instance.apply(E::CycleClosed(closed_at(1, Rung::Verified, soon)));
+        instance.apply(E::CycleClosed(closed_at(2, Rung::Verified, soon)));
+        assert!(instance.restore_test_due(soon), "never restore-tested");
+        instance.apply(E::CycleClosed(CycleClosed {
+            restore_tested_copy: Some(CycleId(uuid::Uuid::from_u128(1))),
+            ..closed_at(3, Rung::Verified, soon)
+        }));
+        assert_eq!(instance.last_restore_tested_at, Some(soon));
+        assert_eq!(instance.verified_since_restore_test, 0);
+        assert!(!instance.restore_test_due(soon + chrono::Duration::hours(1)));
     }
 
     #[test]

@@ -91,6 +91,7 @@ fn history(cases: &mut Cases) -> (Instance, DateTime<Utc>) {
                     },
                     failed,
                     retryable: failed && cases.chance(70),
+                    restore_tested_copy: None,
                     closed_at: clock,
                 })
             }
@@ -125,6 +126,7 @@ fn arbitrary(cases: &mut Cases) -> Instance {
         // A removal also stops the instance: `stopped` covers it here.
         removed: None,
         purged_at: None,
+        native_read_at: moment(cases),
     }
 }
 
@@ -197,6 +199,7 @@ fn no_due_time_when_not_enrolled_stopped_or_in_flight() {
             reached: Rung::Verified,
             failed: false,
             retryable: false,
+            restore_tested_copy: None,
             closed_at: base() + Duration::minutes(3),
         }),
     );

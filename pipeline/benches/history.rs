@@ -236,6 +236,7 @@ impl<'a> Loader<'a> {
                     reached: Rung::Verified,
                     failed: false,
                     retryable: false,
+                    restore_tested_copy: None,
                     closed_at: opened_at + Duration::minutes(3),
                 }),
             ];
@@ -295,6 +296,7 @@ async fn one_cycle(pipeline: &Pipeline, instance: InstanceId) {
                 reached: Rung::Verified,
                 failed: false,
                 retryable: false,
+                restore_tested_copy: None,
                 closed_at: Utc::now(),
             }),
         )
@@ -603,6 +605,7 @@ async fn load_cycles(pipeline: &Pipeline, events: usize) -> usize {
             reached: Rung::Verified,
             failed: false,
             retryable: false,
+            restore_tested_copy: None,
             closed_at: at + Duration::minutes(3),
         });
         loader.push(&id, *sequence, &closed).await;

@@ -84,6 +84,7 @@ impl Consumer for AnswerAtOnce {
                             reached: Rung::Verified,
                             failed: false,
                             retryable: false,
+                            restore_tested_copy: None,
                             closed_at: Utc::now(),
                         }),
                     )

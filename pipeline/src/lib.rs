@@ -47,6 +47,7 @@ pub mod digest;
 pub mod enrolment;
 pub mod error;
 pub mod evidence;
+pub mod native_watch;
 pub mod operations_alerts;
 pub mod pbx;
 pub mod pipeline;

@@ -30,6 +30,7 @@ pub fn row(instance_id: &str, instance: &Instance, version: i64) -> ScheduleRow 
         due_at: instance.next_due_at().map(|t| t.timestamp_millis()),
         open_cycle: instance.open_cycle.map(|c| c.to_string()),
         purge_at: instance.purge_due_at().map(|t| t.timestamp_millis()),
+        native_watch_from: instance.native_watch_from().map(|t| t.timestamp_millis()),
         version,
     }
 }

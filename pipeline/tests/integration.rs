@@ -27,6 +27,7 @@ mod integration {
     mod read_paths;
     mod rechecks;
     mod restore_sandbox;
+    mod restore_selection;
     mod retention;
     mod s3_secured;
     mod s3_vault;

@@ -195,7 +195,7 @@ impl AlertView {
                     self.resolved += 1;
                 }
                 row.resolved_at = Some(e.resolved_at);
-                row.resolved_by = Some(e.resolved_by);
+                row.resolved_by = e.resolved_by;
                 Some(e.alert_id.clone())
             }
             AlertEvent::AlertAcknowledged(e) => {
@@ -273,7 +273,7 @@ mod tests {
                 events.push(AlertEvent::AlertResolved(AlertResolved {
                     alert_id,
                     kind: AlertKind::BackupFailed,
-                    resolved_by: CycleId::random(),
+                    resolved_by: Some(CycleId::random()),
                     resolved_at: at((n * 37) % 23),
                 }));
             }

@@ -83,8 +83,9 @@ pub struct FleetRow {
     pub last_verified: Option<DateTime<Utc>>,
     /// When a copy was last Restore-Tested.
     pub last_restore_tested: Option<DateTime<Utc>>,
-    /// The newest reading of the PBX's own backup schedule (from a capture); `None` until a
-    /// capture read one (rows saved before the field existed too, until a rebuild).
+    /// The newest reading of the PBX's own backup schedule (by a capture or the native backup
+    /// watch); `None` until one was read (rows saved before the field existed too, until a
+    /// rebuild).
     #[serde(default)]
     pub native_backups: Option<NativeBackups>,
 }
@@ -107,6 +108,19 @@ impl FleetRow {
 }
 
 impl FleetRow {
+    /// Keeps `native` if it was read no earlier than the reading the row has (captures and the
+    /// native backup watch read independently, and events of different cycles fold in any
+    /// order).
+    fn keep_newest_native(&mut self, native: &NativeBackups) {
+        let newer = self
+            .native_backups
+            .as_ref()
+            .is_none_or(|seen| seen.read_at <= native.read_at);
+        if newer {
+            self.native_backups = Some(native.clone());
+        }
+    }
+
     /// Whether no copy reached Secured within the expected interval (twice the schedule's) —
     /// counting from the first cycle when none ever did. A stopped instance is never stale.
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
@@ -194,6 +208,11 @@ impl FleetView {
                 row.stopped = stopped;
                 Some(row.instance_id)
             }
+            InstanceEvent::NativeBackupsRead(e) => {
+                let row = id.parse().ok().and_then(|id| self.rows.get_mut(&id))?;
+                row.keep_newest_native(&e.native_backups);
+                Some(row.instance_id)
+            }
             InstanceEvent::EndpointChanged(_)
             | InstanceEvent::CycleOpened(_)
             | InstanceEvent::CycleClosed(_)
@@ -219,13 +238,7 @@ impl FleetView {
             }
             BackupCycleEvent::Captured(e) => {
                 if let Some(native) = &e.native_backups {
-                    let newer = row
-                        .native_backups
-                        .as_ref()
-                        .is_none_or(|seen| seen.read_at <= native.read_at);
-                    if newer {
-                        row.native_backups = Some(native.clone());
-                    }
+                    row.keep_newest_native(native);
                 }
                 if is_latest {
                     row.last_rung = Some(Rung::Captured);
@@ -374,6 +387,51 @@ mod tests {
             row.native_backups.is_some(),
             "a capture that could not read keeps the last reading"
         );
+    }
+
+    /// The native backup watch's reading between captures folds in beside the captures': the
+    /// newest reading wins whichever read it.
+    #[test]
+    fn the_native_watch_reading_counts_beside_the_captures() {
+        use restorable_domain::instance::NativeBackupsRead;
+        use restorable_domain::native_backups::examples::healthy;
+        let instance = enrolled().instance_id.to_string();
+        let watched = |hours: i64, enabled: bool| {
+            let mut native = healthy(examples::at() + Duration::hours(hours));
+            native.schedule_enabled = enabled;
+            AnyEvent::Instance(
+                instance.clone(),
+                InstanceEvent::NativeBackupsRead(NativeBackupsRead {
+                    native_backups: native,
+                }),
+            )
+        };
+        let mut events = history(vec![
+            BackupCycleEvent::CycleStarted(examples::started()),
+            BackupCycleEvent::Captured(restorable_domain::cycle::Captured {
+                native_backups: Some(healthy(examples::at() + Duration::hours(3))),
+                ..examples::captured()
+            }),
+        ]);
+        events.push(watched(1, false));
+        let view = fold(&events);
+        let row = view.row(&enrolled().instance_id).expect("row");
+        let native = row.native_backups.as_ref().expect("a reading");
+        assert!(native.schedule_enabled, "the capture's reading is newer");
+
+        events.push(watched(9, false));
+        let mut view = FleetView::default();
+        let mut changed = Vec::new();
+        for event in &events {
+            changed.extend(view.apply(event, Some(enrolled().instance_id)));
+        }
+        assert_eq!(changed.last(), Some(&enrolled().instance_id));
+        let native = view
+            .row(&enrolled().instance_id)
+            .and_then(|r| r.native_backups.as_ref())
+            .expect("a reading");
+        assert!(!native.schedule_enabled, "the watch's newer reading wins");
+        assert_eq!(native.read_at, examples::at() + Duration::hours(9));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use restorable_domain::ids::TenantId;
-use restorable_domain::instance::{RestorePolicy, Schedule};
+use restorable_domain::instance::{RestorePolicy, RestoreSelection, Schedule};
 use restorable_pipeline::enrolment::{enrol_with, EnrolOptions, EnrolRequest};
 use restorable_pipeline::pipeline::{PbxCredentials, Settings};
 use secrecy::SecretString;
@@ -46,6 +46,11 @@ pub async fn run(args: EnrolArgs) -> Result<ExitCode> {
                 every_nth_verified: args.restore_every,
                 max_age_hours: args.restore_max_age_hours,
                 target_minutes: args.restore_target_minutes,
+                selection: args
+                    .restore_random_within_days
+                    .map_or(RestoreSelection::Newest, |days| {
+                        RestoreSelection::RandomWithinDays { days }
+                    }),
             },
         },
         &options,

@@ -86,6 +86,7 @@ pub(super) struct FilePbx {
     #[serde(default)]
     tenant_max_backup_gib: HashMap<String, u32>,
     native_backup_grace_hours: Option<u32>,
+    native_watch_hours: Option<u32>,
 }
 
 /// `[pbx]` over the defaults in `limits`.
@@ -119,6 +120,10 @@ pub(super) fn pbx_limits(file: &FilePbx, limits: &mut PbxLimits) -> Result<()> {
     if let Some(value) = file.native_backup_grace_hours {
         let hours = within("native_backup_grace_hours", value, 0, 8760)?;
         limits.native_backup_grace = chrono::Duration::hours(i64::try_from(hours)?);
+    }
+    if let Some(value) = file.native_watch_hours {
+        let hours = within("native_watch_hours", value, 0, 168)?;
+        limits.native_watch_every = chrono::Duration::hours(i64::try_from(hours)?);
     }
     for (tenant, gib) in &file.tenant_max_backup_gib {
         let id = TenantId::new(tenant)
@@ -248,7 +253,7 @@ mod tests {
     fn pbx_limits_come_from_the_file_over_the_defaults() {
         let file: Sections = toml::from_str(
             "[pbx]\ncall_timeout_seconds = 30\ndownload_minutes = 5\nmax_json_mib = 2\n\
-             max_backup_gib = 10\nnative_backup_grace_hours = 12\n\
+             max_backup_gib = 10\nnative_backup_grace_hours = 12\nnative_watch_hours = 2\n\
              [pbx.tenant_max_backup_gib]\nacme = 200\n",
         )
         .expect("toml");
@@ -262,6 +267,11 @@ mod tests {
         );
         assert_eq!(limits.max_json_bytes, 2 << 20);
         assert_eq!(limits.native_backup_grace, chrono::Duration::hours(12));
+        assert_eq!(limits.native_watch_every, chrono::Duration::hours(2));
+        assert_eq!(
+            PbxLimits::default().native_watch_every,
+            chrono::Duration::hours(6)
+        );
         assert_eq!(
             limits.max_backup_for(&TenantId::new("other").expect("t")),
             10 << 30
@@ -278,6 +288,7 @@ mod tests {
                 "native_backup_grace_hours = 9000",
                 "pbx.native_backup_grace_hours",
             ),
+            ("native_watch_hours = 169", "pbx.native_watch_hours"),
         ] {
             let file: Sections = toml::from_str(&format!("[pbx]\n{text}\n")).expect("toml");
             let error = pbx_limits(file.pbx.as_ref().expect("section"), &mut limits)

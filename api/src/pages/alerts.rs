@@ -188,7 +188,11 @@ pub(super) async fn alerts_page(
             detail: row.detail,
             raised: time(Some(row.raised_at)),
             resolved: time(row.resolved_at),
-            resolved_by: row.resolved_by.map(|c| c.to_string()).unwrap_or_default(),
+            resolved_by: match (row.resolved_at, row.resolved_by) {
+                (None, _) => String::new(),
+                (Some(_), Some(cycle)) => format!("cycle {cycle}"),
+                (Some(_), None) => "the native backup watch".to_owned(),
+            },
         })
         .collect();
     let states = [

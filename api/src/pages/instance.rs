@@ -42,6 +42,8 @@ struct InstancePage<'a> {
     /// Maintenance windows, quiet hours and reminders that apply to its alerts.
     timing: Vec<String>,
     native: NativeSummary,
+    /// How its copies are restore-tested: cadence, which copy, the restore-time target.
+    restore_tests: Option<String>,
     admin: Option<Toggle>,
     /// Set once the instance was removed: when, and from when its copies and credentials go.
     removal: Option<String>,
@@ -184,8 +186,8 @@ pub(super) async fn instance_page(
         Ok(backups) => backups,
         Err(error) => return page_error(Some(&who), error),
     };
-    let removal = match state.pipeline.store.load::<Instance>(&id).await {
-        Ok(instance) => Removal::of(&instance),
+    let (removal, restore_tests) = match state.pipeline.store.load::<Instance>(&id).await {
+        Ok(instance) => (Removal::of(&instance), restore_tests(&instance)),
         Err(error) => return page_error(Some(&who), ApiError::from(error)),
     };
     let admin = (who.role == Role::Administrator && removal.is_none()).then_some(if row.stopped {
@@ -214,6 +216,7 @@ pub(super) async fn instance_page(
             row.native_backups.as_ref(),
             state.pipeline.settings.pbx.native_backup_grace,
         ),
+        restore_tests,
         admin,
         removal: removal.map(|r| r.sentence()),
         charts: [restore_durations(&backups), backup_sizes(&backups)]
@@ -223,6 +226,31 @@ pub(super) async fn instance_page(
         chart_points: CHART_POINTS,
         backups: backups.iter().map(|b| CopyLine::of(b, &who)).collect(),
     })
+}
+
+/// The instance's restore-test policy in words: `Every 7th Verified copy, or when the last
+/// restore test is 168 h old · copy tested: newest · target 15 min`.
+fn restore_tests(instance: &Instance) -> Option<String> {
+    let policy = instance.enrolled.as_ref()?.restore_policy;
+    Some(format!(
+        "Every {} Verified copy, or when the last restore test is {} h old · copy tested: {} · target {} min",
+        ordinal(policy.every_nth_verified),
+        policy.max_age_hours,
+        policy.selection.describe(),
+        policy.target_minutes
+    ))
+}
+
+/// `1` → `1st`, `2` → `2nd`, `7` → `7th`, `11` → `11th`, `22` → `22nd`.
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// How the instance's alerts are routed in time: its maintenance windows (its own and its
@@ -377,5 +405,54 @@ pub(super) async fn reveal_page(
             password: password.expose_secret(),
         }),
         Err(error) => page_error(Some(&who), error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use restorable_domain::instance::{
+        InstanceEnrolled, RestorePolicy, RestoreSelection, Schedule, SealedCredentials,
+    };
+
+    #[test]
+    fn the_restore_policy_reads_as_a_sentence() {
+        let tenant = TenantId::new("acme").expect("tenant");
+        assert_eq!(restore_tests(&Instance::default()), None, "not enrolled");
+        let instance = Instance {
+            enrolled: Some(InstanceEnrolled {
+                instance_id: InstanceId::for_name(&tenant, "hq"),
+                tenant_id: tenant,
+                name: "hq".into(),
+                fqdn: "hq.example".into(),
+                api_url: "https://hq.example".into(),
+                credentials: SealedCredentials("sealed".into()),
+                schedule: Schedule::DAILY,
+                restore_policy: RestorePolicy {
+                    every_nth_verified: 2,
+                    max_age_hours: 72,
+                    target_minutes: 20,
+                    selection: RestoreSelection::RandomWithinDays { days: 14 },
+                },
+                allow_insecure_http: false,
+                enrolled_at: Utc::now(),
+            }),
+            ..Instance::default()
+        };
+        assert_eq!(
+            restore_tests(&instance).as_deref(),
+            Some(
+                "Every 2nd Verified copy, or when the last restore test is 72 h old \
+                 · copy tested: random within 14 days · target 20 min"
+            )
+        );
+        let words: Vec<String> = [1, 3, 7, 11, 12, 13, 21, 22, 23, 101]
+            .into_iter()
+            .map(ordinal)
+            .collect();
+        assert_eq!(
+            words,
+            ["1st", "3rd", "7th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st"]
+        );
     }
 }

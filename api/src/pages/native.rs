@@ -1,6 +1,6 @@
 //! How the pages show the PBX's own (native) backups: a word for the fleet page's column and
 //! a few lines for the instance page's "Native PBX backups" section, both from the newest
-//! reading a capture took ([`NativeBackups`]) judged with the configured grace — the same
+//! reading a capture or the native backup watch took ([`NativeBackups`]) judged with the configured grace — the same
 //! judgement the alerts stage makes.
 
 use chrono::Duration;
@@ -27,7 +27,10 @@ impl NativeSummary {
             return NativeSummary {
                 word: "—".to_owned(),
                 class: "unknown",
-                facts: vec!["Not read yet: the next capture reads the PBX's own schedule.".into()],
+                facts: vec![
+                    "Not read yet: the next capture or native backup watch reads the PBX's own schedule."
+                        .into(),
+                ],
                 findings: Vec::new(),
             };
         };

@@ -45,7 +45,8 @@ pub struct AlertMessage {
     pub raised_at: DateTime<Utc>,
     /// When it was resolved (`resolved` only).
     pub resolved_at: Option<DateTime<Utc>>,
-    /// The cycle whose copy reached Secured (`resolved` only).
+    /// The cycle that recovered the instance (`resolved` only; `null` when the native backup
+    /// watch's reading between cycles did).
     pub resolved_by: Option<CycleId>,
     /// The one route a reminder is for (a raise and a resolution go to every route).
     #[serde(skip)]
@@ -101,7 +102,7 @@ impl AlertMessage {
         Self {
             state: "resolved",
             resolved_at: Some(resolved.resolved_at),
-            resolved_by: Some(resolved.resolved_by),
+            resolved_by: resolved.resolved_by,
             ..Self::raised(raised)
         }
     }
@@ -140,9 +141,9 @@ impl AlertMessage {
             facts.push(("Reason", reason.to_string()));
         }
         facts.push(("Raised at", self.raised_at.to_rfc3339()));
-        if let (Some(at), Some(by)) = (self.resolved_at, self.resolved_by) {
+        if let Some(at) = self.resolved_at {
             facts.push(("Resolved at", at.to_rfc3339()));
-            facts.push(("Resolved by", format!("cycle {by}")));
+            facts.push(("Resolved by", self.resolver()));
         }
         Card {
             alert: self.alert,
@@ -162,6 +163,15 @@ impl AlertMessage {
     pub fn to_json(&self) -> Bytes {
         // A struct of strings, ids, enums and timestamps always serializes.
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// What resolved it, for people: `cycle <id>`, or the native backup watch (which reads
+    /// between cycles).
+    fn resolver(&self) -> String {
+        match self.resolved_by {
+            Some(cycle) => format!("cycle {cycle}"),
+            None => "the native backup watch".to_owned(),
+        }
     }
 
     /// The e-mail subject.
@@ -200,9 +210,9 @@ impl AlertMessage {
             format!("Detail:      {}", self.detail),
             format!("Raised at:   {}", self.raised_at.to_rfc3339()),
         ];
-        if let (Some(at), Some(by)) = (self.resolved_at, self.resolved_by) {
+        if let Some(at) = self.resolved_at {
             lines.push(format!("Resolved at: {}", at.to_rfc3339()));
-            lines.push(format!("Resolved by: cycle {by}"));
+            lines.push(format!("Resolved by: {}", self.resolver()));
         }
         lines.push(format!("Alert id:    {}", self.alert_id));
         lines.push(format!("Delivery:    {delivery_id}"));

@@ -327,7 +327,7 @@ fn the_message_has_every_key_and_a_resolution_repeats_the_alert() {
         &AlertResolved {
             alert_id: "x-1".into(),
             kind: AlertKind::BackupStale,
-            resolved_by: by,
+            resolved_by: Some(by),
             resolved_at: DateTime::<Utc>::UNIX_EPOCH,
         },
     );
@@ -335,6 +335,37 @@ fn the_message_has_every_key_and_a_resolution_repeats_the_alert() {
     assert_eq!(resolved.state, "resolved");
     assert_eq!(resolved.detail, raised.detail);
     assert_eq!(resolved.resolved_by, Some(by));
+    assert!(resolved
+        .text("d-1")
+        .contains(&format!("Resolved by: cycle {by}")));
+}
+
+/// A native alert the watch resolved between captures names no cycle, in the JSON (`null`)
+/// and in words.
+#[test]
+fn a_resolution_by_the_native_watch_names_the_watch() {
+    let raised = raised_alert(
+        AlertKind::NativeBackupStale,
+        "the PBX's own daily backup last ran",
+    );
+    let resolved = AlertMessage::resolved(
+        &raised,
+        &AlertResolved {
+            alert_id: "x-1".into(),
+            kind: AlertKind::NativeBackupStale,
+            resolved_by: None,
+            resolved_at: DateTime::<Utc>::UNIX_EPOCH,
+        },
+    );
+    let body: serde_json::Value = serde_json::from_slice(&resolved.to_json()).expect("json");
+    assert_eq!(body["state"], "resolved");
+    assert_eq!(body["resolved_by"], serde_json::Value::Null);
+    assert!(body["resolved_at"].is_string());
+    let text = resolved.text("d-1");
+    assert!(
+        text.contains("Resolved by: the native backup watch"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -394,7 +425,7 @@ fn a_hostile_detail_stays_plain_text_on_every_chat_route_and_pagerduty_keeps_one
         &AlertResolved {
             alert_id: "i-7".into(),
             kind: AlertKind::BackupFailed,
-            resolved_by: CycleId(uuid::Uuid::nil()),
+            resolved_by: Some(CycleId(uuid::Uuid::nil())),
             resolved_at: DateTime::<Utc>::UNIX_EPOCH,
         },
     );

@@ -27,6 +27,9 @@ pub struct PbxLimits {
     /// How long past its schedule's period the PBX's own newest backup may be before it is
     /// stale (the native backup watch; default 48 h).
     pub native_backup_grace: chrono::Duration,
+    /// How often the native backup watch reads the PBX's own schedule between captures
+    /// (`[pbx] native_watch_hours`, default 6; zero: only at captures).
+    pub native_watch_every: chrono::Duration,
 }
 
 impl Default for PbxLimits {
@@ -41,6 +44,9 @@ impl Default for PbxLimits {
             max_backup_bytes: 50 * GIB,
             tenant_max_backup_bytes: HashMap::new(),
             native_backup_grace: chrono::Duration::hours(48),
+            native_watch_every: chrono::Duration::hours(i64::from(
+                crate::native_watch::DEFAULT_EVERY_HOURS,
+            )),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! How the stages run in a process: every consumer of the ladder, run in-process from the store
 //! or as NATS JetStream workers with the outbox relay, beside the watchdog, alert delivery,
-//! the dead-letter watch and the rotating re-checks' sweep.
+//! the dead-letter watch and the sweeps: rotating re-checks, retention, the native backup watch.
 //!
 //! # Layout
 //! - this file: [`consumers`], [`run_stages`], [`run_all`].
@@ -38,8 +38,7 @@ pub fn consumers(pipeline: &Pipeline) -> Vec<Arc<dyn Consumer>> {
 }
 
 /// The stage names `restorable worker --stage` accepts (`restore-test` is `restore_test`): the
-/// consumers of the ladder, and last the two sweeps, `recheck` (the rotating re-checks,
-/// [`crate::recheck`]) and `retention` ([`crate::retention`]).
+/// consumers of the ladder, and last the [`SWEEP_NAMES`].
 pub const STAGE_NAMES: &[&str] = &[
     "start",
     "capture",
@@ -51,11 +50,17 @@ pub const STAGE_NAMES: &[&str] = &[
     "alert_delivery",
     "recheck",
     "retention",
+    "native_watch",
 ];
 
-/// The stages that climb the ladder and tell of it (every stage but the two sweeps, the last
-/// of [`STAGE_NAMES`]): what the in-process [`driver`] runs to see given cycles through.
-pub const LADDER_NAMES: &[&str] = STAGE_NAMES.split_at(STAGE_NAMES.len() - 2).0;
+/// The sweeps, the last of [`STAGE_NAMES`]: `recheck` (the rotating re-checks,
+/// [`crate::recheck`]), `retention` ([`crate::retention`]) and `native_watch` (the PBXes' own
+/// backups between captures, [`crate::native_watch`]).
+pub const SWEEP_NAMES: &[&str] = STAGE_NAMES.split_at(STAGE_NAMES.len() - 3).1;
+
+/// The stages that climb the ladder and tell of it (every stage but the sweeps): what the
+/// in-process [`driver`] runs to see given cycles through.
+pub const LADDER_NAMES: &[&str] = STAGE_NAMES.split_at(STAGE_NAMES.len() - 3).0;
 
 /// How often a process running the `recheck` stage sweeps for due copies.
 pub const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -93,6 +98,13 @@ pub async fn run_stages(
         tasks.spawn(crate::retention::run(
             pipeline.clone(),
             crate::retention::RETENTION_EVERY,
+            shutdown.clone(),
+        ));
+    }
+    if names.contains(&"native_watch") {
+        tasks.spawn(crate::native_watch::run(
+            pipeline.clone(),
+            crate::native_watch::NATIVE_WATCH_EVERY,
             shutdown.clone(),
         ));
     }
@@ -153,12 +165,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ladder_is_every_stage_but_the_two_sweeps() {
-        assert_eq!(
-            &STAGE_NAMES[STAGE_NAMES.len() - 2..],
-            &["recheck", "retention"]
-        );
-        assert_eq!(LADDER_NAMES, &STAGE_NAMES[..STAGE_NAMES.len() - 2]);
-        assert!(!LADDER_NAMES.contains(&"recheck") && !LADDER_NAMES.contains(&"retention"));
+    fn the_ladder_is_every_stage_but_the_sweeps() {
+        assert_eq!(SWEEP_NAMES, &["recheck", "retention", "native_watch"]);
+        assert_eq!(LADDER_NAMES.len() + SWEEP_NAMES.len(), STAGE_NAMES.len());
+        assert!(SWEEP_NAMES.iter().all(|s| !LADDER_NAMES.contains(s)));
+        assert_eq!(LADDER_NAMES.last(), Some(&"alert_delivery"));
     }
 }

@@ -8,9 +8,10 @@
 //! Every command carries its event's log position: only what comes later in the log resolves
 //! an alert. A restore test slower than its instance's target (`RestorePolicy::target_minutes`)
 //! raises "Restore Slow"; one within the target resolves it ([`restore_timed`]). A capture's
-//! reading of the PBX's own backup schedule (`Captured::native_backups`) raises "Native Backup
-//! Disabled / Unencrypted / Stale" for what it finds wrong and resolves the kinds it finds well
-//! again ([`native_judged`]); a capture without a reading changes nothing. A rotating re-check
+//! reading of the PBX's own backup schedule (`Captured::native_backups`), or the native backup
+//! watch's between captures (`Instance::NativeBackupsRead`, [`crate::native_watch`]), raises
+//! "Native Backup Disabled / Unencrypted / Stale" for what it finds wrong and resolves the
+//! kinds it finds well again ([`native_judged`]); a capture without a reading changes nothing. A rotating re-check
 //! that finds a stored copy changed, gone or unlocked (`RecheckFailed`) raises "Re-check
 //! Failed"; a later good re-check of that same copy resolves it ([`crate::recheck`]). Stale instances
 //! are raised by the projector's sweep ([`raise_stale`]). Delivering
@@ -20,7 +21,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use restorable_domain::alert::{AlertCommand, AlertKind, AlertRaised};
-use restorable_domain::cycle::{BackupCycle, BackupCycleEvent, CycleStarted};
+use restorable_domain::cycle::{BackupCycle, BackupCycleEvent};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{Instance, InstanceEvent, RestorePolicy};
 use restorable_domain::ladder::Rung;
@@ -106,6 +107,7 @@ impl Consumer for AlertsStage {
             "CycleClosed",
             "Rechecked",
             "RecheckFailed",
+            "NativeBackupsRead",
         ]
     }
 
@@ -121,21 +123,46 @@ impl Consumer for AlertsStage {
         ]
         .iter()
         .any(|t| is_cycle_event(event, t))
-            || (event.aggregate_type == "Instance" && event.event_type == "CycleClosed")
+            || (event.aggregate_type == "Instance"
+                && ["CycleClosed", "NativeBackupsRead"].contains(&event.event_type.as_str()))
     }
 
     async fn react(&self, event: LoggedEvent) -> Result<(), StoreError> {
         let store = &self.pipeline.store;
         if event.aggregate_type == "Instance" {
-            let InstanceEvent::CycleClosed(closed) = event.decode()? else {
-                return Ok(());
+            let closed = match event.decode()? {
+                InstanceEvent::CycleClosed(closed) => closed,
+                InstanceEvent::NativeBackupsRead(read) => {
+                    let instance: Instance = store.load(&event.aggregate_id).await?;
+                    let Some(enrolled) = instance.enrolled else {
+                        return Ok(());
+                    };
+                    let reader = NativeReader {
+                        tenant: &enrolled.tenant_id,
+                        instance: enrolled.instance_id,
+                        cycle: None,
+                    };
+                    let grace = self.pipeline.settings.pbx.native_backup_grace;
+                    for command in native_judged(&reader, &read.native_backups, grace, &event) {
+                        store.alerts(&event.aggregate_id, command).await?;
+                    }
+                    return Ok(());
+                }
+                _ => return Ok(()),
             };
             if closed.failed {
                 return Ok(());
             }
+            // A cycle whose restore test proved an older copy (random selection) recovers the
+            // instance as a Restore-Tested one would: a restore test passed, the cycle ended.
+            let reached = if closed.restore_tested_copy.is_some() {
+                Rung::RestoreTested
+            } else {
+                closed.reached
+            };
             let resolve = AlertCommand::Resolve {
                 cycle_id: closed.cycle_id,
-                reached: closed.reached,
+                reached,
                 ended: true,
                 position: event.position,
                 at: closed.closed_at,
@@ -169,7 +196,12 @@ impl Consumer for AlertsStage {
                     return Ok(());
                 };
                 let grace = self.pipeline.settings.pbx.native_backup_grace;
-                for command in native_judged(&started, &native, grace, &event) {
+                let reader = NativeReader {
+                    tenant: &started.tenant_id,
+                    instance: started.instance_id,
+                    cycle: Some(started.cycle_id),
+                };
+                for command in native_judged(&reader, &native, grace, &event) {
                     store.alerts(&instance, command).await?;
                 }
                 Ok(())
@@ -224,7 +256,7 @@ impl Consumer for AlertsStage {
             BackupCycleEvent::Rechecked(rechecked) => {
                 let resolve = AlertCommand::ResolveKind {
                     kind: AlertKind::RecheckFailed,
-                    cycle_id: started.cycle_id,
+                    cycle_id: Some(started.cycle_id),
                     position: event.position,
                     at: rechecked.rechecked_at,
                 };
@@ -250,7 +282,7 @@ fn restore_timed(
     if duration_ms <= target_ms {
         return AlertCommand::ResolveKind {
             kind: AlertKind::RestoreSlow,
-            cycle_id,
+            cycle_id: Some(cycle_id),
             position: event.position,
             at,
         };
@@ -274,10 +306,18 @@ fn restore_timed(
     })
 }
 
-/// What a capture's reading of the PBX's own backups (told by `event`) says: for each native
-/// kind, raise it if the reading finds that fault, resolve it otherwise.
+/// Who read the PBX's own backups: a capture of a cycle, or the native backup watch between
+/// captures (`cycle: None`).
+struct NativeReader<'a> {
+    tenant: &'a TenantId,
+    instance: InstanceId,
+    cycle: Option<CycleId>,
+}
+
+/// What a reading of the PBX's own backups (told by `event`) says: for each native kind, raise
+/// it if the reading finds that fault, resolve it otherwise.
 fn native_judged(
-    started: &CycleStarted,
+    reader: &NativeReader<'_>,
     native: &NativeBackups,
     grace: chrono::Duration,
     event: &LoggedEvent,
@@ -288,14 +328,16 @@ fn native_judged(
         .map(
             |kind| match findings.iter().find(|found| found.kind == *kind) {
                 Some(found) => {
-                    tracing::warn!(tenant = %started.tenant_id, instance = %started.instance_id, kind = kind.title(), "native backups");
+                    tracing::warn!(tenant = %reader.tenant, instance = %reader.instance, kind = kind.title(), "native backups");
                     AlertCommand::Raise(AlertRaised {
                         alert_id: String::new(),
                         kind: *kind,
-                        tenant_id: started.tenant_id.clone(),
-                        instance_id: started.instance_id,
-                        cycle_id: Some(started.cycle_id),
-                        stage: Some(restorable_domain::ladder::Stage::Capture),
+                        tenant_id: reader.tenant.clone(),
+                        instance_id: reader.instance,
+                        cycle_id: reader.cycle,
+                        stage: reader
+                            .cycle
+                            .map(|_| restorable_domain::ladder::Stage::Capture),
                         reason: None,
                         detail: found.detail.clone(),
                         raised_at: native.read_at,
@@ -304,7 +346,7 @@ fn native_judged(
                 }
                 None => AlertCommand::ResolveKind {
                     kind: *kind,
-                    cycle_id: started.cycle_id,
+                    cycle_id: reader.cycle,
                     position: event.position,
                     at: native.read_at,
                 },

@@ -58,7 +58,7 @@ use crate::vault::{self, ObjectLock, VaultError};
 use std::time::Duration;
 
 /// How the backups Restorable asks a PBX for are named (the rest are the PBX's own).
-const OWN_BACKUP_PREFIX: &str = "restorable-";
+pub const OWN_BACKUP_PREFIX: &str = "restorable-";
 
 /// See the module documentation.
 pub struct CaptureStage {

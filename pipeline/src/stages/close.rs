@@ -1,11 +1,14 @@
 //! The close stage: when a cycle reaches its last rung or fails, the instance's cycle in flight
 //! is closed (with how far it got, and whether it failed retryably, so the scheduler tries the
 //! instance again soon, with back-off), so the scheduler may open the next one. A Verified cycle
-//! whose restore test is planned closes after the test, not at Verified.
+//! whose restore test is planned closes after the test, not at Verified (by this stage on the
+//! `RestoreTested` or `Failed` event; by the restore-test stage itself when its random selection
+//! tested an older copy instead, [`close_cycle_naming`]).
 
 use async_trait::async_trait;
 use chrono::Utc;
 use restorable_domain::cycle::{BackupCycle, BackupCycleEvent};
+use restorable_domain::ids::CycleId;
 use restorable_domain::instance::{CycleClosed, InstanceCommand};
 use restorable_domain::ladder::Rung;
 
@@ -60,6 +63,19 @@ impl Consumer for CloseStage {
 /// # Errors
 /// A storage error.
 pub async fn close_cycle(pipeline: &Pipeline, cycle: &BackupCycle) -> Result<(), StoreError> {
+    close_cycle_naming(pipeline, cycle, None).await
+}
+
+/// [`close_cycle`], naming the older copy whose passed restore test this cycle ran instead of
+/// its own (the restore-test stage's random selection), if any.
+///
+/// # Errors
+/// A storage error.
+pub async fn close_cycle_naming(
+    pipeline: &Pipeline,
+    cycle: &BackupCycle,
+    restore_tested_copy: Option<CycleId>,
+) -> Result<(), StoreError> {
     let Some(started) = &cycle.started else {
         return Ok(());
     };
@@ -68,6 +84,7 @@ pub async fn close_cycle(pipeline: &Pipeline, cycle: &BackupCycle) -> Result<(),
         reached: cycle.rung.unwrap_or(Rung::Started),
         failed: cycle.is_failed(),
         retryable: cycle.failed.as_ref().is_some_and(|f| f.retryable),
+        restore_tested_copy,
         closed_at: Utc::now(),
     });
     pipeline

@@ -19,6 +19,9 @@ pub struct ScheduleRow {
     /// When a removed instance's copies and credentials go, Unix milliseconds (see
     /// `Instance::purge_due_at`); `None` for a live instance and once purged.
     pub purge_at: Option<i64>,
+    /// From when the native backup watch is due, Unix milliseconds (see
+    /// `Instance::native_watch_from`); `None` for an instance it leaves alone.
+    pub native_watch_from: Option<i64>,
     /// The sequence of the instance's last event the row reflects.
     pub version: i64,
 }
@@ -72,10 +75,12 @@ impl Store {
         position: i64,
     ) -> Result<(), StoreError> {
         let upsert = "INSERT INTO instance_schedule \
-                      (instance_id, due_at, open_cycle, purge_at, version) \
-                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance_id) DO UPDATE SET \
+                      (instance_id, due_at, open_cycle, purge_at, native_watch_from, version) \
+                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instance_id) DO UPDATE SET \
                       due_at = excluded.due_at, open_cycle = excluded.open_cycle, \
-                      purge_at = excluded.purge_at, version = excluded.version \
+                      purge_at = excluded.purge_at, \
+                      native_watch_from = excluded.native_watch_from, \
+                      version = excluded.version \
                       WHERE instance_schedule.version <= excluded.version";
         let save = self.forward_checkpoint_sql();
         on_backend!(self, |pool| {
@@ -86,6 +91,7 @@ impl Store {
                     .bind(row.due_at)
                     .bind(&row.open_cycle)
                     .bind(row.purge_at)
+                    .bind(row.native_watch_from)
                     .bind(row.version)
                     .execute(&mut *tx)
                     .await?;
@@ -150,12 +156,34 @@ impl Store {
             .await?))
     }
 
+    /// Up to `limit` instances whose native backup watch is due by the index (its last reading
+    /// at or before `before`, Unix ms), by instance id after `after` (for paging).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub async fn native_watch_due(
+        &self,
+        before: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT instance_id FROM instance_schedule \
+                   WHERE native_watch_from IS NOT NULL AND native_watch_from <= $1 \
+                   AND instance_id > $2 ORDER BY instance_id LIMIT $3";
+        Ok(on_backend!(self, |pool| sqlx::query_scalar(sql)
+            .bind(before)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?))
+    }
+
     /// Every row of the index, by instance.
     ///
     /// # Errors
     /// A storage error.
     pub async fn schedule_rows(&self) -> Result<Vec<ScheduleRow>, StoreError> {
-        let sql = "SELECT instance_id, due_at, open_cycle, purge_at, version \
+        let sql = "SELECT instance_id, due_at, open_cycle, purge_at, native_watch_from, version \
                    FROM instance_schedule \
                    ORDER BY instance_id";
         Ok(on_backend!(self, |pool| sqlx::query_as(sql)

@@ -107,6 +107,16 @@ impl Harness {
     }
 
     pub async fn enrol(&self, pbx: &RunningPbx, interval_minutes: u32) -> InstanceId {
+        let policy = restorable_domain::instance::RestorePolicy::default();
+        self.enrol_with_policy(pbx, interval_minutes, policy).await
+    }
+
+    pub async fn enrol_with_policy(
+        &self,
+        pbx: &RunningPbx,
+        interval_minutes: u32,
+        restore_policy: restorable_domain::instance::RestorePolicy,
+    ) -> InstanceId {
         let config = pbx.config();
         enrol(
             &self.pipeline,
@@ -120,7 +130,7 @@ impl Harness {
                     client_secret: SecretString::from(config.client_secret.clone()),
                 },
                 schedule: Schedule { interval_minutes },
-                restore_policy: restorable_domain::instance::RestorePolicy::default(),
+                restore_policy,
             },
         )
         .await

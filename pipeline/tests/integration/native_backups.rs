@@ -2,21 +2,29 @@
 //! (`BackupSettings`) and its newest native backup; a disabled, unencrypted or stale schedule
 //! raises its alert while the copy itself still climbs the ladder; a PBX that recovers resolves
 //! it at the next capture. Each event is delivered to the alerts stage twice more
-//! (at-least-once), which changes nothing.
+//! (at-least-once), which changes nothing. Between captures the watch's own sweep
+//! (`native_watch`) reads each live PBX once a period: it raises and resolves the same alerts
+//! with no cycle, reads nothing before its period, leaves stopped instances alone, and records
+//! nothing (and raises nothing) for a PBX that does not answer.
 
 use crate::common;
 
 use std::net::SocketAddr;
 
-use common::Harness;
+use chrono::{DateTime, Utc};
+use common::{Backend, Harness};
 use restorable_domain::alert::{AlertKind, InstanceAlerts};
 use restorable_domain::ids::{CycleId, InstanceId};
+use restorable_domain::instance::{Instance, InstanceCommand};
 use restorable_domain::ladder::{Rung, Trigger};
 use restorable_domain::native_backups::NativeScheduleType;
 use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
 use restorable_pipeline::enrolment::open_cycle;
+use restorable_pipeline::native_watch::{sweep_at, NativeSweep};
+use restorable_pipeline::pipeline::Settings;
 use restorable_pipeline::stages::alerts::AlertsStage;
 use restorable_pipeline::transport::Consumer;
+use rstest::rstest;
 
 /// One cycle of `instance`, driven by the whole pipeline, then every event of it delivered to
 /// the alerts stage twice more.
@@ -172,4 +180,206 @@ async fn a_pbx_whose_native_backups_recover_resolves_the_alert_at_the_next_captu
         ["AlertRaised", "AlertResolved"]
     );
     healthy.shutdown().await;
+}
+
+/// A watch sweep at `now`, then every Instance event of `instances` delivered to the alerts
+/// stage three times (at-least-once).
+async fn watch(harness: &Harness, now: DateTime<Utc>, instances: &[InstanceId]) -> NativeSweep {
+    let sweep = sweep_at(&harness.pipeline, now).await.expect("sweep");
+    let stage = AlertsStage::new(harness.pipeline.clone());
+    for instance in instances {
+        let events = harness
+            .pipeline
+            .store
+            .history("Instance", &instance.to_string())
+            .await
+            .expect("history");
+        for _ in 0..3 {
+            for event in events.iter().filter(|e| stage.wants(e)) {
+                stage.react(event.clone()).await.expect("react");
+            }
+        }
+    }
+    sweep
+}
+
+/// How many readings the watch recorded for `instance`.
+async fn readings(harness: &Harness, instance: InstanceId) -> usize {
+    harness
+        .pipeline
+        .store
+        .history("Instance", &instance.to_string())
+        .await
+        .expect("history")
+        .iter()
+        .filter(|e| e.event_type == "NativeBackupsRead")
+        .count()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_reads_between_captures_once_a_period_and_raises_and_resolves_without_a_cycle(
+    #[case] backend: Backend,
+) {
+    let harness = Harness::on(backend).await;
+    let every = harness.pipeline.settings.pbx.native_watch_every;
+    assert_eq!(every, chrono::Duration::hours(6), "the default period");
+    let sims = tempfile::tempdir().expect("tempdir");
+    let mut config = SimPbxConfig::new("watched", 7);
+    config.fault = Some(Fault::NativeBackupDisabled);
+    let off = RunningPbx::start(config.clone(), sims.path())
+        .await
+        .expect("sim");
+    let address: SocketAddr = off
+        .base_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let instance = harness.enrol(&off, 24 * 60).await;
+    let healthy_pbx = harness.pbx("watched-healthy", None).await;
+    let healthy = harness.enrol(&healthy_pbx, 24 * 60).await;
+    let both = [instance, healthy];
+
+    // Never read: both are due at once, and no cycle has run.
+    let now = Utc::now();
+    let sweep = watch(&harness, now, &both).await;
+    let mut expected = vec![instance.to_string(), healthy.to_string()];
+    expected.sort();
+    assert_eq!(sweep.read, expected);
+    assert_eq!(sweep.unreadable, vec![]);
+    let open = open_alerts(&harness, instance).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].0, AlertKind::NativeBackupDisabled);
+    assert_eq!(open[0].1, "the PBX's own backup schedule is turned off");
+    assert_eq!(open_alerts(&harness, healthy).await, vec![]);
+    let alerts: InstanceAlerts = harness
+        .pipeline
+        .store
+        .load(&instance.to_string())
+        .await
+        .expect("alerts");
+    assert_eq!(
+        alerts.open[0].cycle_id, None,
+        "raised by the watch, no cycle"
+    );
+    let loaded: Instance = harness
+        .pipeline
+        .store
+        .load(&instance.to_string())
+        .await
+        .expect("instance");
+    assert!(loaded.native_read_at.is_some_and(|at| at >= now));
+
+    // Within the period: nothing is read again.
+    let sweep = watch(&harness, now + every - chrono::Duration::minutes(1), &both).await;
+    assert_eq!(sweep, NativeSweep::default());
+    assert_eq!(readings(&harness, instance).await, 1);
+
+    // The PBX's schedule turned on again: the next period's reading resolves the alert.
+    off.shutdown().await;
+    config.fault = None;
+    let on = RunningPbx::start_on(config, address, sims.path())
+        .await
+        .expect("sim again");
+    let later = now + every + chrono::Duration::minutes(1);
+    let sweep = watch(&harness, later, &both).await;
+    assert_eq!(sweep.read, expected);
+    assert_eq!(open_alerts(&harness, instance).await, vec![]);
+    let history = harness
+        .pipeline
+        .store
+        .history("InstanceAlerts", &instance.to_string())
+        .await
+        .expect("history");
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["AlertRaised", "AlertResolved"],
+        "one alert, however often the events were delivered"
+    );
+    let resolved: serde_json::Value = serde_json::from_str(&history[1].payload).expect("payload");
+    assert_eq!(
+        resolved["AlertResolved"]["resolved_by"],
+        serde_json::Value::Null
+    );
+    assert_eq!(readings(&harness, instance).await, 2);
+    on.shutdown().await;
+    healthy_pbx.shutdown().await;
+}
+
+/// A PBX that does not answer is what a cycle's capture reports; the watch records nothing and
+/// raises nothing for it (no false red), and reads it on the next sweep once it answers. A
+/// stopped instance is not read at all; with `native_watch_hours = 0` nothing is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_leaves_unanswering_and_stopped_pbxes_without_a_reading_or_an_alert() {
+    let harness = Harness::new().await;
+    let sims = tempfile::tempdir().expect("tempdir");
+    let config = SimPbxConfig::new("watched-down", 7);
+    let down = RunningPbx::start(config.clone(), sims.path())
+        .await
+        .expect("sim");
+    let address: SocketAddr = down
+        .base_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let instance = harness.enrol(&down, 24 * 60).await;
+    down.shutdown().await;
+    let stopped_pbx = harness
+        .pbx("watched-stopped", Some(Fault::NativeBackupStale))
+        .await;
+    let stopped = harness.enrol(&stopped_pbx, 24 * 60).await;
+    harness
+        .pipeline
+        .store
+        .instance(
+            &stopped.to_string(),
+            InstanceCommand::Stop { at: Utc::now() },
+        )
+        .await
+        .expect("stop");
+
+    let now = Utc::now();
+    let sweep = watch(&harness, now, &[instance, stopped]).await;
+    assert_eq!(sweep.read, Vec::<String>::new());
+    assert_eq!(sweep.unreadable.len(), 1, "{sweep:?}");
+    assert_eq!(sweep.unreadable[0].0, instance.to_string());
+    assert_eq!(readings(&harness, instance).await, 0);
+    assert_eq!(open_alerts(&harness, instance).await, vec![]);
+    assert_eq!(
+        readings(&harness, stopped).await,
+        0,
+        "a stopped instance is not read"
+    );
+    assert_eq!(open_alerts(&harness, stopped).await, vec![]);
+
+    // Answering again: read by the very next sweep (it stayed due).
+    let up = RunningPbx::start_on(config, address, sims.path())
+        .await
+        .expect("sim again");
+    let sweep = watch(&harness, now + chrono::Duration::minutes(10), &[instance]).await;
+    assert_eq!(sweep.read, vec![instance.to_string()]);
+    assert_eq!(readings(&harness, instance).await, 1);
+    up.shutdown().await;
+    stopped_pbx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_period_turns_the_watch_off() {
+    let mut settings = Settings::default();
+    settings.pbx.native_watch_every = chrono::Duration::zero();
+    let harness = Harness::with(settings).await;
+    let pbx = harness
+        .pbx("unwatched", Some(Fault::NativeBackupDisabled))
+        .await;
+    let instance = harness.enrol(&pbx, 24 * 60).await;
+    let sweep = watch(&harness, Utc::now(), &[instance]).await;
+    assert_eq!(sweep, NativeSweep::default());
+    assert_eq!(readings(&harness, instance).await, 0);
+    assert_eq!(open_alerts(&harness, instance).await, vec![]);
+    pbx.shutdown().await;
 }

@@ -90,6 +90,7 @@ async fn cycle(store: &Store, n: usize, k: usize) {
         },
         failed,
         retryable: false,
+        restore_tested_copy: None,
         closed_at: at + Duration::minutes(5),
     });
     store.instance(&instance, closed).await.expect("close");

@@ -99,6 +99,7 @@ fn close(cycle: CycleId, at: DateTime<Utc>, failed: bool, retryable: bool) -> In
         },
         failed,
         retryable,
+        restore_tested_copy: None,
         closed_at: at,
     })
 }

@@ -201,6 +201,7 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_only_by_recovery()
                 reached: Rung::Verified,
                 failed: false,
                 retryable: false,
+                restore_tested_copy: None,
                 closed_at: Utc::now(),
             }),
         )

@@ -73,6 +73,7 @@ fn close(cycle: CycleId, reached: Rung, failed: bool, minute: u32) -> InstanceCo
         reached,
         failed,
         retryable: failed,
+        restore_tested_copy: None,
         closed_at: at(minute),
     })
 }
@@ -603,8 +604,8 @@ fn each_aggregates_snapshot_version_is_pinned() {
         (BackupCycle::TYPE, BackupCycle::snapshot_version()),
     ];
     let pinned = [
-        ("Instance", "2.3df6040b15a16056"),
-        ("InstanceAlerts", "3.c99d0342d29d116d"),
+        ("Instance", "3.7a1a53e3a92179e2"),
+        ("InstanceAlerts", "4.c99d0342d29d116d"),
         ("AuditTrail", "1.3cfd8226c340c265"),
         ("TenantKey", "1.3f3a5d9ddf7a32cf"),
         ("BackupCycle", "2.91b8a4ef9f13a8d3"),

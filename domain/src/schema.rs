@@ -153,6 +153,12 @@ pub fn event_schemas() -> Vec<(&'static str, &'static str, &'static str, Schema)
             schema_for!(instance::InstancePurged),
         ),
         (
+            "Instance",
+            "NativeBackupsRead",
+            EVENT_VERSION,
+            schema_for!(instance::NativeBackupsRead),
+        ),
+        (
             "TenantKey",
             "KeyIssued",
             EVENT_VERSION,

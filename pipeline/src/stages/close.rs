@@ -9,14 +9,32 @@ use async_trait::async_trait;
 use chrono::Utc;
 use restorable_domain::cycle::{BackupCycle, BackupCycleEvent};
 use restorable_domain::ids::CycleId;
-use restorable_domain::instance::{CycleClosed, InstanceCommand};
+use restorable_domain::instance::{CycleClosed, Instance, InstanceCommand};
 use restorable_domain::ladder::Rung;
 
 use super::is_cycle_event;
-use super::restore_test::planned;
 use crate::pipeline::Pipeline;
 use crate::store::{LoggedEvent, StoreError};
 use crate::transport::Consumer;
+
+/// Whether the cycle, now Verified, is to be restore-tested under its instance's cadence.
+///
+/// # Errors
+/// A store failure.
+pub async fn planned(
+    pipeline: &Pipeline,
+    cycle: &BackupCycle,
+    verified_at: chrono::DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let Some(started) = &cycle.started else {
+        return Ok(false);
+    };
+    let instance: Instance = pipeline
+        .store
+        .load(&started.instance_id.to_string())
+        .await?;
+    Ok(instance.open_cycle == Some(started.cycle_id) && instance.restore_test_due(verified_at))
+}
 
 /// See the module documentation.
 pub struct CloseStage {

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::capture::{retry_transient, unseal_password, vault_failure};
+use super::close::planned;
 use super::{is_cycle_event, record, StageFailure};
 use crate::pipeline::Pipeline;
 use crate::sandbox::restore_test;
@@ -48,25 +49,6 @@ impl RestoreTestStage {
             one_at_a_time: Arc::new(Semaphore::new(1)),
         }
     }
-}
-
-/// Whether the cycle, now Verified, is to be restore-tested under its instance's cadence.
-///
-/// # Errors
-/// A store failure.
-pub async fn planned(
-    pipeline: &Pipeline,
-    cycle: &BackupCycle,
-    verified_at: chrono::DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let Some(started) = &cycle.started else {
-        return Ok(false);
-    };
-    let instance: Instance = pipeline
-        .store
-        .load(&started.instance_id.to_string())
-        .await?;
-    Ok(instance.open_cycle == Some(started.cycle_id) && instance.restore_test_due(verified_at))
 }
 
 #[async_trait]

@@ -257,7 +257,7 @@ async fn an_older_copy_that_no_longer_restores_is_found_and_alerted_until_a_test
 
     // Cycle 5 is due again; candidates now: the first older copy and cycle 4 (the rotten one
     // failed), its own last. It draws cycle 4's copy, which restores: the alert resolves.
-    let mut candidates = vec![older[0], fourth];
+    let mut candidates = [older[0], fourth];
     candidates.sort_by_key(ToString::to_string);
     let wanted = candidates
         .iter()

@@ -16,8 +16,9 @@ use restorable_pbx_sim::Fault;
 use restorable_pipeline::archive::{verify_archive, ArchiveFault, VerifyLimits, CORE_TABLES};
 use restorable_pipeline::enrolment::{open_cycle, rotate_tenant_key};
 use restorable_pipeline::runtime::driver::head_position;
-use restorable_pipeline::runtime::{run_all, scheduler};
+use restorable_pipeline::runtime::{run_stages, scheduler, LADDER_NAMES};
 use restorable_pipeline::stages;
+use restorable_pipeline::transport::nats::worker::WorkerSettings;
 use rstest::rstest;
 use tokio_util::sync::CancellationToken;
 
@@ -368,7 +369,17 @@ async fn redelivering_every_event_produces_no_second_event(#[case] backend: Back
     let shutdown = CancellationToken::new();
     let workers = tokio::spawn({
         let (pipeline, shutdown) = (harness.pipeline.clone(), shutdown.clone());
-        async move { run_all(&pipeline, shutdown).await }
+        // The consumers of the ladder (the sweeps are time-driven: a native watch reading
+        // would be new work, not a redelivery).
+        async move {
+            run_stages(
+                &pipeline,
+                LADDER_NAMES,
+                &WorkerSettings::default(),
+                shutdown,
+            )
+            .await;
+        }
     });
     // Wait until every consumer has caught up with the log again.
     let head = head_position(&harness.pipeline).await.expect("head");

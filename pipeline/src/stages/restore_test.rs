@@ -101,8 +101,7 @@ impl Consumer for RestoreTestStage {
 /// (Verified at `verified_at`), or `None` for the cycle's own copy: every candidate — the
 /// instance's stored copies made within the window whose cycle is at Verified, not failed, not
 /// removed and still locked for [`LOCK_MARGIN`], by cycle id, and the cycle's own last — is
-/// equally likely ([`draw`]). Always `None`
-/// under `newest`.
+/// equally likely ([`draw`]). Always `None` under `newest`.
 ///
 /// # Errors
 /// A store failure.

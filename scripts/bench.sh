@@ -16,6 +16,8 @@
 #     and the peak RSS of projections rebuild at 1 and 10 million events (5 on PostgreSQL);
 #  5c. `audit verify` on a 1-million-event export beside `sha256sum` on the same file
 #     (pipeline/benches/evidence.rs);
+#  5d. the rotating re-checks (pipeline/benches/recheck.rs) and the native backup watch at 10,000
+#     PBXes beside a bare HTTP client making the same calls (pipeline/benches/native_watch.rs);
 #  6. the fleet page and the fleet API at 10,000 instances (PostgreSQL), loaded by `wrk` with
 #     --latency figures per endpoint (api/benches/fleet.rs);
 #  7. the download of a 1 GiB backup through the API: the server's peak RSS and the SHA-256 of
@@ -248,6 +250,17 @@ cat <<EOF
 \`sha256sum\` and \`openssl dgst -sha256\` over the same objects.
 
 $(cat "$work/recheck.md")
+EOF
+cargo bench --quiet -p restorable-pipeline --bench native_watch -- 10000 20 > "$work/native_watch.md"
+cat <<EOF
+
+## The native backup watch at 10,000 PBXes (issue 15)
+
+10,000 enrolled PBXes (embedded SQLite) spread over 20 simulators speaking the XAPI over HTTP on
+this machine, all due: one sweep reads and records them all, then a sweep with none due; beside
+it a bare HTTP client making the same three calls per PBX at the same concurrency.
+
+$(cat "$work/native_watch.md")
 EOF
 cargo bench --quiet -p restorable-api --bench fleet -- 10000 10 8 > "$work/fleet.md"
 cat <<EOF

@@ -34,6 +34,8 @@
 //! - [`read_model`]: the projector — the read side's views, stored and followed from the log.
 //! - [`watchdog`]: fails (`stage_timeout`) or closes a cycle that stood still past its rung's
 //!   deadline ([`deadlines`]).
+//! - [`periodic`]: a round of work repeated on a period until shutdown (the sweeps, the
+//!   scheduler, the watchdog, the background watches).
 //! - [`poison`]: when a consumer gives up on an event (dead letters), for both transports.
 //! - [`error`]: the error taxonomy (refusal, infrastructure, stage failure) and its rules.
 //! - [`retry`]: every back-off and retry policy.
@@ -50,6 +52,7 @@ pub mod evidence;
 pub mod native_watch;
 pub mod operations_alerts;
 pub mod pbx;
+pub mod periodic;
 pub mod pipeline;
 pub mod poison;
 pub mod progress;

@@ -30,6 +30,7 @@ use restorable_domain::instance::{Instance, InstanceCommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::pbx::PbxClient;
+use crate::periodic::{Round, Rounds};
 use crate::pipeline::Pipeline;
 use crate::stages::capture::OWN_BACKUP_PREFIX;
 use crate::store::StoreError;
@@ -159,21 +160,21 @@ fn unreadable(instance_id: &str, why: String) -> Outcome {
 
 /// Sweeps every `every` until `shutdown` is cancelled.
 pub async fn run(pipeline: Pipeline, every: Duration, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            swept = sweep_at(&pipeline, Utc::now()) => match swept {
-                Ok(sweep) => tracing::info!(
-                    read = sweep.read.len(),
-                    unreadable = sweep.unreadable.len(),
-                    "native backup watch sweep"
-                ),
-                Err(error) => tracing::error!(%error, "native backup watch sweep failed"),
-            },
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+    crate::periodic::repeat(every, Rounds::Cancellable, shutdown, &mut Sweeps(pipeline)).await;
+}
+
+/// The watch's sweeps, one a round.
+struct Sweeps(Pipeline);
+
+impl Round for Sweeps {
+    async fn once(&mut self) {
+        match sweep_at(&self.0, Utc::now()).await {
+            Ok(sweep) => tracing::info!(
+                read = sweep.read.len(),
+                unreadable = sweep.unreadable.len(),
+                "native backup watch sweep"
+            ),
+            Err(error) => tracing::error!(%error, "native backup watch sweep failed"),
         }
     }
 }

@@ -41,6 +41,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerting::AlertDelivery;
+use crate::periodic::{Round, Rounds};
 use crate::store::{DeadLetter, OperationsAlert, Store, StoreError, DEAD_LETTERS, RELAY_HELD};
 
 /// How often the dead letters are compared with the open alerts.
@@ -138,13 +139,17 @@ pub async fn sweep_dead_letters(
 
 /// Sweeps the dead letters at once, then every [`SWEEP_EVERY`], until `shutdown`.
 pub async fn watch_dead_letters(delivery: AlertDelivery, shutdown: CancellationToken) {
-    loop {
-        if let Err(error) = sweep_dead_letters(&delivery, Utc::now()).await {
+    let mut sweeps = DeadLetterSweeps(delivery);
+    crate::periodic::repeat(SWEEP_EVERY, Rounds::Whole, shutdown, &mut sweeps).await;
+}
+
+/// The dead-letter sweeps, one a round.
+struct DeadLetterSweeps(AlertDelivery);
+
+impl Round for DeadLetterSweeps {
+    async fn once(&mut self) {
+        if let Err(error) = sweep_dead_letters(&self.0, Utc::now()).await {
             tracing::warn!(%error, "could not compare the dead letters with the operations alerts");
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
         }
     }
 }

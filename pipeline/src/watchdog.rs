@@ -37,6 +37,7 @@ use restorable_domain::ladder::{FailureReason, Rung, Stage};
 use tokio_util::sync::CancellationToken;
 
 use crate::deadlines::Deadlines;
+use crate::periodic::{Round as Periodic, Rounds};
 use crate::pipeline::Pipeline;
 use crate::stages::{close::close_cycle, record, StageFailure};
 use crate::store::{Lease, StoreError};
@@ -202,26 +203,26 @@ impl Watchdog {
     /// A round every [`Deadlines::check_every`] until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let every = self.pipeline.settings.deadlines.check_every;
-        loop {
-            match self.round().await {
-                Ok(Some(round)) if !round.actions.is_empty() => {
-                    tracing::warn!(
-                        in_flight = round.in_flight,
-                        acted = round.actions.len(),
-                        "the watchdog freed instances whose cycles stood still past their deadline"
-                    );
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::error!(%error, "the watchdog could not look at the cycles in flight; retrying");
-                }
+        crate::periodic::repeat(every, Rounds::Whole, shutdown, &mut self).await;
+        self.release().await;
+    }
+}
+
+impl Periodic for Watchdog {
+    async fn once(&mut self) {
+        match self.round().await {
+            Ok(Some(round)) if !round.actions.is_empty() => {
+                tracing::warn!(
+                    in_flight = round.in_flight,
+                    acted = round.actions.len(),
+                    "the watchdog freed instances whose cycles stood still past their deadline"
+                );
             }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(every) => {}
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "the watchdog could not look at the cycles in flight; retrying");
             }
         }
-        self.release().await;
     }
 }
 

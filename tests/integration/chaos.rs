@@ -7,6 +7,8 @@
 //! stopped (no new cycles) and the system settles. Afterwards:
 //! - no cycle is in flight;
 //! - no `Failed` event at all (no PBX has a fault: any failure is a false red);
+//! - no native backup alert (`native_backup_*`): every PBX's own schedule is healthy, so one
+//!   raised from a capture's reading or the native watch's is a false red too;
 //! - no event twice (each ladder event of a cycle, each open/close of a cycle at most once);
 //! - every event of the store's `event_log` is in the JetStream stream (by `Nats-Msg-Id`);
 //! - the stored views equal a rebuild of the same history (`restorable projections rebuild`);
@@ -898,6 +900,8 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
     let mut closes: Vec<(String, DateTime<Utc>, bool)> = Vec::new(); // (cycle, at, failed)
     let mut per_cycle_type: BTreeMap<(String, String), u32> = BTreeMap::new();
     let mut failed_events = Vec::new();
+    let mut native_alerts = Vec::new();
+    let mut native_readings = 0_usize;
     let mut instance_cycle_events: BTreeMap<(String, String), u32> = BTreeMap::new();
     for event in &events {
         match (event.aggregate_type.as_str(), event.event_type.as_str()) {
@@ -930,6 +934,14 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
                     closes.push((cycle, at, failed));
                 }
             }
+            ("InstanceAlerts", "AlertRaised")
+                if event.body["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("native_backup")) =>
+            {
+                native_alerts.push(event.clone());
+            }
+            ("Instance", "NativeBackupsRead") => native_readings += 1,
             _ => {}
         }
     }
@@ -978,6 +990,23 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
                 event.body["retryable"],
                 event.body["detail"].as_str().unwrap_or_default(),
                 event.body["failed_at"].as_str().unwrap_or_default(),
+            );
+        }
+        failures.push(text);
+    }
+    // 2b. No native backup alert: every PBX's own schedule is healthy.
+    if !native_alerts.is_empty() {
+        let mut text = format!(
+            "{} native backup alert(s) — false reds (every PBX's own schedule is healthy):",
+            native_alerts.len()
+        );
+        for event in &native_alerts {
+            let _ = write!(
+                text,
+                "\n  instance {}: {} {:?}",
+                event.aggregate_id,
+                event.body["kind"],
+                event.body["detail"].as_str().unwrap_or_default(),
             );
         }
         failures.push(text);
@@ -1168,6 +1197,14 @@ async fn the_production_deployment_survives_kills_and_outages_without_loss_or_fa
             } else {
                 format!("{} ({failure_reasons:?})", failed_events.len())
             },
+        ),
+        (
+            "false native backup alerts (captures' and the native watch's readings)".into(),
+            native_alerts.len().to_string(),
+        ),
+        (
+            "native watch readings (`NativeBackupsRead`)".into(),
+            native_readings.to_string(),
         ),
         (
             "worker kills (SIGKILL)".into(),

@@ -122,6 +122,7 @@ use sha2::Sha256;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::periodic::{Round, Rounds};
 use crate::pipeline::Pipeline;
 use crate::store::{
     delivery_row, LoggedEvent, OperationsAlert, PendingDelivery, Store, StoreError, OPERATIONS_ROWS,
@@ -612,14 +613,23 @@ impl AlertDelivery {
     /// Resumes deliveries cut off by stopped processes: at once, then every [`RESUME_EVERY`],
     /// until `shutdown`.
     pub async fn resume_until(self, shutdown: CancellationToken) {
-        loop {
-            if let Err(error) = self.resume_pending(Utc::now()).await {
-                tracing::warn!(%error, "could not look for alert deliveries to resume");
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(RESUME_EVERY) => {}
-            }
+        crate::periodic::repeat(
+            RESUME_EVERY,
+            Rounds::Whole,
+            shutdown,
+            &mut Resumptions(self),
+        )
+        .await;
+    }
+}
+
+/// Looks for deliveries to resume, once a round.
+struct Resumptions(AlertDelivery);
+
+impl Round for Resumptions {
+    async fn once(&mut self) {
+        if let Err(error) = self.0.resume_pending(Utc::now()).await {
+            tracing::warn!(%error, "could not look for alert deliveries to resume");
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::EvidenceSchedule;
 use super::{check_live, write_checkpoint, Signer};
 use crate::alerting::AlertDelivery;
+use crate::periodic::{Round, Rounds::Whole};
 use crate::pipeline::Pipeline;
 
 /// The operations alert's condition.
@@ -73,27 +74,37 @@ pub async fn watch(
     signer: std::sync::Arc<dyn Signer>,
     shutdown: CancellationToken,
 ) {
-    let schedule = pipeline.settings.evidence;
-    let every = schedule
+    let every = pipeline
+        .settings
+        .evidence
         .checkpoint_every
         .to_std()
         .unwrap_or(Duration::from_secs(3600));
-    loop {
+    let mut checks = Checks { pipeline, signer };
+    crate::periodic::repeat(every, Whole, shutdown, &mut checks).await;
+}
+
+/// The watch's rounds: a checkpoint, and the history check when due.
+struct Checks {
+    pipeline: Pipeline,
+    signer: std::sync::Arc<dyn Signer>,
+}
+
+impl Round for Checks {
+    async fn once(&mut self) {
+        let pipeline = &self.pipeline;
+        let check_every = pipeline.settings.evidence.check_every;
         let check = match pipeline.store.last_history_check().await {
-            Ok(last) => last.is_none_or(|at| Utc::now() - at >= schedule.check_every),
+            Ok(last) => last.is_none_or(|at| Utc::now() - at >= check_every),
             Err(error) => {
                 tracing::warn!(%error, "the time of the last history check could not be read");
                 false
             }
         };
-        if round(&pipeline, signer.as_ref(), check).await.is_some() {
+        if round(pipeline, self.signer.as_ref(), check).await.is_some() {
             if let Err(error) = pipeline.store.record_history_check(Utc::now()).await {
                 tracing::warn!(%error, "the time of the history check could not be recorded");
             }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -36,6 +36,7 @@ use restorable_domain::ladder::Rung;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::periodic::{Round, Rounds};
 use crate::pipeline::Pipeline;
 use crate::stages::secure::prove_copy;
 use crate::store::StoreError;
@@ -163,31 +164,41 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(3600);
 /// Sweeps every `every` until `shutdown` is cancelled, reconciling the index at start and every
 /// [`RECONCILE_EVERY`].
 pub async fn run(pipeline: Pipeline, every: Duration, shutdown: CancellationToken) {
-    let mut reconciled: Option<tokio::time::Instant> = None;
-    loop {
-        if reconciled.is_none_or(|at| at.elapsed() >= RECONCILE_EVERY) {
+    let mut sweeps = Sweeps {
+        pipeline,
+        reconciled: None,
+    };
+    crate::periodic::repeat(every, Rounds::Cancellable, shutdown, &mut sweeps).await;
+}
+
+/// The re-check sweeps, one a round, and when the index was last reconciled.
+struct Sweeps {
+    pipeline: Pipeline,
+    reconciled: Option<tokio::time::Instant>,
+}
+
+impl Round for Sweeps {
+    async fn once(&mut self) {
+        let pipeline = &self.pipeline;
+        if self
+            .reconciled
+            .is_none_or(|at| at.elapsed() >= RECONCILE_EVERY)
+        {
             let window = pipeline.settings.recheck_window;
             match index::reconcile(&pipeline.store, window, Utc::now()).await {
-                Ok(_) => reconciled = Some(tokio::time::Instant::now()),
+                Ok(_) => self.reconciled = Some(tokio::time::Instant::now()),
                 Err(error) => tracing::error!(%error, "the re-check index check failed"),
             }
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            swept = sweep_at(&pipeline, Utc::now()) => match swept {
-                Ok(sweep) if sweep.proven.len() + sweep.failed.len() > 0 => tracing::info!(
-                    proven = sweep.proven.len(),
-                    failed = sweep.failed.len(),
-                    deferred = sweep.deferred.len(),
-                    "re-check sweep"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::error!(%error, "re-check sweep failed"),
-            },
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+        match sweep_at(pipeline, Utc::now()).await {
+            Ok(sweep) if sweep.proven.len() + sweep.failed.len() > 0 => tracing::info!(
+                proven = sweep.proven.len(),
+                failed = sweep.failed.len(),
+                deferred = sweep.deferred.len(),
+                "re-check sweep"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "re-check sweep failed"),
         }
     }
 }

@@ -42,6 +42,7 @@ use restorable_domain::instance::{Instance, InstanceCommand, InstancePurged, Ins
 use restorable_domain::ladder::Rung;
 use tokio_util::sync::CancellationToken;
 
+use crate::periodic::{Round, Rounds};
 use crate::pipeline::Pipeline;
 use crate::store::StoreError;
 use crate::vault::VaultError;
@@ -315,24 +316,24 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Sweeps every `every` until `shutdown` is cancelled.
 pub async fn run(pipeline: Pipeline, every: Duration, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            swept = sweep_at(&pipeline, Utc::now()) => match swept {
-                Ok(sweep) => tracing::info!(
-                    removed = sweep.removed.len(),
-                    extended = sweep.extended.len(),
-                    deferred = sweep.deferred.len(),
-                    refused = sweep.refused.len(),
-                    purged = sweep.purged.len(),
-                    "retention sweep"
-                ),
-                Err(error) => tracing::error!(%error, "retention sweep failed"),
-            },
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+    crate::periodic::repeat(every, Rounds::Cancellable, shutdown, &mut Sweeps(pipeline)).await;
+}
+
+/// Retention's sweeps, one a round.
+struct Sweeps(Pipeline);
+
+impl Round for Sweeps {
+    async fn once(&mut self) {
+        match sweep_at(&self.0, Utc::now()).await {
+            Ok(sweep) => tracing::info!(
+                removed = sweep.removed.len(),
+                extended = sweep.extended.len(),
+                deferred = sweep.deferred.len(),
+                refused = sweep.refused.len(),
+                purged = sweep.purged.len(),
+                "retention sweep"
+            ),
+            Err(error) => tracing::error!(%error, "retention sweep failed"),
         }
     }
 }

@@ -24,6 +24,7 @@ use restorable_domain::instance::{CycleOpened, Instance, InstanceCommand};
 use restorable_domain::ladder::Trigger;
 use tokio_util::sync::CancellationToken;
 
+use crate::periodic::{Round, Rounds};
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 
@@ -121,24 +122,36 @@ pub async fn due_by_full_scan(
 /// Ticks every `every` until `shutdown` is cancelled, reconciling the index at start and every
 /// [`RECONCILE_EVERY`].
 pub async fn run(pipeline: Pipeline, every: Duration, shutdown: CancellationToken) {
-    let mut reconciled: Option<tokio::time::Instant> = None;
-    loop {
-        if reconciled.is_none_or(|at| at.elapsed() >= RECONCILE_EVERY) {
-            match reconcile(&pipeline.store).await {
-                Ok(_) => reconciled = Some(tokio::time::Instant::now()),
+    let mut ticks = Ticks {
+        pipeline,
+        reconciled: None,
+    };
+    crate::periodic::repeat(every, Rounds::Whole, shutdown, &mut ticks).await;
+}
+
+/// The scheduler's ticks, one a round, and when the index was last reconciled.
+struct Ticks {
+    pipeline: Pipeline,
+    reconciled: Option<tokio::time::Instant>,
+}
+
+impl Round for Ticks {
+    async fn once(&mut self) {
+        if self
+            .reconciled
+            .is_none_or(|at| at.elapsed() >= RECONCILE_EVERY)
+        {
+            match reconcile(&self.pipeline.store).await {
+                Ok(_) => self.reconciled = Some(tokio::time::Instant::now()),
                 Err(error) => tracing::error!(%error, "the schedule index check failed"),
             }
         }
-        match tick(&pipeline).await {
+        match tick(&self.pipeline).await {
             Ok(opened) if !opened.is_empty() => {
                 tracing::info!(cycles = opened.len(), "scheduler opened cycles")
             }
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "scheduler tick failed"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +17,8 @@ use restorable_pipeline::enrolment::{enrol, open_cycle, EnrolRequest};
 use restorable_pipeline::pipeline::{PbxCredentials, Pipeline, Settings};
 use restorable_pipeline::runtime::driver::run_until_closed;
 use restorable_pipeline::setup::Backends;
-use restorable_pipeline::stages::{capture::CaptureStage, start::StartStage};
+use restorable_pipeline::stages::{alerts::AlertsStage, capture::CaptureStage, start::StartStage};
+use restorable_pipeline::store::Store;
 use restorable_pipeline::transport::nats::NatsConfig;
 use restorable_pipeline::transport::{run_consumer, Consumer};
 use restorable_testkit::{test_server_url, NatsServer, ScratchDatabase};
@@ -162,6 +165,19 @@ impl Harness {
         history.into_iter().map(|e| e.event_type).collect()
     }
 
+    /// Where the local vault keeps a stored copy's bytes (read-only, as the vault wrote them).
+    pub fn vault_object(&self, object_key: &str) -> PathBuf {
+        self.data.join("vault").join("objects").join(object_key)
+    }
+
+    /// Where the local vault keeps its record of a stored copy (size, hash, lock).
+    pub fn vault_record(&self, object_key: &str) -> PathBuf {
+        self.data
+            .join("vault")
+            .join("meta")
+            .join(format!("{object_key}.json"))
+    }
+
     /// Runs only start and capture until the cycle is captured (or failed).
     pub async fn capture_only(&self, id: CycleId) {
         let shutdown = CancellationToken::new();
@@ -212,4 +228,93 @@ pub async fn one_cycle(backend: Backend, fault: Option<Fault>) -> (Harness, Runn
         .expect("open");
     harness.drive(&[cycle]).await;
     (harness, pbx, cycle)
+}
+
+/// Every logged event of the `aggregates` (type, id), in log order, delivered to the alerts
+/// stage `times` times over, as an at-least-once transport may.
+pub async fn deliver_to_alerts(pipeline: &Pipeline, aggregates: &[(&str, String)], times: usize) {
+    let stage = AlertsStage::new(pipeline.clone());
+    let mut events = Vec::new();
+    for (aggregate_type, id) in aggregates {
+        events.extend(
+            pipeline
+                .store
+                .history(aggregate_type, id)
+                .await
+                .expect("history"),
+        );
+    }
+    events.sort_by_key(|e| e.position);
+    for _ in 0..times {
+        for event in events.iter().filter(|e| stage.wants(e)) {
+            stage.react(event.clone()).await.expect("react");
+        }
+    }
+}
+
+/// Flips one byte in the middle of a stored (read-only) object, as bit rot would.
+pub fn flip_a_byte(file: &Path) {
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut bytes = std::fs::read(file).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(file, &bytes).expect("write");
+}
+
+/// Removes a stored (read-only) object, as a lost object would be.
+pub fn remove_from_vault(file: &Path) {
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::remove_file(file).expect("remove");
+}
+
+/// A store that says no: every insert of an `event_type` event (of one aggregate, when given)
+/// fails for the next `seconds` with a real database error, raised by a trigger (the caller's
+/// reaction reaches the store, and the store refuses it). [`stop_failing_inserts`] ends it early.
+pub async fn fail_inserts_for(
+    store: &Store,
+    backend: Backend,
+    event_type: &str,
+    aggregate_id: Option<&str>,
+    seconds: u32,
+) {
+    let aggregate = aggregate_id
+        .map(|id| format!(" AND NEW.aggregate_id = '{id}'"))
+        .unwrap_or_default();
+    let statements: Vec<String> = if backend == Backend::Sqlite {
+        vec![
+            "CREATE TABLE injected_fault (until_at real NOT NULL)".into(),
+            format!("INSERT INTO injected_fault VALUES (julianday('now') + {seconds}.0 / 86400.0)"),
+            format!(
+                "CREATE TRIGGER inject_fault BEFORE INSERT ON events \
+                 WHEN NEW.event_type = '{event_type}'{aggregate} \
+                 AND julianday('now') < (SELECT until_at FROM injected_fault) \
+                 BEGIN SELECT RAISE(ABORT, 'injected store fault'); END"
+            ),
+        ]
+    } else {
+        vec![
+            "CREATE TABLE injected_fault (until_at timestamptz NOT NULL)".into(),
+            format!("INSERT INTO injected_fault VALUES (clock_timestamp() + interval '{seconds} seconds')"),
+            format!(
+                "CREATE FUNCTION inject_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.event_type = '{event_type}'{aggregate} \
+                 AND clock_timestamp() < (SELECT until_at FROM injected_fault) \
+                 THEN RAISE EXCEPTION 'injected store fault'; END IF; RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER inject_fault BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION inject_fault()"
+                .into(),
+        ]
+    };
+    for sql in statements {
+        store.execute_sql(&sql).await.expect("inject the fault");
+    }
+}
+
+/// Ends the fault [`fail_inserts_for`] injected: the store takes every insert again.
+pub async fn stop_failing_inserts(store: &Store) {
+    // With no row the trigger's condition is NULL, which is not true: the insert goes through.
+    store
+        .execute_sql("DELETE FROM injected_fault")
+        .await
+        .expect("end the fault");
 }

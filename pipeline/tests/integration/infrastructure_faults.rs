@@ -19,40 +19,11 @@ use restorable_pipeline::transport::nats::relay::{Relay, CHECKPOINT};
 use restorable_pipeline::transport::nats::{DEAD_LETTER_STREAM, EVENTS_STREAM};
 use tokio_util::sync::CancellationToken;
 
-/// Makes every `Captured` insert fail for the next `seconds` (a real database error raised by a
-/// trigger: the stage's reaction reaches the store, and the store says no).
-async fn fail_captured_inserts_for(store: &Store, postgres: bool, seconds: u32) {
-    let statements: Vec<String> = if postgres {
-        vec![
-            "CREATE TABLE injected_fault (until_at timestamptz NOT NULL)".into(),
-            format!("INSERT INTO injected_fault VALUES (clock_timestamp() + interval '{seconds} seconds')"),
-            "CREATE FUNCTION inject_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             IF NEW.event_type = 'Captured' AND clock_timestamp() < (SELECT until_at FROM injected_fault) \
-             THEN RAISE EXCEPTION 'injected store fault'; END IF; RETURN NEW; END $$"
-                .into(),
-            "CREATE TRIGGER inject_fault BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION inject_fault()"
-                .into(),
-        ]
-    } else {
-        vec![
-            "CREATE TABLE injected_fault (until_at real NOT NULL)".into(),
-            format!("INSERT INTO injected_fault VALUES (julianday('now') + {seconds}.0 / 86400.0)"),
-            "CREATE TRIGGER inject_fault BEFORE INSERT ON events \
-             WHEN NEW.event_type = 'Captured' AND julianday('now') < (SELECT until_at FROM injected_fault) \
-             BEGIN SELECT RAISE(ABORT, 'injected store fault'); END"
-                .into(),
-        ]
-    };
-    for sql in statements {
-        store.execute_sql(&sql).await.expect("inject the fault");
-    }
-}
-
 async fn an_outcome_that_meets_a_store_error_is_recorded_once_the_store_answers(backend: Backend) {
     let harness = Harness::on(backend).await;
     let pbx = harness.pbx("pbx-fault", None).await;
     let instance = harness.enrol(&pbx, 60).await;
-    fail_captured_inserts_for(&harness.pipeline.store, backend != Backend::Sqlite, 4).await;
+    common::fail_inserts_for(&harness.pipeline.store, backend, "Captured", None, 4).await;
     let cycle = open_cycle(&harness.pipeline, instance, Trigger::Manual)
         .await
         .expect("open");

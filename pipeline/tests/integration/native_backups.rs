@@ -5,7 +5,8 @@
 //! (at-least-once), which changes nothing. Between captures the watch's own sweep
 //! (`native_watch`) reads each live PBX once a period: it raises and resolves the same alerts
 //! with no cycle, reads nothing before its period, leaves stopped instances alone, and records
-//! nothing (and raises nothing) for a PBX that does not answer.
+//! nothing (and raises nothing) for a PBX that does not answer. A store that refuses a reading
+//! mid-sweep ends the sweep with its (infrastructure) error and loses and doubles nothing.
 
 use crate::common;
 
@@ -22,8 +23,6 @@ use restorable_pbx_sim::{Fault, RunningPbx, SimPbxConfig};
 use restorable_pipeline::enrolment::open_cycle;
 use restorable_pipeline::native_watch::{sweep_at, NativeSweep};
 use restorable_pipeline::pipeline::Settings;
-use restorable_pipeline::stages::alerts::AlertsStage;
-use restorable_pipeline::transport::Consumer;
 use rstest::rstest;
 
 /// One cycle of `instance`, driven by the whole pipeline, then every event of it delivered to
@@ -33,18 +32,7 @@ async fn cycle(harness: &Harness, instance: InstanceId) -> CycleId {
         .await
         .expect("open");
     harness.drive(&[cycle]).await;
-    let stage = AlertsStage::new(harness.pipeline.clone());
-    let events = harness
-        .pipeline
-        .store
-        .history("BackupCycle", &cycle.to_string())
-        .await
-        .expect("history");
-    for _ in 0..2 {
-        for event in events.iter().filter(|e| stage.wants(e)) {
-            stage.react(event.clone()).await.expect("react");
-        }
-    }
+    common::deliver_to_alerts(&harness.pipeline, &[("BackupCycle", cycle.to_string())], 2).await;
     cycle
 }
 
@@ -186,20 +174,11 @@ async fn a_pbx_whose_native_backups_recover_resolves_the_alert_at_the_next_captu
 /// stage three times (at-least-once).
 async fn watch(harness: &Harness, now: DateTime<Utc>, instances: &[InstanceId]) -> NativeSweep {
     let sweep = sweep_at(&harness.pipeline, now).await.expect("sweep");
-    let stage = AlertsStage::new(harness.pipeline.clone());
-    for instance in instances {
-        let events = harness
-            .pipeline
-            .store
-            .history("Instance", &instance.to_string())
-            .await
-            .expect("history");
-        for _ in 0..3 {
-            for event in events.iter().filter(|e| stage.wants(e)) {
-                stage.react(event.clone()).await.expect("react");
-            }
-        }
-    }
+    let histories: Vec<_> = instances
+        .iter()
+        .map(|instance| ("Instance", instance.to_string()))
+        .collect();
+    common::deliver_to_alerts(&harness.pipeline, &histories, 3).await;
     sweep
 }
 
@@ -366,6 +345,110 @@ async fn the_watch_leaves_unanswering_and_stopped_pbxes_without_a_reading_or_an_
     assert_eq!(readings(&harness, instance).await, 1);
     up.shutdown().await;
     stopped_pbx.shutdown().await;
+}
+
+/// The store refusing one instance's reading mid-sweep (a real database error, from a trigger)
+/// ends the sweep with the store's error: an infrastructure error, never taken for a refusal
+/// (which would skip the reading for good). The other PBX's reading, recorded before, stays;
+/// nothing is raised for the refused one; the next sweep records it once, and only it.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_refuses_a_reading_mid_sweep_loses_nothing_and_doubles_nothing(
+    #[case] backend: Backend,
+) {
+    let harness = Harness::on(backend).await;
+    let refused_pbx = harness
+        .pbx("watch-refused", Some(Fault::NativeBackupDisabled))
+        .await;
+    let refused = harness.enrol(&refused_pbx, 24 * 60).await;
+    let other_pbx = harness
+        .pbx("watch-other", Some(Fault::NativeBackupDisabled))
+        .await;
+    let other = harness.enrol(&other_pbx, 24 * 60).await;
+    let store = &harness.pipeline.store;
+    let refused_id = refused.to_string();
+    common::fail_inserts_for(store, backend, "NativeBackupsRead", Some(&refused_id), 600).await;
+
+    let now = Utc::now();
+    let error = sweep_at(&harness.pipeline, now)
+        .await
+        .expect_err("the store's error ends the sweep");
+    assert!(!error.is_refusal(), "an infrastructure error: {error}");
+    assert_eq!(readings(&harness, refused).await, 0);
+    assert_eq!(
+        readings(&harness, other).await,
+        1,
+        "the reading recorded before stays"
+    );
+    let both = [
+        ("Instance", refused_id.clone()),
+        ("Instance", other.to_string()),
+    ];
+    common::deliver_to_alerts(&harness.pipeline, &both, 2).await;
+    assert_eq!(open_alerts(&harness, refused).await, vec![]);
+    assert_eq!(open_alerts(&harness, other).await.len(), 1);
+
+    common::stop_failing_inserts(store).await;
+    let sweep = watch(
+        &harness,
+        now + chrono::Duration::minutes(10),
+        &[refused, other],
+    )
+    .await;
+    assert_eq!(
+        sweep.read,
+        vec![refused_id],
+        "only the refused one is still due"
+    );
+    assert_eq!(readings(&harness, refused).await, 1);
+    assert_eq!(readings(&harness, other).await, 1);
+    let open = open_alerts(&harness, refused).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].0, AlertKind::NativeBackupDisabled);
+    refused_pbx.shutdown().await;
+    other_pbx.shutdown().await;
+}
+
+/// Two workers sweeping at once (two sweeps racing over one store, as two processes would): a
+/// PBX may be read by both, but each instance records one reading of the period, and neither
+/// sweep fails for the race.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sweeps_at_once_record_one_reading_per_instance(#[case] backend: Backend) {
+    let harness = Harness::on(backend).await;
+    let mut pbxes = Vec::new();
+    let mut instances = Vec::new();
+    for n in 0..4 {
+        let pbx = harness.pbx(&format!("raced-{n}"), None).await;
+        instances.push(harness.enrol(&pbx, 24 * 60).await);
+        pbxes.push(pbx);
+    }
+    let now = Utc::now();
+    let (first, second) = tokio::join!(
+        sweep_at(&harness.pipeline, now),
+        sweep_at(&harness.pipeline, now + chrono::Duration::seconds(1)),
+    );
+    let (first, second) = (first.expect("first sweep"), second.expect("second sweep"));
+    let mut read: Vec<String> = first.read.iter().chain(&second.read).cloned().collect();
+    read.sort();
+    read.dedup();
+    let mut all: Vec<String> = instances.iter().map(ToString::to_string).collect();
+    all.sort();
+    assert_eq!(read, all, "every instance read by one sweep or the other");
+    for instance in &instances {
+        assert_eq!(
+            readings(&harness, *instance).await,
+            1,
+            "{first:?} {second:?}"
+        );
+    }
+    for pbx in pbxes {
+        pbx.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

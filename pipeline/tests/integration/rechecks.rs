@@ -20,9 +20,7 @@ use restorable_domain::ids::{CycleId, InstanceId};
 use restorable_domain::ladder::{FailureReason, Rung, Trigger};
 use restorable_pipeline::enrolment::open_cycle;
 use restorable_pipeline::recheck::{index, next_slot, sweep_at, Sweep};
-use restorable_pipeline::stages::alerts::AlertsStage;
 use restorable_pipeline::store::RecheckCoverage;
-use restorable_pipeline::transport::Consumer;
 
 /// A stored copy of the test: its cycle, instance, object file and when it was Secured.
 struct Copy {
@@ -60,11 +58,7 @@ async fn copies(harness: &Harness, count: usize) -> Vec<Copy> {
         copies.push(Copy {
             cycle,
             instance,
-            file: harness
-                .data
-                .join("vault")
-                .join("objects")
-                .join(&captured.object_key),
+            file: harness.vault_object(&captured.object_key),
             secured_at,
         });
     }
@@ -94,20 +88,11 @@ fn proven(sweep: &Sweep) -> BTreeSet<String> {
 
 /// Every event of the copies' cycles delivered to the alerts stage, twice (at-least-once).
 async fn alert_on(harness: &Harness, copies: &[Copy]) {
-    let stage = AlertsStage::new(harness.pipeline.clone());
-    for copy in copies {
-        let events = harness
-            .pipeline
-            .store
-            .history("BackupCycle", &copy.cycle.to_string())
-            .await
-            .expect("history");
-        for _ in 0..2 {
-            for event in events.iter().filter(|e| stage.wants(e)) {
-                stage.react(event.clone()).await.expect("react");
-            }
-        }
-    }
+    let histories: Vec<_> = copies
+        .iter()
+        .map(|copy| ("BackupCycle", copy.cycle.to_string()))
+        .collect();
+    common::deliver_to_alerts(&harness.pipeline, &histories, 2).await;
 }
 
 /// The open Re-check Failed alerts of an instance: their reasons.
@@ -151,15 +136,6 @@ async fn coverage(harness: &Harness, at: DateTime<Utc>) -> RecheckCoverage {
 
 fn event_count(history: &[String], kind: &str) -> usize {
     history.iter().filter(|t| *t == kind).count()
-}
-
-/// Flips one byte in the middle of a stored (read-only) object, as bit rot would.
-fn flip_a_byte(file: &std::path::Path) {
-    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let mut bytes = std::fs::read(file).expect("read");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    std::fs::write(file, &bytes).expect("write");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +186,7 @@ async fn every_copy_is_proven_within_the_window_and_a_changed_or_gone_copy_is_al
     assert_eq!((covered.copies, covered.proven, covered.failing), (3, 3, 0));
 
     // Bit rot in one copy, another gone: found at their next slot, the third still proven.
-    flip_a_byte(&copies[0].file);
+    common::flip_a_byte(&copies[0].file);
     std::fs::remove_file(&copies[1].file).expect("delete");
     let fortnight = week + window;
     let second = sweep_at(&harness.pipeline, fortnight).await.expect("sweep");
@@ -261,7 +237,7 @@ async fn every_copy_is_proven_within_the_window_and_a_changed_or_gone_copy_is_al
 
     // The changed copy made whole again: its next re-check proves it and resolves its alert;
     // the gone one stays failing and alerted.
-    flip_a_byte(&copies[0].file);
+    common::flip_a_byte(&copies[0].file);
     let third_week = fortnight + window;
     let third = sweep_at(&harness.pipeline, third_week)
         .await
@@ -293,7 +269,7 @@ async fn every_copy_is_proven_within_the_window_and_a_changed_or_gone_copy_is_al
 
     // The recovered copy changed again: a second alert, though its first failure (delivered
     // again above, after the recovery) raised nothing more.
-    flip_a_byte(&copies[0].file);
+    common::flip_a_byte(&copies[0].file);
     let fourth = sweep_at(&harness.pipeline, third_week + window)
         .await
         .expect("sweep");
@@ -387,11 +363,7 @@ async fn a_copy_whose_lock_was_weakened_fails_its_recheck_not_locked() {
     // The vault's record of the copy's lock turned to governance (bypassable) behind our back.
     let climbed = harness.cycle(copies[0].cycle).await;
     let key = climbed.captured.expect("captured").object_key;
-    let meta = harness
-        .data
-        .join("vault")
-        .join("meta")
-        .join(format!("{key}.json"));
+    let meta = harness.vault_record(&key);
     std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let mut record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&meta).expect("read")).expect("json");

@@ -9,7 +9,6 @@
 
 use crate::common;
 
-use std::os::unix::fs::PermissionsExt;
 
 use chrono::Utc;
 use common::{Backend, Harness};
@@ -22,9 +21,7 @@ use restorable_domain::instance::{
 use restorable_domain::ladder::{Rung, Stage, Trigger};
 use restorable_pbx_sim::RunningPbx;
 use restorable_pipeline::enrolment::open_cycle;
-use restorable_pipeline::stages::alerts::AlertsStage;
 use restorable_pipeline::stages::restore_test::{draw, pick_older};
-use restorable_pipeline::transport::Consumer;
 use rstest::rstest;
 
 /// Restore-test every third Verified cycle (and the first), drawing within `days`.
@@ -114,32 +111,12 @@ async fn closed(harness: &Harness, instance: InstanceId, cycle: CycleId) -> Inst
 
 /// Every event of `cycles` and of the instance delivered to the alerts stage, twice.
 async fn alert_on(harness: &Harness, instance: InstanceId, cycles: &[CycleId]) -> InstanceAlerts {
-    let stage = AlertsStage::new(harness.pipeline.clone());
-    let mut events = Vec::new();
-    for cycle in cycles {
-        events.extend(
-            harness
-                .pipeline
-                .store
-                .history("BackupCycle", &cycle.to_string())
-                .await
-                .expect("history"),
-        );
-    }
-    events.extend(
-        harness
-            .pipeline
-            .store
-            .history("Instance", &instance.to_string())
-            .await
-            .expect("history"),
-    );
-    events.sort_by_key(|e| e.position);
-    for _ in 0..2 {
-        for event in events.iter().filter(|e| stage.wants(e)) {
-            stage.react(event.clone()).await.expect("react");
-        }
-    }
+    let mut histories: Vec<_> = cycles
+        .iter()
+        .map(|cycle| ("BackupCycle", cycle.to_string()))
+        .collect();
+    histories.push(("Instance", instance.to_string()));
+    common::deliver_to_alerts(&harness.pipeline, &histories, 2).await;
     harness
         .pipeline
         .store
@@ -206,12 +183,6 @@ async fn an_older_copy_drawn_is_restored_on_its_own_cycle_and_the_new_one_stays_
     pbx.shutdown().await;
 }
 
-/// Removes a stored (read-only) object from the local vault, as a lost object would be.
-fn remove_from_vault(file: &std::path::Path) {
-    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    std::fs::remove_file(file).expect("remove");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_copy_that_no_longer_restores_is_found_and_alerted_until_a_test_passes() {
     let harness = Harness::new().await;
@@ -220,13 +191,7 @@ async fn an_older_copy_that_no_longer_restores_is_found_and_alerted_until_a_test
     let (instance, _, older) = three_cycles(&harness, &pbx, selection).await;
     let rotten = harness.cycle(older[1]).await;
     let captured = rotten.captured.as_ref().expect("captured");
-    remove_from_vault(
-        &harness
-            .data
-            .join("vault")
-            .join("objects")
-            .join(&captured.object_key),
-    );
+    common::remove_from_vault(&harness.vault_object(&captured.object_key));
 
     let fourth = cycle_drawing(&harness, instance, 1, 3).await;
     let failed = harness.cycle(older[1]).await;

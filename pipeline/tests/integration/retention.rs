@@ -61,8 +61,7 @@ async fn locks_run_out(harness: &Harness, cycles: &[CycleId]) {
 }
 
 fn object_file(harness: &Harness, cycle: &BackupCycle) -> std::path::PathBuf {
-    let key = &cycle.captured.as_ref().expect("captured").object_key;
-    harness.data.join("vault").join("objects").join(key)
+    harness.vault_object(&cycle.captured.as_ref().expect("captured").object_key)
 }
 
 fn ids(cycles: impl IntoIterator<Item = CycleId>) -> BTreeSet<String> {
@@ -212,11 +211,7 @@ async fn a_copy_being_rechecked_or_refused_by_the_vault_is_left_and_nothing_is_r
     let second_id = free[0].to_string();
     let file = object_file(&harness, &second);
     let key = &second.captured.as_ref().expect("captured").object_key;
-    let record = harness
-        .data
-        .join("vault")
-        .join("meta")
-        .join(format!("{key}.json"));
+    let record = harness.vault_record(key);
     let good_record = std::fs::read(&record).expect("the vault's record");
     std::fs::write(&record, b"{ not json").expect("garble the record");
 

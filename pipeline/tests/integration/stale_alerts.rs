@@ -17,8 +17,6 @@ use restorable_domain::instance::{
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
 use restorable_pipeline::pipeline::{Pipeline, Settings};
 use restorable_pipeline::read_model::ReadSide;
-use restorable_pipeline::stages::alerts::AlertsStage;
-use restorable_pipeline::transport::Consumer;
 
 async fn start_cycle(
     pipeline: &Pipeline,
@@ -46,22 +44,7 @@ async fn start_cycle(
 
 /// Delivers every logged event of `cycle` to the alerts stage, twice (at-least-once).
 async fn deliver_twice(pipeline: &Pipeline, cycle: CycleId) {
-    deliver_history_twice(pipeline, "BackupCycle", &cycle.to_string()).await;
-}
-
-/// Delivers every logged event of one aggregate to the alerts stage, twice.
-async fn deliver_history_twice(pipeline: &Pipeline, aggregate_type: &str, id: &str) {
-    let stage = AlertsStage::new(pipeline.clone());
-    let events = pipeline
-        .store
-        .history(aggregate_type, id)
-        .await
-        .expect("history");
-    for _ in 0..2 {
-        for event in events.iter().filter(|e| stage.wants(e)) {
-            stage.react(event.clone()).await.expect("react");
-        }
-    }
+    common::deliver_to_alerts(pipeline, &[("BackupCycle", cycle.to_string())], 2).await;
 }
 
 #[tokio::test]
@@ -207,7 +190,7 @@ async fn stale_and_failed_alerts_are_raised_once_and_resolved_only_by_recovery()
         )
         .await
         .expect("close");
-    deliver_history_twice(&pipeline, "Instance", &instance.to_string()).await;
+    common::deliver_to_alerts(&pipeline, &[("Instance", instance.to_string())], 2).await;
     read.catch_up_and_store(&pipeline.store)
         .await
         .expect("fold");

@@ -5,7 +5,9 @@
 //! with the retryable `key_service_unavailable` (and the instance is due again a minute after
 //! it closed, not an interval later); a refusal (access denied) is not tried again and keeps
 //! its permanent `key_unavailable`; a vault throttled through the capture fails it with the
-//! retryable `vault_unavailable`.
+//! retryable `vault_unavailable`. The native backup watch with the key service throttled or
+//! refusing reads no PBX (its credentials do not unseal), records and raises nothing, and reads
+//! it at the next sweep once the key service answers.
 
 use crate::common;
 use crate::fault_proxy;
@@ -18,8 +20,9 @@ use fault_proxy::{FaultProxy, Service};
 use restorable_domain::ids::{CycleId, InstanceId};
 use restorable_domain::instance::Instance;
 use restorable_domain::ladder::{FailureReason, Rung, Stage, Trigger};
-use restorable_pbx_sim::RunningPbx;
+use restorable_pbx_sim::{Fault, RunningPbx};
 use restorable_pipeline::enrolment::open_cycle;
+use restorable_pipeline::native_watch::sweep_at;
 use restorable_pipeline::sealing::{KmsConfig, KmsKeySealer};
 use restorable_pipeline::vault::{S3Config, S3Vault};
 use restorable_testkit::{aws_endpoint, unique_bucket, AWS_REGION};
@@ -45,6 +48,11 @@ async fn new_kms_key() -> String {
 
 /// A harness whose sealer is KMS through a fault proxy, with one enrolled PBX.
 async fn on_kms() -> (Harness, FaultProxy, RunningPbx, InstanceId) {
+    on_kms_with(None).await
+}
+
+/// [`on_kms`] with the PBX given a fault.
+async fn on_kms_with(fault: Option<Fault>) -> (Harness, FaultProxy, RunningPbx, InstanceId) {
     let proxy = FaultProxy::start(Service::Kms, aws_endpoint()).await;
     let key_id = new_kms_key().await;
     let mut harness = Harness::new().await;
@@ -56,7 +64,7 @@ async fn on_kms() -> (Harness, FaultProxy, RunningPbx, InstanceId) {
         })
         .expect("sealer"),
     );
-    let pbx = harness.pbx("pbx-kms", None).await;
+    let pbx = harness.pbx("pbx-kms", fault).await;
     let instance = harness.enrol(&pbx, 60).await;
     (harness, proxy, pbx, instance)
 }
@@ -308,4 +316,72 @@ async fn s3_throttled_through_a_recheck_defers_it_and_records_nothing() {
         (coverage.copies, coverage.proven, coverage.failing),
         (1, 1, 0)
     );
+}
+
+/// The native backup watch while the key service is throttled, then refuses: the PBX's
+/// credentials do not unseal, so it is not read — nothing recorded and nothing raised, even
+/// for a PBX whose own schedule is off (no guess either way) — and the sweep itself succeeds
+/// (the store is fine). Once the key service answers, the next sweep reads it and records the
+/// reading that raises the alert.
+#[tokio::test]
+async fn the_native_watch_reads_nothing_while_the_key_service_is_down_and_reads_once_it_answers() {
+    let (harness, proxy, pbx, instance_id) = on_kms_with(Some(Fault::NativeBackupDisabled)).await;
+    let id = instance_id.to_string();
+    let readings = async || {
+        let history = harness
+            .pipeline
+            .store
+            .history("Instance", &id)
+            .await
+            .expect("history");
+        history
+            .iter()
+            .filter(|e| e.event_type == "NativeBackupsRead")
+            .count()
+    };
+    let now = Utc::now();
+    for (fault, label) in [(0, "throttled"), (1, "refusing")] {
+        if fault == 0 {
+            proxy.throttle_always();
+        } else {
+            proxy.deny_always();
+        }
+        let sweep = sweep_at(&harness.pipeline, now + chrono::Duration::minutes(fault))
+            .await
+            .expect("the store answers: a sweep, not an error");
+        assert_eq!(sweep.read, Vec::<String>::new(), "{label}");
+        assert_eq!(sweep.unreadable.len(), 1, "{label}: {sweep:?}");
+        assert_eq!(readings().await, 0, "{label}");
+    }
+    assert!(proxy.faulted() > 0, "the key service was asked");
+    common::deliver_to_alerts(&harness.pipeline, &[("Instance", id.clone())], 2).await;
+    let alerts = harness
+        .pipeline
+        .store
+        .history("InstanceAlerts", &id)
+        .await
+        .expect("alerts");
+    assert!(alerts.is_empty(), "nothing raised: {alerts:?}");
+
+    proxy.pass();
+    let sweep = sweep_at(&harness.pipeline, now + chrono::Duration::minutes(10))
+        .await
+        .expect("sweep");
+    assert_eq!(sweep.read, vec![id.clone()]);
+    assert_eq!(readings().await, 1);
+    common::deliver_to_alerts(&harness.pipeline, &[("Instance", id.clone())], 2).await;
+    let alerts = harness
+        .pipeline
+        .store
+        .history("InstanceAlerts", &id)
+        .await
+        .expect("alerts");
+    assert_eq!(
+        alerts
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["AlertRaised"]
+    );
+    pbx.shutdown().await;
 }

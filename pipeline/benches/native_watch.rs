@@ -179,9 +179,11 @@ async fn bare_read(http: &reqwest::Client, base: &str, id: &str, secret: &str) -
             .send()
             .await
             .and_then(reqwest::Response::error_for_status);
-        match answered {
-            Ok(response) if response.bytes().await.is_ok() => {}
-            _ => return false,
+        let Ok(response) = answered else {
+            return false;
+        };
+        if response.bytes().await.is_err() {
+            return false;
         }
     }
     true

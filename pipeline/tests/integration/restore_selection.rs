@@ -9,7 +9,6 @@
 
 use crate::common;
 
-
 use chrono::Utc;
 use common::{Backend, Harness};
 use restorable_domain::alert::{AlertKind, InstanceAlerts};

@@ -46,6 +46,15 @@ impl Schedule {
     }
 }
 
+impl RestoreSelection {
+    /// `random_within_days N` when a window is given, else `newest`.
+    pub fn within_days(days: Option<u32>) -> Self {
+        days.map_or(RestoreSelection::Newest, |days| {
+            RestoreSelection::RandomWithinDays { days }
+        })
+    }
+}
+
 /// Which copy a scheduled restore test restores.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

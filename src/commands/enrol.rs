@@ -46,11 +46,7 @@ pub async fn run(args: EnrolArgs) -> Result<ExitCode> {
                 every_nth_verified: args.restore_every,
                 max_age_hours: args.restore_max_age_hours,
                 target_minutes: args.restore_target_minutes,
-                selection: args
-                    .restore_random_within_days
-                    .map_or(RestoreSelection::Newest, |days| {
-                        RestoreSelection::RandomWithinDays { days }
-                    }),
+                selection: RestoreSelection::within_days(args.restore_random_within_days),
             },
         },
         &options,

@@ -16,7 +16,7 @@ use chrono::Utc;
 use restorable_domain::audit::AuditAction;
 
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
-use restorable_domain::instance::{InstanceCommand, RestorePolicy, Schedule};
+use restorable_domain::instance::{InstanceCommand, RestorePolicy, RestoreSelection, Schedule};
 use restorable_domain::ladder::Trigger;
 use restorable_pipeline::enrolment::{self, EnrolRequest};
 use restorable_pipeline::pipeline::PbxCredentials;
@@ -71,6 +71,15 @@ pub struct EnrolBody {
     pub client_secret: SecretString,
     /// Minutes between scheduled backups (default: a day).
     pub interval_minutes: Option<u32>,
+    /// Restore-test every Nth verified cycle (default 7).
+    pub restore_every: Option<u32>,
+    /// Restore-test when the last Restore-Tested copy is this many hours old (default 168).
+    pub restore_max_age_hours: Option<u32>,
+    /// The restore-time target in minutes, 1 to 1440 (default 15).
+    pub restore_target_minutes: Option<u32>,
+    /// Restore-test a copy drawn at random among the Verified copies of the last N days (1 to
+    /// 366) instead of always the newest.
+    pub restore_random_within_days: Option<u32>,
 }
 
 /// Enrols an instance; returns its id.
@@ -87,6 +96,7 @@ pub async fn enrol(
         return Err(ApiError::NotFound);
     }
     who.require(&[Role::Administrator])?;
+    let restore_policy = restore_policy(&body);
     let fqdn = match body.fqdn {
         Some(fqdn) => fqdn,
         None => url_host(&body.url)?,
@@ -106,7 +116,7 @@ pub async fn enrol(
         schedule: Schedule {
             interval_minutes: body.interval_minutes.unwrap_or(24 * 60),
         },
-        restore_policy: RestorePolicy::default(),
+        restore_policy,
     };
     // Repointing an enrolled instance is audited (`endpoint_changed`) under the caller's name;
     // plain http to a host that is not loopback is refused here (only the CLI can allow it).
@@ -132,6 +142,20 @@ pub async fn enrol(
     )
     .await?;
     Ok(id)
+}
+
+/// The body's restore policy: each part given, or its default. Out-of-range values are the
+/// domain's to refuse (409, as for the CLI).
+fn restore_policy(body: &EnrolBody) -> RestorePolicy {
+    let default = RestorePolicy::default();
+    RestorePolicy {
+        every_nth_verified: body.restore_every.unwrap_or(default.every_nth_verified),
+        max_age_hours: body.restore_max_age_hours.unwrap_or(default.max_age_hours),
+        target_minutes: body
+            .restore_target_minutes
+            .unwrap_or(default.target_minutes),
+        selection: RestoreSelection::within_days(body.restore_random_within_days),
+    }
 }
 
 fn url_host(url: &str) -> Result<String, ApiError> {

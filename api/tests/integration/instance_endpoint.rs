@@ -145,3 +145,107 @@ async fn the_api_refuses_plain_http_to_a_remote_pbx_and_audits_a_repoint_under_t
         repoints[0].actor
     );
 }
+
+/// The API enrols with the same restore policy the CLI takes: each part given is kept, the rest
+/// defaults; a window or target out of range is refused (409) and enrols nothing; a part of the
+/// wrong type is a bad request (400) whose answer never echoes the body (it carries the secret).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_enrols_with_a_restore_policy_and_refuses_one_out_of_range() {
+    use restorable_domain::instance::{RestorePolicy, RestoreSelection};
+
+    let world = World::sqlite().await;
+    let admin = &world.acme.tokens[&Role::Administrator];
+    let enrol = |name: &'static str, extra: serde_json::Value| {
+        let mut body = serde_json::json!({
+            "tenant": "acme",
+            "name": name,
+            "url": "https://pbx.example.test",
+            "client_id": "id",
+            "client_secret": "a-secret-not-to-echo",
+        });
+        for (key, value) in extra.as_object().expect("an object") {
+            body[key] = value.clone();
+        }
+        world
+            .http
+            .post(world.url("/api/v1/instances"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+    };
+    let policy_of = async |response: reqwest::Response| -> RestorePolicy {
+        assert_eq!(response.status(), 201);
+        let answer: serde_json::Value = response.json().await.expect("json");
+        let id = answer["instance_id"].as_str().expect("instance_id");
+        let instance: Instance = world.pipeline.store.load(id).await.expect("instance");
+        instance.enrolled.expect("enrolled").restore_policy
+    };
+
+    let given = enrol(
+        "random",
+        serde_json::json!({
+            "restore_every": 3,
+            "restore_max_age_hours": 48,
+            "restore_target_minutes": 30,
+            "restore_random_within_days": 14,
+        }),
+    )
+    .await
+    .expect("request");
+    assert_eq!(
+        policy_of(given).await,
+        RestorePolicy {
+            every_nth_verified: 3,
+            max_age_hours: 48,
+            target_minutes: 30,
+            selection: RestoreSelection::RandomWithinDays { days: 14 },
+        }
+    );
+    let defaults = enrol("plain", serde_json::json!({}))
+        .await
+        .expect("request");
+    assert_eq!(policy_of(defaults).await, RestorePolicy::default());
+
+    for (name, extra) in [
+        (
+            "too-wide",
+            serde_json::json!({ "restore_random_within_days": 367 }),
+        ),
+        (
+            "no-window",
+            serde_json::json!({ "restore_random_within_days": 0 }),
+        ),
+        (
+            "no-target",
+            serde_json::json!({ "restore_target_minutes": 0 }),
+        ),
+        (
+            "slow-target",
+            serde_json::json!({ "restore_target_minutes": 1441 }),
+        ),
+    ] {
+        let refused = enrol(name, extra).await.expect("request");
+        assert_eq!(refused.status(), 409, "{name}");
+        let named = world
+            .pipeline
+            .store
+            .aggregate_ids("Instance")
+            .await
+            .expect("ids");
+        let mut any = false;
+        for id in named {
+            let instance: Instance = world.pipeline.store.load(&id).await.expect("instance");
+            any |= instance.enrolled.is_some_and(|e| e.name == name);
+        }
+        assert!(!any, "{name}: nothing enrolled");
+    }
+    let mistyped = enrol(
+        "mistyped",
+        serde_json::json!({ "restore_random_within_days": "fourteen" }),
+    )
+    .await
+    .expect("request");
+    assert_eq!(mistyped.status(), 400);
+    let text = mistyped.text().await.expect("body");
+    assert!(!text.contains("a-secret-not-to-echo"), "{text}");
+}

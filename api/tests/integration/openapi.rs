@@ -635,7 +635,10 @@ fn the_documented_enrolment_body_deserializes() {
     let doc = document();
     let (all, required) = fields(&doc, "EnrolBody");
     let example = |name: &str| match name {
-        "interval_minutes" => Value::from(60),
+        "interval_minutes" | "restore_target_minutes" => Value::from(60),
+        "restore_every" => Value::from(3),
+        "restore_max_age_hours" => Value::from(48),
+        "restore_random_within_days" => Value::from(30),
         "tenant" => Value::from("acme"),
         "url" => Value::from("https://pbx.example"),
         other => Value::from(format!("{other} value")),

@@ -356,6 +356,29 @@ pub enum InstanceError {
     InvalidRestoreSelection,
 }
 
+/// Whether an enrolment's schedule and restore policy are in range: the interval at least a
+/// minute, the restore-time target 1 to [`RESTORE_TARGET_LIMIT_MINUTES`], a random selection's
+/// window 1 to [`RESTORE_SELECTION_LIMIT_DAYS`] days. `Enrol` refuses what this refuses, and an
+/// enrolment checks it first, before anything is sealed or looked up.
+///
+/// # Errors
+/// [`InstanceError::InvalidSchedule`], [`InstanceError::InvalidRestoreTarget`] or
+/// [`InstanceError::InvalidRestoreSelection`].
+pub fn check_policy(schedule: &Schedule, policy: &RestorePolicy) -> Result<(), InstanceError> {
+    if schedule.interval_minutes == 0 {
+        return Err(InstanceError::InvalidSchedule);
+    }
+    if !(1..=RESTORE_TARGET_LIMIT_MINUTES).contains(&policy.target_minutes) {
+        return Err(InstanceError::InvalidRestoreTarget);
+    }
+    if let RestoreSelection::RandomWithinDays { days } = policy.selection {
+        if !(1..=RESTORE_SELECTION_LIMIT_DAYS).contains(&days) {
+            return Err(InstanceError::InvalidRestoreSelection);
+        }
+    }
+    Ok(())
+}
+
 /// The longest restore-time target, in minutes (a day).
 pub const RESTORE_TARGET_LIMIT_MINUTES: u32 = 24 * 60;
 
@@ -524,19 +547,7 @@ impl Aggregate for Instance {
     ) -> Result<(), Self::Error> {
         let event = match command {
             InstanceCommand::Enrol(enrol) => {
-                if enrol.schedule.interval_minutes == 0 {
-                    return Err(InstanceError::InvalidSchedule);
-                }
-                let target = enrol.restore_policy.target_minutes;
-                if !(1..=RESTORE_TARGET_LIMIT_MINUTES).contains(&target) {
-                    return Err(InstanceError::InvalidRestoreTarget);
-                }
-                if let RestoreSelection::RandomWithinDays { days } = enrol.restore_policy.selection
-                {
-                    if !(1..=RESTORE_SELECTION_LIMIT_DAYS).contains(&days) {
-                        return Err(InstanceError::InvalidRestoreSelection);
-                    }
-                }
+                check_policy(&enrol.schedule, &enrol.restore_policy)?;
                 if self.removed.is_some() {
                     return Err(InstanceError::Removed);
                 }

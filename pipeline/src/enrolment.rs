@@ -14,8 +14,8 @@ use chrono::Utc;
 use restorable_domain::audit::{ActionRecorded, AuditAction};
 use restorable_domain::ids::{CycleId, InstanceId, TenantId};
 use restorable_domain::instance::{
-    CycleOpened, EndpointChanged, Instance, InstanceCommand, InstanceEnrolled, RestorePolicy,
-    Schedule,
+    check_policy, CycleOpened, EndpointChanged, Instance, InstanceCommand, InstanceEnrolled,
+    InstanceError, RestorePolicy, Schedule,
 };
 use restorable_domain::ladder::Trigger;
 use restorable_domain::tenant_key::{SealedPassword, TenantKey, TenantKeyCommand};
@@ -38,6 +38,10 @@ pub enum EnrolmentError {
     /// The PBX URL is refused (plain http to a host that is not loopback, ...).
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// The schedule or the restore policy is out of range (checked before anything else, so
+    /// enrolling an enrolled instance again does not pass it by).
+    #[error(transparent)]
+    Policy(#[from] InstanceError),
 }
 
 /// How an enrolment is made, beyond what the PBX is.
@@ -170,7 +174,9 @@ async fn same_credentials(
 /// audit entry by `options.actor`.
 ///
 /// # Errors
-/// [`EnrolmentError::Endpoint`] for a refused URL; sealing or store failures; a different PBX
+/// [`EnrolmentError::Endpoint`] for a refused URL; [`EnrolmentError::Policy`] for a schedule
+/// or restore policy out of range (even when the instance is enrolled already); sealing or
+/// store failures; a different PBX
 /// under the same name is refused.
 pub async fn enrol_with(
     pipeline: &Pipeline,
@@ -178,6 +184,7 @@ pub async fn enrol_with(
     options: &EnrolOptions,
 ) -> Result<InstanceId, EnrolmentError> {
     check_endpoint(&request.api_url, options.allow_insecure_http)?;
+    check_policy(&request.schedule, &request.restore_policy)?;
     ensure_tenant_key(pipeline, &request.tenant).await?;
     let instance_id = InstanceId::for_name(&request.tenant, &request.name);
     let id = instance_id.to_string();

@@ -129,6 +129,8 @@ pub async fn enrol(
         .map_err(|e| match e {
             enrolment::EnrolmentError::Store(s) => ApiError::from(s),
             enrolment::EnrolmentError::Endpoint(e) => ApiError::BadRequest(e.to_string()),
+            // As the domain's own refusal of the same values would be (409).
+            enrolment::EnrolmentError::Policy(e) => ApiError::Conflict(e.to_string()),
             other => ApiError::internal(other),
         })?;
     record(

@@ -147,8 +147,9 @@ async fn the_api_refuses_plain_http_to_a_remote_pbx_and_audits_a_repoint_under_t
 }
 
 /// The API enrols with the same restore policy the CLI takes: each part given is kept, the rest
-/// defaults; a window or target out of range is refused (409) and enrols nothing; a part of the
-/// wrong type is a bad request (400) whose answer never echoes the body (it carries the secret).
+/// defaults; a window or target out of range is refused (409) and enrols nothing — also when
+/// the instance is enrolled already; a part of the wrong type is a bad request (400) whose
+/// answer never echoes the body (it carries the secret).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_enrols_with_a_restore_policy_and_refuses_one_out_of_range() {
     use restorable_domain::instance::{RestorePolicy, RestoreSelection};
@@ -239,6 +240,15 @@ async fn the_api_enrols_with_a_restore_policy_and_refuses_one_out_of_range() {
         }
         assert!(!any, "{name}: nothing enrolled");
     }
+    // Enrolling the enrolled instance again (same URL and credentials: nothing to re-point)
+    // with a window out of range is refused too, not waved through as a no-op.
+    let again = enrol(
+        "random",
+        serde_json::json!({ "restore_random_within_days": 367 }),
+    )
+    .await
+    .expect("request");
+    assert_eq!(again.status(), 409, "an enrolled instance, enrolled again");
     let mistyped = enrol(
         "mistyped",
         serde_json::json!({ "restore_random_within_days": "fourteen" }),

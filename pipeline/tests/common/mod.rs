@@ -156,10 +156,15 @@ impl Harness {
     }
 
     pub async fn cycle_events(&self, id: CycleId) -> Vec<String> {
+        self.event_types("BackupCycle", &id.to_string()).await
+    }
+
+    /// The types of one aggregate's events, in order.
+    pub async fn event_types(&self, aggregate_type: &str, id: &str) -> Vec<String> {
         let history = self
             .pipeline
             .store
-            .history("BackupCycle", &id.to_string())
+            .history(aggregate_type, id)
             .await
             .expect("history");
         history.into_iter().map(|e| e.event_type).collect()

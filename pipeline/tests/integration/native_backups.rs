@@ -154,17 +154,10 @@ async fn a_pbx_whose_native_backups_recover_resolves_the_alert_at_the_next_captu
         .expect("sim again");
     cycle(&harness, instance).await;
     assert_eq!(open_alerts(&harness, instance).await, vec![]);
-    let history = harness
-        .pipeline
-        .store
-        .history("InstanceAlerts", &instance.to_string())
-        .await
-        .expect("history");
     assert_eq!(
-        history
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
+        harness
+            .event_types("InstanceAlerts", &instance.to_string())
+            .await,
         ["AlertRaised", "AlertResolved"]
     );
     healthy.shutdown().await;
@@ -184,15 +177,8 @@ async fn watch(harness: &Harness, now: DateTime<Utc>, instances: &[InstanceId]) 
 
 /// How many readings the watch recorded for `instance`.
 async fn readings(harness: &Harness, instance: InstanceId) -> usize {
-    harness
-        .pipeline
-        .store
-        .history("Instance", &instance.to_string())
-        .await
-        .expect("history")
-        .iter()
-        .filter(|e| e.event_type == "NativeBackupsRead")
-        .count()
+    let types = harness.event_types("Instance", &instance.to_string()).await;
+    types.iter().filter(|t| *t == "NativeBackupsRead").count()
 }
 
 #[rstest]

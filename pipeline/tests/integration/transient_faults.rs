@@ -328,16 +328,8 @@ async fn the_native_watch_reads_nothing_while_the_key_service_is_down_and_reads_
     let (harness, proxy, pbx, instance_id) = on_kms_with(Some(Fault::NativeBackupDisabled)).await;
     let id = instance_id.to_string();
     let readings = async || {
-        let history = harness
-            .pipeline
-            .store
-            .history("Instance", &id)
-            .await
-            .expect("history");
-        history
-            .iter()
-            .filter(|e| e.event_type == "NativeBackupsRead")
-            .count()
+        let types = harness.event_types("Instance", &id).await;
+        types.iter().filter(|t| *t == "NativeBackupsRead").count()
     };
     let now = Utc::now();
     for (fault, label) in [(0, "throttled"), (1, "refusing")] {
@@ -355,12 +347,7 @@ async fn the_native_watch_reads_nothing_while_the_key_service_is_down_and_reads_
     }
     assert!(proxy.faulted() > 0, "the key service was asked");
     common::deliver_to_alerts(&harness.pipeline, &[("Instance", id.clone())], 2).await;
-    let alerts = harness
-        .pipeline
-        .store
-        .history("InstanceAlerts", &id)
-        .await
-        .expect("alerts");
+    let alerts = harness.event_types("InstanceAlerts", &id).await;
     assert!(alerts.is_empty(), "nothing raised: {alerts:?}");
 
     proxy.pass();
@@ -370,17 +357,8 @@ async fn the_native_watch_reads_nothing_while_the_key_service_is_down_and_reads_
     assert_eq!(sweep.read, vec![id.clone()]);
     assert_eq!(readings().await, 1);
     common::deliver_to_alerts(&harness.pipeline, &[("Instance", id.clone())], 2).await;
-    let alerts = harness
-        .pipeline
-        .store
-        .history("InstanceAlerts", &id)
-        .await
-        .expect("alerts");
     assert_eq!(
-        alerts
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
+        harness.event_types("InstanceAlerts", &id).await,
         ["AlertRaised"]
     );
     pbx.shutdown().await;
